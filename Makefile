@@ -1,0 +1,70 @@
+# minigpt - build, demo and test.
+#   make            build ./minigpt (CPU backend)
+#   make demo       install missing packages, build, train the default model, generate
+#   make test       install missing packages, build, run the whole test suite
+#   make asan       build the sanitizer (ASan+UBSan) variant under build-asan/
+CC      ?= gcc
+BUILD   ?= build
+OPT     ?= -O3 -march=native
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -fopenmp $(OPT) -g -MMD -MP \
+           -Isrc -I/usr/include/x86_64-linux-gnu/openblas-pthread
+LDLIBS  += -lopenblas -lpcre2-8 -lcjson -ledit -lm -fopenmp
+
+SRC      := $(shell find src -name '*.c' -not -path 'src/ops/cuda/*' | sort)
+LIB_SRC  := $(filter-out src/main.c,$(SRC))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/unit/test_*.c)
+TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+ASAN_OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+TOOLS    := $(BUILD)/tools/parity_dump
+
+.PHONY: all demo test check asan clean deps deps-test unit
+all: minigpt
+
+minigpt: $(BUILD)/minigpt
+	cp $< $@
+
+$(BUILD)/minigpt: $(BUILD)/src/main.o $(BUILD)/libminigpt.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/libminigpt.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libminigpt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< $(BUILD)/libminigpt.a -o $@ $(LDLIBS) -lcmocka
+
+$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libminigpt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(BUILD)/libminigpt.a -o $@ $(LDLIBS)
+
+unit: $(TESTS) $(TOOLS)
+
+deps:
+	@scripts/deps.sh build
+deps-test:
+	@scripts/deps.sh test
+
+demo: deps
+	$(MAKE) minigpt
+	./minigpt train --minutes 5
+	./minigpt generate --prompt "O Brasil é" --max-tokens 200 --temperature 0.8 --seed 42
+
+test: deps-test
+	$(MAKE) minigpt unit
+	$(MAKE) asan
+	tests/run_all.sh
+check: test
+
+asan:
+	$(MAKE) BUILD=build-asan OPT="$(ASAN_OPT)" LDLIBS="$(LDLIBS) -fsanitize=address,undefined" \
+	    build-asan/minigpt unit
+
+clean:
+	rm -rf build build-asan minigpt
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
