@@ -1,0 +1,84 @@
+/* kv.c - the inference forward pass with a KV cache, over the ops API. */
+#include "infer/kv.h"
+
+#include <stddef.h>
+
+#include "util/common.h"
+
+kv_state_t *kv_create(gpt_model_t *m, char *err) {
+    const gpt_config_t *c = &m->cfg;
+    size_t T = c->ctx, C = c->dim, L = c->layers;
+    kv_state_t *s = mg_calloc(1, sizeof *s);
+    if (!s) goto oom;
+    s->model = m;
+    struct {
+        float **ptr;
+        size_t n;
+    } parts[] = {
+        {&s->kcache, L * T * C}, {&s->vcache, L * T * C}, {&s->x, T * C},
+        {&s->tmp, T * C},        {&s->ln, T * C},         {&s->qkv, T * 3 * C},
+        {&s->atty, T * C},       {&s->fch, T * 4 * C},    {&s->fchg, T * 4 * C},
+        {&s->logits, (size_t)c->vocab}, {(float **)&s->tok, T},
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) total += parts[i].n;
+    s->block = m->ops->alloc(total * sizeof(float));
+    s->host_logits = mg_malloc((size_t)c->vocab * sizeof(float));
+    if (!s->block || !s->host_logits) goto oom;
+    float *p = s->block;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        *parts[i].ptr = p;
+        p += parts[i].n;
+    }
+    return s;
+oom:
+    mg_fail(err, "out of memory for the KV cache (context %zu, %zu layers)", T, L);
+    kv_free(s);
+    return NULL;
+}
+
+void kv_free(kv_state_t *s) {
+    if (!s) return;
+    if (s->block) s->model->ops->free(s->block);
+    mg_free(s->host_logits);
+    mg_free(s);
+}
+
+void kv_reset(kv_state_t *s) { s->pos = 0; }
+
+int kv_feed(kv_state_t *s, const int32_t *tokens, int n, char *err) {
+    gpt_model_t *m = s->model;
+    const ops_backend_t *ops = m->ops;
+    const gpt_config_t *c = &m->cfg;
+    int C = c->dim, NH = c->heads, V = c->vocab;
+    size_t cache = (size_t)c->ctx * C;
+    if (n < 1) return mg_fail(err, "nothing to feed");
+    if (s->pos + n > c->ctx)
+        return mg_fail(err, "context full: %d + %d tokens exceed %d", s->pos, n, c->ctx);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V) return mg_fail(err, "token id %d out of range", tokens[i]);
+    ops->upload(s->tok, tokens, (size_t)n * sizeof(int32_t));
+    /* tokens (n) -> x (n,C), positions pos.. */
+    ops->embed_forward(s->x, s->tok, m->w.wte, m->w.wpe, 1, n, C, s->pos);
+    for (int l = 0; l < c->layers; l++) {
+        const gpt_layer_t *w = &m->w.layer[l];
+        ops->layernorm_forward(s->ln, NULL, NULL, s->x, w->ln1w, w->ln1b, n, C);
+        ops->matmul_forward(s->qkv, s->ln, w->qkvw, w->qkvb, n, C, 3 * C);
+        ops->attention_cached(s->atty, s->kcache + l * cache, s->vcache + l * cache, s->qkv, n,
+                              s->pos, C, NH);
+        ops->matmul_forward(s->tmp, s->atty, w->projw, w->projb, n, C, C);
+        ops->add(s->x, s->x, s->tmp, (size_t)n * C);
+        ops->layernorm_forward(s->ln, NULL, NULL, s->x, w->ln2w, w->ln2b, n, C);
+        ops->matmul_forward(s->fch, s->ln, w->fcw, w->fcb, n, C, 4 * C);
+        ops->gelu_forward(s->fchg, s->fch, (size_t)n * 4 * C);
+        ops->matmul_forward(s->tmp, s->fchg, w->fc2w, w->fc2b, n, 4 * C, C);
+        ops->add(s->x, s->x, s->tmp, (size_t)n * C);
+    }
+    /* only the last position's logits are needed: (1,C) -> (1,V) */
+    const float *last = s->x + (size_t)(n - 1) * C;
+    ops->layernorm_forward(s->ln, NULL, NULL, last, m->w.lnfw, m->w.lnfb, 1, C);
+    ops->matmul_forward(s->logits, s->ln, m->w.wte, NULL, 1, C, V);
+    ops->download(s->host_logits, s->logits, (size_t)V * sizeof(float));
+    s->pos += n;
+    return 0;
+}

@@ -1,0 +1,118 @@
+/* gpt.h - the GPT-2 model: configuration, presets, the parameter table, and
+ * the training forward/backward pass over the ops API.
+ *
+ * Architecture: token + learned position embeddings; n_layers pre-LayerNorm
+ * blocks x = x + attn(ln1(x)); x = x + mlp(ln2(x)) with causal multi-head
+ * self-attention and a 4x MLP with tanh-GELU; a final LayerNorm; the LM head
+ * is tied to the token embedding. */
+#ifndef MG_GPT_H
+#define MG_GPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops/ops.h"
+
+typedef struct {
+    int vocab;  /* vocabulary size V */
+    int ctx;    /* context length (max positions) */
+    int dim;    /* channels C */
+    int layers; /* L */
+    int heads;  /* NH, dim % heads == 0 */
+} gpt_config_t;
+
+/* Fills cfg from a preset name (micro, mini, small, gpt2); -1 if unknown. */
+int gpt_preset(const char *name, gpt_config_t *cfg, char *err);
+const char *gpt_preset_names(void); /* "micro, mini, small, gpt2" */
+/* Checks ranges (positive, dim % heads, sizes that fit in memory maths). */
+int gpt_config_check(const gpt_config_t *cfg, char *err);
+
+/* One row of the parameter table. The table drives allocation, checkpoint
+ * tensor names, AdamW (decay) and the gradient checks. */
+typedef struct {
+    char name[64];
+    int ndim;
+    int64_t shape[2];
+    size_t offset; /* in floats, into the parameter buffer */
+    size_t numel;
+    int decay; /* weight decay applies (matrices only) */
+} gpt_param_t;
+
+/* Pointers to one layer's tensors, into a parameter-shaped buffer. */
+typedef struct {
+    float *ln1w, *ln1b;   /* (C) */
+    float *qkvw, *qkvb;   /* (3C,C) (3C) */
+    float *projw, *projb; /* (C,C) (C) */
+    float *ln2w, *ln2b;   /* (C) */
+    float *fcw, *fcb;     /* (4C,C) (4C) */
+    float *fc2w, *fc2b;   /* (C,4C) (C) */
+} gpt_layer_t;
+
+/* A parameter-shaped view: used for the weights and for the gradients. */
+typedef struct {
+    float *wte;        /* (V,C) */
+    float *wpe;        /* (ctx,C) */
+    gpt_layer_t *layer; /* L entries */
+    float *lnfw, *lnfb; /* (C) */
+} gpt_view_t;
+
+/* Activations of one training forward pass at (B,T), kept for backward. */
+typedef struct {
+    float *encoded;             /* (B,T,C) */
+    float *ln1, *ln1_mean, *ln1_rstd;
+    float *qkv;                 /* (L,B,T,3C) */
+    float *att;                 /* (L,B,NH,T,T) */
+    float *atty;                /* (L,B,T,C) */
+    float *res2;                /* (L,B,T,C) residual after attention */
+    float *ln2, *ln2_mean, *ln2_rstd;
+    float *fch, *fch_gelu;      /* (L,B,T,4C) */
+    float *res3;                /* (L,B,T,C) residual after the MLP */
+    float *lnf, *lnf_mean, *lnf_rstd;
+    float *logits;              /* (B,T,V); holds dlogits after backward */
+    float *losses;              /* (B,T) */
+    /* backward scratch, reused layer after layer */
+    float *dres, *dc, *d3c, *d4c;
+    int32_t *tokens, *targets; /* (B,T) on the backend */
+} gpt_acts_t;
+
+typedef struct {
+    gpt_config_t cfg;
+    const ops_backend_t *ops;
+    int n_params;
+    gpt_param_t *params; /* the table (host memory) */
+    size_t num_floats;   /* total parameters */
+    float *weights;      /* backend buffers of num_floats each */
+    float *grads;        /* NULL until gpt_alloc_training */
+    float *m, *v;        /* AdamW moments, NULL until gpt_alloc_training */
+    gpt_view_t w, g;     /* views into weights / grads */
+    int B, T;            /* activation capacity (0 until gpt_alloc_training) */
+    int cur_B, cur_T;    /* shape of the last gpt_forward */
+    gpt_acts_t a;
+    float *host_losses;  /* (B,T) host copy */
+    int adam_t;          /* AdamW steps taken */
+} gpt_model_t;
+
+/* Creates a model with zeroed weights on the given backend (NULL on error). */
+gpt_model_t *gpt_create(const gpt_config_t *cfg, const ops_backend_t *ops, char *err);
+void gpt_free(gpt_model_t *m);
+/* GPT-2 initialisation: N(0, 0.02), residual projections scaled by
+ * 1/sqrt(2L), biases 0, LayerNorm weights 1. Deterministic in seed. */
+int gpt_init_weights(gpt_model_t *m, uint64_t seed, char *err);
+/* Allocates gradients, optimizer moments and activations for batches of
+ * (B,T), T <= ctx. Can be called again with another shape. */
+int gpt_alloc_training(gpt_model_t *m, int B, int T, char *err);
+const gpt_param_t *gpt_find_param(const gpt_model_t *m, const char *name);
+
+/* Training pass on host token arrays (B,T), B <= m->B, T <= m->T: forward, then (if targets)
+ * the mean cross-entropy loss, which is returned (NAN if no targets). */
+float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets, int B, int T);
+/* Backward of the last gpt_forward (which needs targets): ACCUMULATES the
+ * gradients of the mean loss into m->grads. */
+void gpt_backward(gpt_model_t *m);
+void gpt_zero_grad(gpt_model_t *m);
+/* One AdamW step over all parameters with global-norm clipping at clip
+ * (<= 0: none). Returns the gradient norm before clipping. */
+float gpt_adamw_step(gpt_model_t *m, float lr, float beta1, float beta2, float eps, float wd,
+                     float clip);
+
+#endif

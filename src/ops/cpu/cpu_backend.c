@@ -1,0 +1,62 @@
+/* cpu_backend.c - the CPU backend: host memory and the kernel table. */
+#include <omp.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "ops/cpu/cpu_kernels.h"
+#include "ops/ops.h"
+#include "util/common.h"
+
+static void *cpu_alloc(size_t bytes) { return mg_calloc(1, bytes ? bytes : 1); }
+static void cpu_free(void *p) { mg_free(p); }
+static void cpu_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
+
+static const ops_backend_t cpu_backend = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .zero = cpu_zero,
+    .embed_forward = cpu_embed_forward,
+    .embed_backward = cpu_embed_backward,
+    .layernorm_forward = cpu_layernorm_forward,
+    .layernorm_backward = cpu_layernorm_backward,
+    .matmul_forward = cpu_matmul_forward,
+    .matmul_backward = cpu_matmul_backward,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward = cpu_attention_backward,
+    .attention_cached = cpu_attention_cached,
+    .gelu_forward = cpu_gelu_forward,
+    .gelu_backward = cpu_gelu_backward,
+    .add = cpu_add,
+    .xent_forward_backward = cpu_xent_forward_backward,
+    .sq_norm = cpu_sq_norm,
+    .adamw = cpu_adamw,
+};
+
+const ops_backend_t *ops_cpu(void) { return &cpu_backend; }
+
+void ops_cpu_set_threads(int n_threads) {
+    if (n_threads <= 0) return;
+    omp_set_num_threads(n_threads);
+    openblas_set_num_threads(n_threads);
+}
+
+int ops_cpu_threads(void) { return omp_get_max_threads(); }
+
+static float *scratch;
+static size_t scratch_len;
+
+float *cpu_scratch(size_t nfloats) {
+    if (nfloats > scratch_len) {
+        float *p = mg_malloc(nfloats * sizeof(float));
+        if (!p) return NULL;
+        mg_free(scratch);
+        scratch = p;
+        scratch_len = nfloats;
+    }
+    return scratch;
+}

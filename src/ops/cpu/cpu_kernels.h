@@ -1,0 +1,40 @@
+/* cpu_kernels.h - the CPU backend's kernels (private to src/ops/cpu/).
+ * Shapes and semantics are documented once, in src/ops/ops.h. */
+#ifndef MG_CPU_KERNELS_H
+#define MG_CPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void cpu_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, int B,
+                       int T, int C, int pos0);
+void cpu_embed_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok, int B,
+                        int T, int C);
+void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
+                           const float *b, int N, int C);
+void cpu_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
+                            const float *w, const float *mean, const float *rstd, int N, int C);
+void cpu_matmul_forward(float *out, const float *x, const float *w, const float *bias, int N, int C,
+                        int OC);
+void cpu_matmul_backward(float *dx, float *dw, float *dbias, const float *dout, const float *x,
+                         const float *w, int N, int C, int OC);
+void cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
+void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
+                            int B, int T, int C, int NH);
+void cpu_attention_cached(float *out, float *kcache, float *vcache, const float *qkv, int n,
+                          int pos0, int C, int NH);
+void cpu_gelu_forward(float *out, const float *x, size_t n);
+void cpu_gelu_backward(float *dx, const float *x, const float *dout, size_t n);
+void cpu_add(float *out, const float *a, const float *b, size_t n);
+void cpu_xent_forward_backward(float *losses, float *dlogits, const float *logits,
+                               const int32_t *targets, int N, int V, float dloss);
+double cpu_sq_norm(const float *x, size_t n);
+void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+               float beta2, float eps, float wd, float grad_scale, int t);
+
+/* A scratch buffer reused across calls (grown when needed), so that no
+ * kernel allocates inside a training step once the first step has run.
+ * Returns NULL only if the allocation fails. */
+float *cpu_scratch(size_t nfloats);
+
+#endif

@@ -1,0 +1,92 @@
+/* ops.h - the backend interface: every numeric kernel the model runs.
+ *
+ * The model code calls only these function pointers. Buffers (parameters,
+ * gradients, activations, token ids) are allocated by the backend and live
+ * where the backend wants them (host memory for the CPU backend, device
+ * memory for a GPU backend): the model may offset such pointers but never
+ * dereferences them; it moves data with upload/download.
+ *
+ * Conventions: row-major; N = B*T rows; C channels; OC output channels;
+ * NH heads of size HS = C/NH. Backward kernels OVERWRITE activation
+ * gradients (dx) unless noted, and ACCUMULATE (+=) into parameter
+ * gradients, so several micro-batches can add up into one step. */
+#ifndef MG_OPS_H
+#define MG_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ops_backend {
+    const char *name;
+
+    /* memory: alloc returns zeroed memory or NULL */
+    void *(*alloc)(size_t bytes);
+    void (*free)(void *p);
+    void (*upload)(void *dst, const void *host_src, size_t bytes);
+    void (*download)(void *host_dst, const void *src, size_t bytes);
+    void (*zero)(void *p, size_t bytes);
+
+    /* out[b,t,:] = wte[tok[b,t],:] + wpe[pos0+t,:]      tok (B,T) -> out (B,T,C) */
+    void (*embed_forward)(float *out, const int32_t *tok, const float *wte, const float *wpe,
+                          int B, int T, int C, int pos0);
+    /* dwte[tok] += dout; dwpe[t] += sum_b dout          dout (B,T,C) */
+    void (*embed_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *tok,
+                           int B, int T, int C);
+
+    /* out = (x - mean) * rstd * w + b over the last dim  x (N,C) -> out (N,C);
+     * mean, rstd (N) are saved for backward (may be NULL at inference) */
+    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *x,
+                              const float *w, const float *b, int N, int C);
+    /* dx += ..., dw += ..., db += ...  (dx ACCUMULATES: it is the residual stream) */
+    void (*layernorm_backward)(float *dx, float *dw, float *db, const float *dout, const float *x,
+                               const float *w, const float *mean, const float *rstd, int N, int C);
+
+    /* out = x @ w^T + bias     x (N,C), w (OC,C), bias (OC) or NULL -> out (N,OC) */
+    void (*matmul_forward)(float *out, const float *x, const float *w, const float *bias, int N,
+                           int C, int OC);
+    /* dx = dout @ w (overwrite); dw += dout^T @ x; dbias += sum_n dout (if not NULL) */
+    void (*matmul_backward)(float *dx, float *dw, float *dbias, const float *dout, const float *x,
+                            const float *w, int N, int C, int OC);
+
+    /* causal self-attention   qkv (B,T,3C) -> out (B,T,C);
+     * att (B,NH,T,T) keeps the softmax probabilities for backward */
+    void (*attention_forward)(float *out, float *att, const float *qkv, int B, int T, int C,
+                              int NH);
+    /* dqkv (B,T,3C) = gradient wrt qkv (overwrite)     dout (B,T,C) */
+    void (*attention_backward)(float *dqkv, const float *dout, const float *qkv, const float *att,
+                               int B, int T, int C, int NH);
+    /* Inference with a KV cache (batch 1): the n new rows of qkv (n,3C) are
+     * at positions pos0..pos0+n-1; their k and v are stored into kcache and
+     * vcache (max_T, C), then each attends to positions 0..itself.
+     * out (n,C). */
+    void (*attention_cached)(float *out, float *kcache, float *vcache, const float *qkv, int n,
+                             int pos0, int C, int NH);
+
+    /* GELU, tanh approximation      x (n) -> out (n) */
+    void (*gelu_forward)(float *out, const float *x, size_t n);
+    /* dx = dout * gelu'(x) (overwrite; dx may alias dout) */
+    void (*gelu_backward)(float *dx, const float *x, const float *dout, size_t n);
+
+    /* out = a + b (out may alias a) */
+    void (*add)(float *out, const float *a, const float *b, size_t n);
+
+    /* Softmax cross-entropy over logits (N,V): losses (N) = -log p[target].
+     * When dlogits is not NULL it gets (softmax - onehot(target)) * dloss;
+     * dlogits may alias logits. */
+    void (*xent_forward_backward)(float *losses, float *dlogits, const float *logits,
+                                  const int32_t *targets, int N, int V, float dloss);
+
+    /* sum of squares, accumulated in double (for global-norm clipping) */
+    double (*sq_norm)(const float *x, size_t n);
+    /* AdamW step t (1-based) on n parameters: g is scaled by grad_scale
+     * first (clipping); weight decay wd is decoupled. */
+    void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                  float beta2, float eps, float wd, float grad_scale, int t);
+} ops_backend_t;
+
+/* The CPU backend: OpenMP + BLAS. n_threads <= 0 keeps the OpenMP default. */
+const ops_backend_t *ops_cpu(void);
+void ops_cpu_set_threads(int n_threads);
+int ops_cpu_threads(void);
+
+#endif
