@@ -1,0 +1,125 @@
+/* generate.c - `minigpt generate`: load a checkpoint, stream a continuation
+ * of the prompt to stdout, a stats line to stderr. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "infer/generate.h"
+#include "io/checkpoint.h"
+#include "util/common.h"
+
+static const char usage[] =
+    "usage: minigpt generate --prompt TEXT [options]\n"
+    "  --checkpoint FILE  model to load (default models/best_model.safetensors,\n"
+    "                     else models/mini_gpt.safetensors)\n"
+    "  --max-tokens N     tokens to generate (default 200)\n"
+    "  --temperature T    0 is greedy (default 0.8)\n"
+    "  --top-k K          keep the K most likely tokens (default 0: off)\n"
+    "  --top-p P          keep the smallest set with probability >= P (default 0.95)\n"
+    "  --seed S           sampling seed (default: from the clock; printed)\n"
+    "  --show-tokens      print the prompt's tokens and ids first\n"
+    "  --threads N        CPU threads (default: all cores)\n";
+
+static void on_text(void *ctx, const char *bytes, size_t n) {
+    (void)ctx;
+    fwrite(bytes, 1, n, stdout);
+    fflush(stdout);
+}
+
+static void show_tokens(const bpe_t *tok, const int32_t *ids, size_t n) {
+    printf("prompt: %zu tokens\n", n);
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        const unsigned char *b = bpe_token_bytes(tok, ids[i], &len);
+        printf("  %5d  \"", ids[i]);
+        for (size_t k = 0; k < len; k++) {
+            if (b[k] == '"' || b[k] == '\\') printf("\\%c", b[k]);
+            else if (b[k] < 0x20) printf("\\x%02x", b[k]);
+            else putchar(b[k]);
+        }
+        printf("\"\n");
+    }
+}
+
+int cli_generate(int argc, char **argv, char *err) {
+    static const struct option opts[] = {
+        {"checkpoint", required_argument, 0, 'c'}, {"prompt", required_argument, 0, 'p'},
+        {"max-tokens", required_argument, 0, 'n'}, {"temperature", required_argument, 0, 't'},
+        {"top-k", required_argument, 0, 'k'},      {"top-p", required_argument, 0, 'P'},
+        {"seed", required_argument, 0, 's'},       {"show-tokens", no_argument, 0, 'v'},
+        {"threads", required_argument, 0, 'j'},    {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *path = NULL, *prompt = NULL;
+    long max_tokens = 200, top_k = 0, seed = -1, threads = 0;
+    double temp = 0.8, top_p = 0.95;
+    int show = 0, c, rc = CLI_ERR;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'p': prompt = optarg; break;
+        case 'n': bad = cli_int("max-tokens", optarg, 1, 1 << 24, &max_tokens, err); break;
+        case 't': bad = cli_float("temperature", optarg, 0, 100, &temp, err); break;
+        case 'k': bad = cli_int("top-k", optarg, 0, 1 << 24, &top_k, err); break;
+        case 'P': bad = cli_float("top-p", optarg, 1e-6, 1, &top_p, err); break;
+        case 's': bad = cli_int("seed", optarg, 0, 1L << 62, &seed, err); break;
+        case 'v': show = 1; break;
+        case 'j': bad = cli_int("threads", optarg, 1, 1024, &threads, err); break;
+        case 'h': fputs(usage, stdout); return CLI_OK;
+        default: return cli_bad_option("generate", c, argv, err);
+        }
+        if (bad) return CLI_USAGE;
+    }
+    if (optind < argc) {
+        mg_fail(err, "generate: unexpected argument '%s'", argv[optind]);
+        return CLI_USAGE;
+    }
+    if (!prompt || !*prompt) {
+        mg_fail(err, "generate: --prompt TEXT is required (see 'minigpt generate --help')");
+        return CLI_USAGE;
+    }
+    if (!path) path = cli_default_checkpoint("models");
+    ops_cpu_set_threads((int)threads);
+    if (seed < 0) seed = (long)time(NULL);
+
+    ckpt_t *ck = NULL;
+    kv_state_t *kv = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    ck = ckpt_load(path, ops_cpu(), err);
+    if (!ck) goto done;
+    if (bpe_encode(ck->tok, prompt, strlen(prompt), &ids, &n, err) != 0) goto done;
+    if (n > (size_t)ck->model->cfg.ctx) {
+        mg_fail(err, "generate: the prompt is %zu tokens long but the model's context is %d", n,
+                ck->model->cfg.ctx);
+        goto done;
+    }
+    kv = kv_create(ck->model, err);
+    if (!kv) goto done;
+    if (show) show_tokens(ck->tok, ids, n);
+    mg_rng_t rng;
+    mg_rng_seed(&rng, (uint64_t)seed);
+    gen_opts_t go = {.sample = {(float)temp, (int)top_k, (float)top_p},
+                     .max_tokens = (int)max_tokens, .rng = &rng, .on_text = on_text};
+    gen_stats_t st;
+    fputs(prompt, stdout);
+    if (gen_run(kv, ck->tok, ids, (int)n, &go, &st, err) != 0) goto done;
+    printf("\n");
+    fflush(stdout);
+    fprintf(stderr,
+            "[%d prompt tokens in %.3f s, %d new tokens in %.3f s: %.1f tok/s; stopped: %s; "
+            "seed %ld]\n",
+            st.prompt_tokens, st.prefill_s, st.new_tokens, st.decode_s,
+            st.decode_s > 0 ? st.new_tokens / st.decode_s : 0.0, gen_stop_name(st.stop), seed);
+    rc = CLI_OK;
+done:
+    mg_free(ids);
+    kv_free(kv);
+    ckpt_free(ck);
+    return rc;
+}

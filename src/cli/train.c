@@ -1,0 +1,155 @@
+/* train.c - `minigpt train`: flags to train_opts_t, and progress display
+ * (a progress bar on a terminal, plain log lines otherwise). */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "ops/ops.h"
+#include "train/trainer.h"
+#include "util/common.h"
+
+static const char usage[] =
+    "usage: minigpt train [options]\n"
+    "  --data FILE        training text (default data/corpus_pt_br.txt)\n"
+    "  --out DIR          where checkpoints go (default models/)\n"
+    "  --steps N | --epochs N | --minutes M\n"
+    "                     training budget (default --minutes 5)\n"
+    "  --preset NAME      micro, mini (default), small, gpt2\n"
+    "  --layers N --heads N --dim N --ctx N --vocab N\n"
+    "                     override the preset's shape (vocab: tokenizer size)\n"
+    "  --batch B          sequences per step (default 8)\n"
+    "  --lr LR            peak learning rate (default 1e-3)\n"
+    "  --warmup N         warm-up steps (default 50)\n"
+    "  --weight-decay W   AdamW decay on matrices (default 0.1)\n"
+    "  --eval-every N     validation every N steps (default 100; 0: epochs only)\n"
+    "  --eval-batches N   batches per validation (default 10)\n"
+    "  --seed S           seed for weights and data order (default 1337)\n"
+    "  --threads N        CPU threads (default: all cores)\n";
+
+typedef struct {
+    int tty;
+    long log_every;
+} view_t;
+
+static void fmt_time(double s, char *buf, size_t n) {
+    if (s < 60)
+        snprintf(buf, n, "%.0fs", s);
+    else
+        snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+}
+
+static void on_event(void *ctx, const train_event_t *e) {
+    view_t *v = ctx;
+    char eta[32], el[32];
+    switch (e->kind) {
+    case TE_INFO:
+        printf("%s\n", e->msg);
+        break;
+    case TE_STEP:
+        fmt_time(e->eta_s, eta, sizeof eta);
+        fmt_time(e->elapsed_s, el, sizeof el);
+        if (v->tty) {
+            char bar[21] = "....................";
+            int fill = e->total_steps ? (int)(20.0 * e->step / e->total_steps) : 0;
+            for (int i = 0; i < fill && i < 20; i++) bar[i] = '#';
+            fprintf(stderr, "\r\033[Kstep %ld/%ld [%s] loss %.4f lr %.2e %.0f tok/s  %s elapsed, ETA %s",
+                    e->step, e->total_steps, bar, e->loss, e->lr, e->tok_per_s, el, eta);
+            fflush(stderr);
+        } else if (e->step == 1 || e->step % v->log_every == 0 || e->step == e->total_steps) {
+            printf("step %ld/%ld loss %.4f lr %.2e grad-norm %.3f %.0f tok/s elapsed %s ETA %s\n",
+                   e->step, e->total_steps, e->loss, e->lr, e->grad_norm, e->tok_per_s, el, eta);
+        }
+        break;
+    case TE_EVAL:
+        if (v->tty) fprintf(stderr, "\r\033[K");
+        printf("step %ld: val loss %.4f\n", e->step, e->val_loss);
+        break;
+    case TE_EPOCH:
+        if (v->tty) fprintf(stderr, "\r\033[K");
+        printf("epoch %d: train loss %.4f, val loss %.4f, %.0f tok/s\n", e->epoch, e->loss,
+               e->val_loss, e->tok_per_s);
+        break;
+    case TE_SAVE:
+        if (v->tty) fprintf(stderr, "\r\033[K");
+        printf("saved %s (step %ld)\n", e->msg, e->step);
+        break;
+    }
+    fflush(stdout);
+}
+
+int cli_train(int argc, char **argv, char *err) {
+    static const struct option opts[] = {
+        {"data", required_argument, 0, 'd'},   {"out", required_argument, 0, 'o'},
+        {"steps", required_argument, 0, 's'},  {"epochs", required_argument, 0, 'e'},
+        {"minutes", required_argument, 0, 'm'}, {"preset", required_argument, 0, 'p'},
+        {"layers", required_argument, 0, 'L'}, {"heads", required_argument, 0, 'H'},
+        {"dim", required_argument, 0, 'D'},    {"ctx", required_argument, 0, 'T'},
+        {"vocab", required_argument, 0, 'V'},  {"batch", required_argument, 0, 'b'},
+        {"lr", required_argument, 0, 'l'},     {"warmup", required_argument, 0, 'w'},
+        {"weight-decay", required_argument, 0, 'W'}, {"eval-every", required_argument, 0, 'E'},
+        {"eval-batches", required_argument, 0, 'B'}, {"seed", required_argument, 0, 'S'},
+        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    train_opts_t o;
+    train_defaults(&o);
+    o.data_path = "data/corpus_pt_br.txt";
+    cli_shape_t shape = {0};
+    long n, threads = 0;
+    double f;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case 'd': o.data_path = optarg; break;
+        case 'o': o.out_dir = optarg; break;
+        case 's': bad = cli_int("steps", optarg, 1, 1L << 40, &o.steps, err); break;
+        case 'e': bad = cli_int("epochs", optarg, 1, 1 << 20, &n, err); o.epochs = (int)n; break;
+        case 'm': bad = cli_float("minutes", optarg, 0.01, 1e6, &o.minutes, err); break;
+        case 'p': shape.preset = optarg; break;
+        case 'L': bad = cli_int("layers", optarg, 1, 256, &shape.layers, err); break;
+        case 'H': bad = cli_int("heads", optarg, 1, 1 << 14, &shape.heads, err); break;
+        case 'D': bad = cli_int("dim", optarg, 1, 1 << 14, &shape.dim, err); break;
+        case 'T': bad = cli_int("ctx", optarg, 1, 1 << 16, &shape.ctx, err); break;
+        case 'V': bad = cli_int("vocab", optarg, 260, 1 << 20, &shape.vocab, err); break;
+        case 'b': bad = cli_int("batch", optarg, 1, 1 << 16, &n, err); o.batch = (int)n; break;
+        case 'l': bad = cli_float("lr", optarg, 1e-9, 10, &f, err); o.lr = (float)f; break;
+        case 'w': bad = cli_int("warmup", optarg, 1, 1L << 40, &n, err); o.warmup = (int)n; break;
+        case 'W': bad = cli_float("weight-decay", optarg, 0, 10, &f, err); o.wd = (float)f; break;
+        case 'E': bad = cli_int("eval-every", optarg, 0, 1L << 40, &n, err); o.eval_every = (int)n; break;
+        case 'B': bad = cli_int("eval-batches", optarg, 1, 1 << 20, &n, err); o.eval_batches = (int)n; break;
+        case 'S': bad = cli_int("seed", optarg, 0, 1L << 62, &n, err); o.seed = (uint64_t)n; break;
+        case 't': bad = cli_int("threads", optarg, 1, 1024, &threads, err); break;
+        case 'h': fputs(usage, stdout); return CLI_OK;
+        default: return cli_bad_option("train", c, argv, err);
+        }
+        if (bad) return CLI_USAGE;
+    }
+    if (optind < argc) {
+        mg_fail(err, "train: unexpected argument '%s'", argv[optind]);
+        return CLI_USAGE;
+    }
+    if ((o.steps > 0) + (o.epochs > 0) + (o.minutes > 0) > 1) {
+        mg_fail(err, "train: give only one of --steps, --epochs, --minutes");
+        return CLI_USAGE;
+    }
+    if (!o.steps && !o.epochs && !o.minutes) o.minutes = 5;
+    if (cli_shape(&shape, &o.cfg, err) != 0) return CLI_USAGE;
+    if (access(o.data_path, R_OK) != 0) {
+        mg_fail(err, "train: cannot read data file '%s'", o.data_path);
+        return CLI_ERR;
+    }
+    ops_cpu_set_threads((int)threads);
+    o.ops = ops_cpu();
+    view_t view = {.tty = isatty(STDERR_FILENO), .log_every = 10};
+    o.on_event = on_event;
+    o.ctx = &view;
+    printf("minigpt train: %s on %s, %d threads, backend %s\n",
+           shape.preset ? shape.preset : "mini", o.data_path, ops_cpu_threads(), o.ops->name);
+    if (train_run(&o, err) != 0) return CLI_ERR;
+    return CLI_OK;
+}

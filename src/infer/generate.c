@@ -1,0 +1,81 @@
+/* generate.c - the generation loop with UTF-8-safe streaming. */
+#include "infer/generate.h"
+
+#include <string.h>
+
+#include "infer/utf8.h"
+#include "util/common.h"
+
+const char *gen_stop_name(gen_stop_t s) {
+    switch (s) {
+    case GEN_STOP_EOS: return "end-of-text token";
+    case GEN_STOP_MAX_TOKENS: return "max tokens reached";
+    case GEN_STOP_CONTEXT: return "context window full";
+    }
+    return "?";
+}
+
+/* bytes produced but not yet emitted because they end mid-character */
+typedef struct {
+    unsigned char buf[64];
+    size_t n;
+} pending_t;
+
+static void emit(const gen_opts_t *o, pending_t *pd, const unsigned char *b, size_t n, int flush) {
+    while (n > 0 || flush) {
+        size_t take = MG_MIN(n, sizeof pd->buf - pd->n);
+        memcpy(pd->buf + pd->n, b, take);
+        pd->n += take;
+        b += take;
+        n -= take;
+        size_t ok = flush && n == 0 ? pd->n : utf8_complete_prefix(pd->buf, pd->n);
+        if (ok && o->on_text) o->on_text(o->ctx, (const char *)pd->buf, ok);
+        memmove(pd->buf, pd->buf + ok, pd->n - ok);
+        pd->n -= ok;
+        if (n == 0) break;
+    }
+}
+
+int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, const gen_opts_t *o,
+            gen_stats_t *st, char *err) {
+    const gpt_config_t *c = &kv->model->cfg;
+    float *scratch = NULL;
+    memset(st, 0, sizeof *st);
+    st->prompt_tokens = n;
+    if (n < 1) return mg_fail(err, "the prompt is empty");
+    if (kv->pos + n > c->ctx)
+        return mg_fail(err, "the prompt has %d tokens but the context holds %d", n, c->ctx - kv->pos);
+    scratch = mg_malloc(2 * (size_t)c->vocab * sizeof(float));
+    if (!scratch) return mg_fail(err, "out of memory");
+    double t0 = mg_now();
+    if (kv_feed(kv, prompt, n, err) != 0) goto fail;
+    st->prefill_s = mg_now() - t0;
+    pending_t pd = {.n = 0};
+    double t1 = mg_now();
+    st->stop = GEN_STOP_MAX_TOKENS;
+    for (int i = 0; i < o->max_tokens; i++) {
+        int32_t id = sample_token(kv->host_logits, c->vocab, &o->sample, o->rng, scratch, NULL, 0);
+        if (o->on_token) o->on_token(o->ctx, id, kv->host_logits);
+        if (id == BPE_EOS) {
+            st->stop = GEN_STOP_EOS;
+            break;
+        }
+        st->new_tokens++;
+        size_t len;
+        const unsigned char *bytes = bpe_token_bytes(tok, id, &len);
+        if (bytes && id >= BPE_BYTE0) emit(o, &pd, bytes, len, 0);
+        if (i + 1 == o->max_tokens) break;
+        if (kv->pos >= c->ctx) {
+            st->stop = GEN_STOP_CONTEXT;
+            break;
+        }
+        if (kv_feed(kv, &id, 1, err) != 0) goto fail;
+    }
+    emit(o, &pd, NULL, 0, 1);
+    st->decode_s = mg_now() - t1;
+    mg_free(scratch);
+    return 0;
+fail:
+    mg_free(scratch);
+    return -1;
+}

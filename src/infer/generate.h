@@ -1,0 +1,38 @@
+/* generate.h - streaming text generation: prefill the prompt into the KV
+ * cache, then one incremental step per new token. */
+#ifndef MG_GENERATE_H
+#define MG_GENERATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infer/kv.h"
+#include "infer/sample.h"
+#include "tokenizer/bpe.h"
+
+typedef enum { GEN_STOP_EOS, GEN_STOP_MAX_TOKENS, GEN_STOP_CONTEXT } gen_stop_t;
+
+typedef struct {
+    sample_opts_t sample;
+    int max_tokens;
+    mg_rng_t *rng;
+    /* called with each run of complete UTF-8 characters as they appear */
+    void (*on_text)(void *ctx, const char *bytes, size_t n);
+    /* called with each token id as sampled (may be NULL) */
+    void (*on_token)(void *ctx, int id, const float *logits);
+    void *ctx;
+} gen_opts_t;
+
+typedef struct {
+    int prompt_tokens, new_tokens;
+    double prefill_s, decode_s; /* wall time of the prefill and of the rest */
+    gen_stop_t stop;
+} gen_stats_t;
+
+/* Feeds prompt (n ids) at the cache's current position and generates.
+ * Errors: empty prompt, prompt longer than the remaining context. */
+int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, const gen_opts_t *o,
+            gen_stats_t *st, char *err);
+const char *gen_stop_name(gen_stop_t s);
+
+#endif

@@ -1,0 +1,26 @@
+/* sample.h - choosing the next token from logits: greedy, temperature,
+ * top-k and top-p (nucleus) sampling. */
+#ifndef MG_SAMPLE_H
+#define MG_SAMPLE_H
+
+#include "util/common.h"
+
+typedef struct {
+    float temperature; /* 0: greedy (argmax) */
+    int top_k;         /* 0: off */
+    float top_p;       /* 1: off */
+} sample_opts_t;
+
+/* One candidate token after the cuts, for display (educational mode). */
+typedef struct {
+    int id;
+    float prob; /* probability after temperature and cuts */
+} sample_cand_t;
+
+/* Picks a token id from logits (V). scratch must hold 2*V floats.
+ * If cands is not NULL, the top n_cands candidates (by probability after
+ * temperature, before renormalising the cut) are written there. */
+int sample_token(const float *logits, int V, const sample_opts_t *o, mg_rng_t *rng,
+                 float *scratch, sample_cand_t *cands, int n_cands);
+
+#endif

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# bad_input.sh - wrong flags and bad files get one line on stderr and the
+# right exit code (2 usage, 1 runtime), never a crash.
+set -u
+cd "$(dirname "$0")/.."
+. tests/lib.sh
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+echo "bad input"
+expect_exit 2 "no command" "$MINIGPT"
+expect_exit 2 "unknown command" "$MINIGPT" fly
+expect_exit 2 "train: unknown flag" "$MINIGPT" train --bogus
+expect "... names the flag" grep -q -- "--bogus" <<<"$LAST_ERR"
+expect_exit 2 "train: missing value" "$MINIGPT" train --steps
+expect_exit 2 "train: non-numeric value" "$MINIGPT" train --steps abc
+expect_exit 2 "train: out-of-range value" "$MINIGPT" train --batch 0
+expect_exit 2 "train: unknown preset" "$MINIGPT" train --preset huge
+expect_exit 2 "train: heads must divide dim" "$MINIGPT" train --dim 30 --heads 4
+expect_exit 2 "train: two budgets" "$MINIGPT" train --steps 3 --minutes 1
+expect_exit 1 "train: missing data file" "$MINIGPT" train --data "$T/nope.txt"
+expect "... names the file" grep -q "nope.txt" <<<"$LAST_ERR"
+: >"$T/empty.txt"
+expect_exit 1 "train: empty corpus" "$MINIGPT" train --data "$T/empty.txt" --out "$T/m"
+printf 'ab' >"$T/small.txt"
+expect_exit 1 "train: corpus too small for the context" "$MINIGPT" train --data "$T/small.txt" --preset micro --steps 1 --out "$T/m"
+expect_exit 1 "train: unwritable output directory" "$MINIGPT" train --preset micro --steps 1 --out /proc/nope
+expect_exit 2 "generate: no prompt" "$MINIGPT" generate
+expect_exit 2 "generate: bad temperature" "$MINIGPT" generate --prompt x --temperature -1
+expect_exit 1 "generate: missing checkpoint" "$MINIGPT" generate --prompt x --checkpoint "$T/none.safetensors"
+echo "not a model" >"$T/junk.safetensors"
+expect_exit 1 "generate: not a safetensors file" "$MINIGPT" generate --prompt x --checkpoint "$T/junk.safetensors"
+printf '\x10\x00\x00\x00\x00\x00\x00\x00{"a":1}' >"$T/trunc.safetensors"
+expect_exit 1 "generate: truncated header" "$MINIGPT" generate --prompt x --checkpoint "$T/trunc.safetensors"

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# e2e.sh - end to end through the CLI: train `micro` a few steps on a slice
+# of the corpus, check what was written, generate (deterministic per seed),
+# rerun training (bit-identical losses), read the checkpoint from Python.
+set -u
+cd "$(dirname "$0")/.."
+. tests/lib.sh
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+head -c 400000 data/corpus_pt_br.txt >"$T/slice.txt"
+train() { "$MINIGPT" train --data "$T/slice.txt" --preset micro --steps 40 --batch 4 \
+              --eval-every 20 --threads 2 --seed 3 "$@"; }
+
+echo "e2e: train micro 40 steps"
+expect "train exits 0" train --out "$T/m1" >"$T/log1"
+for f in best_model.safetensors mini_gpt.safetensors tokenizer.json; do
+    expect "train wrote $f" test -s "$T/m1/$f"
+done
+echo "  files written: $(cd "$T/m1" && ls | tr '\n' ' ')"
+first=$(grep -m1 '^step 1/' "$T/log1" | sed 's/.* loss \([0-9.]*\).*/\1/')
+last=$(grep '^step 40/' "$T/log1" | sed 's/.* loss \([0-9.]*\).*/\1/')
+expect "loss falls ($first -> $last)" awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.5) }'
+expect "validation loss reported" grep -q "val loss" "$T/log1"
+
+echo "e2e: determinism"
+train --out "$T/m2" >"$T/log2"
+losses() { grep -E '^step [0-9]+' "$1" | sed -E 's/ [0-9]+ tok\/s.*//'; }
+expect "same seed and threads: identical losses" cmp -s <(losses "$T/log1") <(losses "$T/log2")
+expect "same seed: identical tokenizer" cmp -s "$T/m1/tokenizer.json" "$T/m2/tokenizer.json"
+
+echo "e2e: generate"
+gen() { "$MINIGPT" generate --checkpoint "$T/m1/mini_gpt.safetensors" --prompt "O Brasil é" \
+            --max-tokens 30 --threads 2 "$@" 2>>"$T/gen.err"; }
+gen --seed 5 >"$T/g1"; gen --seed 5 >"$T/g2"; gen --seed 6 >"$T/g3"
+expect "generate twice, one seed: same text" cmp -s "$T/g1" "$T/g2"
+expect "generated text starts with the prompt and continues" \
+    awk 'NR==1 && length($0) > length("O Brasil é") + 5 && index($0, "O Brasil é") == 1 { ok=1 } END { exit !ok }' "$T/g1"
+expect "another seed: other text" bash -c "! cmp -s '$T/g1' '$T/g3'"
+gen --temperature 0 >"$T/g4"; gen --temperature 0 --seed 99 >"$T/g5"
+expect "temperature 0 is greedy (seed-independent)" cmp -s "$T/g4" "$T/g5"
+expect "stats line on stderr" grep -q "tok/s; stopped: max tokens reached" "$T/gen.err"
+expect "generated output is valid UTF-8" iconv -f UTF-8 -t UTF-8 "$T/g1" -o /dev/null
+gen --show-tokens --max-tokens 1 >"$T/g6"
+expect "--show-tokens lists ids" grep -q 'prompt: [0-9]* tokens' "$T/g6"
+long=$(head -c 3000 data/corpus_pt_br.txt)
+expect_exit 1 "prompt longer than the context: exit 1" \
+    "$MINIGPT" generate --checkpoint "$T/m1/mini_gpt.safetensors" --prompt "$long"
+expect "... and says so" grep -q "context" <<<"$LAST_ERR"
+expect_exit 0 "invalid UTF-8 prompt is encoded byte by byte" \
+    "$MINIGPT" generate --checkpoint "$T/m1/mini_gpt.safetensors" --prompt $'caf\xe9 \xff' --max-tokens 5
+
+echo "e2e: epochs"
+head -c 60000 data/corpus_pt_br.txt >"$T/tiny.txt"
+expect "train --epochs 2 exits 0" "$MINIGPT" train --data "$T/tiny.txt" --preset micro --epochs 2 \
+    --batch 8 --threads 2 --out "$T/m3" >"$T/log3"
+expect "epoch checkpoints written" test -s "$T/m3/checkpoint_epoch_1.safetensors" -a -s "$T/m3/checkpoint_epoch_2.safetensors"
+expect "one line per epoch" test "$(grep -c '^epoch [0-9]*: train loss' "$T/log3")" -eq 2
+
+echo "e2e: the checkpoint from Python"
+expect "safetensors readable by an independent reader, metadata complete" /usr/bin/python3 - "$T/m1/mini_gpt.safetensors" <<'PY'
+import json, sys
+sys.path.insert(0, "tests")
+import st_reader
+t, meta = st_reader.load(sys.argv[1])
+for k in ("model_config", "tokenizer", "training_metadata", "performance_metrics", "creation_timestamp"):
+    assert k in meta, k
+cfg = json.loads(meta["model_config"]); tm = json.loads(meta["training_metadata"])
+assert t["token_embedding.weight"].shape == (cfg["vocab_size"], cfg["d_model"])
+assert tm["step"] == 40 and tm["val_loss"] > 0
+tok = json.loads(meta["tokenizer"])
+assert tok["model"]["type"] == "BPE" and tok["added_tokens"][3]["content"] == "<EOS>"
+PY

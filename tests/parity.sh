@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# parity.sh - minigpt vs PyTorch (tests/parity.py), and proof that the
+# comparison can fail: a perturbed gradient must be caught.
+set -u
+cd "$(dirname "$0")/.."
+. tests/lib.sh
+DUMP=${DUMP:-build/tools/parity_dump}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+echo "parity with PyTorch"
+mkdir -p "$T/ok" "$T/bad"
+"$DUMP" "$T/ok" && "$DUMP" "$T/bad" --perturb
+/usr/bin/python3 tests/parity.py "$T/ok" >"$T/ok.log" 2>&1
+rc=$?
+sed 's/^/  | /' "$T/ok.log"
+expect "logits, loss, gradients, 10 AdamW steps match PyTorch" test $rc -eq 0
+/usr/bin/python3 tests/parity.py "$T/bad" >"$T/bad.log" 2>&1
+rc=$?
+expect "a perturbed gradient makes the parity test fail" test $rc -eq 1
+expect "... and it names the perturbed tensor" grep -q "FAIL grad.transformer.layers.1.mlp.fc.weight" "$T/bad.log"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# run_all.sh - the whole suite (what `make test` runs after building):
+# unit tests (cmocka), PyTorch parity, CLI end to end, bad input, and the
+# same again under ASan+UBSan. Ends with "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+export RESULTS; RESULTS=$(mktemp)
+. tests/lib.sh
+start=$(date +%s)
+
+unit() { # unit DIR LABEL
+    for t in "$1"/tests/test_*; do
+        [ -x "$t" ] || continue
+        echo "== $2 $(basename "$t")"
+        expect "$2 $(basename "$t")" "$t"
+    done
+}
+
+unit build unit
+bash tests/parity.sh
+MINIGPT=./minigpt bash tests/e2e.sh
+MINIGPT=./minigpt bash tests/bad_input.sh
+
+echo "== sanitizers (ASan+UBSan)"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+unit build-asan asan
+MINIGPT=build-asan/minigpt bash tests/bad_input.sh
+DUMP=build-asan/tools/parity_dump bash tests/parity.sh
+
+passed=$(grep -c '^pass' "$RESULTS")
+failed=$(grep -c '^fail' "$RESULTS")
+echo
+echo "suite took $(( $(date +%s) - start )) s"
+if [ "$failed" -gt 0 ]; then
+    echo "failures:"; grep '^fail' "$RESULTS" | sed 's/^fail /  /'
+fi
+echo "$passed passed, $failed failed"
+rm -f "$RESULTS"
+[ "$failed" -eq 0 ]
