@@ -26,7 +26,7 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
     char err[MG_ERR_LEN] = "";
     if (argc < 2) {
-        usage(stderr);
+        fprintf(stderr, "minigpt: no command given (try 'minigpt --help')\n");
         return CLI_USAGE;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {

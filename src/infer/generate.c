@@ -29,7 +29,10 @@ static void emit(const gen_opts_t *o, pending_t *pd, const unsigned char *b, siz
         b += take;
         n -= take;
         size_t ok = flush && n == 0 ? pd->n : utf8_complete_prefix(pd->buf, pd->n);
-        if (ok && o->on_text) o->on_text(o->ctx, (const char *)pd->buf, ok);
+        if (ok && o->on_text) {
+            unsigned char text[3 * sizeof pd->buf];
+            o->on_text(o->ctx, (const char *)text, utf8_repair(pd->buf, ok, text));
+        }
         memmove(pd->buf, pd->buf + ok, pd->n - ok);
         pd->n -= ok;
         if (n == 0) break;

@@ -16,7 +16,8 @@ typedef struct {
     sample_opts_t sample;
     int max_tokens;
     mg_rng_t *rng;
-    /* called with each run of complete UTF-8 characters as they appear */
+    /* called with each run of complete UTF-8 characters as they appear
+     * (bytes that can never form a character come as U+FFFD) */
     void (*on_text)(void *ctx, const char *bytes, size_t n);
     /* called with each token id as sampled (may be NULL) */
     void (*on_token)(void *ctx, int id, const float *logits);

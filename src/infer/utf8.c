@@ -22,19 +22,40 @@ size_t utf8_complete_prefix(const unsigned char *s, size_t n) {
     return n;
 }
 
+/* length of the valid sequence at s (n bytes available), 0 if invalid */
+static int valid_seq(const unsigned char *s, size_t n) {
+    int len = seq_len(s[0]);
+    if (len == 0 || (size_t)len > n) return 0;
+    for (int k = 1; k < len; k++)
+        if ((s[k] & 0xC0) != 0x80) return 0;
+    /* overlongs, surrogates, beyond U+10FFFF */
+    if (len == 3 && s[0] == 0xE0 && s[1] < 0xA0) return 0;
+    if (len == 3 && s[0] == 0xED && s[1] >= 0xA0) return 0;
+    if (len == 4 && s[0] == 0xF0 && s[1] < 0x90) return 0;
+    if (len == 4 && s[0] == 0xF4 && s[1] >= 0x90) return 0;
+    return len;
+}
+
 int utf8_valid(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        int len = seq_len(s[i]);
-        if (len == 0 || i + len > n) return 0;
-        for (int k = 1; k < len; k++)
-            if ((s[i + k] & 0xC0) != 0x80) return 0;
-        /* overlongs and surrogates */
-        if (len == 3 && s[i] == 0xE0 && s[i + 1] < 0xA0) return 0;
-        if (len == 3 && s[i] == 0xED && s[i + 1] >= 0xA0) return 0;
-        if (len == 4 && s[i] == 0xF0 && s[i + 1] < 0x90) return 0;
-        if (len == 4 && s[i] == 0xF4 && s[i + 1] >= 0x90) return 0;
+    for (size_t i = 0; i < n;) {
+        int len = valid_seq(s + i, n - i);
+        if (!len) return 0;
         i += len;
     }
     return 1;
+}
+
+size_t utf8_repair(const unsigned char *s, size_t n, unsigned char *out) {
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        int len = valid_seq(s + i, n - i);
+        if (len) {
+            for (int k = 0; k < len; k++) out[o++] = s[i + k];
+            i += len;
+        } else {
+            out[o++] = 0xEF, out[o++] = 0xBF, out[o++] = 0xBD;
+            i++;
+        }
+    }
+    return o;
 }

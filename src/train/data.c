@@ -64,25 +64,20 @@ void loader_free(loader_t *l) {
 }
 
 int loader_next(loader_t *l, int32_t *x, int32_t *y) {
-    int wrapped = 0;
     for (int b = 0; b < l->B; b++) {
-        if (l->cursor == l->n_windows) {
-            l->cursor = 0;
-            l->epoch++;
-            shuffle(l);
-            wrapped = 1;
-        }
-        const int32_t *w = l->tokens + (size_t)l->order[l->cursor++] * l->T;
+        const int32_t *w = l->tokens + (size_t)l->order[l->cursor++ % l->n_windows] * l->T;
         memcpy(x + (size_t)b * l->T, w, l->T * sizeof(int32_t));
         memcpy(y + (size_t)b * l->T, w + 1, l->T * sizeof(int32_t));
     }
-    if (l->cursor == l->n_windows) {
+    /* an epoch is a whole number of batches: windows left over after the
+     * last full batch wait for a later epoch's shuffle */
+    if (l->cursor + l->B > l->n_windows) {
         l->cursor = 0;
         l->epoch++;
         shuffle(l);
-        wrapped = 1;
+        return 1;
     }
-    return wrapped;
+    return 0;
 }
 
 size_t loader_steps_per_epoch(const loader_t *l) {

@@ -21,8 +21,8 @@ int data_split(const int32_t *ids, size_t n, size_t chunk, int every, data_split
 void data_split_free(data_split_t *s);
 
 /* Batches of B windows of T+1 tokens (inputs and next-token targets).
- * Windows start at multiples of T; an epoch visits each once in an order
- * shuffled by the seeded RNG; the state (epoch, cursor, rng) is small so a
+ * Windows start at multiples of T; an epoch is floor(windows / B) batches
+ * drawn in an order shuffled by the seeded RNG (B > windows wraps around); the state (epoch, cursor, rng) is small so a
  * checkpoint can carry it. */
 typedef struct {
     const int32_t *tokens; /* borrowed */

@@ -3,7 +3,7 @@
  *   DIR/dump.safetensors   tokens, targets, logits, loss, every gradient,
  *                          and the losses of 10 AdamW steps.
  * usage: parity_dump DIR [--perturb]
- * --perturb adds 1e-3 to one gradient element, to prove the test can fail. */
+ * --perturb adds 1e-5 (under 1% of the largest) to one gradient element, to prove the test can fail. */
 #include <stdio.h>
 #include <string.h>
 
@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
     gpt_forward(m, tokens, targets, B, T);
     gpt_backward(m);
     memcpy(grads, m->grads, m->num_floats * sizeof(float));
-    if (perturb) grads[gpt_find_param(m, "transformer.layers.1.mlp.fc.weight")->offset + 5] += 1e-3f;
+    if (perturb) grads[gpt_find_param(m, "transformer.layers.1.mlp.fc.weight")->offset + 5] += 1e-5f;
 
     float losses[STEPS];
     for (int s = 0; s < STEPS; s++) {

@@ -1,0 +1,160 @@
+/* test_infer.c - KV-cache inference against the training forward pass,
+ * sampling rules, UTF-8 streaming helpers, the data split and loader. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "infer/kv.h"
+#include "infer/sample.h"
+#include "infer/utf8.h"
+#include "train/data.h"
+#include "train/trainer.h"
+#include "util/common.h"
+
+/* Logits from prefill + one-token steps equal the full forward's, at every
+ * position: the cache changes the cost, not the result. */
+static void test_kv_matches_forward(void **state) {
+    (void)state;
+    char err[MG_ERR_LEN];
+    gpt_config_t cfg = {.vocab = 50, .ctx = 12, .dim = 16, .layers = 2, .heads = 4};
+    int T = 12;
+    gpt_model_t *m = gpt_create(&cfg, ops_cpu(), err);
+    assert_non_null(m);
+    assert_int_equal(gpt_init_weights(m, 3, err), 0);
+    for (size_t i = 0; i < m->num_floats; i++) m->weights[i] *= 10.0f; /* sharper logits */
+    assert_int_equal(gpt_alloc_training(m, 1, T, err), 0);
+    int32_t tok[12];
+    mg_rng_t rng;
+    mg_rng_seed(&rng, 9);
+    for (int i = 0; i < T; i++) tok[i] = (int32_t)mg_rng_below(&rng, cfg.vocab);
+    gpt_forward(m, tok, NULL, 1, T);
+    kv_state_t *kv = kv_create(m, err);
+    assert_non_null(kv);
+    assert_int_equal(kv_feed(kv, tok, 5, err), 0); /* prefill 5 */
+    for (int t = 4; t < T; t++) {
+        const float *full = m->a.logits + (size_t)t * cfg.vocab;
+        for (int v = 0; v < cfg.vocab; v++) assert_float_equal(full[v], kv->host_logits[v], 1e-4);
+        if (t + 1 < T) assert_int_equal(kv_feed(kv, &tok[t + 1], 1, err), 0);
+    }
+    /* the context is full now: one more token is an error, not a crash */
+    assert_int_equal(kv_feed(kv, tok, 1, err), -1);
+    assert_non_null(strstr(err, "context"));
+    kv_free(kv);
+    gpt_free(m);
+}
+
+static void test_sampling(void **state) {
+    (void)state;
+    float logits[5] = {1.0f, 3.0f, 2.9f, -1.0f, 0.0f}, scratch[10];
+    mg_rng_t rng;
+    mg_rng_seed(&rng, 1);
+    sample_opts_t greedy = {0.0f, 0, 1.0f}, topk1 = {1.0f, 1, 1.0f}, topp = {1.0f, 0, 0.01f};
+    sample_opts_t topk2 = {1.0f, 2, 1.0f}, plain = {1.0f, 0, 1.0f};
+    assert_int_equal(sample_token(logits, 5, &greedy, &rng, scratch, NULL, 0), 1);
+    int counts[5] = {0};
+    for (int i = 0; i < 2000; i++) {
+        assert_int_equal(sample_token(logits, 5, &topk1, &rng, scratch, NULL, 0), 1);
+        assert_int_equal(sample_token(logits, 5, &topp, &rng, scratch, NULL, 0), 1);
+        int k = sample_token(logits, 5, &topk2, &rng, scratch, NULL, 0);
+        assert_true(k == 1 || k == 2);
+        counts[sample_token(logits, 5, &plain, &rng, scratch, NULL, 0)]++;
+    }
+    /* p(1) = e^3 / sum = 0.458...; within 4 sigma of 2000 draws */
+    double p1 = exp(3.0) / (exp(1) + exp(3) + exp(2.9) + exp(-1) + exp(0));
+    assert_true(fabs(counts[1] / 2000.0 - p1) < 4 * sqrt(p1 * (1 - p1) / 2000));
+    sample_cand_t c[3];
+    sample_token(logits, 5, &plain, &rng, scratch, c, 3);
+    assert_int_equal(c[0].id, 1);
+    assert_int_equal(c[1].id, 2);
+    assert_int_equal(c[2].id, 0);
+    assert_float_equal(c[0].prob, p1, 1e-5);
+}
+
+static void test_utf8(void **state) {
+    (void)state;
+    const unsigned char *s = (const unsigned char *)"a\xc3\xa7\xc3"; /* "aç" + half of "ã" */
+    assert_int_equal(utf8_complete_prefix(s, 4), 3);
+    assert_int_equal(utf8_complete_prefix(s, 3), 3);
+    assert_int_equal(utf8_complete_prefix((const unsigned char *)"\xe2\x82", 2), 0);
+    assert_int_equal(utf8_complete_prefix((const unsigned char *)"\xe2\x82\xac", 3), 3);
+    assert_int_equal(utf8_complete_prefix((const unsigned char *)"x\xff", 2), 2); /* never valid */
+    assert_true(utf8_valid((const unsigned char *)"a\xc3\xa7\xe2\x82\xac", 6));
+    assert_false(utf8_valid((const unsigned char *)"\xc0\xaf", 2)); /* overlong */
+    assert_false(utf8_valid((const unsigned char *)"\xed\xa0\x80", 3)); /* surrogate */
+    unsigned char out[32];
+    size_t n = utf8_repair((const unsigned char *)"a\xc3z\xff", 4, out);
+    assert_int_equal(n, 8);
+    assert_memory_equal(out, "a\xef\xbf\xbdz\xef\xbf\xbd", 8);
+}
+
+static void test_split_and_loader(void **state) {
+    (void)state;
+    char err[MG_ERR_LEN];
+    int32_t ids[100];
+    for (int i = 0; i < 100; i++) ids[i] = i;
+    data_split_t s;
+    assert_int_equal(data_split(ids, 100, 10, 5, &s, err), 0);
+    /* chunks 4 and 9 (ids 40..49, 90..99) are validation */
+    assert_int_equal(s.n_val, 20);
+    assert_int_equal(s.n_train, 80);
+    assert_int_equal(s.val[0], 40);
+    assert_int_equal(s.val[10], 90);
+    assert_int_equal(s.train[40], 50);
+    loader_t l;
+    assert_int_equal(loader_init(&l, s.train, s.n_train, 2, 7, 11, err), 0);
+    /* (80-1)/7 = 11 windows -> 5 batches per epoch */
+    assert_int_equal(loader_steps_per_epoch(&l), 5);
+    int32_t x[14], y[14];
+    int seen[11] = {0};
+    for (int step = 0; step < 5; step++) {
+        int wrapped = loader_next(&l, x, y);
+        assert_int_equal(wrapped, step == 4);
+        for (int b = 0; b < 2; b++) {
+            /* windows start at multiples of T within the train stream, and
+             * targets are the inputs shifted by one */
+            int start = -1;
+            for (int k = 0; k < 80; k++)
+                if (s.train[k] == x[b * 7]) start = k;
+            assert_int_equal(start % 7, 0);
+            for (int t = 0; t < 7; t++) {
+                assert_int_equal(x[b * 7 + t], s.train[start + t]);
+                assert_int_equal(y[b * 7 + t], s.train[start + t + 1]);
+            }
+            seen[start / 7]++;
+        }
+    }
+    int distinct = 0;
+    for (int i = 0; i < 11; i++) distinct += seen[i] == 1;
+    assert_int_equal(distinct, 10); /* each window at most once per epoch */
+    loader_free(&l);
+    data_split_free(&s);
+}
+
+static void test_lr_schedule(void **state) {
+    (void)state;
+    train_opts_t o;
+    train_defaults(&o);
+    o.lr = 1.0f;
+    o.min_lr_ratio = 0.1f;
+    assert_float_equal(train_lr(&o, 0, 10, 110), 0.1f, 1e-6);
+    assert_float_equal(train_lr(&o, 9, 10, 110), 1.0f, 1e-6);
+    assert_float_equal(train_lr(&o, 10, 10, 110), 1.0f, 1e-6);
+    assert_float_equal(train_lr(&o, 60, 10, 110), 0.55f, 1e-6); /* cosine midpoint */
+    assert_float_equal(train_lr(&o, 110, 10, 110), 0.1f, 1e-6);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kv_matches_forward),
+        cmocka_unit_test(test_sampling),
+        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_split_and_loader),
+        cmocka_unit_test(test_lr_schedule),
+    };
+    return cmocka_run_group_tests_name("infer+train", tests, NULL, NULL);
+}
