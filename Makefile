@@ -6,9 +6,12 @@
 CC      ?= gcc
 BUILD   ?= build
 OPT     ?= -O3 -march=native
+# OpenBLAS built on OpenMP: BLAS calls share our OpenMP thread pool (and run
+# single-threaded inside our parallel regions) instead of fighting it.
+BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
 CFLAGS  += -std=c11 -Wall -Wextra -Werror -fopenmp $(OPT) -g -MMD -MP \
-           -Isrc -I/usr/include/x86_64-linux-gnu/openblas-pthread
-LDLIBS  += -lopenblas -lpcre2-8 -lcjson -ledit -lm -fopenmp
+           -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp
+LDLIBS  += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lpcre2-8 -lcjson -ledit -lm -fopenmp
 
 SRC      := $(shell find src -name '*.c' -not -path 'src/ops/cuda/*' | sort)
 LIB_SRC  := $(filter-out src/main.c,$(SRC))

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # deps.sh - install the Debian packages minigpt needs, if any are missing.
 # Usage: scripts/deps.sh build|test
-#   build: compiler, BLAS, PCRE2, cJSON, libedit
-#   test:  the above plus cmocka, PyTorch (parity tests) and clang's sanitizer runtime
+#   build: compiler, OpenBLAS (OpenMP build), PCRE2, cJSON, libedit
+#   test:  the above plus cmocka, PyTorch with OpenBLAS (parity tests and
+#          benchmarks) and clang with its sanitizer runtime (fuzzing)
 set -eu
-want="gcc make pkg-config libopenblas-dev libopenblas0-pthread libpcre2-dev libcjson-dev libedit-dev"
+want="gcc make libopenblas-openmp-dev libpcre2-dev libcjson-dev libedit-dev"
 if [ "${1:-build}" = test ]; then
-    want="$want libcmocka-dev python3-torch python3-numpy clang libclang-rt-14-dev"
+    want="$want libcmocka-dev python3-torch python3-numpy libopenblas0-pthread clang libclang-rt-14-dev"
 fi
 missing=""
 for p in $want; do

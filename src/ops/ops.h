@@ -84,7 +84,9 @@ typedef struct ops_backend {
                   float beta2, float eps, float wd, float grad_scale, int t);
 } ops_backend_t;
 
-/* The CPU backend: OpenMP + BLAS. n_threads <= 0 keeps the OpenMP default. */
+/* The CPU backend: OpenMP + BLAS. Call ops_cpu_set_threads once before use
+ * (n_threads <= 0 keeps the OpenMP default): it also sets up each thread's
+ * floating-point mode. */
 const ops_backend_t *ops_cpu(void);
 void ops_cpu_set_threads(int n_threads);
 int ops_cpu_threads(void);

@@ -1,24 +1,26 @@
 /* cpu_attention.c - causal multi-head self-attention, forward and backward
  * per (batch, head) with BLAS sgemm over strided views of qkv (no copies),
- * plus the KV-cache variant used for generation. */
+ * plus the KV-cache variant used for generation. The (batch, head) pairs run
+ * in parallel; BLAS (OpenMP build) runs single-threaded inside them. */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include <cblas.h>
 
 #include "ops/cpu/cpu_kernels.h"
+#include "ops/cpu/cpu_math.h"
 
 /* Row t of A holds scores over keys 0..T-1; keep 0..t, softmax them and
  * zero the future so that A @ V is causal. */
 static void causal_softmax_rows(float *A, int T) {
-#pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
         float *r = A + (size_t)t * T;
         float mx = r[0];
         for (int s = 1; s <= t; s++) mx = r[s] > mx ? r[s] : mx;
         float sum = 0.0f;
         for (int s = 0; s <= t; s++) {
-            r[s] = expf(r[s] - mx);
+            r[s] = cpu_expf(r[s] - mx);
             sum += r[s];
         }
         float inv = 1.0f / sum;
@@ -30,6 +32,7 @@ static void causal_softmax_rows(float *A, int T) {
 void cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
     int HS = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)HS);
+#pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             const float *q = qkv + (size_t)b * T * C3 + h * HS, *k = q + C, *v = q + 2 * C;
@@ -49,10 +52,13 @@ void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, co
                             int B, int T, int C, int NH) {
     int HS = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)HS);
-    float *dA = cpu_scratch((size_t)T * T);
-    if (!dA) return;
+    /* one (T,T) gradient-of-scores buffer per thread */
+    float *scratch = cpu_scratch((size_t)omp_get_max_threads() * T * T);
+    if (!scratch) return;
+#pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
+            float *dA = scratch + (size_t)omp_get_thread_num() * T * T;
             size_t base = (size_t)b * T * C3 + h * HS;
             const float *q = qkv + base, *k = q + C, *v = q + 2 * C;
             float *dq = dqkv + base, *dk = dq + C, *dv = dq + 2 * C;
@@ -65,7 +71,6 @@ void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, co
                         dv, C3);
             /* softmax backward, in place: dS = A * (dA - rowsum(A * dA));
              * A is zero above the diagonal, so dS is causal too */
-#pragma omp parallel for schedule(static)
             for (int t = 0; t < T; t++) {
                 const float *a = A + (size_t)t * T;
                 float *d = dA + (size_t)t * T;
@@ -109,7 +114,7 @@ void cpu_attention_cached(float *out, float *kcache, float *vcache, const float 
             }
             float sum = 0.0f;
             for (int s = 0; s <= last; s++) {
-                sc[s] = expf(sc[s] - mx);
+                sc[s] = cpu_expf(sc[s] - mx);
                 sum += sc[s];
             }
             float *o = out + (size_t)i * C + h * HS;

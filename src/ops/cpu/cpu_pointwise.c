@@ -1,9 +1,11 @@
 /* cpu_pointwise.c - embeddings, GELU and residual adds: the element-wise
- * kernels. */
+ * kernels. GELU uses 0.5 x (1 + tanh(u)) = x * sigmoid(2u), so it needs
+ * one vectorisable exp and no tanhf. */
 #include <math.h>
 #include <string.h>
 
 #include "ops/cpu/cpu_kernels.h"
+#include "ops/cpu/cpu_math.h"
 
 void cpu_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, int B,
                        int T, int C, int pos0) {
@@ -36,7 +38,8 @@ void cpu_gelu_forward(float *out, const float *x, size_t n) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
-        out[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v)));
+        float u = GELU_K * (v + 0.044715f * v * v * v);
+        out[i] = v / (1.0f + cpu_expf(-2.0f * u));
     }
 }
 
@@ -45,9 +48,9 @@ void cpu_gelu_backward(float *dx, const float *x, const float *dout, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
         float u = GELU_K * (v + 0.044715f * v * v * v);
-        float th = tanhf(u);
-        float sech2 = 1.0f - th * th;
-        float grad = 0.5f * (1.0f + th) + 0.5f * v * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
+        float s = 1.0f / (1.0f + cpu_expf(-2.0f * u)); /* (1 + tanh u) / 2 */
+        float sech2 = 4.0f * s * (1.0f - s);            /* 1 - tanh^2 u */
+        float grad = s + 0.5f * v * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
         dx[i] = dout[i] * grad;
     }
 }
