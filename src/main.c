@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "ops/ops.h"
 #include "util/common.h"
 
 static const struct {
@@ -25,6 +26,7 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     char err[MG_ERR_LEN] = "";
+    ops_cpu_select_kernels(argv);
     if (argc < 2) {
         fprintf(stderr, "minigpt: no command given (try 'minigpt --help')\n");
         return CLI_USAGE;

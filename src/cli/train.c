@@ -148,8 +148,9 @@ int cli_train(int argc, char **argv, char *err) {
     view_t view = {.tty = isatty(STDERR_FILENO), .log_every = 10};
     o.on_event = on_event;
     o.ctx = &view;
-    printf("minigpt train: %s on %s, %d threads, backend %s\n",
-           shape.preset ? shape.preset : "mini", o.data_path, ops_cpu_threads(), o.ops->name);
+    printf("minigpt train: %s on %s, %d threads, backend %s (%s)\n",
+           shape.preset ? shape.preset : "mini", o.data_path, ops_cpu_threads(), o.ops->name,
+           ops_cpu_blas_info());
     if (train_run(&o, err) != 0) return CLI_ERR;
     return CLI_OK;
 }

@@ -24,7 +24,7 @@ typedef void (*bpe_trace_fn)(void *ctx, const char *pretoken, size_t len, int le
 
 /* Learns merges from text until the vocabulary has vocab_size ids
  * (vocab_size >= 260; fewer if the text runs out of pairs). Deterministic:
- * most frequent pair first, ties broken by the smaller (left, right) ids.
+ * most frequent pair first, ties broken by the smaller (left, right) ids. */
 bpe_t *bpe_train(const char *text, size_t len, int vocab_size, char *err);
 void bpe_free(bpe_t *t);
 
