@@ -35,8 +35,8 @@ bpe_t *bpe_build(const int32_t *left, const int32_t *right, int num_merges, char
         int id = BPE_FIRST_MERGE + i;
         int32_t l = left[i], r = right[i];
         if (l < BPE_BYTE0 || r < BPE_BYTE0 || l >= id || r >= id) {
-            mg_fail(err, "bpe: merge %d (%d, %d) uses an id that is special or not yet defined",
-                    i, (int)l, (int)r);
+            mg_fail(err, "bpe: merge %d (%d, %d) uses an id that is special or not yet defined", i,
+                    (int)l, (int)r);
             goto fail;
         }
         uint64_t len = (uint64_t)t->tok_len[l] + t->tok_len[r];

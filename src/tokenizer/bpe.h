@@ -6,7 +6,13 @@
  * regex (PCRE2, Unicode classes) before merges are applied, exactly as the
  * Hugging Face `tokenizers` ByteLevel BPE does, so a tokenizer.json written
  * here encodes identically there. Bytes that are not valid UTF-8 are never
- * lost: decode(encode(x)) == x for every byte string. */
+ * lost: decode(encode(x)) == x for every byte string (each invalid byte is a
+ * pre-token of its own; Hugging Face cannot take such input at all).
+ * One deliberate difference: the text "<EOS>" etc. in the input is encoded
+ * as plain bytes, never as the special id (Hugging Face would match it), so
+ * that the round trip above holds; specials are added by the caller.
+ * A bpe_t never changes after creation: any number of threads may encode and
+ * decode with it at once. */
 #ifndef MG_BPE_H
 #define MG_BPE_H
 
@@ -23,8 +29,10 @@ typedef void (*bpe_trace_fn)(void *ctx, const char *pretoken, size_t len, int le
                              int merged);
 
 /* Learns merges from text until the vocabulary has vocab_size ids
- * (vocab_size >= 260; fewer if the text runs out of pairs). Deterministic:
- * most frequent pair first, ties broken by the smaller (left, right) ids. */
+ * (260 <= vocab_size <= 2^20). Stops early, with a smaller vocabulary, once
+ * no adjacent pair occurs at least twice (check bpe_vocab_size). Merges never
+ * cross pre-token boundaries. Deterministic, whatever the thread count: most
+ * frequent pair first, ties broken by the smaller (left, right) ids. */
 bpe_t *bpe_train(const char *text, size_t len, int vocab_size, char *err);
 void bpe_free(bpe_t *t);
 
@@ -34,9 +42,12 @@ int bpe_num_merges(const bpe_t *t);
 void bpe_merge_pair(const bpe_t *t, int id, int *left, int *right);
 
 /* Encodes len bytes. *ids is allocated with mg_malloc (caller frees);
- * *n gets the count. Returns 0, or -1 with err set. */
+ * *n gets the count. Returns 0, or -1 with err set. Inputs of 1 MB or more
+ * are split at safe newlines and encoded by OpenMP threads; the ids are
+ * identical to a single-threaded encoding. */
 int bpe_encode(const bpe_t *t, const char *text, size_t len, int32_t **ids, size_t *n, char *err);
-/* Same, reporting every merge applied, in order, to fn. Single-threaded. */
+/* Same, reporting every merge applied, in order, to fn (NULL: none).
+ * Single-threaded and uncached, so every merge is reported. */
 int bpe_encode_traced(const bpe_t *t, const char *text, size_t len, int32_t **ids, size_t *n,
                       bpe_trace_fn fn, void *ctx, char *err);
 

@@ -53,7 +53,8 @@ size_t bpe_cache_get(const bpe_cache_t *c, const unsigned char *key, size_t len,
 
 static void place(uint32_t *slot, size_t cap, uint64_t h, uint32_t v) {
     size_t i = (size_t)h & (cap - 1);
-    while (slot[i]) i = (i + 1) & (cap - 1);
+    while (slot[i])
+        i = (i + 1) & (cap - 1);
     slot[i] = (v & IDX_MASK) | tag_of(h);
 }
 

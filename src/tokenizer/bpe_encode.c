@@ -14,9 +14,9 @@
 #include "util/common.h"
 
 enum {
-    PAR_MIN_BYTES = 1 << 20,     /* below this, threads cost more than they save */
-    CHUNK_BYTES = 256 << 10,     /* work unit per thread; many units balance load */
-    CACHE_MAX_ENTRIES = 1 << 18  /* 16 MB per thread at most */
+    PAR_MIN_BYTES = 1 << 20,    /* below this, threads cost more than they save */
+    CHUNK_BYTES = 256 << 10,    /* work unit per thread; many units balance load */
+    CACHE_MAX_ENTRIES = 1 << 18 /* ~10 MB per thread at most (the corpus needs 100k) */
 };
 
 typedef struct {
@@ -126,7 +126,8 @@ static size_t merge_word(enc_state_t *st, const unsigned char *s, size_t n, int3
         }
     }
     size_t k = 0;
-    for (int32_t i = 0; i >= 0; i = next[i]) dst[k++] = sym[i];
+    for (int32_t i = 0; i >= 0; i = next[i])
+        dst[k++] = sym[i];
     return k;
 }
 
@@ -210,8 +211,8 @@ fail:
 /* Chunks go to threads dynamically (robust to a busy core); each is encoded
  * into the thread's scratch buffer, copied out at its exact size, and the
  * pieces are joined in chunk order, so the result equals serial encoding. */
-static int encode_parallel(const bpe_t *t, const char *text, size_t len, int32_t **ids,
-                           size_t *n, char *err) {
+static int encode_parallel(const bpe_t *t, const char *text, size_t len, int32_t **ids, size_t *n,
+                           char *err) {
     size_t *bounds = NULL, *counts = NULL;
     int32_t **outs = NULL;
     int rc = -1, failed = 0;
@@ -221,7 +222,8 @@ static int encode_parallel(const bpe_t *t, const char *text, size_t len, int32_t
     counts = mg_calloc(nc, sizeof *counts);
     if (!outs || !counts) goto oom;
     size_t widest = 1;
-    for (size_t c = 0; c < nc; c++) widest = MG_MAX(widest, bounds[c + 1] - bounds[c]);
+    for (size_t c = 0; c < nc; c++)
+        widest = MG_MAX(widest, bounds[c + 1] - bounds[c]);
 #pragma omp parallel
     {
         enc_state_t st;
@@ -256,7 +258,8 @@ static int encode_parallel(const bpe_t *t, const char *text, size_t len, int32_t
     }
     if (failed) goto fail;
     size_t total = 0;
-    for (size_t c = 0; c < nc; c++) total += counts[c];
+    for (size_t c = 0; c < nc; c++)
+        total += counts[c];
     int32_t *all = mg_malloc(MG_MAX(total, (size_t)1) * sizeof *all);
     if (!all) goto oom;
     size_t off = 0;
@@ -272,7 +275,8 @@ oom:
     mg_fail(err, "bpe_encode: out of memory");
 fail:
     if (outs)
-        for (size_t c = 0; c < nc; c++) mg_free(outs[c]);
+        for (size_t c = 0; c < nc; c++)
+            mg_free(outs[c]);
     mg_free(outs);
     mg_free(counts);
     mg_free(bounds);

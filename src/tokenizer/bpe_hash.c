@@ -28,13 +28,15 @@ uint64_t bpe_hash_bytes(const unsigned char *p, size_t n) {
         n -= 8;
     }
     uint64_t k = 0;
-    for (size_t i = 0; i < n; i++) k |= (uint64_t)p[i] << (8 * i);
+    for (size_t i = 0; i < n; i++)
+        k |= (uint64_t)p[i] << (8 * i);
     return fmix64(h ^ k ^ (k >> 7) * 0x2545f4914f6cdd1dULL);
 }
 
 static size_t cap_for(size_t expected) {
     size_t cap = 16;
-    while (cap < expected * 2 && cap < ((size_t)1 << 62)) cap <<= 1;
+    while (cap < expected * 2 && cap < ((size_t)1 << 62))
+        cap <<= 1;
     return cap;
 }
 
@@ -53,16 +55,15 @@ void bpe_strmap_free(bpe_strmap_t *m) {
 
 static uint32_t tag_of(uint64_t h) { return (uint32_t)(h >> 32) | 1u; }
 
-int64_t *bpe_strmap_find(const bpe_strmap_t *m, const unsigned char *base,
-                         const unsigned char *key, size_t len) {
+int64_t *bpe_strmap_find(const bpe_strmap_t *m, const unsigned char *base, const unsigned char *key,
+                         size_t len) {
     uint64_t h = bpe_hash_bytes(key, len);
     uint32_t tag = tag_of(h);
     size_t mask = m->cap - 1;
     for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
         bpe_strmap_entry_t *e = &m->e[i];
         if (!e->tag) return NULL;
-        if (e->tag == tag && e->len == len && memcmp(base + e->off, key, len) == 0)
-            return &e->val;
+        if (e->tag == tag && e->len == len && memcmp(base + e->off, key, len) == 0) return &e->val;
     }
 }
 
@@ -77,7 +78,8 @@ static int strmap_grow(bpe_strmap_t *m, const unsigned char *base) {
         if (!e->tag) continue;
         uint64_t h = bpe_hash_bytes(base + e->off, e->len);
         size_t j = (size_t)h & (ncap - 1);
-        while (ne[j].tag) j = (j + 1) & (ncap - 1);
+        while (ne[j].tag)
+            j = (j + 1) & (ncap - 1);
         ne[j] = *e;
     }
     mg_free(m->e);
@@ -151,7 +153,8 @@ static int pairmap_grow(bpe_pairmap_t *m) {
     for (size_t i = 0; i < m->cap; i++) {
         if (!m->keys[i]) continue;
         size_t j = (size_t)fmix64(m->keys[i]) & (ncap - 1);
-        while (nk[j]) j = (j + 1) & (ncap - 1);
+        while (nk[j])
+            j = (j + 1) & (ncap - 1);
         nk[j] = m->keys[i];
         nv[j] = m->vals[i];
     }

@@ -29,8 +29,8 @@ typedef struct {
 int bpe_strmap_init(bpe_strmap_t *m, size_t expected);
 void bpe_strmap_free(bpe_strmap_t *m);
 /* Looks key up; the key need not lie inside base. NULL if absent. */
-int64_t *bpe_strmap_find(const bpe_strmap_t *m, const unsigned char *base,
-                         const unsigned char *key, size_t len);
+int64_t *bpe_strmap_find(const bpe_strmap_t *m, const unsigned char *base, const unsigned char *key,
+                         size_t len);
 /* Finds or inserts key, which must lie inside base (its offset is stored).
  * A new entry gets val 0 and *is_new = 1. NULL when out of memory. */
 int64_t *bpe_strmap_put(bpe_strmap_t *m, const unsigned char *base, const unsigned char *key,

@@ -15,11 +15,11 @@
 struct bpe {
     int vocab_size;
     int num_merges;
-    int32_t *left, *right;  /* [num_merges]: parts of merge i (id 260 + i) */
-    size_t *tok_off;        /* [vocab_size]: offset of each token's bytes */
-    uint32_t *tok_len;      /* [vocab_size] */
-    unsigned char *bytes;   /* all token bytes, back to back */
-    bpe_pairmap_t ranks;    /* (left, right) -> merge index */
+    int32_t *left, *right; /* [num_merges]: parts of merge i (id 260 + i) */
+    size_t *tok_off;       /* [vocab_size]: offset of each token's bytes */
+    uint32_t *tok_len;     /* [vocab_size] */
+    unsigned char *bytes;  /* all token bytes, back to back */
+    bpe_pairmap_t ranks;   /* (left, right) -> merge index */
     pretok_t *pretok;
 };
 

@@ -25,12 +25,14 @@ static int printable_byte(int b) {
 static int byte_to_cp(int b) {
     if (printable_byte(b)) return b;
     int n = 0;
-    for (int i = 0; i < b; i++) n += !printable_byte(i);
+    for (int i = 0; i < b; i++)
+        n += !printable_byte(i);
     return 256 + n;
 }
 
 static void cp_tables(uint16_t b2c[256], int16_t c2b[MAPPED_CP_LIMIT]) {
-    for (int c = 0; c < MAPPED_CP_LIMIT; c++) c2b[c] = -1;
+    for (int c = 0; c < MAPPED_CP_LIMIT; c++)
+        c2b[c] = -1;
     for (int b = 0; b < 256; b++) {
         b2c[b] = (uint16_t)byte_to_cp(b);
         c2b[b2c[b]] = (int16_t)b;
@@ -77,7 +79,8 @@ static long unmap_text(const int16_t c2b[MAPPED_CP_LIMIT], const char *s, size_t
 /* A short, printable, one-line rendering of untrusted text for messages. */
 static const char *show(const char *s, char out[48]) {
     size_t k = 0;
-    for (; s && *s && k < 40; s++) out[k++] = (*s >= 0x20 && *s < 0x7f) ? *s : '?';
+    for (; s && *s && k < 40; s++)
+        out[k++] = (*s >= 0x20 && *s < 0x7f) ? *s : '?';
     if (s && *s) out[k++] = '.', out[k++] = '.', out[k++] = '.';
     out[k] = '\0';
     return out;
@@ -157,7 +160,8 @@ char *bpe_to_json(const bpe_t *t, size_t *len, char *err) {
     cJSON *root = NULL;
     char *buf = NULL, *buf2 = NULL, *txt = NULL, *out = NULL;
     size_t maxlen = 8;
-    for (int id = 0; id < t->vocab_size; id++) maxlen = MG_MAX(maxlen, (size_t)t->tok_len[id]);
+    for (int id = 0; id < t->vocab_size; id++)
+        maxlen = MG_MAX(maxlen, (size_t)t->tok_len[id]);
     /* a merge line holds two mapped parts (<= 2 bytes per byte each) */
     buf = mg_malloc(4 * maxlen + 4);
     buf2 = mg_malloc(2 * maxlen + 2);
@@ -208,9 +212,9 @@ typedef struct {
     uint32_t *len;        /* [n] */
     unsigned char *bytes; /* decoded token bytes */
     size_t nbytes;
-    bpe_strmap_t ids;     /* token bytes -> id */
-    size_t maxlen;        /* longest key text */
-    uint16_t b2c[256];    /* byte -> mapped code point */
+    bpe_strmap_t ids;  /* token bytes -> id */
+    size_t maxlen;     /* longest key text */
+    uint16_t b2c[256]; /* byte -> mapped code point */
     int16_t c2b[MAPPED_CP_LIMIT];
     unsigned char *scratch; /* maxlen + 1 bytes */
 } vocab_t;
@@ -252,7 +256,8 @@ static int check_settings(const cJSON *root, const cJSON *model, char *err) {
         if (!cJSON_IsObject(pre) || !cJSON_IsString(pt) || strcmp(pt->valuestring, "ByteLevel"))
             return mg_fail(err, "tokenizer.json: pre_tokenizer must be ByteLevel");
         if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pre, "add_prefix_space")))
-            return mg_fail(err, "tokenizer.json: pre_tokenizer add_prefix_space=true is not supported");
+            return mg_fail(err,
+                           "tokenizer.json: pre_tokenizer add_prefix_space=true is not supported");
     }
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     if (added && !cJSON_IsArray(added))
@@ -262,11 +267,14 @@ static int check_settings(const cJSON *root, const cJSON *model, char *err) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(a, "content");
         if (!cJSON_IsNumber(id) || !cJSON_IsString(content))
-            return mg_fail(err, "tokenizer.json: added_tokens entry without numeric id and content");
+            return mg_fail(err,
+                           "tokenizer.json: added_tokens entry without numeric id and content");
         double d = id->valuedouble;
         if (!(d >= 0 && d < BPE_BYTE0 && d == (double)(int)d) ||
             strcmp(content->valuestring, bpe_special_names[(int)d]) != 0)
-            return mg_fail(err, "tokenizer.json: added token \"%s\" is not one of <PAD> <UNK> <BOS> <EOS> at ids 0..3",
+            return mg_fail(err,
+                           "tokenizer.json: added token \"%s\" is not one of <PAD> <UNK> <BOS> "
+                           "<EOS> at ids 0..3",
                            show(content->valuestring, sh));
     }
     return 0;
@@ -292,7 +300,8 @@ static int read_vocab(const cJSON *vocab, vocab_t *v, char *err) {
         maxlen = MG_MAX(maxlen, l);
     }
     if (n < BPE_FIRST_MERGE) {
-        mg_fail(err, "tokenizer.json: vocab has %zu entries, needs at least %d", n, BPE_FIRST_MERGE);
+        mg_fail(err, "tokenizer.json: vocab has %zu entries, needs at least %d", n,
+                BPE_FIRST_MERGE);
         goto fail;
     }
     v->n = (int)n;
@@ -387,7 +396,8 @@ static int read_merge(const cJSON *m, int i, vocab_t *v, int32_t *l, int32_t *r,
         part[1] = sp + 1;
         plen[1] = strlen(sp + 1);
     } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 &&
-               cJSON_IsString(cJSON_GetArrayItem(m, 0)) && cJSON_IsString(cJSON_GetArrayItem(m, 1))) {
+               cJSON_IsString(cJSON_GetArrayItem(m, 0)) &&
+               cJSON_IsString(cJSON_GetArrayItem(m, 1))) {
         part[0] = cJSON_GetArrayItem(m, 0)->valuestring;
         part[1] = cJSON_GetArrayItem(m, 1)->valuestring;
         plen[0] = strlen(part[0]);
@@ -401,7 +411,8 @@ static int read_merge(const cJSON *m, int i, vocab_t *v, int32_t *l, int32_t *r,
          * than the longest key: the scratch buffer suffices. */
         long bl = -1;
         int64_t *found = NULL;
-        if (plen[k] <= v->maxlen && (bl = unmap_text(v->c2b, part[k], plen[k], v->scratch)) >= 0 && bl > 0)
+        if (plen[k] <= v->maxlen && (bl = unmap_text(v->c2b, part[k], plen[k], v->scratch)) >= 0 &&
+            bl > 0)
             found = bpe_strmap_find(&v->ids, v->bytes, v->scratch, (size_t)bl);
         if (!found) {
             char piece[48];

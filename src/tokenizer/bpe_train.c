@@ -30,8 +30,8 @@ typedef struct {
 static int count_word(void *ctx, const char *s, size_t n) {
     count_ctx_t *c = ctx;
     if (n > INT32_MAX) return c->oom = 1, -1;
-    int64_t *v = bpe_strmap_put(&c->map, (const unsigned char *)c->base,
-                                (const unsigned char *)s, n, NULL);
+    int64_t *v =
+        bpe_strmap_put(&c->map, (const unsigned char *)c->base, (const unsigned char *)s, n, NULL);
     if (!v) return c->oom = 1, -1;
     (*v)++;
     return 0;
@@ -46,8 +46,8 @@ static int count_words(const pretok_t *pt, const char *text, size_t len, bpe_str
 #endif
     count_ctx_t *ctx = NULL;
     size_t *bounds = NULL;
-    size_t nc = pretok_chunks(text, len, MG_MAX(len / ((size_t)nt * 8), (size_t)(64 << 10)),
-                              &bounds);
+    size_t nc =
+        pretok_chunks(text, len, MG_MAX(len / ((size_t)nt * 8), (size_t)(64 << 10)), &bounds);
     if (!nc) goto oom;
     ctx = mg_calloc((size_t)nt, sizeof *ctx);
     if (!ctx) goto oom;
@@ -98,7 +98,8 @@ oom:
     mg_fail(err, "bpe_train: out of memory while counting words");
 fail:
     if (ctx)
-        for (int i = 0; i < nt; i++) bpe_strmap_free(&ctx[i].map);
+        for (int i = 0; i < nt; i++)
+            bpe_strmap_free(&ctx[i].map);
     mg_free(ctx);
     mg_free(bounds);
     return rc;
@@ -276,8 +277,8 @@ static int pair_add(trainer_t *tr, int32_t l, int32_t r, int64_t f, int32_t w, i
     if (list_add(tr, p, w) < 0) return -1;
     if (p->stamp != step) {
         p->stamp = step;
-        if (grow((void **)&tr->touched, &tr->cap_touched, tr->ntouched + 1,
-                 sizeof *tr->touched) < 0)
+        if (grow((void **)&tr->touched, &tr->cap_touched, tr->ntouched + 1, sizeof *tr->touched) <
+            0)
             return -1;
         tr->touched[tr->ntouched++] = pi;
     }
@@ -287,8 +288,7 @@ static int pair_add(trainer_t *tr, int32_t l, int32_t r, int64_t f, int32_t w, i
 /* Replaces every (a, b) in word w by z, left to right, reporting the pair
  * changes the way Hugging Face's Word::merge does (neighbours of each
  * occurrence lose their old pair and gain one with z). */
-static int merge_in_word(trainer_t *tr, int32_t w, int32_t a, int32_t b, int32_t z,
-                         int32_t step) {
+static int merge_in_word(trainer_t *tr, int32_t w, int32_t a, int32_t b, int32_t z, int32_t step) {
     int32_t *s = tr->syms + tr->woff[w];
     int32_t n = tr->wlen[w], i = 0, j = 0;
     int64_t f = tr->wfreq[w];
@@ -367,7 +367,8 @@ static int trainer_init(trainer_t *tr, const bpe_strmap_t *words, const char *te
         tr->woff[w] = off;
         tr->wlen[w] = (int32_t)e->len;
         tr->wfreq[w] = e->val;
-        for (uint32_t k = 0; k < e->len; k++) tr->syms[off + k] = BPE_BYTE0 + src[k];
+        for (uint32_t k = 0; k < e->len; k++)
+            tr->syms[off + k] = BPE_BYTE0 + src[k];
         off += e->len;
         w++;
     }

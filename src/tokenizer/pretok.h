@@ -11,6 +11,10 @@
 typedef struct pretok pretok_t; /* compiled pattern; shareable between threads */
 
 pretok_t *pretok_new(char *err);
+/* For tests: use_jit = 0 forces PCRE2's interpreter; window > 0 limits how
+ * far past its start a match may look before retrying with more (0 = the
+ * default: all of the text with JIT, 64 bytes without). Results never change. */
+pretok_t *pretok_new_ex(int use_jit, size_t window, char *err);
 void pretok_free(pretok_t *p);
 
 /* Receives each pre-token in order. Returns 0 to go on; anything else stops
