@@ -4,6 +4,7 @@
 #   make test       install missing packages, build, run the whole test suite
 #   make asan       build the sanitizer (ASan+UBSan) variant under build-asan/
 CC      ?= gcc
+.SECONDEXPANSION:
 BUILD   ?= build
 OPT     ?= -O3 -march=native
 # OpenBLAS built on OpenMP: BLAS calls share our OpenMP thread pool (and run
@@ -21,11 +22,17 @@ TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 ASAN_OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 TOOLS    := $(BUILD)/tools/parity_dump
 
-.PHONY: all demo test check asan clean deps deps-test unit
+# libFuzzer targets (clang): the safetensors and tokenizer.json readers
+FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -Isrc
+FUZZ_DEPS_fuzz_safetensors := src/util/common.c src/io/safetensors.c
+FUZZ_DEPS_fuzz_tokenizer_json := src/util/common.c $(wildcard src/tokenizer/*.c)
+FUZZERS := $(BUILD)/fuzz/fuzz_safetensors $(BUILD)/fuzz/fuzz_tokenizer_json
+
+.PHONY: all demo test check asan clean deps deps-test unit fuzzers
 all: minigpt
 
 minigpt: $(BUILD)/minigpt
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/minigpt: $(BUILD)/src/main.o $(BUILD)/libminigpt.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
@@ -47,6 +54,11 @@ $(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libminigpt.a
 
 unit: $(TESTS) $(TOOLS)
 
+fuzzers: $(FUZZERS)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $$(FUZZ_DEPS_%)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $^ -o $@ -lpcre2-8 -lcjson -lm
+
 deps:
 	@scripts/deps.sh build
 deps-test:
@@ -58,7 +70,7 @@ demo: deps
 	./minigpt generate --prompt "O Brasil é" --max-tokens 200 --temperature 0.8 --seed 42
 
 test: deps-test
-	$(MAKE) minigpt unit
+	$(MAKE) minigpt unit fuzzers
 	$(MAKE) asan
 	tests/run_all.sh
 check: test

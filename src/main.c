@@ -15,6 +15,8 @@ static const struct {
 } commands[] = {
     {"train", cli_train, "train a GPT on a text file (tokenizer included)"},
     {"generate", cli_generate, "generate text from a checkpoint"},
+    {"list", cli_list, "list the checkpoints of a directory, best first"},
+    {"load", cli_load, "choose and load a checkpoint (best, latest, search, menu)"},
 };
 
 static void usage(FILE *f) {

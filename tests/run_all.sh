@@ -20,12 +20,18 @@ unit build unit
 bash tests/parity.sh
 MINIGPT=./minigpt bash tests/e2e.sh
 MINIGPT=./minigpt bash tests/bad_input.sh
+MINIGPT=./minigpt bash tests/checkpoints.sh
 
 echo "== sanitizers (ASan+UBSan)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 unit build-asan asan
 MINIGPT=build-asan/minigpt bash tests/bad_input.sh
 DUMP=build-asan/tools/parity_dump bash tests/parity.sh
+
+echo "== fuzz corpora replayed (libFuzzer, ASan+UBSan)"
+for f in safetensors tokenizer_json; do
+    expect "fuzz corpus of $f replays clean" build/fuzz/fuzz_$f -runs=0 tests/fuzz/corpus_$f 2>/dev/null
+done
 
 passed=$(grep -c '^pass' "$RESULTS")
 failed=$(grep -c '^fail' "$RESULTS")

@@ -6,12 +6,45 @@
 
 #include <getopt.h>
 
+#include "io/catalog.h"
+#include "io/checkpoint.h"
 #include "model/gpt.h"
 
 enum { CLI_OK = 0, CLI_ERR = 1, CLI_USAGE = 2 };
 
 int cli_train(int argc, char **argv, char *err);
 int cli_generate(int argc, char **argv, char *err);
+int cli_list(int argc, char **argv, char *err);
+int cli_load(int argc, char **argv, char *err);
+
+/* The checkpoint table of `list`, also the menu of `load --mode
+ * interactive`: the entries rows[0..n) of c (all of them when rows is
+ * NULL), numbered 1..n when numbered is set. */
+void cli_catalog_table(const catalog_t *c, const int *rows, int n, int numbered);
+
+/* Generation settings, shared by `generate` and `load` so that both take
+ * the same flags with the same ranges and generate the same text. */
+typedef struct {
+    long max_tokens, top_k;
+    long seed;    /* < 0: from the clock (printed in the stats line) */
+    long threads; /* 0: all cores */
+    double temperature, top_p;
+    int show_tokens;
+    int educational; /* accepted by `load`; generation does not support it yet */
+} cli_gen_opts_t;
+void cli_gen_defaults(cli_gen_opts_t *o);
+/* The long options for the fields above (for a getopt_long table), and the
+ * parser for what getopt_long returns for them: 1 if c was one of them,
+ * 0 if not, -1 for a bad value (err set). */
+#define CLI_GEN_OPTIONS                                                                            \
+    {"max-tokens", required_argument, 0, 'n'}, {"temperature", required_argument, 0, 't'},         \
+        {"top-k", required_argument, 0, 'k'}, {"top-p", required_argument, 0, 'P'},                \
+        {"seed", required_argument, 0, 's'}, {"show-tokens", no_argument, 0, 'v'},                 \
+        {"threads", required_argument, 0, 'j'}
+int cli_gen_flag(int c, const char *arg, cli_gen_opts_t *o, char *err);
+/* Streams the prompt and its continuation to stdout (after the prompt's
+ * tokens with show_tokens), then a stats line to stderr. */
+int cli_run_generation(const ckpt_t *ck, const char *prompt, const cli_gen_opts_t *o, char *err);
 
 /* Strict number parsing for flag values: the whole string must be a number
  * in [min, max]. Return 0, or -1 with "--flag: ..." in err. */

@@ -2,6 +2,7 @@
  * (a progress bar on a terminal, plain log lines otherwise). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,7 +28,20 @@ static const char usage[] =
     "  --eval-every N     validation every N steps (default 100; 0: epochs only)\n"
     "  --eval-batches N   batches per validation (default 10)\n"
     "  --seed S           seed for weights and data order (default 1337)\n"
-    "  --threads N        CPU threads (default: all cores)\n";
+    "  --threads N        CPU threads (default: all cores)\n"
+    "  --save-every N     also save checkpoint_step_N every N steps\n"
+    "  --keep K           keep only the K newest step checkpoints\n"
+    "  --resume FILE      continue a run from a checkpoint (and its .optim file);\n"
+    "                     shape and hyperparameters come from the checkpoint\n"
+    "  --log-every N      a log line every N steps when not on a terminal (10)\n"
+    "Ctrl-C (SIGINT) or SIGTERM: finish the step, save a checkpoint, exit 0.\n";
+
+/* set by SIGINT/SIGTERM; the trainer checks it after each step */
+static volatile sig_atomic_t stop_requested;
+static void on_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
 
 typedef struct {
     int tty;
@@ -92,13 +106,15 @@ int cli_train(int argc, char **argv, char *err) {
         {"weight-decay", required_argument, 0, 'W'}, {"eval-every", required_argument, 0, 'E'},
         {"eval-batches", required_argument, 0, 'B'}, {"seed", required_argument, 0, 'S'},
         {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
+        {"save-every", required_argument, 0, 'Y'}, {"keep", required_argument, 0, 'K'},
+        {"resume", required_argument, 0, 'R'}, {"log-every", required_argument, 0, 'G'},
         {0, 0, 0, 0},
     };
     train_opts_t o;
     train_defaults(&o);
     o.data_path = "data/corpus_pt_br.txt";
     cli_shape_t shape = {0};
-    long n, threads = 0;
+    long n, threads = 0, log_every = 10;
     double f;
     int c;
     opterr = 0;
@@ -124,6 +140,10 @@ int cli_train(int argc, char **argv, char *err) {
         case 'B': bad = cli_int("eval-batches", optarg, 1, 1 << 20, &n, err); o.eval_batches = (int)n; break;
         case 'S': bad = cli_int("seed", optarg, 0, 1L << 62, &n, err); o.seed = (uint64_t)n; break;
         case 't': bad = cli_int("threads", optarg, 1, 1024, &threads, err); break;
+        case 'Y': bad = cli_int("save-every", optarg, 1, 1L << 40, &o.save_every, err); break;
+        case 'K': bad = cli_int("keep", optarg, 1, 1 << 20, &n, err); o.keep = (int)n; break;
+        case 'R': o.resume = optarg; break;
+        case 'G': bad = cli_int("log-every", optarg, 1, 1L << 40, &log_every, err); break;
         case 'h': fputs(usage, stdout); return CLI_OK;
         default: return cli_bad_option("train", c, argv, err);
         }
@@ -137,6 +157,10 @@ int cli_train(int argc, char **argv, char *err) {
         mg_fail(err, "train: give only one of --steps, --epochs, --minutes");
         return CLI_USAGE;
     }
+    if (o.resume && (o.epochs || o.minutes)) {
+        mg_fail(err, "train: --resume continues the saved schedule; only --steps may change it");
+        return CLI_USAGE;
+    }
     if (!o.steps && !o.epochs && !o.minutes) o.minutes = 5;
     if (cli_shape(&shape, &o.cfg, err) != 0) return CLI_USAGE;
     if (access(o.data_path, R_OK) != 0) {
@@ -145,12 +169,17 @@ int cli_train(int argc, char **argv, char *err) {
     }
     ops_cpu_set_threads((int)threads);
     o.ops = ops_cpu();
-    view_t view = {.tty = isatty(STDERR_FILENO), .log_every = 10};
+    view_t view = {.tty = isatty(STDERR_FILENO), .log_every = log_every};
     o.on_event = on_event;
     o.ctx = &view;
+    o.stop = &stop_requested;
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     printf("minigpt train: %s on %s, %d threads, backend %s (%s)\n",
-           shape.preset ? shape.preset : "mini", o.data_path, ops_cpu_threads(), o.ops->name,
-           ops_cpu_blas_info());
+           o.resume ? o.resume : shape.preset ? shape.preset : "mini", o.data_path,
+           ops_cpu_threads(), o.ops->name, ops_cpu_blas_info());
     if (train_run(&o, err) != 0) return CLI_ERR;
     return CLI_OK;
 }

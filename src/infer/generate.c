@@ -24,7 +24,7 @@ typedef struct {
 static void emit(const gen_opts_t *o, pending_t *pd, const unsigned char *b, size_t n, int flush) {
     while (n > 0 || flush) {
         size_t take = MG_MIN(n, sizeof pd->buf - pd->n);
-        memcpy(pd->buf + pd->n, b, take);
+        if (take) memcpy(pd->buf + pd->n, b, take); /* b is NULL on the final flush */
         pd->n += take;
         b += take;
         n -= take;

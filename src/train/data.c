@@ -32,6 +32,7 @@ void data_split_free(data_split_t *s) {
 }
 
 static void shuffle(loader_t *l) {
+    l->epoch_rng = l->rng;
     for (size_t i = 0; i < l->n_windows; i++) l->order[i] = (uint32_t)i;
     for (size_t i = l->n_windows; i > 1; i--) {
         size_t j = mg_rng_below(&l->rng, (uint32_t)i);
@@ -77,6 +78,16 @@ int loader_next(loader_t *l, int32_t *x, int32_t *y) {
         shuffle(l);
         return 1;
     }
+    return 0;
+}
+
+int loader_restore(loader_t *l, int epoch, size_t cursor, const mg_rng_t *epoch_rng, char *err) {
+    if (cursor > l->n_windows)
+        return mg_fail(err, "saved data position %zu does not fit %zu windows", cursor, l->n_windows);
+    l->rng = *epoch_rng;
+    shuffle(l);
+    l->epoch = epoch;
+    l->cursor = cursor;
     return 0;
 }
 

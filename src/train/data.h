@@ -31,8 +31,9 @@ typedef struct {
     size_t n_windows;
     uint32_t *order; /* owned */
     size_t cursor;
-    int epoch; /* completed epochs */
-    mg_rng_t rng;
+    int epoch;          /* completed epochs */
+    mg_rng_t rng;       /* advances with each shuffle */
+    mg_rng_t epoch_rng; /* rng as it was before this epoch's shuffle */
 } loader_t;
 
 int loader_init(loader_t *l, const int32_t *tokens, size_t n, int B, int T, uint64_t seed, char *err);
@@ -40,5 +41,8 @@ void loader_free(loader_t *l);
 /* Fills x and y (B*T each). Returns 1 when this batch completed an epoch. */
 int loader_next(loader_t *l, int32_t *x, int32_t *y);
 size_t loader_steps_per_epoch(const loader_t *l);
+/* Puts the loader back where a saved run was: same epoch, same shuffle
+ * (replayed from epoch_rng), same cursor. */
+int loader_restore(loader_t *l, int epoch, size_t cursor, const mg_rng_t *epoch_rng, char *err);
 
 #endif

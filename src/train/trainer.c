@@ -1,18 +1,23 @@
-/* trainer.c - the training loop. */
+/* trainer.c - the training loop: data preparation, steps, evaluation,
+ * checkpoints (with resumable state), time budgets and graceful stops. */
 #define _POSIX_C_SOURCE 200809L
 #include "train/trainer.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "io/checkpoint.h"
 #include "tokenizer/bpe.h"
 #include "train/data.h"
+#include "train/state.h"
 #include "util/common.h"
 
 void train_defaults(train_opts_t *o) {
@@ -42,19 +47,20 @@ float train_lr(const train_opts_t *o, long step, long warmup, long total) {
 }
 
 typedef struct {
-    const train_opts_t *o;
+    train_opts_t o; /* a copy: resume replaces the hyperparameters */
     gpt_model_t *model;
     bpe_t *tok;
     data_split_t split;
     loader_t loader;
     int32_t *x, *y;
-    double t_start;
-    float best_val;
-    ckpt_meta_t meta;
+    train_state_t st;
+    double t_start; /* wall clock at start of this process's run */
+    double t_prev;  /* seconds of training before a resume */
+    float last_loss;
 } run_t;
 
 static void emit(const run_t *r, train_event_t e) {
-    if (r->o->on_event) r->o->on_event(r->o->ctx, &e);
+    if (r->o.on_event) r->o.on_event(r->o.ctx, &e);
 }
 
 static void info(const run_t *r, const char *fmt, ...) MG_PRINTF(2, 3);
@@ -73,7 +79,7 @@ static float evaluate(run_t *r) {
     int B = r->model->B, T = r->model->T;
     size_t windows = (r->split.n_val - 1) / T;
     if (windows == 0) return NAN;
-    size_t total = MG_MIN((size_t)r->o->eval_batches * B, windows);
+    size_t total = MG_MIN((size_t)r->o.eval_batches * B, windows);
     double sum = 0.0;
     size_t done = 0;
     while (done < total) {
@@ -90,21 +96,72 @@ static float evaluate(run_t *r) {
     return (float)(sum / total);
 }
 
+/* Writes out_dir/name (weights) and its .optim sibling (resume state).
+ * The state goes first: a crash between the two leaves a new state next
+ * to an old model, which resume detects by the step numbers. */
 static int save(run_t *r, const char *name, char *err) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", r->o->out_dir, name);
-    r->meta.seconds = mg_now() - r->t_start;
-    if (ckpt_save(path, r->model, r->tok, &r->meta, err) != 0) return -1;
-    emit(r, (train_event_t){.kind = TE_SAVE, .msg = path, .step = r->meta.step, .epoch = r->meta.epoch});
-    return 0;
+    int rc = -1;
+    snprintf(path, sizeof path, "%s/%s", r->o.out_dir, name);
+    char *spath = state_path(path);
+    if (!spath) return mg_fail(err, "out of memory");
+    r->st.epoch = r->loader.epoch;
+    r->st.cursor = r->loader.cursor;
+    r->st.epoch_rng = r->loader.epoch_rng;
+    r->st.seconds = r->t_prev + (mg_now() - r->t_start);
+    ckpt_meta_t meta = {
+        .step = r->st.step,
+        .epoch = r->st.epoch,
+        .train_loss = r->last_loss,
+        .val_loss = r->st.val_loss,
+        .tokens_seen = r->st.tokens_seen,
+        .lr = train_lr(&r->o, MG_MAX(0, r->st.step - 1), r->st.warmup, r->st.total_steps),
+        .seconds = r->st.seconds,
+        .tokens_per_second = r->st.tokens_seen / MG_MAX(1e-9, r->st.seconds),
+    };
+    if (state_save(spath, r->model, &r->st, err) || ckpt_save(path, r->model, r->tok, &meta, err))
+        goto done;
+    emit(r, (train_event_t){.kind = TE_SAVE, .msg = path, .step = r->st.step, .epoch = r->st.epoch});
+    rc = 0;
+done:
+    mg_free(spath);
+    return rc;
 }
 
-/* Reads the corpus, trains the tokenizer and splits the token stream. */
+/* --keep K: delete all but the K newest checkpoint_step_N files (and their
+ * state); best, final and epoch checkpoints are never touched. */
+static void prune(run_t *r) {
+    if (r->o.keep <= 0) return;
+    DIR *d = opendir(r->o.out_dir);
+    if (!d) return;
+    long steps[4096];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 4096) {
+        long s;
+        char tail[32];
+        if (sscanf(e->d_name, "checkpoint_step_%ld.%31s", &s, tail) == 2 && strcmp(tail, "safetensors") == 0)
+            steps[n++] = s;
+    }
+    closedir(d);
+    for (int i = 0; i < n; i++) {
+        int newer = 0;
+        for (int k = 0; k < n; k++) newer += steps[k] > steps[i];
+        if (newer < r->o.keep) continue;
+        char path[4096], *sp;
+        snprintf(path, sizeof path, "%s/checkpoint_step_%ld.safetensors", r->o.out_dir, steps[i]);
+        unlink(path);
+        if ((sp = state_path(path))) unlink(sp);
+        mg_free(sp);
+    }
+}
+
+/* Reads and encodes the corpus, then splits the token stream. The
+ * tokenizer is trained here unless it came with a resumed checkpoint. */
 static int prepare_data(run_t *r, gpt_config_t *cfg, char *err) {
-    const train_opts_t *o = r->o;
-    size_t len;
+    const train_opts_t *o = &r->o;
+    size_t len, n = 0;
     int32_t *ids = NULL;
-    size_t n = 0;
     char *text = mg_read_file(o->data_path, &len, err);
     if (!text) return -1;
     if (len == 0) {
@@ -112,25 +169,25 @@ static int prepare_data(run_t *r, gpt_config_t *cfg, char *err) {
         return mg_fail(err, "data file '%s' is empty", o->data_path);
     }
     double t0 = mg_now();
-    r->tok = bpe_train(text, len, cfg->vocab, err);
-    if (!r->tok) goto fail;
+    if (!r->tok && !(r->tok = bpe_train(text, len, cfg->vocab, err))) goto fail;
     double t1 = mg_now();
     if (bpe_encode(r->tok, text, len, &ids, &n, err) != 0) goto fail;
     double t2 = mg_now();
-    cfg->vocab = bpe_vocab_size(r->tok);
-    info(r, "tokenizer: %d tokens (%d merges) trained in %.2f s; %zu bytes -> %zu tokens "
+    if (!r->model) cfg->vocab = bpe_vocab_size(r->tok);
+    info(r, "tokenizer: %d tokens (%d merges)%s in %.2f s; %zu bytes -> %zu tokens "
          "(%.2f bytes/token) in %.2f s (%.1f MB/s)",
-         cfg->vocab, bpe_num_merges(r->tok), t1 - t0, len, n, (double)len / n, t2 - t1,
-         len / 1e6 / (t2 - t1));
+         bpe_vocab_size(r->tok), bpe_num_merges(r->tok), r->model ? " from the checkpoint" : " trained",
+         t1 - t0, len, n, (double)len / n, t2 - t1, len / 1e6 / (t2 - t1));
     /* chunks of 8 windows: fine enough to sample every author, coarse
      * enough that few windows straddle a train/validation border */
     size_t chunk = 8 * ((size_t)cfg->ctx + 1);
     if (data_split(ids, n, chunk, o->val_every, &r->split, err) != 0) goto fail;
     if (r->split.n_val < (size_t)cfg->ctx + 1) {
-        /* too small to hold a full validation window at this chunk size:
-         * fall back to windows of the context itself */
+        /* too small for a validation window at that chunk size: use
+         * chunks of one window */
         data_split_free(&r->split);
-        if (data_split(ids, n, (size_t)cfg->ctx + 1, o->val_every, &r->split, err) != 0) goto fail;
+        chunk = (size_t)cfg->ctx + 1;
+        if (data_split(ids, n, chunk, o->val_every, &r->split, err) != 0) goto fail;
     }
     if (r->split.n_train < (size_t)cfg->ctx + 1 || r->split.n_val < (size_t)cfg->ctx + 1) {
         mg_fail(err, "data file '%s' is too small: %zu tokens for a context of %d", o->data_path,
@@ -148,23 +205,77 @@ fail:
     return -1;
 }
 
-int train_run(const train_opts_t *o, char *err) {
+/* --resume: model and tokenizer from the checkpoint, hyperparameters and
+ * position from its state file. */
+static int load_resume(run_t *r, gpt_config_t *cfg, char *err) {
+    ckpt_t *ck = ckpt_load(r->o.resume, r->o.ops, err);
+    if (!ck) return -1;
+    r->model = ck->model;
+    r->tok = ck->tok;
+    ck->model = NULL;
+    ck->tok = NULL;
+    long ck_step = ck->meta.step;
+    ckpt_free(ck);
+    *cfg = r->model->cfg;
+    char *sp = state_path(r->o.resume);
+    if (!sp) return mg_fail(err, "out of memory");
+    /* state_load fills the optimizer buffers, which gpt_alloc_training
+     * creates (activations are resized once the batch is known) */
+    train_state_t peek;
     int rc = -1;
-    run_t r = {.o = o, .best_val = INFINITY};
-    gpt_config_t cfg = o->cfg;
-    int B = o->batch, T = cfg.ctx;
-    if (gpt_config_check(&cfg, err) != 0) return -1;
-    if (cfg.vocab < BPE_FIRST_MERGE)
-        return mg_fail(err, "vocab %d is too small: the byte-level tokenizer needs at least %d",
-                       cfg.vocab, BPE_FIRST_MERGE);
-    if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST)
-        return mg_fail(err, "cannot create output directory '%s': %s", o->out_dir, strerror(errno));
-    r.t_start = mg_now();
-    if (prepare_data(&r, &cfg, err) != 0) goto done;
-    r.model = gpt_create(&cfg, o->ops, err);
-    if (!r.model || gpt_init_weights(r.model, o->seed, err) || gpt_alloc_training(r.model, B, T, err))
+    if (access(sp, R_OK) != 0) {
+        mg_fail(err, "cannot resume: no optimizer state '%s' beside the checkpoint", sp);
         goto done;
-    if (loader_init(&r.loader, r.split.train, r.split.n_train, B, T, o->seed ^ 0x5eed, err)) goto done;
+    }
+    if (gpt_alloc_training(r->model, 1, cfg->ctx, err) || state_load(sp, r->model, &peek, err)) goto done;
+    if (peek.step != ck_step) {
+        mg_fail(err, "cannot resume: optimizer state is from step %ld but the model from step %ld", peek.step, ck_step);
+        goto done;
+    }
+    r->st = peek;
+    r->o.batch = peek.batch;
+    r->o.lr = (float)peek.lr;
+    r->o.min_lr_ratio = (float)peek.min_lr_ratio;
+    r->o.wd = (float)peek.wd;
+    r->o.beta1 = (float)peek.beta1;
+    r->o.beta2 = (float)peek.beta2;
+    r->o.eps = (float)peek.eps;
+    r->o.clip = (float)peek.clip;
+    r->o.seed = peek.seed;
+    r->o.eval_every = peek.eval_every;
+    r->o.eval_batches = peek.eval_batches;
+    r->o.val_every = peek.val_every;
+    r->t_prev = peek.seconds;
+    rc = 0;
+done:
+    mg_free(sp);
+    return rc;
+}
+
+int train_run(const train_opts_t *opts, char *err) {
+    int rc = -1;
+    run_t r = {.o = *opts};
+    r.st.best_val = INFINITY;
+    r.st.val_loss = NAN;
+    gpt_config_t cfg = r.o.cfg;
+    if (!r.o.resume) {
+        if (gpt_config_check(&cfg, err) != 0) return -1;
+        if (cfg.vocab < BPE_FIRST_MERGE)
+            return mg_fail(err, "vocab %d is too small: the byte-level tokenizer needs at least %d",
+                           cfg.vocab, BPE_FIRST_MERGE);
+    }
+    if (mkdir(r.o.out_dir, 0755) != 0 && errno != EEXIST)
+        return mg_fail(err, "cannot create output directory '%s': %s", r.o.out_dir, strerror(errno));
+    r.t_start = mg_now();
+    if (r.o.resume && load_resume(&r, &cfg, err) != 0) goto done;
+    if (prepare_data(&r, &cfg, err) != 0) goto done;
+    int B = r.o.batch, T = cfg.ctx;
+    if (!r.model) {
+        r.model = gpt_create(&cfg, r.o.ops, err);
+        if (!r.model || gpt_init_weights(r.model, r.o.seed, err)) goto done;
+    }
+    if (gpt_alloc_training(r.model, B, T, err)) goto done;
+    if (loader_init(&r.loader, r.split.train, r.split.n_train, B, T, r.o.seed ^ 0x5eed, err)) goto done;
     r.x = mg_malloc((size_t)B * T * sizeof(int32_t));
     r.y = mg_malloc((size_t)B * T * sizeof(int32_t));
     if (!r.x || !r.y) {
@@ -172,74 +283,110 @@ int train_run(const train_opts_t *o, char *err) {
         goto done;
     }
     long per_epoch = (long)loader_steps_per_epoch(&r.loader);
-    long total = o->steps > 0 ? o->steps : o->epochs > 0 ? (long)o->epochs * per_epoch : LONG_MAX;
-    double budget = o->steps > 0 || o->epochs > 0 ? INFINITY : o->minutes * 60.0;
+    double budget = INFINITY;
+    if (r.o.resume) {
+        if (loader_restore(&r.loader, r.st.epoch, r.st.cursor, &r.st.epoch_rng, err)) goto done;
+        if (r.o.steps > 0) r.st.total_steps = r.o.steps; /* a longer (or shorter) schedule */
+        info(&r, "resuming %s at step %ld of %ld (epoch %d)", r.o.resume, r.st.step,
+             r.st.total_steps, r.st.epoch);
+    } else {
+        r.st.total_steps = r.o.steps > 0 ? r.o.steps : r.o.epochs > 0 ? (long)r.o.epochs * per_epoch : LONG_MAX;
+        if (r.o.steps <= 0 && r.o.epochs <= 0) budget = r.o.minutes * 60.0;
+        r.st.warmup = MG_MIN((long)r.o.warmup, MG_MAX(1, r.st.total_steps / 10));
+        r.st.batch = B;
+        r.st.lr = r.o.lr;
+        r.st.min_lr_ratio = r.o.min_lr_ratio;
+        r.st.wd = r.o.wd;
+        r.st.beta1 = r.o.beta1;
+        r.st.beta2 = r.o.beta2;
+        r.st.eps = r.o.eps;
+        r.st.clip = r.o.clip;
+        r.st.seed = r.o.seed;
+        r.st.eval_every = r.o.eval_every;
+        r.st.eval_batches = r.o.eval_batches;
+        r.st.val_every = r.o.val_every;
+    }
     info(&r, "model: %zu parameters (%d layers, %d heads, dim %d, context %d, vocab %d); "
          "batch %d x %d; %ld steps per epoch",
          r.model->num_floats, cfg.layers, cfg.heads, cfg.dim, cfg.ctx, cfg.vocab, B, T, per_epoch);
 
-    double t_loop = mg_now(), epoch_loss = 0.0;
-    long epoch_steps = 0, warmup = MG_MIN((long)o->warmup, MG_MAX(1, total / 10));
-    for (long step = 0; step < total; step++) {
+    double t_loop = mg_now();
+    long first = r.st.step;
+    for (long step = r.st.step; step < r.st.total_steps; step++) {
         double ts = mg_now();
         int wrapped = loader_next(&r.loader, r.x, r.y);
-        float lr = train_lr(o, step, warmup, total);
+        float lr = train_lr(&r.o, step, r.st.warmup, r.st.total_steps);
         gpt_zero_grad(r.model);
         float loss = gpt_forward(r.model, r.x, r.y, B, T);
         gpt_backward(r.model);
-        float norm = gpt_adamw_step(r.model, lr, o->beta1, o->beta2, o->eps, o->wd, o->clip);
+        float norm = gpt_adamw_step(r.model, lr, r.o.beta1, r.o.beta2, r.o.eps, r.o.wd, r.o.clip);
         double now = mg_now(), elapsed = now - t_loop;
-        r.meta.step = step + 1;
-        r.meta.tokens_seen += (long long)B * T;
-        r.meta.train_loss = loss;
-        r.meta.lr = lr;
-        r.meta.tokens_per_second = r.meta.tokens_seen / elapsed;
-        epoch_loss += loss;
-        epoch_steps++;
-        /* time budget: fix the schedule's length from the speed of the
-         * first steps, then stop at the budget whatever happens */
-        if (isfinite(budget) && step == 4) {
-            double per_step = elapsed / 5.0 * 1.05; /* 5% for evaluations */
-            total = MG_MAX(step + 2, (long)(budget / per_step));
-            warmup = MG_MIN((long)o->warmup, MG_MAX(1, total / 10));
-            info(&r, "time budget %.1f min: %.3f s/step -> %ld steps", o->minutes, per_step, total);
+        long done_here = step + 1 - first;
+        r.st.step = step + 1;
+        r.st.tokens_seen += (long long)B * T;
+        r.st.epoch_loss_sum += loss;
+        r.st.epoch_steps++;
+        r.last_loss = loss;
+        /* time budget: size the schedule from the measured speed, and
+         * again every 10 steps as the speed settles */
+        if (isfinite(budget) && done_here >= 5 && done_here % 5 == 0 && done_here <= 100) {
+            double per_step = elapsed / done_here * 1.05; /* 5% for evaluations */
+            double left = budget - (now - r.t_start);
+            r.st.total_steps = MG_MAX(step + 2, step + 1 + (long)(left / per_step));
+            r.st.warmup = MG_MIN((long)r.o.warmup, MG_MAX(1, r.st.total_steps / 10));
+            if (done_here == 5)
+                info(&r, "time budget %.1f min: %.3f s/step -> about %ld steps", r.o.minutes,
+                     per_step, r.st.total_steps);
         }
-        int last = step + 1 == total || (isfinite(budget) && now - r.t_start > budget);
-        emit(&r, (train_event_t){.kind = TE_STEP, .step = step + 1, .total_steps = total == LONG_MAX ? 0 : total,
+        int stopping = r.o.stop && *r.o.stop;
+        int last = r.st.step == r.st.total_steps || (isfinite(budget) && now - r.t_start > budget);
+        long total = r.st.total_steps == LONG_MAX ? 0 : r.st.total_steps;
+        emit(&r, (train_event_t){.kind = TE_STEP, .step = r.st.step, .total_steps = total,
                                  .epoch = r.loader.epoch, .loss = loss, .lr = lr, .grad_norm = norm,
                                  .tok_per_s = (double)B * T / (now - ts), .elapsed_s = now - r.t_start,
-                                 .eta_s = total == LONG_MAX ? 0 : elapsed / (step + 1) * (total - step - 1)});
+                                 .eta_s = total ? elapsed / done_here * (total - r.st.step) : 0});
         if (!isfinite(loss)) {
-            mg_fail(err, "loss became %f at step %ld (try a lower --lr)", loss, step + 1);
+            mg_fail(err, "loss became %f at step %ld (try a lower --lr)", loss, r.st.step);
             goto done;
         }
-        int do_eval = wrapped || last || (o->eval_every > 0 && (step + 1) % o->eval_every == 0);
-        if (do_eval) {
+        if (wrapped || last || (r.o.eval_every > 0 && r.st.step % r.o.eval_every == 0)) {
             float val = evaluate(&r);
-            r.meta.val_loss = val;
-            emit(&r, (train_event_t){.kind = TE_EVAL, .step = step + 1, .epoch = r.loader.epoch, .loss = loss, .val_loss = val});
-            if (val < r.best_val) {
-                r.best_val = val;
+            r.st.val_loss = val;
+            emit(&r, (train_event_t){.kind = TE_EVAL, .step = r.st.step, .epoch = r.loader.epoch,
+                                     .loss = loss, .val_loss = val});
+            if (val < r.st.best_val) {
+                r.st.best_val = val;
                 if (save(&r, "best_model.safetensors", err)) goto done;
             }
         }
         if (wrapped) {
-            r.meta.epoch = r.loader.epoch;
-            emit(&r, (train_event_t){.kind = TE_EPOCH, .step = step + 1, .epoch = r.loader.epoch,
-                                     .loss = (float)(epoch_loss / epoch_steps), .val_loss = r.meta.val_loss,
-                                     .tok_per_s = r.meta.tokens_per_second});
+            emit(&r, (train_event_t){.kind = TE_EPOCH, .step = r.st.step, .epoch = r.loader.epoch,
+                                     .loss = (float)(r.st.epoch_loss_sum / r.st.epoch_steps),
+                                     .val_loss = (float)r.st.val_loss,
+                                     .tok_per_s = (double)B * T * done_here / elapsed});
+            r.st.epoch_loss_sum = 0.0;
+            r.st.epoch_steps = 0;
             char name[64];
             snprintf(name, sizeof name, "checkpoint_epoch_%d.safetensors", r.loader.epoch);
             if (save(&r, name, err)) goto done;
-            epoch_loss = 0.0;
-            epoch_steps = 0;
+        }
+        if ((r.o.save_every > 0 && r.st.step % r.o.save_every == 0 && !last) || (stopping && !last)) {
+            char name[64];
+            snprintf(name, sizeof name, "checkpoint_step_%ld.safetensors", r.st.step);
+            if (save(&r, name, err)) goto done;
+            prune(&r);
+            if (stopping) {
+                info(&r, "stopped at step %ld; continue with: minigpt train --resume %s/%s", r.st.step,
+                     r.o.out_dir, name);
+                rc = 0;
+                goto done;
+            }
         }
         if (last) break;
     }
-    r.meta.epoch = r.loader.epoch;
     if (save(&r, "mini_gpt.safetensors", err)) goto done;
     char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer.json", o->out_dir);
+    snprintf(path, sizeof path, "%s/tokenizer.json", r.o.out_dir);
     if (bpe_save(r.tok, path, err)) goto done;
     rc = 0;
 done:

@@ -3,6 +3,7 @@
 #ifndef MG_TRAINER_H
 #define MG_TRAINER_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "model/gpt.h"
@@ -34,6 +35,11 @@ typedef struct {
     uint64_t seed;
     int eval_every, eval_batches;
     int val_every; /* every val_every-th chunk of the stream is validation */
+    const char *resume; /* continue from this checkpoint and its .optim file */
+    long save_every;    /* also save checkpoint_step_N every N steps (0: off) */
+    int keep;           /* keep only the K newest step checkpoints (0: all) */
+    /* set asynchronously (a signal handler): finish the step, save, stop */
+    volatile sig_atomic_t *stop;
     const ops_backend_t *ops;
     void (*on_event)(void *ctx, const train_event_t *e);
     void *ctx;
@@ -44,6 +50,11 @@ void train_defaults(train_opts_t *o);
 /* The learning rate at a step: linear warm-up, then cosine decay to
  * lr * min_lr_ratio at total. */
 float train_lr(const train_opts_t *o, long step, long warmup, long total);
+/* Trains; every checkpoint it writes is X.safetensors (weights, tokenizer,
+ * metadata) plus X.optim.safetensors (see train/state.h). With o->resume,
+ * the model, tokenizer, optimizer, data position, schedule and
+ * hyperparameters come from the checkpoint, and the losses continue
+ * bit-identically (same thread count). */
 int train_run(const train_opts_t *o, char *err);
 
 #endif

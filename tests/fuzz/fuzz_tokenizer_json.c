@@ -5,7 +5,7 @@
  * Build (from the repository root; all of src/tokenizer's .c files):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc src/util/common.c
  *         src/tokenizer/[a-z]*.c tests/fuzz/fuzz_tokenizer_json.c -lpcre2-8 -lcjson -lm -fopenmp
- * Run:  ./fuzz_tok -max_total_time=60 -max_len=4096 tests/fuzz/corpus_tokenizer/
+ * Run:  ./fuzz_tok -max_total_time=60 -max_len=4096 tests/fuzz/corpus_tokenizer_json/
  * Seeds are small minified tokenizer.json files (under -max_len). */
 #include <stdint.h>
 #include <stdlib.h>

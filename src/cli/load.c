@@ -1,0 +1,326 @@
+/* load.c - `minigpt load`: choose a checkpoint (given, the best or latest
+ * of a directory after filters, or from a menu), load it fully (every
+ * tensor validated), then show it or generate from it like `generate`. */
+#define _POSIX_C_SOURCE 200809L
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "io/catalog.h"
+#include "io/checkpoint.h"
+#include "util/common.h"
+
+static const char usage[] =
+    "usage: minigpt load [options]\n"
+    "choosing the checkpoint:\n"
+    "  --checkpoint FILE  this file (instead of choosing from --dir)\n"
+    "  --dir DIR          directory to choose from (default models)\n"
+    "  --mode MODE        auto (default): by --filter; interactive: from a\n"
+    "                     numbered menu on the terminal (q quits)\n"
+    "  --filter WHICH     best (default): lowest validation loss (training\n"
+    "                     loss where there is none); latest: newest by\n"
+    "                     creation time, then step (auto mode)\n"
+    "  --search TEXT      only files whose name or metadata contains TEXT\n"
+    "                     (case-insensitive; the tokenizer is not searched)\n"
+    "  --filter-max-loss X  only files whose loss is <= X\n"
+    "  --filter-min-step N  only files saved at step N or later\n"
+    "what to do with it:\n"
+    "  --show-metadata    print config, training metadata, performance metrics,\n"
+    "                     timestamp, tokenizer summary, tensor count and bytes\n"
+    "  --prompt TEXT      generate once, exactly like 'minigpt generate'; these\n"
+    "                     flags then apply as there: --max-tokens N --temperature T\n"
+    "                     --top-k K --top-p P --seed S --threads N --show-tokens\n"
+    "  --educational      explain the steps of generation: accepted and passed\n"
+    "                     on to generation, which does not support it yet\n"
+    "Without --prompt, prints what was loaded.\n";
+
+enum { MODE_AUTO, MODE_INTERACTIVE };
+
+typedef struct {
+    const char *checkpoint, *dir, *prompt;
+    int mode, filter_given, show_meta, gen_flags;
+    catalog_pick_t pick;
+    catalog_filter_t f;
+    const char *max_loss_arg, *min_step_arg; /* as typed, for messages */
+    cli_gen_opts_t gen;
+} load_args_t;
+
+/* "--search X --filter-min-step N" for the filters that are on; with
+ * only_dead, just those that on their own match no candidate. */
+static void describe_filters(const catalog_t *c, const load_args_t *a, int need_ok, int only_dead,
+                             char *buf, size_t n) {
+    catalog_filter_t one[3] = {CATALOG_NO_FILTER, CATALOG_NO_FILTER, CATALOG_NO_FILTER};
+    one[0].search = a->f.search;
+    one[1].max_loss = a->f.max_loss;
+    one[2].min_step = a->f.min_step;
+    const int on[3] = {a->f.search != NULL, !isnan(a->f.max_loss), a->f.min_step >= 0};
+    const char *flag[3] = {"--search", "--filter-max-loss", "--filter-min-step"};
+    const char *val[3] = {a->f.search, a->max_loss_arg, a->min_step_arg};
+    size_t len = 0;
+    buf[0] = 0;
+    for (int k = 0; k < 3; k++) {
+        if (!on[k]) continue;
+        int hits = 0;
+        for (int i = 0; i < c->n; i++)
+            hits += (!need_ok || c->e[i].ok) && catalog_match(&c->e[i], &one[k]);
+        if (only_dead && hits) continue;
+        int w = snprintf(buf + len, n - len, "%s%s '%s'", len ? " " : "", flag[k], val[k]);
+        if (w < 0 || (size_t)w >= n - len) break;
+        len += (size_t)w;
+    }
+}
+
+/* The one-line reason when nothing can be chosen. */
+static void no_match(const catalog_t *c, const load_args_t *a, int need_ok, char *err) {
+    char which[MG_ERR_LEN];
+    describe_filters(c, a, need_ok, 1, which, sizeof which);
+    if (!which[0]) describe_filters(c, a, need_ok, 0, which, sizeof which);
+    if (a->checkpoint)
+        mg_fail(err, "load: checkpoint '%s' does not match %s", a->checkpoint, which);
+    else if (c->n == 0)
+        mg_fail(err, "load: no checkpoints in %s", c->dir);
+    else if (which[0])
+        mg_fail(err, "load: no checkpoint in %s matches %s", c->dir, which);
+    else
+        mg_fail(err, "load: no readable checkpoint in %s (see 'minigpt list --dir %s')", c->dir,
+                c->dir);
+}
+
+/* Reads a choice from the terminal: the row index, -1 to quit (q or end of
+ * input). Bad answers ask again. */
+static int ask(int n) {
+    char line[64];
+    for (;;) {
+        printf("load which checkpoint? [1-%d, q to quit]: ", n);
+        fflush(stdout);
+        if (!fgets(line, sizeof line, stdin)) {
+            printf("\n");
+            return -1;
+        }
+        char *s = line, *end;
+        while (isspace((unsigned char)*s))
+            s++;
+        for (end = s + strlen(s); end > s && isspace((unsigned char)end[-1]);)
+            *--end = 0;
+        if (strcmp(s, "q") == 0 || strcmp(s, "quit") == 0) return -1;
+        long v;
+        if (*s && cli_int("choice", s, 1, n, &v, NULL) == 0) return (int)v - 1;
+        printf("'%s' is not a number from 1 to %d\n", s, n);
+    }
+}
+
+/* Chooses an entry of c: its index, -1 with err set, or -2 to quit. */
+static int choose(const catalog_t *c, const load_args_t *a, char *err) {
+    if (a->mode == MODE_AUTO) {
+        if (a->checkpoint && c->n == 1 && !c->e[0].ok) /* say why the file is unusable */
+            return mg_fail(err, "load: %s", c->e[0].why);
+        int i = catalog_pick(c, &a->f, a->pick);
+        if (i < 0) no_match(c, a, 1, err);
+        return i;
+    }
+    int *rows = mg_malloc((size_t)(c->n + 1) * sizeof *rows), n = 0, pick = -1;
+    if (!rows) return mg_fail(err, "load: out of memory");
+    for (int i = 0; i < c->n; i++)
+        if (catalog_match(&c->e[i], &a->f)) rows[n++] = i;
+    if (n == 0) {
+        no_match(c, a, 0, err);
+        goto done;
+    }
+    cli_catalog_table(c, rows, n, 1);
+    int r = ask(n);
+    pick = r < 0 ? -2 : rows[r];
+done:
+    mg_free(rows);
+    return pick;
+}
+
+static void print_num(const char *label, double v, const char *fmt) {
+    printf("  %-18s ", label);
+    if (isfinite(v))
+        printf(fmt, v);
+    else
+        printf("-");
+    printf("\n");
+}
+
+static void show_metadata(const ckpt_t *ck, const catalog_entry_t *e) {
+    const gpt_config_t *g = &ck->model->cfg;
+    const ckpt_meta_t *m = &ck->meta;
+    printf("config:\n");
+    printf("  %-18s %d\n  %-18s %d\n  %-18s %d\n  %-18s %d\n  %-18s %d\n  %-18s %lld\n", "n_layers",
+           g->layers, "n_heads", g->heads, "d_model", g->dim, "context_length", g->ctx,
+           "vocab_size", g->vocab, "parameters", catalog_params(g));
+    printf("training metadata:\n");
+    printf("  %-18s %ld\n  %-18s %d\n", "step", m->step, "epoch", m->epoch);
+    print_num("train_loss", m->train_loss, "%.4f");
+    print_num("val_loss", m->val_loss, "%.4f");
+    printf("  %-18s %lld\n", "tokens_seen", m->tokens_seen);
+    print_num("lr", m->lr, "%.3g");
+    print_num("seconds", m->seconds, "%.1f");
+    printf("performance metrics:\n");
+    print_num("tokens_per_second", m->tokens_per_second, "%.0f");
+    printf("timestamp:\n  %-18s %s\n", "created", ck->created);
+    printf("tokenizer:\n  %-18s %s\n  %-18s %d\n  %-18s %d\n", "type", e->tok_type, "vocab_size",
+           bpe_vocab_size(ck->tok), "merges", bpe_num_merges(ck->tok));
+    printf("tensors:\n  %-18s %d\n  %-18s %lld\n", "count", ck->file->n_tensors, "bytes",
+           e->tensor_bytes);
+}
+
+static void show_loaded(const ckpt_t *ck, const char *path) {
+    char shape[96];
+    catalog_shape(&ck->model->cfg, shape, sizeof shape);
+    printf("loaded %s\n", path);
+    printf("  %-8s %s, %lld parameters\n", "shape", shape, catalog_params(&ck->model->cfg));
+    printf("  %-8s %ld (epoch %d)\n", "step", ck->meta.step, ck->meta.epoch);
+    printf("  %-8s ", "loss");
+    if (isfinite(ck->meta.val_loss)) printf("val %.4f, ", ck->meta.val_loss);
+    if (isfinite(ck->meta.train_loss))
+        printf("train %.4f\n", ck->meta.train_loss);
+    else
+        printf("train -\n");
+    printf("  %-8s %s\n", "created", ck->created);
+}
+
+/* Parses argv into a; returns CLI_OK to go on, or an exit code (help
+ * counts as done: -1). */
+static int parse(int argc, char **argv, load_args_t *a, char *err) {
+    static const struct option opts[] = {
+        {"checkpoint", required_argument, 0, 'c'},
+        {"dir", required_argument, 0, 'd'},
+        {"mode", required_argument, 0, 'm'},
+        {"filter", required_argument, 0, 'f'},
+        {"search", required_argument, 0, 'S'},
+        {"filter-max-loss", required_argument, 0, 'L'},
+        {"filter-min-step", required_argument, 0, 'M'},
+        {"show-metadata", no_argument, 0, 'i'},
+        {"educational", no_argument, 0, 'e'},
+        {"prompt", required_argument, 0, 'p'},
+        CLI_GEN_OPTIONS,
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        int r = cli_gen_flag(c, optarg, &a->gen, err);
+        if (r < 0) return CLI_USAGE;
+        if (r > 0) {
+            a->gen_flags++;
+            continue;
+        }
+        switch (c) {
+        case 'c': a->checkpoint = optarg; break;
+        case 'd': a->dir = optarg; break;
+        case 'm':
+            if (strcmp(optarg, "auto") == 0)
+                a->mode = MODE_AUTO;
+            else if (strcmp(optarg, "interactive") == 0)
+                a->mode = MODE_INTERACTIVE;
+            else {
+                mg_fail(err, "--mode: '%s' is not auto or interactive", optarg);
+                return CLI_USAGE;
+            }
+            break;
+        case 'f':
+            if (strcmp(optarg, "best") == 0)
+                a->pick = CATALOG_BEST;
+            else if (strcmp(optarg, "latest") == 0)
+                a->pick = CATALOG_LATEST;
+            else {
+                mg_fail(err, "--filter: '%s' is not best or latest", optarg);
+                return CLI_USAGE;
+            }
+            a->filter_given = 1;
+            break;
+        case 'S': a->f.search = optarg; break;
+        case 'L':
+            if (cli_float("filter-max-loss", optarg, 0, 1e30, &a->f.max_loss, err))
+                return CLI_USAGE;
+            a->max_loss_arg = optarg;
+            break;
+        case 'M':
+            if (cli_int("filter-min-step", optarg, 0, 1L << 50, &a->f.min_step, err))
+                return CLI_USAGE;
+            a->min_step_arg = optarg;
+            break;
+        case 'i': a->show_meta = 1; break;
+        case 'e': a->gen.educational = 1; break;
+        case 'p': a->prompt = optarg; break;
+        case 'h': fputs(usage, stdout); return -1;
+        default: return cli_bad_option("load", c, argv, err);
+        }
+    }
+    if (optind < argc) {
+        mg_fail(err, "load: unexpected argument '%s'", argv[optind]);
+        return CLI_USAGE;
+    }
+    if (a->checkpoint && a->dir) {
+        mg_fail(err, "load: give --checkpoint or --dir, not both");
+        return CLI_USAGE;
+    }
+    if (a->mode == MODE_INTERACTIVE && a->filter_given) {
+        mg_fail(err, "load: --filter chooses in --mode auto; --mode interactive asks instead");
+        return CLI_USAGE;
+    }
+    if (a->prompt && !*a->prompt) {
+        mg_fail(err, "load: --prompt must not be empty");
+        return CLI_USAGE;
+    }
+    if (!a->prompt && a->gen_flags) {
+        mg_fail(err, "load: generation flags (--max-tokens, --seed, ...) need --prompt TEXT");
+        return CLI_USAGE;
+    }
+    if (!a->dir) a->dir = "models";
+    return CLI_OK;
+}
+
+int cli_load(int argc, char **argv, char *err) {
+    load_args_t a = {.mode = MODE_AUTO, .pick = CATALOG_BEST, .f = CATALOG_NO_FILTER};
+    cli_gen_defaults(&a.gen);
+    int rc = parse(argc, argv, &a, err);
+    if (rc != CLI_OK) return rc < 0 ? CLI_OK : rc;
+    if (a.mode == MODE_INTERACTIVE && !isatty(STDIN_FILENO)) {
+        mg_fail(err, "load: --mode interactive needs a terminal on stdin (use --mode auto)");
+        return CLI_ERR;
+    }
+
+    catalog_t *cat = NULL;
+    ckpt_t *ck = NULL;
+    char why[MG_ERR_LEN];
+    rc = CLI_ERR;
+    cat = a.checkpoint ? catalog_file(a.checkpoint, why) : catalog_scan(a.dir, why);
+    if (!cat) {
+        mg_fail(err, "load: %s", why);
+        goto done;
+    }
+    int i = choose(cat, &a, err);
+    if (i == -2) rc = CLI_OK; /* quit from the menu */
+    if (i < 0) goto done;
+    const catalog_entry_t *e = &cat->e[i];
+    ops_cpu_set_threads((int)a.gen.threads);
+    ck = ckpt_load(e->path, ops_cpu(), why);
+    if (!ck) {
+        mg_fail(err, "load: %s", why);
+        goto done;
+    }
+    if (!a.prompt)
+        show_loaded(ck, e->path);
+    else if (a.show_meta)
+        printf("checkpoint: %s\n", e->path);
+    if (a.show_meta) show_metadata(ck, e);
+    if (a.prompt) {
+        /* stdout stays exactly what `generate` prints; say which file on stderr */
+        fprintf(stderr, "[checkpoint %s]\n", e->path);
+        fflush(stdout);
+        if (cli_run_generation(ck, a.prompt, &a.gen, err) != 0) goto done;
+    }
+    rc = CLI_OK;
+done:
+    ckpt_free(ck);
+    catalog_free(cat);
+    return rc;
+}
