@@ -1,6 +1,7 @@
 /* main.c - the minigpt command: dispatch to a subcommand, print its error,
  * exit with its code (0 ok, 1 runtime error, 2 usage error). The only
  * place that prints errors or exits. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,6 +30,9 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
     char err[MG_ERR_LEN] = "";
     ops_cpu_select_kernels(argv);
+    /* past a file-size limit, let write() fail with EFBIG (reported like a
+     * full disk) instead of the default SIGXFSZ killing the process */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         fprintf(stderr, "minigpt: no command given (try 'minigpt --help')\n");
         return CLI_USAGE;

@@ -21,6 +21,7 @@ bash tests/parity.sh
 MINIGPT=./minigpt bash tests/e2e.sh
 MINIGPT=./minigpt bash tests/bad_input.sh
 MINIGPT=./minigpt bash tests/checkpoints.sh
+MINIGPT=./minigpt bash tests/crash.sh
 
 echo "== sanitizers (ASan+UBSan)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

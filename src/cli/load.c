@@ -153,7 +153,7 @@ static void show_metadata(const ckpt_t *ck, const catalog_entry_t *e) {
     printf("config:\n");
     printf("  %-18s %d\n  %-18s %d\n  %-18s %d\n  %-18s %d\n  %-18s %d\n  %-18s %lld\n", "n_layers",
            g->layers, "n_heads", g->heads, "d_model", g->dim, "context_length", g->ctx,
-           "vocab_size", g->vocab, "parameters", catalog_params(g));
+           "vocab_size", g->vocab, "parameters", (long long)gpt_param_count(g));
     printf("training metadata:\n");
     printf("  %-18s %ld\n  %-18s %d\n", "step", m->step, "epoch", m->epoch);
     print_num("train_loss", m->train_loss, "%.4f");
@@ -174,7 +174,7 @@ static void show_loaded(const ckpt_t *ck, const char *path) {
     char shape[96];
     catalog_shape(&ck->model->cfg, shape, sizeof shape);
     printf("loaded %s\n", path);
-    printf("  %-8s %s, %lld parameters\n", "shape", shape, catalog_params(&ck->model->cfg));
+    printf("  %-8s %s, %lld parameters\n", "shape", shape, (long long)gpt_param_count(&ck->model->cfg));
     printf("  %-8s %ld (epoch %d)\n", "step", ck->meta.step, ck->meta.epoch);
     printf("  %-8s ", "loss");
     if (isfinite(ck->meta.val_loss)) printf("val %.4f, ", ck->meta.val_loss);

@@ -11,6 +11,7 @@
 #include "ops/ops.h"
 #include "train/trainer.h"
 #include "util/common.h"
+#include "util/sysinfo.h"
 
 static const char usage[] =
     "usage: minigpt train [options]\n"
@@ -115,6 +116,7 @@ int cli_train(int argc, char **argv, char *err) {
     o.data_path = "data/corpus_pt_br.txt";
     cli_shape_t shape = {0};
     long n, threads = 0, log_every = 10;
+    int batch_set = 0;
     double f;
     int c;
     opterr = 0;
@@ -132,7 +134,7 @@ int cli_train(int argc, char **argv, char *err) {
         case 'D': bad = cli_int("dim", optarg, 1, 1 << 14, &shape.dim, err); break;
         case 'T': bad = cli_int("ctx", optarg, 1, 1 << 16, &shape.ctx, err); break;
         case 'V': bad = cli_int("vocab", optarg, 260, 1 << 20, &shape.vocab, err); break;
-        case 'b': bad = cli_int("batch", optarg, 1, 1 << 16, &n, err); o.batch = (int)n; break;
+        case 'b': bad = cli_int("batch", optarg, 1, 1 << 16, &n, err); o.batch = (int)n; batch_set = 1; break;
         case 'l': bad = cli_float("lr", optarg, 1e-9, 10, &f, err); o.lr = (float)f; break;
         case 'w': bad = cli_int("warmup", optarg, 1, 1L << 40, &n, err); o.warmup = (int)n; break;
         case 'W': bad = cli_float("weight-decay", optarg, 0, 10, &f, err); o.wd = (float)f; break;
@@ -167,6 +169,14 @@ int cli_train(int argc, char **argv, char *err) {
         mg_fail(err, "train: cannot read data file '%s'", o.data_path);
         return CLI_ERR;
     }
+    /* hardware-adaptive defaults: every core, and the largest batch up to
+     * the default whose training memory fits in half the available RAM */
+    mg_sysinfo_t sys;
+    mg_sysinfo(&sys);
+    if (!threads) threads = sys.cores;
+    if (!batch_set && !o.resume && sys.mem_available)
+        while (o.batch > 1 && gpt_training_bytes(&o.cfg, o.batch, o.cfg.ctx) > sys.mem_available / 2)
+            o.batch /= 2;
     ops_cpu_set_threads((int)threads);
     o.ops = ops_cpu();
     view_t view = {.tty = isatty(STDERR_FILENO), .log_every = log_every};
@@ -180,6 +190,10 @@ int cli_train(int argc, char **argv, char *err) {
     printf("minigpt train: %s on %s, %d threads, backend %s (%s)\n",
            o.resume ? o.resume : shape.preset ? shape.preset : "mini", o.data_path,
            ops_cpu_threads(), o.ops->name, ops_cpu_blas_info());
+    printf("settings: %ld threads of %d cores (--threads), batch %d (--batch)%s, "
+           "%.0f MB for training of %.0f MB available\n",
+           threads, sys.cores, o.batch, batch_set ? "" : " chosen to fit memory",
+           gpt_training_bytes(&o.cfg, o.batch, o.cfg.ctx) / 1e6, sys.mem_available / 1e6);
     if (train_run(&o, err) != 0) return CLI_ERR;
     return CLI_OK;
 }

@@ -20,11 +20,6 @@ double catalog_loss(const catalog_entry_t *e) {
     return isfinite(e->val_loss) ? e->val_loss : e->train_loss;
 }
 
-long long catalog_params(const gpt_config_t *g) {
-    long long V = g->vocab, T = g->ctx, C = g->dim, L = g->layers;
-    return V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C;
-}
-
 void catalog_shape(const gpt_config_t *g, char *buf, size_t n) {
     snprintf(buf, n, "L%d H%d d%d ctx%d V%d", g->layers, g->heads, g->dim, g->ctx, g->vocab);
 }
@@ -120,7 +115,7 @@ static void entry_read(catalog_entry_t *e) {
         mg_fail(e->why, "'%s': %s", e->path, why);
         goto done;
     }
-    e->params = catalog_params(&e->cfg);
+    e->params = (long long)gpt_param_count(&e->cfg);
     read_tokenizer(e, tj);
     read_training(e, st_meta(f, "training_metadata"));
     const char *stamp = st_meta(f, "creation_timestamp");

@@ -55,8 +55,6 @@ void catalog_free(catalog_t *c);
 
 /* val loss, else train loss; NAN if neither (or unreadable). */
 double catalog_loss(const catalog_entry_t *e);
-/* V*C + ctx*C + L*(12*C*C + 13*C) + 2*C: the GPT-2 parameter count. */
-long long catalog_params(const gpt_config_t *cfg);
 /* "L4 H4 d256 ctx256 V4096" */
 void catalog_shape(const gpt_config_t *cfg, char *buf, size_t n);
 

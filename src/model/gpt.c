@@ -182,6 +182,64 @@ const gpt_param_t *gpt_find_param(const gpt_model_t *m, const char *name) {
     return NULL;
 }
 
+size_t gpt_param_count(const gpt_config_t *c) {
+    size_t C = c->dim, per_layer = 0;
+    for (int i = 0; i < N_LAYER_PARAMS; i++)
+        per_layer += layer_params[i].rows * C * (layer_params[i].cols ? layer_params[i].cols * C : 1);
+    return (size_t)c->vocab * C + (size_t)c->ctx * C + c->layers * per_layer + 2 * C;
+}
+
+/* The activation buffers, in the order they are carved out of one
+ * allocation; a->... pointers are only written through parts[i].ptr. */
+typedef struct {
+    float **ptr;
+    size_t n;
+} act_part_t;
+#define N_ACT_PARTS 23
+
+static size_t act_layout(const gpt_config_t *c, size_t B, size_t T, gpt_acts_t *a,
+                         act_part_t parts[N_ACT_PARTS]) {
+    size_t L = c->layers, C = c->dim, V = c->vocab, NH = c->heads, N = B * T;
+    act_part_t p[N_ACT_PARTS] = {
+        {&a->encoded, N * C},
+        {&a->ln1, L * N * C},
+        {&a->ln1_mean, L * N},
+        {&a->ln1_rstd, L * N},
+        {&a->qkv, L * N * 3 * C},
+        {&a->att, L * B * NH * T * T},
+        {&a->atty, L * N * C},
+        {&a->res2, L * N * C},
+        {&a->ln2, L * N * C},
+        {&a->ln2_mean, L * N},
+        {&a->ln2_rstd, L * N},
+        {&a->fch, L * N * 4 * C},
+        {&a->fch_gelu, L * N * 4 * C},
+        {&a->res3, L * N * C},
+        {&a->lnf, N * C},
+        {&a->lnf_mean, N},
+        {&a->lnf_rstd, N},
+        {&a->logits, N * V},
+        {&a->losses, N},
+        {&a->dres, N * C},
+        {&a->dc, N * C},
+        {&a->d3c, N * 3 * C},
+        {&a->d4c, N * 4 * C},
+    };
+    size_t total = 0;
+    for (int i = 0; i < N_ACT_PARTS; i++) {
+        parts[i] = p[i];
+        total += p[i].n;
+    }
+    return total;
+}
+
+size_t gpt_training_bytes(const gpt_config_t *c, int B, int T) {
+    gpt_acts_t dummy;
+    act_part_t parts[N_ACT_PARTS];
+    size_t acts = act_layout(c, B, T, &dummy, parts);
+    return (4 * gpt_param_count(c) + acts) * sizeof(float) + 2 * (size_t)B * T * sizeof(int32_t);
+}
+
 int gpt_alloc_training(gpt_model_t *m, int B, int T, char *err) {
     const gpt_config_t *c = &m->cfg;
     const ops_backend_t *ops = m->ops;
@@ -197,39 +255,10 @@ int gpt_alloc_training(gpt_model_t *m, int B, int T, char *err) {
         fill_view(m, m->grads, &m->g);
     }
     free_training(m);
-    size_t L = c->layers, C = c->dim, V = c->vocab, NH = c->heads;
     size_t N = (size_t)B * T;
-    /* one allocation for all activations, carved in this order */
-    struct {
-        float **ptr;
-        size_t n;
-    } parts[] = {
-        {&m->a.encoded, N * C},
-        {&m->a.ln1, L * N * C},
-        {&m->a.ln1_mean, L * N},
-        {&m->a.ln1_rstd, L * N},
-        {&m->a.qkv, L * N * 3 * C},
-        {&m->a.att, L * B * NH * T * T},
-        {&m->a.atty, L * N * C},
-        {&m->a.res2, L * N * C},
-        {&m->a.ln2, L * N * C},
-        {&m->a.ln2_mean, L * N},
-        {&m->a.ln2_rstd, L * N},
-        {&m->a.fch, L * N * 4 * C},
-        {&m->a.fch_gelu, L * N * 4 * C},
-        {&m->a.res3, L * N * C},
-        {&m->a.lnf, N * C},
-        {&m->a.lnf_mean, N},
-        {&m->a.lnf_rstd, N},
-        {&m->a.logits, N * V},
-        {&m->a.losses, N},
-        {&m->a.dres, N * C},
-        {&m->a.dc, N * C},
-        {&m->a.d3c, N * 3 * C},
-        {&m->a.d4c, N * 4 * C},
-    };
-    size_t total = 0;
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) total += parts[i].n;
+    /* one allocation for all activations */
+    act_part_t parts[N_ACT_PARTS];
+    size_t total = act_layout(c, B, T, &m->a, parts);
     float *block = ops->alloc(total * sizeof(float));
     int32_t *ids = ops->alloc(2 * N * sizeof(int32_t));
     m->host_losses = mg_malloc(N * sizeof(float));
@@ -239,7 +268,7 @@ int gpt_alloc_training(gpt_model_t *m, int B, int T, char *err) {
         return mg_fail(err, "out of memory for activations (%zu MB at batch %d x %d)",
                        total * sizeof(float) >> 20, B, T);
     }
-    for (size_t i = 0, off = 0; i < sizeof parts / sizeof parts[0]; i++) {
+    for (size_t i = 0, off = 0; i < N_ACT_PARTS; i++) {
         *parts[i].ptr = block + off;
         off += parts[i].n;
     }

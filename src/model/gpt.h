@@ -102,6 +102,11 @@ int gpt_init_weights(gpt_model_t *m, uint64_t seed, char *err);
  * (B,T), T <= ctx. Can be called again with another shape. */
 int gpt_alloc_training(gpt_model_t *m, int B, int T, char *err);
 const gpt_param_t *gpt_find_param(const gpt_model_t *m, const char *name);
+/* Bytes that training at (B,T) needs: parameters, gradients, AdamW
+ * moments and activations (what gpt_create + gpt_alloc_training allocate). */
+size_t gpt_training_bytes(const gpt_config_t *cfg, int B, int T);
+/* Parameters of a config (without building the model). */
+size_t gpt_param_count(const gpt_config_t *cfg);
 
 /* Training pass on host token arrays (B,T), B <= m->B, T <= m->T: forward, then (if targets)
  * the mean cross-entropy loss, which is returned (NAN if no targets). */
