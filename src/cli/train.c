@@ -66,16 +66,21 @@ static void on_event(void *ctx, const train_event_t *e) {
     case TE_STEP:
         fmt_time(e->eta_s, eta, sizeof eta);
         fmt_time(e->elapsed_s, el, sizeof el);
+        char pos[48]; /* the total is unknown until a time budget is sized */
+        if (e->total_steps)
+            snprintf(pos, sizeof pos, "%ld/%ld", e->step, e->total_steps);
+        else
+            snprintf(pos, sizeof pos, "%ld/?", e->step);
         if (v->tty) {
             char bar[21] = "....................";
             int fill = e->total_steps ? (int)(20.0 * e->step / e->total_steps) : 0;
             for (int i = 0; i < fill && i < 20; i++) bar[i] = '#';
-            fprintf(stderr, "\r\033[Kstep %ld/%ld [%s] loss %.4f lr %.2e %.0f tok/s  %s elapsed, ETA %s",
-                    e->step, e->total_steps, bar, e->loss, e->lr, e->tok_per_s, el, eta);
+            fprintf(stderr, "\r\033[Kstep %s [%s] loss %.4f lr %.2e %.0f tok/s  %s elapsed, ETA %s", pos,
+                    bar, e->loss, e->lr, e->tok_per_s, el, e->total_steps ? eta : "?");
             fflush(stderr);
         } else if (e->step == 1 || e->step % v->log_every == 0 || e->step == e->total_steps) {
-            printf("step %ld/%ld loss %.4f lr %.2e grad-norm %.3f %.0f tok/s elapsed %s ETA %s\n",
-                   e->step, e->total_steps, e->loss, e->lr, e->grad_norm, e->tok_per_s, el, eta);
+            printf("step %s loss %.4f lr %.2e grad-norm %.3f %.0f tok/s elapsed %s ETA %s\n", pos,
+                   e->loss, e->lr, e->grad_norm, e->tok_per_s, el, e->total_steps ? eta : "?");
         }
         break;
     case TE_EVAL:

@@ -160,8 +160,11 @@ ckpt_t *ckpt_load(const char *path, const ops_backend_t *ops, char *err) {
         mg_fail(err, "out of memory");
         return NULL;
     }
-    c->file = st_open(path, why);
-    if (!c->file) goto fail;
+    c->file = st_open(path, err); /* its reason names the file already */
+    if (!c->file) {
+        ckpt_free(c);
+        return NULL;
+    }
     const char *cj = st_meta(c->file, "model_config");
     const char *tj = st_meta(c->file, "tokenizer");
     if (!cj) {

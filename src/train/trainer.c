@@ -328,8 +328,9 @@ int train_run(const train_opts_t *opts, char *err) {
         r.st.epoch_steps++;
         r.last_loss = loss;
         /* time budget: size the schedule from the measured speed, and
-         * again every 10 steps as the speed settles */
-        if (isfinite(budget) && done_here >= 5 && done_here % 5 == 0 && done_here <= 100) {
+         * again every 5 steps, as the speed settles or the machine's load
+         * changes, so that the decay ends when the time does */
+        if (isfinite(budget) && done_here >= 5 && done_here % 5 == 0) {
             double per_step = elapsed / done_here * 1.05; /* 5% for evaluations */
             double left = budget - (now - r.t_start);
             r.st.total_steps = MG_MAX(step + 2, step + 1 + (long)(left / per_step));
