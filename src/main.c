@@ -16,6 +16,8 @@ static const struct {
 } commands[] = {
     {"train", cli_train, "train a GPT on a text file (tokenizer included)"},
     {"generate", cli_generate, "generate text from a checkpoint"},
+    {"eval", cli_eval, "loss, perplexity and bits per byte of a checkpoint on a text"},
+    {"plot", cli_plot, "draw a run's loss curve (SVG) from its train_log.jsonl"},
     {"list", cli_list, "list the checkpoints of a directory, best first"},
     {"load", cli_load, "choose and load a checkpoint (best, latest, search, menu)"},
 };

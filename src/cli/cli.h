@@ -14,8 +14,14 @@ enum { CLI_OK = 0, CLI_ERR = 1, CLI_USAGE = 2 };
 
 int cli_train(int argc, char **argv, char *err);
 int cli_generate(int argc, char **argv, char *err);
+int cli_eval(int argc, char **argv, char *err);
+int cli_plot(int argc, char **argv, char *err);
+/* Draws LOG (train_log.jsonl) to out (NULL: loss_curve.svg beside LOG) and
+ * prints a sparkline of the loss; -1 with err on failure. */
+int cli_plot_log(const char *log, const char *out, char *err);
 int cli_list(int argc, char **argv, char *err);
 int cli_load(int argc, char **argv, char *err);
+int cli_chat(int argc, char **argv, char *err);
 
 /* The checkpoint table of `list`, also the menu of `load --mode
  * interactive`: the entries rows[0..n) of c (all of them when rows is
@@ -30,7 +36,8 @@ typedef struct {
     long threads; /* 0: all cores */
     double temperature, top_p;
     int show_tokens;
-    int educational; /* accepted by `load`; generation does not support it yet */
+    int educational;  /* explain each step (src/explain) */
+    int show_tensors; /* with educational: activation stats after each sublayer */
 } cli_gen_opts_t;
 void cli_gen_defaults(cli_gen_opts_t *o);
 /* The long options for the fields above (for a getopt_long table), and the
@@ -42,6 +49,9 @@ void cli_gen_defaults(cli_gen_opts_t *o);
         {"seed", required_argument, 0, 's'}, {"show-tokens", no_argument, 0, 'v'},                 \
         {"threads", required_argument, 0, 'j'}
 int cli_gen_flag(int c, const char *arg, cli_gen_opts_t *o, char *err);
+/* The chat session on a loaded checkpoint (also `load` without --prompt).
+ * path is only shown by /checkpoint. */
+int cli_chat_run(const ckpt_t *ck, const char *path, const cli_gen_opts_t *o, char *err);
 /* Streams the prompt and its continuation to stdout (after the prompt's
  * tokens with show_tokens), then a stats line to stderr. */
 int cli_run_generation(const ckpt_t *ck, const char *prompt, const cli_gen_opts_t *o, char *err);

@@ -85,12 +85,12 @@ static void on_event(void *ctx, const train_event_t *e) {
         break;
     case TE_EVAL:
         if (v->tty) fprintf(stderr, "\r\033[K");
-        printf("step %ld: val loss %.4f\n", e->step, e->val_loss);
+        printf("step %ld: val loss %.4f, val bpb %.4f\n", e->step, e->val_loss, e->val_bpb);
         break;
     case TE_EPOCH:
         if (v->tty) fprintf(stderr, "\r\033[K");
-        printf("epoch %d: train loss %.4f, val loss %.4f, %.0f tok/s\n", e->epoch, e->loss,
-               e->val_loss, e->tok_per_s);
+        printf("epoch %d: train loss %.4f, val loss %.4f, val bpb %.4f, %.0f tok/s\n", e->epoch,
+               e->loss, e->val_loss, e->val_bpb, e->tok_per_s);
         break;
     case TE_SAVE:
         if (v->tty) fprintf(stderr, "\r\033[K");
@@ -200,5 +200,7 @@ int cli_train(int argc, char **argv, char *err) {
            threads, sys.cores, o.batch, batch_set ? "" : " chosen to fit memory",
            gpt_training_bytes(&o.cfg, o.batch, o.cfg.ctx) / 1e6, sys.mem_available / 1e6);
     if (train_run(&o, err) != 0) return CLI_ERR;
-    return CLI_OK;
+    char log[4096];
+    snprintf(log, sizeof log, "%s/train_log.jsonl", o.out_dir);
+    return cli_plot_log(log, NULL, err) ? CLI_ERR : CLI_OK;
 }

@@ -93,6 +93,7 @@ int ckpt_save(const char *path, const gpt_model_t *m, const bpe_t *tok, const ck
     cJSON_AddNumberToObject(t, "epoch", meta->epoch);
     add_num(t, "train_loss", meta->train_loss);
     add_num(t, "val_loss", meta->val_loss);
+    add_num(t, "val_bpb", meta->val_bpb);
     cJSON_AddNumberToObject(t, "tokens_seen", (double)meta->tokens_seen);
     add_num(t, "lr", meta->lr);
     add_num(t, "seconds", meta->seconds);
@@ -145,6 +146,7 @@ static void parse_meta(const char *tm, const char *pm, ckpt_meta_t *meta) {
     meta->tokens_seen = isfinite(seen) && fabs(seen) < 1e18 ? (long long)seen : 0;
     meta->train_loss = num_or_nan(t, "train_loss");
     meta->val_loss = num_or_nan(t, "val_loss");
+    meta->val_bpb = num_or_nan(t, "val_bpb");
     meta->lr = num_or_nan(t, "lr");
     meta->seconds = num_or_nan(t, "seconds");
     meta->tokens_per_second = num_or_nan(p, "tokens_per_second");

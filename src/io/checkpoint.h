@@ -6,7 +6,7 @@
  *                             "d_model","n_layers","n_heads"}
  *   tokenizer           the tokenizer.json text
  *   training_metadata   JSON {"step","epoch","train_loss","val_loss",
- *                             "tokens_seen","lr","seconds"}
+ *                             "val_bpb","tokens_seen","lr","seconds"}
  *   performance_metrics JSON {"tokens_per_second"}
  *   creation_timestamp  ISO 8601 UTC
  * Saving is atomic (see st_writer_save). */
@@ -21,6 +21,7 @@ typedef struct {
     long step;
     int epoch;
     double train_loss, val_loss; /* NAN when not measured */
+    double val_bpb;              /* validation bits per byte; NAN when not measured */
     long long tokens_seen;
     double lr, seconds;
     double tokens_per_second;

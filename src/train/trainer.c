@@ -17,6 +17,7 @@
 #include "io/checkpoint.h"
 #include "tokenizer/bpe.h"
 #include "train/data.h"
+#include "train/eval.h"
 #include "train/state.h"
 #include "util/common.h"
 
@@ -57,6 +58,8 @@ typedef struct {
     double t_start; /* wall clock at start of this process's run */
     double t_prev;  /* seconds of training before a resume */
     float last_loss;
+    double val_bpb;
+    FILE *log;      /* train_log.jsonl */
 } run_t;
 
 static void emit(const run_t *r, train_event_t e) {
@@ -73,14 +76,16 @@ static void info(const run_t *r, const char *fmt, ...) {
     emit(r, (train_event_t){.kind = TE_INFO, .msg = line});
 }
 
-/* Mean loss over eval_batches batches spread evenly through the
- * validation tokens (the same windows every time). */
-static float evaluate(run_t *r) {
+/* Validation loss (nats per token) and bits per byte over eval_batches
+ * batches spread evenly through the validation tokens (the same windows
+ * every time). */
+static float evaluate(run_t *r, double *bpb) {
     int B = r->model->B, T = r->model->T;
     size_t windows = (r->split.n_val - 1) / T;
+    *bpb = NAN;
     if (windows == 0) return NAN;
     size_t total = MG_MIN((size_t)r->o.eval_batches * B, windows);
-    double sum = 0.0;
+    eval_sum_t sum = {0};
     size_t done = 0;
     while (done < total) {
         int nb = (int)MG_MIN((size_t)B, total - done);
@@ -90,10 +95,23 @@ static float evaluate(run_t *r) {
             memcpy(r->x + (size_t)b * T, src, T * sizeof(int32_t));
             memcpy(r->y + (size_t)b * T, src + 1, T * sizeof(int32_t));
         }
-        sum += (double)gpt_forward(r->model, r->x, r->y, nb, T) * nb;
+        gpt_forward(r->model, r->x, r->y, nb, T);
+        eval_accumulate(r->model->host_losses, r->tok, r->y, nb, T, 0, &sum);
         done += nb;
     }
-    return (float)(sum / total);
+    *bpb = eval_bpb(&sum);
+    return (float)eval_loss(&sum);
+}
+
+/* One JSON line per step in out_dir/train_log.jsonl (the plot's input). */
+static void log_step(run_t *r, float loss, float lr, double tok_s, int with_val, double bpb) {
+    if (!r->log) return;
+    fprintf(r->log, "{\"step\":%ld,\"tokens\":%lld,\"epoch\":%d,\"train_loss\":%.6f,\"lr\":%.6g,\"tok_per_s\":%.1f",
+            r->st.step, r->st.tokens_seen, r->loader.epoch, loss, lr, tok_s);
+    if (with_val && isfinite(r->st.val_loss))
+        fprintf(r->log, ",\"val_loss\":%.6f,\"val_bpb\":%.6f", r->st.val_loss, bpb);
+    fprintf(r->log, "}\n");
+    fflush(r->log);
 }
 
 /* Writes out_dir/name (weights) and its .optim sibling (resume state).
@@ -114,6 +132,7 @@ static int save(run_t *r, const char *name, char *err) {
         .epoch = r->st.epoch,
         .train_loss = r->last_loss,
         .val_loss = r->st.val_loss,
+        .val_bpb = r->val_bpb,
         .tokens_seen = r->st.tokens_seen,
         .lr = train_lr(&r->o, MG_MAX(0, r->st.step - 1), r->st.warmup, r->st.total_steps),
         .seconds = r->st.seconds,
@@ -267,6 +286,13 @@ int train_run(const train_opts_t *opts, char *err) {
     if (mkdir(r.o.out_dir, 0755) != 0 && errno != EEXIST)
         return mg_fail(err, "cannot create output directory '%s': %s", r.o.out_dir, strerror(errno));
     r.t_start = mg_now();
+    r.val_bpb = NAN;
+    char log_path[4096];
+    snprintf(log_path, sizeof log_path, "%s/train_log.jsonl", r.o.out_dir);
+    if (!(r.log = fopen(log_path, r.o.resume ? "a" : "w"))) {
+        mg_fail(err, "cannot write '%s': %s", log_path, strerror(errno));
+        goto done;
+    }
     if (r.o.resume && load_resume(&r, &cfg, err) != 0) goto done;
     if (prepare_data(&r, &cfg, err) != 0) goto done;
     int B = r.o.batch, T = cfg.ctx;
@@ -350,20 +376,22 @@ int train_run(const train_opts_t *opts, char *err) {
             mg_fail(err, "loss became %f at step %ld (try a lower --lr)", loss, r.st.step);
             goto done;
         }
-        if (wrapped || last || (r.o.eval_every > 0 && r.st.step % r.o.eval_every == 0)) {
-            float val = evaluate(&r);
+        int do_eval = wrapped || last || (r.o.eval_every > 0 && r.st.step % r.o.eval_every == 0);
+        if (do_eval) {
+            float val = evaluate(&r, &r.val_bpb);
             r.st.val_loss = val;
             emit(&r, (train_event_t){.kind = TE_EVAL, .step = r.st.step, .epoch = r.loader.epoch,
-                                     .loss = loss, .val_loss = val});
+                                     .loss = loss, .val_loss = val, .val_bpb = r.val_bpb});
             if (val < r.st.best_val) {
                 r.st.best_val = val;
                 if (save(&r, "best_model.safetensors", err)) goto done;
             }
         }
+        log_step(&r, loss, lr, (double)B * T / (now - ts), do_eval, r.val_bpb);
         if (wrapped) {
             emit(&r, (train_event_t){.kind = TE_EPOCH, .step = r.st.step, .epoch = r.loader.epoch,
                                      .loss = (float)(r.st.epoch_loss_sum / r.st.epoch_steps),
-                                     .val_loss = (float)r.st.val_loss,
+                                     .val_loss = (float)r.st.val_loss, .val_bpb = r.val_bpb,
                                      .tok_per_s = (double)B * T * done_here / elapsed});
             r.st.epoch_loss_sum = 0.0;
             r.st.epoch_steps = 0;
@@ -391,6 +419,7 @@ int train_run(const train_opts_t *opts, char *err) {
     if (bpe_save(r.tok, path, err)) goto done;
     rc = 0;
 done:
+    if (r.log) fclose(r.log);
     mg_free(r.x);
     mg_free(r.y);
     loader_free(&r.loader);

@@ -17,6 +17,7 @@ typedef struct {
     int epoch;
     float loss;     /* TE_STEP: this step's loss; TE_EPOCH: mean over the epoch */
     float val_loss; /* TE_EVAL, TE_EPOCH (NAN if none) */
+    double val_bpb; /* validation bits per byte, with val_loss */
     float lr, grad_norm;
     double tok_per_s, elapsed_s, eta_s;
 } train_event_t;

@@ -13,6 +13,8 @@
 #include "infer/sample.h"
 #include "infer/utf8.h"
 #include "train/data.h"
+#include "train/eval.h"
+#include "tokenizer/bpe.h"
 #include "train/trainer.h"
 #include "util/common.h"
 
@@ -148,6 +150,47 @@ static void test_lr_schedule(void **state) {
     assert_float_equal(train_lr(&o, 110, 10, 110), 0.1f, 1e-6);
 }
 
+/* The sliding-window evaluation scores every token but the first exactly
+ * once, counts the bytes of exactly those tokens, and on a text that fits
+ * one window equals a plain forward pass. */
+static void test_eval_sliding_window(void **state) {
+    (void)state;
+    char err[MG_ERR_LEN];
+    const char *text = "O Brasil é um país de dimensões continentais; a ação do tempo.";
+    bpe_t *tok = bpe_train(text, strlen(text), 300, err);
+    assert_non_null(tok);
+    gpt_config_t cfg = {.vocab = 300, .ctx = 8, .dim = 16, .layers = 1, .heads = 2};
+    gpt_model_t *m = gpt_create(&cfg, ops_cpu(), err);
+    assert_non_null(m);
+    assert_int_equal(gpt_init_weights(m, 5, err), 0);
+    assert_int_equal(gpt_alloc_training(m, 3, 8, err), 0);
+    int32_t ids[40];
+    mg_rng_t rng;
+    mg_rng_seed(&rng, 4);
+    for (int i = 0; i < 40; i++) ids[i] = BPE_BYTE0 + (int32_t)mg_rng_below(&rng, 200);
+    size_t lens[] = {2, 8, 9, 10, 17, 23, 40};
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+        size_t n = lens[k];
+        eval_sum_t s;
+        assert_int_equal(eval_tokens(m, tok, ids, n, 3, 8, &s, err), 0);
+        assert_int_equal(s.tokens, (long long)n - 1);
+        long long bytes = 0;
+        for (size_t i = 1; i < n; i++) {
+            size_t len;
+            bpe_token_bytes(tok, ids[i], &len);
+            bytes += (long long)len;
+        }
+        assert_int_equal(s.bytes, bytes);
+        if (n - 1 <= 8) { /* one window: the mean loss of a single forward */
+            float loss = gpt_forward(m, ids, ids + 1, 1, (int)n - 1);
+            assert_float_equal(eval_loss(&s), loss, 1e-5);
+        }
+        assert_float_equal(eval_bpb(&s), s.nats / s.bytes / log(2.0), 1e-12);
+    }
+    gpt_free(m);
+    bpe_free(tok);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kv_matches_forward),
@@ -155,6 +198,7 @@ int main(void) {
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_split_and_loader),
         cmocka_unit_test(test_lr_schedule),
+        cmocka_unit_test(test_eval_sliding_window),
     };
     return cmocka_run_group_tests_name("infer+train", tests, NULL, NULL);
 }

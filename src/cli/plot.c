@@ -1,0 +1,56 @@
+/* plot.c - `minigpt plot LOG --out FILE.svg`: the loss curve of a run. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "train/curve.h"
+#include "util/common.h"
+
+static const char usage[] =
+    "usage: minigpt plot LOG [--out FILE.svg]\n"
+    "  LOG                a run's train_log.jsonl (written by minigpt train)\n"
+    "  --out FILE.svg     the picture (default: loss_curve.svg beside LOG)\n"
+    "Draws train and validation loss against tokens seen; prints a sparkline.\n";
+
+int cli_plot(int argc, char **argv, char *err) {
+    static const struct option opts[] = {
+        {"out", required_argument, 0, 'o'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *out = NULL;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'h': fputs(usage, stdout); return CLI_OK;
+        default: return cli_bad_option("plot", c, argv, err);
+        }
+    }
+    if (optind != argc - 1) {
+        mg_fail(err, "plot: give exactly one LOG file (see 'minigpt plot --help')");
+        return CLI_USAGE;
+    }
+    return cli_plot_log(argv[optind], out, err) ? CLI_ERR : CLI_OK;
+}
+
+int cli_plot_log(const char *log, const char *out, char *err) {
+    char path[4096], spark[3 * 60 + 1];
+    if (!out) {
+        const char *slash = strrchr(log, '/');
+        snprintf(path, sizeof path, "%.*sloss_curve.svg", slash ? (int)(slash - log + 1) : 0, log);
+        out = path;
+    }
+    curve_t cv;
+    if (curve_load(log, &cv, err)) return -1;
+    int rc = curve_svg(&cv, "minigpt: loss against tokens seen", out, err);
+    if (rc == 0) {
+        curve_sparkline(&cv, 60, spark);
+        printf("loss %s %.3f -> %.3f", spark, cv.train[0].loss, cv.train[cv.n_train - 1].loss);
+        if (cv.n_val) printf(" (val %.3f)", cv.val[cv.n_val - 1].loss);
+        printf("\nplot: %s\n", out);
+    }
+    curve_free(&cv);
+    return rc;
+}
