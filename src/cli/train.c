@@ -35,6 +35,8 @@ static const char usage[] =
     "  --resume FILE      continue a run from a checkpoint (and its .optim file);\n"
     "                     shape and hyperparameters come from the checkpoint\n"
     "  --log-every N      a log line every N steps when not on a terminal (10)\n"
+    "  --save-tokens FILE write the train/validation token streams (safetensors),\n"
+    "                     for reference trainers (bench/bench_recipe.sh)\n"
     "Ctrl-C (SIGINT) or SIGTERM: finish the step, save a checkpoint, exit 0.\n";
 
 /* set by SIGINT/SIGTERM; the trainer checks it after each step */
@@ -114,6 +116,7 @@ int cli_train(int argc, char **argv, char *err) {
         {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
         {"save-every", required_argument, 0, 'Y'}, {"keep", required_argument, 0, 'K'},
         {"resume", required_argument, 0, 'R'}, {"log-every", required_argument, 0, 'G'},
+        {"save-tokens", required_argument, 0, 'X'},
         {0, 0, 0, 0},
     };
     train_opts_t o;
@@ -150,6 +153,7 @@ int cli_train(int argc, char **argv, char *err) {
         case 'Y': bad = cli_int("save-every", optarg, 1, 1L << 40, &o.save_every, err); break;
         case 'K': bad = cli_int("keep", optarg, 1, 1 << 20, &n, err); o.keep = (int)n; break;
         case 'R': o.resume = optarg; break;
+        case 'X': o.save_tokens = optarg; break;
         case 'G': bad = cli_int("log-every", optarg, 1, 1L << 40, &log_every, err); break;
         case 'h': fputs(usage, stdout); return CLI_OK;
         default: return cli_bad_option("train", c, argv, err);

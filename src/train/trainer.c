@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "io/checkpoint.h"
+#include "io/safetensors.h"
 #include "tokenizer/bpe.h"
 #include "train/data.h"
 #include "train/eval.h"
@@ -224,6 +225,35 @@ fail:
     return -1;
 }
 
+/* --save-tokens: the split streams plus token byte lengths (for bits per
+ * byte), so that another trainer sees exactly the same data. */
+static int save_tokens(run_t *r, char *err) {
+    int V = bpe_vocab_size(r->tok), rc = -1;
+    int32_t *bytes = mg_malloc((size_t)V * sizeof(int32_t));
+    st_writer_t *w = st_writer_new();
+    if (!bytes || !w) {
+        mg_fail(err, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < V; i++) {
+        size_t len = 0;
+        bpe_token_bytes(r->tok, i, &len);
+        bytes[i] = i >= BPE_BYTE0 ? (int32_t)len : 0;
+    }
+    int64_t nt[1] = {(int64_t)r->split.n_train}, nv[1] = {(int64_t)r->split.n_val}, nb[1] = {V};
+    if (st_writer_add(w, "train", ST_I32, 1, nt, r->split.train, err) ||
+        st_writer_add(w, "val", ST_I32, 1, nv, r->split.val, err) ||
+        st_writer_add(w, "token_bytes", ST_I32, 1, nb, bytes, err) ||
+        st_writer_save(w, r->o.save_tokens, err))
+        goto done;
+    info(r, "token streams written to %s", r->o.save_tokens);
+    rc = 0;
+done:
+    st_writer_free(w);
+    mg_free(bytes);
+    return rc;
+}
+
 /* --resume: model and tokenizer from the checkpoint, hyperparameters and
  * position from its state file. */
 static int load_resume(run_t *r, gpt_config_t *cfg, char *err) {
@@ -295,6 +325,7 @@ int train_run(const train_opts_t *opts, char *err) {
     }
     if (r.o.resume && load_resume(&r, &cfg, err) != 0) goto done;
     if (prepare_data(&r, &cfg, err) != 0) goto done;
+    if (r.o.save_tokens && save_tokens(&r, err) != 0) goto done;
     int B = r.o.batch, T = cfg.ctx;
     if (!r.model) {
         r.model = gpt_create(&cfg, r.o.ops, err);

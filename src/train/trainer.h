@@ -39,6 +39,9 @@ typedef struct {
     const char *resume; /* continue from this checkpoint and its .optim file */
     long save_every;    /* also save checkpoint_step_N every N steps (0: off) */
     int keep;           /* keep only the K newest step checkpoints (0: all) */
+    /* write the train/validation token streams and each token's byte
+     * length here (safetensors), for reference trainers on the same data */
+    const char *save_tokens;
     /* set asynchronously (a signal handler): finish the step, save, stop */
     volatile sig_atomic_t *stop;
     const ops_backend_t *ops;
