@@ -20,6 +20,7 @@ static const struct {
     {"plot", cli_plot, "draw a run's loss curve (SVG) from its train_log.jsonl"},
     {"list", cli_list, "list the checkpoints of a directory, best first"},
     {"load", cli_load, "choose and load a checkpoint (best, latest, search, menu)"},
+    {"chat", cli_chat, "talk with a checkpoint (REPL on a terminal; --educational explains)"},
 };
 
 static void usage(FILE *f) {

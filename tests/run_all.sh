@@ -21,6 +21,7 @@ bash tests/parity.sh
 MINIGPT=./minigpt bash tests/e2e.sh
 MINIGPT=./minigpt bash tests/bad_input.sh
 MINIGPT=./minigpt bash tests/checkpoints.sh
+MINIGPT=./minigpt bash tests/chat.sh
 MINIGPT=./minigpt bash tests/crash.sh
 
 echo "== sanitizers (ASan+UBSan)"

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "explain/explain.h"
 #include "infer/generate.h"
 #include "io/checkpoint.h"
 #include "util/common.h"
@@ -22,12 +23,46 @@ static const char usage[] =
     "  --top-p P          keep the smallest set with probability >= P (default 0.95)\n"
     "  --seed S           sampling seed (default: from the clock; printed)\n"
     "  --show-tokens      print the prompt's tokens and ids first\n"
-    "  --threads N        CPU threads (default: all cores)\n";
+    "  --threads N        CPU threads (default: all cores)\n"
+    "  --educational      explain each step with the run's own numbers: tokenization,\n"
+    "                     embeddings, layers and their times, an attention heatmap,\n"
+    "                     the candidates of each token, a summary\n"
+    "  --show-tensors     with --educational: activation stats after each sublayer\n";
+
+/* ctx: NULL streams to stdout; an explain run collects the text instead so
+ * that it does not interleave with the per-token lines */
+typedef struct {
+    explain_t ex;
+    char *text;
+    size_t len, cap;
+    int oom;
+} edu_t;
 
 static void on_text(void *ctx, const char *bytes, size_t n) {
-    (void)ctx;
-    fwrite(bytes, 1, n, stdout);
-    fflush(stdout);
+    edu_t *e = ctx;
+    if (!e) {
+        fwrite(bytes, 1, n, stdout);
+        fflush(stdout);
+        return;
+    }
+    if (e->len + n + 1 > e->cap) {
+        size_t cap = (e->len + n + 1) * 2;
+        char *t = mg_realloc(e->text, cap);
+        if (!t) {
+            e->oom = 1;
+            return;
+        }
+        e->text = t;
+        e->cap = cap;
+    }
+    memcpy(e->text + e->len, bytes, n);
+    e->len += n;
+    e->text[e->len] = 0;
+}
+
+static void on_token(void *ctx, int id, const float *logits) {
+    edu_t *e = ctx;
+    explain_on_token(&e->ex, id, logits);
 }
 
 static void show_tokens(const bpe_t *tok, const int32_t *ids, size_t n) {
@@ -59,6 +94,8 @@ int cli_gen_flag(int c, const char *arg, cli_gen_opts_t *o, char *err) {
     case 's': return cli_int("seed", arg, 0, 1L << 62, &o->seed, err) ? -1 : 1;
     case 'v': o->show_tokens = 1; return 1;
     case 'j': return cli_int("threads", arg, 1, 1024, &o->threads, err) ? -1 : 1;
+    case 'e': o->educational = 1; return 1;
+    case 'T': o->show_tensors = 1; return 1;
     default: return 0;
     }
 }
@@ -68,9 +105,19 @@ int cli_run_generation(const ckpt_t *ck, const char *prompt, const cli_gen_opts_
     kv_state_t *kv = NULL;
     int32_t *ids = NULL;
     size_t n = 0;
+    edu_t *edu = NULL;
     long seed = o->seed >= 0 ? o->seed : (long)time(NULL);
     ops_cpu_set_threads((int)o->threads);
-    if (bpe_encode(ck->tok, prompt, strlen(prompt), &ids, &n, err) != 0) goto done;
+    if (o->educational) {
+        edu = mg_calloc(1, sizeof *edu);
+        if (!edu) {
+            mg_fail(err, "out of memory");
+            goto done;
+        }
+        if (explain_tokenize(stdout, ck->tok, prompt, strlen(prompt), &ids, &n, err) != 0)
+            goto done;
+    } else if (bpe_encode(ck->tok, prompt, strlen(prompt), &ids, &n, err) != 0)
+        goto done;
     if (n > (size_t)ck->model->cfg.ctx) {
         mg_fail(err, "generate: the prompt is %zu tokens long but the model's context is %d", n,
                 ck->model->cfg.ctx);
@@ -84,9 +131,29 @@ int cli_run_generation(const ckpt_t *ck, const char *prompt, const cli_gen_opts_
     gen_opts_t go = {.sample = {(float)o->temperature, (int)o->top_k, (float)o->top_p},
                      .max_tokens = (int)o->max_tokens, .rng = &rng, .on_text = on_text};
     gen_stats_t st;
-    fputs(prompt, stdout);
+    if (edu) {
+        if (explain_init(&edu->ex, kv, ck->tok, stdout, isatty(STDOUT_FILENO), o->show_tensors,
+                         err) != 0)
+            goto done;
+        edu->ex.sample = go.sample;
+        explain_embeddings(stdout, kv, ck->tok, ids[0], 0);
+        explain_begin(&edu->ex, ids, (int)n);
+        go.ctx = edu;
+        go.on_token = on_token;
+        go.cands = edu->ex.last_cands;
+        go.n_cands = EXPLAIN_NCANDS;
+    } else
+        fputs(prompt, stdout);
     if (gen_run(kv, ck->tok, ids, (int)n, &go, &st, err) != 0) goto done;
+    if (edu) {
+        if (edu->ex.err[0] || edu->oom) {
+            mg_fail(err, "educational mode: %s", edu->ex.err[0] ? edu->ex.err : "out of memory");
+            goto done;
+        }
+        printf("== text ==\n%s%s", prompt, edu->text ? edu->text : "");
+    }
     printf("\n");
+    if (edu) explain_summary(stdout, &st);
     fflush(stdout);
     fprintf(stderr,
             "[%d prompt tokens in %.3f s, %d new tokens in %.3f s: %.1f tok/s; stopped: %s; "
@@ -95,6 +162,11 @@ int cli_run_generation(const ckpt_t *ck, const char *prompt, const cli_gen_opts_
             st.decode_s > 0 ? st.new_tokens / st.decode_s : 0.0, gen_stop_name(st.stop), seed);
     rc = 0;
 done:
+    if (edu) {
+        explain_free(&edu->ex);
+        mg_free(edu->text);
+        mg_free(edu);
+    }
     mg_free(ids);
     kv_free(kv);
     return rc;
@@ -105,6 +177,8 @@ int cli_generate(int argc, char **argv, char *err) {
         {"checkpoint", required_argument, 0, 'c'},
         {"prompt", required_argument, 0, 'p'},
         CLI_GEN_OPTIONS,
+        {"educational", no_argument, 0, 'e'},
+        {"show-tensors", no_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };

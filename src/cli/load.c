@@ -34,9 +34,10 @@ static const char usage[] =
     "  --prompt TEXT      generate once, exactly like 'minigpt generate'; these\n"
     "                     flags then apply as there: --max-tokens N --temperature T\n"
     "                     --top-k K --top-p P --seed S --threads N --show-tokens\n"
-    "  --educational      explain the steps of generation: accepted and passed\n"
-    "                     on to generation, which does not support it yet\n"
-    "Without --prompt, prints what was loaded.\n";
+    "  --educational      explain the steps of generation (also in the chat)\n"
+    "  --show-tensors     with --educational: activation stats after each sublayer\n"
+    "Without --prompt, prints what was loaded; then, in --mode auto on a\n"
+    "terminal, starts the chat on it (see 'minigpt chat --help').\n";
 
 enum { MODE_AUTO, MODE_INTERACTIVE };
 
@@ -198,6 +199,7 @@ static int parse(int argc, char **argv, load_args_t *a, char *err) {
         {"filter-min-step", required_argument, 0, 'M'},
         {"show-metadata", no_argument, 0, 'i'},
         {"educational", no_argument, 0, 'e'},
+        {"show-tensors", no_argument, 0, 'T'},
         {"prompt", required_argument, 0, 'p'},
         CLI_GEN_OPTIONS,
         {"help", no_argument, 0, 'h'},
@@ -209,7 +211,8 @@ static int parse(int argc, char **argv, load_args_t *a, char *err) {
         int r = cli_gen_flag(c, optarg, &a->gen, err);
         if (r < 0) return CLI_USAGE;
         if (r > 0) {
-            a->gen_flags++;
+            /* --educational and --show-tensors also shape the chat */
+            if (c != 'e' && c != 'T') a->gen_flags++;
             continue;
         }
         switch (c) {
@@ -248,7 +251,6 @@ static int parse(int argc, char **argv, load_args_t *a, char *err) {
             a->min_step_arg = optarg;
             break;
         case 'i': a->show_meta = 1; break;
-        case 'e': a->gen.educational = 1; break;
         case 'p': a->prompt = optarg; break;
         case 'h': fputs(usage, stdout); return -1;
         default: return cli_bad_option("load", c, argv, err);
@@ -317,6 +319,12 @@ int cli_load(int argc, char **argv, char *err) {
         fprintf(stderr, "[checkpoint %s]\n", e->path);
         fflush(stdout);
         if (cli_run_generation(ck, a.prompt, &a.gen, err) != 0) goto done;
+    } else if (a.mode == MODE_AUTO && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
+        /* only with a person at a terminal: a script's `load` (stdin a pipe
+         * that may never close, or after the menu) must still just show
+         * the file and exit; `minigpt chat` takes piped turns */
+        fflush(stdout);
+        if (cli_chat_run(ck, e->path, &a.gen, err) != 0) goto done;
     }
     rc = CLI_OK;
 done:

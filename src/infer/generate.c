@@ -11,6 +11,7 @@ const char *gen_stop_name(gen_stop_t s) {
     case GEN_STOP_EOS: return "end-of-text token";
     case GEN_STOP_MAX_TOKENS: return "max tokens reached";
     case GEN_STOP_CONTEXT: return "context window full";
+    case GEN_STOP_INTERRUPTED: return "interrupted";
     }
     return "?";
 }
@@ -57,7 +58,12 @@ int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, cons
     double t1 = mg_now();
     st->stop = GEN_STOP_MAX_TOKENS;
     for (int i = 0; i < o->max_tokens; i++) {
-        int32_t id = sample_token(kv->host_logits, c->vocab, &o->sample, o->rng, scratch, NULL, 0);
+        if (o->interrupt && *o->interrupt) {
+            st->stop = GEN_STOP_INTERRUPTED;
+            break;
+        }
+        int32_t id = sample_token(kv->host_logits, c->vocab, &o->sample, o->rng, scratch,
+                                  o->cands, o->cands ? o->n_cands : 0);
         if (o->on_token) o->on_token(o->ctx, id, kv->host_logits);
         if (id == BPE_EOS) {
             st->stop = GEN_STOP_EOS;

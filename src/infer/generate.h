@@ -10,7 +10,9 @@
 #include "infer/sample.h"
 #include "tokenizer/bpe.h"
 
-typedef enum { GEN_STOP_EOS, GEN_STOP_MAX_TOKENS, GEN_STOP_CONTEXT } gen_stop_t;
+#include <signal.h>
+
+typedef enum { GEN_STOP_EOS, GEN_STOP_MAX_TOKENS, GEN_STOP_CONTEXT, GEN_STOP_INTERRUPTED } gen_stop_t;
 
 typedef struct {
     sample_opts_t sample;
@@ -22,6 +24,13 @@ typedef struct {
     /* called with each token id as sampled (may be NULL) */
     void (*on_token)(void *ctx, int id, const float *logits);
     void *ctx;
+    /* optional (NULL/0: off): the top n_cands candidates of each sampling
+     * step are written to cands before on_token is called */
+    sample_cand_t *cands;
+    int n_cands;
+    /* optional: checked between tokens; when set, generation stops
+     * (GEN_STOP_INTERRUPTED), e.g. from a SIGINT handler */
+    volatile sig_atomic_t *interrupt;
 } gen_opts_t;
 
 typedef struct {

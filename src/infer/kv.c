@@ -5,6 +5,12 @@
 
 #include "util/common.h"
 
+/* the hook, only when set: NULL costs one branch and no clock reads */
+#define TRACE(layer, stage, t, rows, cols, secs)                                                   \
+    do {                                                                                           \
+        if (s->trace) s->trace(s->trace_ctx, s, layer, stage, t, rows, cols, secs);                \
+    } while (0)
+
 kv_state_t *kv_create(gpt_model_t *m, char *err) {
     const gpt_config_t *c = &m->cfg;
     size_t T = c->ctx, C = c->dim, L = c->layers;
@@ -22,7 +28,8 @@ kv_state_t *kv_create(gpt_model_t *m, char *err) {
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) total += parts[i].n;
-    s->block = m->ops->alloc(total * sizeof(float));
+    s->block_bytes = total * sizeof(float);
+    s->block = m->ops->alloc(s->block_bytes);
     s->host_logits = mg_malloc((size_t)c->vocab * sizeof(float));
     if (!s->block || !s->host_logits) goto oom;
     float *p = s->block;
@@ -60,6 +67,8 @@ int kv_feed(kv_state_t *s, const int32_t *tokens, int n, char *err) {
     ops->upload(s->tok, tokens, (size_t)n * sizeof(int32_t));
     /* tokens (n) -> x (n,C), positions pos.. */
     ops->embed_forward(s->x, s->tok, m->w.wte, m->w.wpe, 1, n, C, s->pos);
+    TRACE(-1, "embed", s->x, n, C, 0.0);
+    double t0 = s->trace ? mg_now() : 0.0;
     for (int l = 0; l < c->layers; l++) {
         const gpt_layer_t *w = &m->w.layer[l];
         ops->layernorm_forward(s->ln, NULL, NULL, s->x, w->ln1w, w->ln1b, n, C);
@@ -68,15 +77,26 @@ int kv_feed(kv_state_t *s, const int32_t *tokens, int n, char *err) {
                               s->pos, C, NH);
         ops->matmul_forward(s->tmp, s->atty, w->projw, w->projb, n, C, C);
         ops->add(s->x, s->x, s->tmp, (size_t)n * C);
+        if (s->trace) {
+            double t1 = mg_now();
+            TRACE(l, "attn", s->x, n, C, t1 - t0);
+            t0 = mg_now(); /* the hook's own time is not the model's */
+        }
         ops->layernorm_forward(s->ln, NULL, NULL, s->x, w->ln2w, w->ln2b, n, C);
         ops->matmul_forward(s->fch, s->ln, w->fcw, w->fcb, n, C, 4 * C);
         ops->gelu_forward(s->fchg, s->fch, (size_t)n * 4 * C);
         ops->matmul_forward(s->tmp, s->fchg, w->fc2w, w->fc2b, n, 4 * C, C);
         ops->add(s->x, s->x, s->tmp, (size_t)n * C);
+        if (s->trace) {
+            double t1 = mg_now();
+            TRACE(l, "mlp", s->x, n, C, t1 - t0);
+            t0 = mg_now();
+        }
     }
     /* only the last position's logits are needed: (1,C) -> (1,V) */
     const float *last = s->x + (size_t)(n - 1) * C;
     ops->layernorm_forward(s->ln, NULL, NULL, last, m->w.lnfw, m->w.lnfb, 1, C);
+    TRACE(c->layers, "ln_f", s->ln, 1, C, 0.0);
     ops->matmul_forward(s->logits, s->ln, m->w.wte, NULL, 1, C, V);
     ops->download(s->host_logits, s->logits, (size_t)V * sizeof(float));
     s->pos += n;

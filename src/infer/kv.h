@@ -7,7 +7,19 @@
 
 #include "model/gpt.h"
 
-typedef struct {
+struct kv_state;
+/* Optional tracing hook (educational mode), called inside kv_feed:
+ * stage "embed" (layer -1, t = x after token + position embedding),
+ * "attn" and "mlp" (layer l, t = the residual stream x after that
+ * sublayer; seconds = the sublayer's wall time; during "attn" s->qkv holds
+ * this layer's q,k,v for the fed rows and the layer's K cache is filled up
+ * to s->pos + rows), "ln_f" (layer L, t = final LayerNorm of the last row).
+ * t is a backend pointer of rows x cols floats: read it with
+ * s->model->ops->download. s->pos is still the first fed position. */
+typedef void (*kv_trace_fn)(void *ctx, const struct kv_state *s, int layer, const char *stage,
+                            const float *t, int rows, int cols, double seconds);
+
+typedef struct kv_state {
     gpt_model_t *model;   /* borrowed */
     int pos;              /* tokens already in the cache */
     float *kcache, *vcache; /* (L, ctx, C) on the backend */
@@ -16,6 +28,9 @@ typedef struct {
     int32_t *tok;         /* (ctx) on the backend */
     float *host_logits;   /* (V) logits after the last fed token */
     void *block;          /* the backend allocation behind all of the above */
+    size_t block_bytes;   /* its size, for memory reports */
+    kv_trace_fn trace;    /* NULL (default): no tracing, no timing calls */
+    void *trace_ctx;
 } kv_state_t;
 
 /* Allocates cache and scratch for the model's full context. */

@@ -28,7 +28,10 @@ int sample_token(const float *logits, int V, const sample_opts_t *o, mg_rng_t *r
         sum += p[i];
     }
     for (int i = 0; i < V; i++) p[i] = (float)(p[i] / sum);
-    int need_sort = cands || (o->temperature > 0.0f && (o->top_k > 0 || o->top_p < 1.0f));
+    /* the draw depends only on the options: asking for candidates (the
+     * educational mode) sorts, but must not change which token is drawn */
+    int cut = o->temperature > 0.0f && (o->top_k > 0 || o->top_p < 1.0f);
+    int need_sort = cands || cut;
     int n = V;
     if (need_sort) {
         for (int i = 0; i < V; i++) idx[i] = i;
@@ -37,7 +40,7 @@ int sample_token(const float *logits, int V, const sample_opts_t *o, mg_rng_t *r
         for (int i = 0; i < n_cands && i < V; i++) cands[i] = (sample_cand_t){idx[i], p[idx[i]]};
     }
     if (o->temperature <= 0.0f) return best;
-    if (!need_sort) {
+    if (!cut) {
         float r = mg_rng_float(rng), acc = 0.0f;
         for (int i = 0; i < V; i++) {
             acc += p[i];

@@ -69,6 +69,14 @@ static void test_sampling(void **state) {
     /* p(1) = e^3 / sum = 0.458...; within 4 sigma of 2000 draws */
     double p1 = exp(3.0) / (exp(1) + exp(3) + exp(2.9) + exp(-1) + exp(0));
     assert_true(fabs(counts[1] / 2000.0 - p1) < 4 * sqrt(p1 * (1 - p1) / 2000));
+    /* asking for candidates does not change the draw */
+    mg_rng_t r1, r2;
+    mg_rng_seed(&r1, 77);
+    mg_rng_seed(&r2, 77);
+    sample_cand_t cc[2];
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(sample_token(logits, 5, &plain, &r1, scratch, NULL, 0),
+                         sample_token(logits, 5, &plain, &r2, scratch, cc, 2));
     sample_cand_t c[3];
     sample_token(logits, 5, &plain, &rng, scratch, c, 3);
     assert_int_equal(c[0].id, 1);
