@@ -23,7 +23,7 @@ static const char usage[] =
     "  --layers N --heads N --dim N --ctx N --vocab N\n"
     "                     override the preset's shape (vocab: tokenizer size)\n"
     "  --batch B          sequences per step (default 8)\n"
-    "  --lr LR            peak learning rate (default 1e-3)\n"
+    "  --lr LR            peak learning rate (default 2e-3)\n"
     "  --warmup N         warm-up steps (default 50)\n"
     "  --weight-decay W   AdamW decay on matrices (default 0.1)\n"
     "  --eval-every N     validation every N steps (default 100; 0: epochs only)\n"

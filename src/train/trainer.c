@@ -26,7 +26,7 @@ void train_defaults(train_opts_t *o) {
     memset(o, 0, sizeof *o);
     o->out_dir = "models";
     o->batch = 8;
-    o->lr = 1e-3f;
+    o->lr = 2e-3f;
     o->min_lr_ratio = 0.1f;
     o->wd = 0.1f;
     o->beta1 = 0.9f;
