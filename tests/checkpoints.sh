@@ -23,34 +23,16 @@ params=$(sed -n 's/^model: \([0-9]*\) parameters.*/\1/p' "$T/train.log")
 merges=$(sed -n 's/^tokenizer: [0-9]* tokens (\([0-9]*\) merges).*/\1/p' "$T/train.log")
 echo "  $params parameters, $merges merges; files: $(cd "$D" && ls | tr '\n' ' ')"
 
-# Rewrites a checkpoint's header (edit: train-only | renamed-tensor); the
-# data block is kept, so the file stays a valid safetensors file.
-cat >"$T/edit.py" <<'PY'
-import json, struct, sys
-src, dst, edit = sys.argv[1:4]
-b = open(src, "rb").read()
-n = struct.unpack("<Q", b[:8])[0]
-h = json.loads(b[8:8 + n])
-m = h["__metadata__"]
-tm = json.loads(m["training_metadata"])
-if edit == "train-only":  # no validation loss, no timestamp: file mtime
-    tm.update(val_loss=None, train_loss=9.5, step=5)
-    del m["creation_timestamp"]
-elif edit == "renamed-tensor":  # header fine, model unloadable
-    h["zz_renamed.weight"] = h.pop("token_embedding.weight")
-m["training_metadata"] = json.dumps(tm)
-hb = json.dumps(h).encode()
-hb += b" " * (-len(hb) % 8)
-open(dst, "wb").write(struct.pack("<Q", len(hb)) + hb + b[8 + n:])
-PY
+# tests/ckpt_edit.py rewrites a checkpoint's header (train-only, renamed-tensor);
+# the data block is kept, so the file stays a valid safetensors file.
 echo "not a checkpoint" >"$D/broken.safetensors"
-$PY "$T/edit.py" "$D/checkpoint_epoch_1.safetensors" "$D/trainonly.safetensors" train-only
+$PY tests/ckpt_edit.py "$D/checkpoint_epoch_1.safetensors" "$D/trainonly.safetensors" train-only
 touch -d 2001-02-03T04:05:06Z "$D/trainonly.safetensors"
 # not checkpoints: optimizer state and temporary files are skipped
 cp "$D/checkpoint_epoch_1.safetensors" "$D/mini_gpt.optim.safetensors"
 cp "$D/checkpoint_epoch_1.safetensors" "$D/half.tmp.77.safetensors"
 mkdir "$T/bad"
-$PY "$T/edit.py" "$D/checkpoint_epoch_1.safetensors" "$T/bad/renamed.safetensors" renamed-tensor
+$PY tests/ckpt_edit.py "$D/checkpoint_epoch_1.safetensors" "$T/bad/renamed.safetensors" renamed-tensor
 
 # j EXPR: evaluates a Python expression over the --json listing (as `l`)
 j() { $PY -c "import json,sys; l=json.load(open(sys.argv[1])); print($1)" "$T/list.json"; }
