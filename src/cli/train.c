@@ -184,7 +184,7 @@ int cli_train(int argc, char **argv, char *err) {
     mg_sysinfo(&sys);
     if (!threads) threads = sys.cores;
     if (!batch_set && !o.resume && sys.mem_available)
-        while (o.batch > 1 && gpt_training_bytes(&o.cfg, o.batch, o.cfg.ctx) > sys.mem_available / 2)
+        while (o.batch > 1 && gpt_training_bytes(&o.cfg, ops_cpu(), o.batch, o.cfg.ctx) > sys.mem_available / 2)
             o.batch /= 2;
     ops_cpu_set_threads((int)threads);
     o.ops = ops_cpu();
@@ -202,7 +202,7 @@ int cli_train(int argc, char **argv, char *err) {
     printf("settings: %ld threads of %d cores (--threads), batch %d (--batch)%s, "
            "%.0f MB for training of %.0f MB available\n",
            threads, sys.cores, o.batch, batch_set ? "" : " chosen to fit memory",
-           gpt_training_bytes(&o.cfg, o.batch, o.cfg.ctx) / 1e6, sys.mem_available / 1e6);
+           gpt_training_bytes(&o.cfg, ops_cpu(), o.batch, o.cfg.ctx) / 1e6, sys.mem_available / 1e6);
     if (train_run(&o, err) != 0) return CLI_ERR;
     char log[4096];
     snprintf(log, sizeof log, "%s/train_log.jsonl", o.out_dir);

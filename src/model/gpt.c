@@ -197,8 +197,8 @@ typedef struct {
 } act_part_t;
 #define N_ACT_PARTS 23
 
-static size_t act_layout(const gpt_config_t *c, size_t B, size_t T, gpt_acts_t *a,
-                         act_part_t parts[N_ACT_PARTS]) {
+static size_t act_layout(const gpt_config_t *c, const ops_backend_t *ops, size_t B, size_t T,
+                         gpt_acts_t *a, act_part_t parts[N_ACT_PARTS]) {
     size_t L = c->layers, C = c->dim, V = c->vocab, NH = c->heads, N = B * T;
     act_part_t p[N_ACT_PARTS] = {
         {&a->encoded, N * C},
@@ -206,7 +206,7 @@ static size_t act_layout(const gpt_config_t *c, size_t B, size_t T, gpt_acts_t *
         {&a->ln1_mean, L * N},
         {&a->ln1_rstd, L * N},
         {&a->qkv, L * N * 3 * C},
-        {&a->att, L * B * NH * T * T},
+        {&a->att, L * ops->attention_state_floats((int)B, (int)NH, (int)T)},
         {&a->atty, L * N * C},
         {&a->res2, L * N * C},
         {&a->ln2, L * N * C},
@@ -233,10 +233,10 @@ static size_t act_layout(const gpt_config_t *c, size_t B, size_t T, gpt_acts_t *
     return total;
 }
 
-size_t gpt_training_bytes(const gpt_config_t *c, int B, int T) {
+size_t gpt_training_bytes(const gpt_config_t *c, const ops_backend_t *ops, int B, int T) {
     gpt_acts_t dummy;
     act_part_t parts[N_ACT_PARTS];
-    size_t acts = act_layout(c, B, T, &dummy, parts);
+    size_t acts = act_layout(c, ops, B, T, &dummy, parts);
     return (4 * gpt_param_count(c) + acts) * sizeof(float) + 2 * (size_t)B * T * sizeof(int32_t);
 }
 
@@ -258,7 +258,7 @@ int gpt_alloc_training(gpt_model_t *m, int B, int T, char *err) {
     size_t N = (size_t)B * T;
     /* one allocation for all activations */
     act_part_t parts[N_ACT_PARTS];
-    size_t total = act_layout(c, B, T, &m->a, parts);
+    size_t total = act_layout(c, ops, B, T, &m->a, parts);
     float *block = ops->alloc(total * sizeof(float));
     int32_t *ids = ops->alloc(2 * N * sizeof(int32_t));
     m->host_losses = mg_malloc(N * sizeof(float));

@@ -61,7 +61,7 @@ typedef struct {
     float *encoded;             /* (B,T,C) */
     float *ln1, *ln1_mean, *ln1_rstd;
     float *qkv;                 /* (L,B,T,3C) */
-    float *att;                 /* (L,B,NH,T,T) */
+    float *att;                 /* (L, ops->attention_state_floats(B,NH,T)) */
     float *atty;                /* (L,B,T,C) */
     float *res2;                /* (L,B,T,C) residual after attention */
     float *ln2, *ln2_mean, *ln2_rstd;
@@ -102,9 +102,9 @@ int gpt_init_weights(gpt_model_t *m, uint64_t seed, char *err);
  * (B,T), T <= ctx. Can be called again with another shape. */
 int gpt_alloc_training(gpt_model_t *m, int B, int T, char *err);
 const gpt_param_t *gpt_find_param(const gpt_model_t *m, const char *name);
-/* Bytes that training at (B,T) needs: parameters, gradients, AdamW
+/* Bytes that training at (B,T) on ops needs: parameters, gradients, AdamW
  * moments and activations (what gpt_create + gpt_alloc_training allocate). */
-size_t gpt_training_bytes(const gpt_config_t *cfg, int B, int T);
+size_t gpt_training_bytes(const gpt_config_t *cfg, const ops_backend_t *ops, int B, int T);
 /* Parameters of a config (without building the model). */
 size_t gpt_param_count(const gpt_config_t *cfg);
 

@@ -22,7 +22,7 @@ float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets,
     for (int l = 0; l < L; l++) {
         const gpt_layer_t *w = &m->w.layer[l];
         float *ln1 = a->ln1 + l * N * C, *qkv = a->qkv + l * N * 3 * C;
-        float *att = a->att + (size_t)l * B * NH * T * T, *atty = a->atty + l * N * C;
+        float *att = a->att + l * ops->attention_state_floats(B, NH, T), *atty = a->atty + l * N * C;
         float *res2 = a->res2 + l * N * C, *ln2 = a->ln2 + l * N * C;
         float *fch = a->fch + l * N * 4 * C, *fchg = a->fch_gelu + l * N * 4 * C;
         float *res3 = a->res3 + l * N * C;
@@ -72,7 +72,7 @@ void gpt_backward(gpt_model_t *m) {
         gpt_layer_t *g = &m->g.layer[l];
         const float *x = l == 0 ? a->encoded : a->res3 + (l - 1) * N * C;
         float *ln1 = a->ln1 + l * N * C, *qkv = a->qkv + l * N * 3 * C;
-        float *att = a->att + (size_t)l * B * NH * T * T, *atty = a->atty + l * N * C;
+        float *att = a->att + l * ops->attention_state_floats(B, NH, T), *atty = a->atty + l * N * C;
         float *res2 = a->res2 + l * N * C, *ln2 = a->ln2 + l * N * C;
         float *fch = a->fch + l * N * 4 * C, *fchg = a->fch_gelu + l * N * 4 * C;
         /* MLP, reversed: dres holds d(res3) and flows straight to res2 */

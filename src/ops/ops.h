@@ -17,7 +17,15 @@
 #include <stdint.h>
 
 typedef struct ops_backend {
-    const char *name;
+    const char *name; /* "cpu", "cuda" */
+
+    /* one line for logs: "NVIDIA H100 80GB HBM3 (79.1 GiB), bf16 matmuls" */
+    const char *(*describe)(void);
+    /* waits until queued work is done (for timing; a no-op on the CPU) */
+    void (*synchronize)(void);
+    /* bytes this backend has allocated now and at most, and what it can
+     * hold (0: host memory, see util/sysinfo) */
+    void (*memory)(size_t *in_use, size_t *peak, size_t *capacity);
 
     /* memory: alloc returns zeroed memory or NULL */
     void *(*alloc)(size_t bytes);
@@ -49,7 +57,10 @@ typedef struct ops_backend {
                             const float *w, int N, int C, int OC);
 
     /* causal self-attention   qkv (B,T,3C) -> out (B,T,C);
-     * att (B,NH,T,T) keeps the softmax probabilities for backward */
+     * att keeps what backward needs, attention_state_floats(B,NH,T) floats:
+     * the probabilities (B,NH,T,T) or, for a flash-style kernel that
+     * recomputes them, one log-sum-exp per row (B,NH,T) */
+    size_t (*attention_state_floats)(int B, int NH, int T);
     void (*attention_forward)(float *out, float *att, const float *qkv, int B, int T, int C,
                               int NH);
     /* dqkv (B,T,3C) = gradient wrt qkv (overwrite)     dout (B,T,C) */
@@ -83,6 +94,19 @@ typedef struct ops_backend {
     void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                   float beta2, float eps, float wd, float grad_scale, int t);
 } ops_backend_t;
+
+/* Backend selection for --device. device: "auto" (the GPU when one is
+ * usable, else the CPU), "cpu" or "cuda"; precision (NULL: the device's
+ * default): "fp32" for exact float32 everywhere, "bf16" for bfloat16
+ * tensor-core matrix inputs with float32 accumulation, master weights and
+ * optimizer state (GPU only). threads: CPU threads (<= 0: all cores), also
+ * used for the host work of a GPU run. note (may be NULL, MG_ERR_LEN) gets
+ * a line when auto fell back to the CPU, and why. NULL with err when the
+ * device asked for is not usable. */
+const ops_backend_t *ops_select(const char *device, const char *precision, int threads,
+                                char *note, char *err);
+/* Is a GPU backend usable here (without printing anything)? */
+int ops_cuda_available(void);
 
 /* The CPU backend: OpenMP + BLAS. Call ops_cpu_set_threads once before use
  * (n_threads <= 0 keeps the OpenMP default): it also sets up each thread's

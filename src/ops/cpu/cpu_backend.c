@@ -18,8 +18,26 @@ static void cpu_free(void *p) { mg_free(p); }
 static void cpu_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
 
+static const char *cpu_describe(void) {
+    static char line[160];
+    snprintf(line, sizeof line, "CPU, %d threads (OpenMP), OpenBLAS %s kernels", omp_get_max_threads(),
+             openblas_get_corename());
+    return line;
+}
+static void cpu_synchronize(void) {}
+static void cpu_memory(size_t *in_use, size_t *peak, size_t *capacity) {
+    *in_use = mg_mem_current();
+    *peak = mg_mem_peak();
+    *capacity = 0;
+}
+static size_t cpu_attention_state_floats(int B, int NH, int T) { return (size_t)B * NH * T * T; }
+
 static const ops_backend_t cpu_backend = {
     .name = "cpu",
+    .describe = cpu_describe,
+    .synchronize = cpu_synchronize,
+    .memory = cpu_memory,
+    .attention_state_floats = cpu_attention_state_floats,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_copy,
