@@ -75,6 +75,31 @@ typedef struct {
     int32_t *tokens, *targets; /* (B,T) on the backend */
 } gpt_acts_t;
 
+/* Optional per-op timing of a training step (minigpt benchmark --detailed).
+ * When gpt_model_t.prof is set, gpt_forward, gpt_backward, gpt_zero_grad and
+ * gpt_adamw_step synchronize the backend around each op and add its wall
+ * time to seconds[phase][op]; NULL (the default) costs one branch per op. */
+typedef enum {
+    GPT_OP_EMBED,      /* token + position embedding (and the token upload) */
+    GPT_OP_LAYERNORM,  /* ln1, ln2, ln_f */
+    GPT_OP_QKV,        /* matmul (N,C) -> (N,3C) */
+    GPT_OP_ATTN_PROJ,  /* matmul (N,C) -> (N,C) */
+    GPT_OP_FC,         /* matmul (N,C) -> (N,4C) */
+    GPT_OP_FC2,        /* matmul (N,4C) -> (N,C) */
+    GPT_OP_ATTENTION,  /* causal self-attention */
+    GPT_OP_GELU,
+    GPT_OP_RESIDUAL,   /* residual adds (and zeroing the residual gradient) */
+    GPT_OP_CLASSIFIER, /* tied LM head matmul (N,C) -> (N,V) */
+    GPT_OP_XENT,       /* softmax + cross-entropy (and the loss download) */
+    GPT_OP_ADAMW,      /* zero grad, gradient norm, AdamW */
+    GPT_OP_COUNT
+} gpt_op_t;
+enum { GPT_PHASE_FORWARD, GPT_PHASE_BACKWARD, GPT_PHASE_OPTIMIZER, GPT_PHASE_COUNT };
+typedef struct {
+    double seconds[GPT_PHASE_COUNT][GPT_OP_COUNT];
+} gpt_prof_t;
+const char *gpt_op_name(gpt_op_t op); /* "qkv matmul", ... */
+
 typedef struct {
     gpt_config_t cfg;
     const ops_backend_t *ops;
@@ -90,6 +115,7 @@ typedef struct {
     gpt_acts_t a;
     float *host_losses;  /* (B,T) host copy */
     int adam_t;          /* AdamW steps taken */
+    gpt_prof_t *prof;    /* per-op timing, NULL (default): off */
 } gpt_model_t;
 
 /* Creates a model with zeroed weights on the given backend (NULL on error). */

@@ -4,6 +4,34 @@
 #include <math.h>
 
 #include "model/gpt.h"
+#include "util/common.h"
+
+const char *gpt_op_name(gpt_op_t op) {
+    static const char *names[GPT_OP_COUNT] = {
+        "embedding",    "layernorm", "qkv matmul",        "attn proj matmul",
+        "fc matmul",    "fc2 matmul", "attention",        "gelu",
+        "residual add", "classifier matmul", "softmax+xent", "adamw",
+    };
+    return op >= 0 && op < GPT_OP_COUNT ? names[op] : "?";
+}
+
+/* Profiling (m->prof set): synchronize, run the op, synchronize, add its
+ * wall time to prof->seconds[phase][op]. Without m->prof: just the call. */
+#define PROF(phase, op, call)                                                                      \
+    do {                                                                                           \
+        if (m->prof) {                                                                             \
+            m->ops->synchronize();                                                                 \
+            double t0_ = mg_now();                                                                 \
+            call;                                                                                  \
+            m->ops->synchronize();                                                                 \
+            m->prof->seconds[phase][op] += mg_now() - t0_;                                         \
+        } else {                                                                                   \
+            call;                                                                                  \
+        }                                                                                          \
+    } while (0)
+#define FWD(op, call) PROF(GPT_PHASE_FORWARD, GPT_OP_##op, call)
+#define BWD(op, call) PROF(GPT_PHASE_BACKWARD, GPT_OP_##op, call)
+#define OPT(call) PROF(GPT_PHASE_OPTIMIZER, GPT_OP_ADAMW, call)
 
 float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
     const ops_backend_t *ops = m->ops;
@@ -13,11 +41,11 @@ float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets,
     gpt_acts_t *a = &m->a;
     m->cur_B = B;
     m->cur_T = T;
-    ops->upload(a->tokens, tokens, N * sizeof(int32_t));
-    if (targets) ops->upload(a->targets, targets, N * sizeof(int32_t));
+    FWD(EMBED, ops->upload(a->tokens, tokens, N * sizeof(int32_t)));
+    if (targets) FWD(XENT, ops->upload(a->targets, targets, N * sizeof(int32_t)));
 
     /* tokens (B,T) -> x (B,T,C) */
-    ops->embed_forward(a->encoded, a->tokens, m->w.wte, m->w.wpe, B, T, C, 0);
+    FWD(EMBED, ops->embed_forward(a->encoded, a->tokens, m->w.wte, m->w.wpe, B, T, C, 0));
     const float *x = a->encoded;
     for (int l = 0; l < L; l++) {
         const gpt_layer_t *w = &m->w.layer[l];
@@ -27,32 +55,32 @@ float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets,
         float *fch = a->fch + l * N * 4 * C, *fchg = a->fch_gelu + l * N * 4 * C;
         float *res3 = a->res3 + l * N * C;
         /* attention: x + proj(attn(ln1(x))) */
-        ops->layernorm_forward(ln1, a->ln1_mean + l * N, a->ln1_rstd + l * N, x, w->ln1w, w->ln1b, N, C);
-        ops->matmul_forward(qkv, ln1, w->qkvw, w->qkvb, N, C, 3 * C); /* (N,C) -> (N,3C) */
-        ops->attention_forward(atty, att, qkv, B, T, C, NH);         /* (N,3C) -> (N,C) */
-        ops->matmul_forward(res2, atty, w->projw, w->projb, N, C, C);
-        ops->add(res2, res2, x, N * C);
+        FWD(LAYERNORM, ops->layernorm_forward(ln1, a->ln1_mean + l * N, a->ln1_rstd + l * N, x, w->ln1w, w->ln1b, N, C));
+        FWD(QKV, ops->matmul_forward(qkv, ln1, w->qkvw, w->qkvb, N, C, 3 * C)); /* (N,C) -> (N,3C) */
+        FWD(ATTENTION, ops->attention_forward(atty, att, qkv, B, T, C, NH));     /* (N,3C) -> (N,C) */
+        FWD(ATTN_PROJ, ops->matmul_forward(res2, atty, w->projw, w->projb, N, C, C));
+        FWD(RESIDUAL, ops->add(res2, res2, x, N * C));
         /* MLP: res2 + fc2(gelu(fc(ln2(res2)))) */
-        ops->layernorm_forward(ln2, a->ln2_mean + l * N, a->ln2_rstd + l * N, res2, w->ln2w, w->ln2b, N, C);
-        ops->matmul_forward(fch, ln2, w->fcw, w->fcb, N, C, 4 * C); /* (N,C) -> (N,4C) */
-        ops->gelu_forward(fchg, fch, N * 4 * C);
-        ops->matmul_forward(res3, fchg, w->fc2w, w->fc2b, N, 4 * C, C); /* (N,4C) -> (N,C) */
-        ops->add(res3, res3, res2, N * C);
+        FWD(LAYERNORM, ops->layernorm_forward(ln2, a->ln2_mean + l * N, a->ln2_rstd + l * N, res2, w->ln2w, w->ln2b, N, C));
+        FWD(FC, ops->matmul_forward(fch, ln2, w->fcw, w->fcb, N, C, 4 * C)); /* (N,C) -> (N,4C) */
+        FWD(GELU, ops->gelu_forward(fchg, fch, N * 4 * C));
+        FWD(FC2, ops->matmul_forward(res3, fchg, w->fc2w, w->fc2b, N, 4 * C, C)); /* (N,4C) -> (N,C) */
+        FWD(RESIDUAL, ops->add(res3, res3, res2, N * C));
         x = res3;
     }
-    ops->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnfw, m->w.lnfb, N, C);
-    ops->matmul_forward(a->logits, a->lnf, m->w.wte, NULL, N, C, V); /* tied head: (N,C) -> (N,V) */
+    FWD(LAYERNORM, ops->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnfw, m->w.lnfb, N, C));
+    FWD(CLASSIFIER, ops->matmul_forward(a->logits, a->lnf, m->w.wte, NULL, N, C, V)); /* tied head: (N,C) -> (N,V) */
     if (!targets) return NAN;
     /* the gradient of the mean loss is 1/N per row; computed now, in the
      * same pass, and used by gpt_backward (logits become dlogits) */
-    ops->xent_forward_backward(a->losses, a->logits, a->logits, a->targets, N, V, 1.0f / N);
-    ops->download(m->host_losses, a->losses, N * sizeof(float));
+    FWD(XENT, ops->xent_forward_backward(a->losses, a->logits, a->logits, a->targets, N, V, 1.0f / N));
+    FWD(XENT, ops->download(m->host_losses, a->losses, N * sizeof(float)));
     double sum = 0.0;
     for (size_t i = 0; i < N; i++) sum += m->host_losses[i];
     return (float)(sum / N);
 }
 
-void gpt_zero_grad(gpt_model_t *m) { m->ops->zero(m->grads, m->num_floats * sizeof(float)); }
+void gpt_zero_grad(gpt_model_t *m) { OPT(m->ops->zero(m->grads, m->num_floats * sizeof(float))); }
 
 /* d(logits) already sits in a->logits (scaled by 1/N, for the mean loss). */
 void gpt_backward(gpt_model_t *m) {
@@ -63,10 +91,10 @@ void gpt_backward(gpt_model_t *m) {
     gpt_acts_t *a = &m->a;
     float *dres = a->dres; /* gradient of the residual stream, walking down */
     /* tied head: dlnf (N,C) = dlogits @ wte; dwte += dlogits^T @ lnf */
-    ops->matmul_backward(a->dc, m->g.wte, NULL, a->logits, a->lnf, m->w.wte, N, C, V);
-    ops->zero(dres, N * C * sizeof(float));
+    BWD(CLASSIFIER, ops->matmul_backward(a->dc, m->g.wte, NULL, a->logits, a->lnf, m->w.wte, N, C, V));
+    BWD(RESIDUAL, ops->zero(dres, N * C * sizeof(float)));
     const float *xlast = L > 0 ? a->res3 + (L - 1) * N * C : a->encoded;
-    ops->layernorm_backward(dres, m->g.lnfw, m->g.lnfb, a->dc, xlast, m->w.lnfw, a->lnf_mean, a->lnf_rstd, N, C);
+    BWD(LAYERNORM, ops->layernorm_backward(dres, m->g.lnfw, m->g.lnfb, a->dc, xlast, m->w.lnfw, a->lnf_mean, a->lnf_rstd, N, C));
     for (int l = L - 1; l >= 0; l--) {
         const gpt_layer_t *w = &m->w.layer[l];
         gpt_layer_t *g = &m->g.layer[l];
@@ -76,30 +104,32 @@ void gpt_backward(gpt_model_t *m) {
         float *res2 = a->res2 + l * N * C, *ln2 = a->ln2 + l * N * C;
         float *fch = a->fch + l * N * 4 * C, *fchg = a->fch_gelu + l * N * 4 * C;
         /* MLP, reversed: dres holds d(res3) and flows straight to res2 */
-        ops->matmul_backward(a->d4c, g->fc2w, g->fc2b, dres, fchg, w->fc2w, N, 4 * C, C);
-        ops->gelu_backward(a->d4c, fch, a->d4c, N * 4 * C);
-        ops->matmul_backward(a->dc, g->fcw, g->fcb, a->d4c, ln2, w->fcw, N, C, 4 * C);
-        ops->layernorm_backward(dres, g->ln2w, g->ln2b, a->dc, res2, w->ln2w, a->ln2_mean + l * N, a->ln2_rstd + l * N, N, C);
+        BWD(FC2, ops->matmul_backward(a->d4c, g->fc2w, g->fc2b, dres, fchg, w->fc2w, N, 4 * C, C));
+        BWD(GELU, ops->gelu_backward(a->d4c, fch, a->d4c, N * 4 * C));
+        BWD(FC, ops->matmul_backward(a->dc, g->fcw, g->fcb, a->d4c, ln2, w->fcw, N, C, 4 * C));
+        BWD(LAYERNORM, ops->layernorm_backward(dres, g->ln2w, g->ln2b, a->dc, res2, w->ln2w, a->ln2_mean + l * N, a->ln2_rstd + l * N, N, C));
         /* attention, reversed: dres holds d(res2) and flows straight to x */
-        ops->matmul_backward(a->dc, g->projw, g->projb, dres, atty, w->projw, N, C, C);
-        ops->attention_backward(a->d3c, a->dc, qkv, att, B, T, C, NH);
-        ops->matmul_backward(a->dc, g->qkvw, g->qkvb, a->d3c, ln1, w->qkvw, N, C, 3 * C);
-        ops->layernorm_backward(dres, g->ln1w, g->ln1b, a->dc, x, w->ln1w, a->ln1_mean + l * N, a->ln1_rstd + l * N, N, C);
+        BWD(ATTN_PROJ, ops->matmul_backward(a->dc, g->projw, g->projb, dres, atty, w->projw, N, C, C));
+        BWD(ATTENTION, ops->attention_backward(a->d3c, a->dc, qkv, att, B, T, C, NH));
+        BWD(QKV, ops->matmul_backward(a->dc, g->qkvw, g->qkvb, a->d3c, ln1, w->qkvw, N, C, 3 * C));
+        BWD(LAYERNORM, ops->layernorm_backward(dres, g->ln1w, g->ln1b, a->dc, x, w->ln1w, a->ln1_mean + l * N, a->ln1_rstd + l * N, N, C));
     }
-    ops->embed_backward(m->g.wte, m->g.wpe, dres, a->tokens, B, T, C);
+    BWD(EMBED, ops->embed_backward(m->g.wte, m->g.wpe, dres, a->tokens, B, T, C));
 }
 
 float gpt_adamw_step(gpt_model_t *m, float lr, float beta1, float beta2, float eps, float wd,
                      float clip) {
     const ops_backend_t *ops = m->ops;
-    float norm = (float)sqrt(ops->sq_norm(m->grads, m->num_floats));
+    double sq = 0.0;
+    OPT(sq = ops->sq_norm(m->grads, m->num_floats));
+    float norm = (float)sqrt(sq);
     float scale = clip > 0.0f && norm > clip ? clip / norm : 1.0f;
     m->adam_t++;
     for (int i = 0; i < m->n_params; i++) {
         const gpt_param_t *p = &m->params[i];
-        ops->adamw(m->weights + p->offset, m->grads + p->offset, m->m + p->offset,
-                   m->v + p->offset, p->numel, lr, beta1, beta2, eps, p->decay ? wd : 0.0f, scale,
-                   m->adam_t);
+        OPT(ops->adamw(m->weights + p->offset, m->grads + p->offset, m->m + p->offset,
+                       m->v + p->offset, p->numel, lr, beta1, beta2, eps, p->decay ? wd : 0.0f,
+                       scale, m->adam_t));
     }
     return norm;
 }
