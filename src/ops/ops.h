@@ -63,9 +63,11 @@ typedef struct ops_backend {
     size_t (*attention_state_floats)(int B, int NH, int T);
     void (*attention_forward)(float *out, float *att, const float *qkv, int B, int T, int C,
                               int NH);
-    /* dqkv (B,T,3C) = gradient wrt qkv (overwrite)     dout (B,T,C) */
-    void (*attention_backward)(float *dqkv, const float *dout, const float *qkv, const float *att,
-                               int B, int T, int C, int NH);
+    /* dqkv (B,T,3C) = gradient wrt qkv (overwrite)     dout (B,T,C);
+     * out (B,T,C) is what attention_forward wrote (a flash-style backward
+     * needs rowsum(dout * out)) */
+    void (*attention_backward)(float *dqkv, const float *dout, const float *qkv, const float *out,
+                               const float *att, int B, int T, int C, int NH);
     /* Inference with a KV cache (batch 1): the n new rows of qkv (n,3C) are
      * at positions pos0..pos0+n-1; their k and v are stored into kcache and
      * vcache (max_T, C), then each attends to positions 0..itself.

@@ -1,15 +1,84 @@
-/* cpu_attention.c - causal multi-head self-attention, forward and backward
- * per (batch, head) with BLAS sgemm over strided views of qkv (no copies),
- * plus the KV-cache variant used for generation. The (batch, head) pairs run
- * in parallel; BLAS (OpenMP build) runs single-threaded inside them. */
+/* cpu_attention.c - causal multi-head self-attention, forward and backward,
+ * in two kernels, plus the KV-cache variant used for generation.
+ *
+ * "full": per (batch, head), BLAS sgemm over strided views of qkv (no
+ * copies) into the whole (T,T) probability matrix, which is kept for the
+ * backward pass: state B*NH*T*T floats.
+ *
+ * "flash": the scores are never materialised beyond a tile. The forward
+ * pass walks (batch, head, query block) in parallel; for each query block
+ * it visits the key blocks at or below the diagonal (blocks above it are
+ * skipped: causality), computes one BLK x BLK tile of scores with sgemm,
+ * and keeps a running max and sum per row (online softmax), rescaling the
+ * output rows it accumulates in place. It keeps only one log-sum-exp per
+ * row: state B*NH*T floats. The backward pass recomputes the probabilities
+ * P = exp(S - lse) one query block at a time, over that block's causal
+ * prefix of keys (a BLK x t strip, per thread: O(T) memory, not O(T^2)),
+ * gets D = rowsum(P * dP) (= rowsum(dout * out), which needs no copy of
+ * out), and accumulates dQ, dK, dV with five sgemm per strip. It runs in
+ * parallel over (batch, head), each thread owning its head's dK and dV.
+ *
+ * Which one runs is decided per T (attention_uses_flash): both kernels do
+ * the same maths, and the state size (cpu_attention_state_floats) follows
+ * the same choice. BLAS (OpenMP build) runs single-threaded inside our
+ * parallel regions. */
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
 
 #include "ops/cpu/cpu_kernels.h"
 #include "ops/cpu/cpu_math.h"
+
+/* ---------------------------------------------------------------------
+ * kernel choice */
+
+static int forced = -1; /* -1: by T; CPU_ATTN_FULL or CPU_ATTN_FLASH */
+
+void cpu_attention_set_kernel(int kernel) { forced = kernel; }
+
+static int attention_uses_flash(int T) {
+    if (forced < 0) {
+        const char *e = getenv("MINIGPT_ATTENTION");
+        forced = e && strcmp(e, "flash") == 0  ? CPU_ATTN_FLASH
+                 : e && strcmp(e, "full") == 0 ? CPU_ATTN_FULL
+                                               : CPU_ATTN_AUTO;
+    }
+    if (forced == CPU_ATTN_FLASH) return 1;
+    if (forced == CPU_ATTN_FULL) return 0;
+    return T >= CPU_FLASH_MIN_T;
+}
+
+/* Monotone in T (the model carves layer l's state at l * state(B,NH,T)
+ * out of L * state(B',NH,T') with B <= B', T <= T'): below the switch the
+ * full kernel's T*T; above it the flash kernel's T, but never less than
+ * what a shorter T (run by the full kernel) needs. */
+size_t cpu_attention_state_floats(int B, int NH, int T) {
+    size_t bh = (size_t)B * NH, t = (size_t)T;
+    if (!attention_uses_flash(T)) return bh * t * t;
+    size_t below = forced == CPU_ATTN_FLASH ? 0 : (size_t)(CPU_FLASH_MIN_T - 1) * (CPU_FLASH_MIN_T - 1);
+    return bh * (t > below ? t : below);
+}
+
+void cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
+    if (attention_uses_flash(T))
+        cpu_attention_flash_forward(out, att, qkv, B, T, C, NH);
+    else
+        cpu_attention_full_forward(out, att, qkv, B, T, C, NH);
+}
+
+void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
+                            int B, int T, int C, int NH) {
+    if (attention_uses_flash(T))
+        cpu_attention_flash_backward(dqkv, dout, qkv, att, B, T, C, NH);
+    else
+        cpu_attention_full_backward(dqkv, dout, qkv, att, B, T, C, NH);
+}
+
+/* ---------------------------------------------------------------------
+ * full (T,T) kernel */
 
 /* Row t of A holds scores over keys 0..T-1; keep 0..t, softmax them and
  * zero the future so that A @ V is causal. */
@@ -29,7 +98,8 @@ static void causal_softmax_rows(float *A, int T) {
     }
 }
 
-void cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
+void cpu_attention_full_forward(float *out, float *att, const float *qkv, int B, int T, int C,
+                                int NH) {
     int HS = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)HS);
 #pragma omp parallel for collapse(2) schedule(static)
@@ -48,8 +118,8 @@ void cpu_attention_forward(float *out, float *att, const float *qkv, int B, int 
     }
 }
 
-void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
-                            int B, int T, int C, int NH) {
+void cpu_attention_full_backward(float *dqkv, const float *dout, const float *qkv,
+                                 const float *att, int B, int T, int C, int NH) {
     int HS = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)HS);
     /* one (T,T) gradient-of-scores buffer per thread */
@@ -87,6 +157,135 @@ void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, co
         }
     }
 }
+
+/* ---------------------------------------------------------------------
+ * flash kernel: tiles of BLK queries x BLK keys */
+
+#define BLK CPU_FLASH_BLOCK
+
+void cpu_attention_flash_forward(float *out, float *lse, const float *qkv, int B, int T, int C,
+                                 int NH) {
+    int HS = C / NH, C3 = 3 * C, nqb = (T + BLK - 1) / BLK;
+    float scale = 1.0f / sqrtf((float)HS);
+    /* per thread: one score tile and the running max and sum of its rows */
+    size_t per = (size_t)BLK * BLK + 2 * BLK;
+    float *scratch = cpu_scratch((size_t)omp_get_max_threads() * per);
+    if (!scratch) return;
+#pragma omp parallel for collapse(3) schedule(dynamic)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            for (int qb = 0; qb < nqb; qb++) {
+                float *S = scratch + (size_t)omp_get_thread_num() * per;
+                float *mx = S + BLK * BLK, *sum = mx + BLK;
+                int q0 = qb * BLK, nq = T - q0 < BLK ? T - q0 : BLK;
+                const float *base = qkv + (size_t)b * T * C3 + h * HS;
+                const float *q = base + (size_t)q0 * C3;
+                /* the output rows of this block accumulate in place */
+                float *o = out + ((size_t)b * T + q0) * C + h * HS;
+                for (int r = 0; r < nq; r++) {
+                    mx[r] = -INFINITY;
+                    sum[r] = 0.0f;
+                    memset(o + (size_t)r * C, 0, HS * sizeof(float));
+                }
+                for (int k0 = 0; k0 < q0 + nq; k0 += BLK) { /* causal: keys <= the last query */
+                    int nk = T - k0 < BLK ? T - k0 : BLK;
+                    const float *k = base + C + (size_t)k0 * C3, *v = base + 2 * C + (size_t)k0 * C3;
+                    /* S (nq,nk) = scale * Q K^T */
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, scale, q, C3, k,
+                                C3, 0.0f, S, BLK);
+                    for (int r = 0; r < nq; r++) {
+                        float *s = S + (size_t)r * BLK;
+                        int lim = q0 + r - k0 + 1; /* keys k0..q0+r are visible */
+                        if (lim > nk) lim = nk;
+                        float m = mx[r];
+                        for (int j = 0; j < lim; j++) m = s[j] > m ? s[j] : m;
+                        float acc = 0.0f;
+                        for (int j = 0; j < lim; j++) {
+                            s[j] = cpu_expf(s[j] - m);
+                            acc += s[j];
+                        }
+                        for (int j = lim; j < nk; j++) s[j] = 0.0f;
+                        if (m != mx[r]) { /* a new max: rescale what is accumulated */
+                            float alpha = mx[r] == -INFINITY ? 0.0f : cpu_expf(mx[r] - m);
+                            float *orow = o + (size_t)r * C;
+                            for (int j = 0; j < HS; j++) orow[j] *= alpha;
+                            sum[r] *= alpha;
+                            mx[r] = m;
+                        }
+                        sum[r] += acc;
+                    }
+                    /* O (nq,HS) += P (nq,nk) V (nk,HS) */
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, HS, nk, 1.0f, S, BLK,
+                                v, C3, 1.0f, o, C);
+                }
+                float *l = lse + ((size_t)b * NH + h) * T + q0;
+                for (int r = 0; r < nq; r++) {
+                    float inv = 1.0f / sum[r], *orow = o + (size_t)r * C;
+                    for (int j = 0; j < HS; j++) orow[j] *= inv;
+                    l[r] = mx[r] + logf(sum[r]);
+                }
+            }
+        }
+    }
+}
+
+void cpu_attention_flash_backward(float *dqkv, const float *dout, const float *qkv,
+                                  const float *lse, int B, int T, int C, int NH) {
+    int HS = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)HS);
+    /* per thread: P and dP strips of BLK rows over the keys */
+    size_t per = 2 * (size_t)BLK * T;
+    float *scratch = cpu_scratch((size_t)omp_get_max_threads() * per);
+    if (!scratch) return;
+#pragma omp parallel for collapse(2) schedule(dynamic)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            float *P = scratch + (size_t)omp_get_thread_num() * per;
+            float *dP = P + (size_t)BLK * T;
+            size_t base = (size_t)b * T * C3 + h * HS;
+            const float *Q = qkv + base, *K = Q + C, *V = Q + 2 * C;
+            float *dQ = dqkv + base, *dK = dQ + C, *dV = dQ + 2 * C;
+            const float *dO = dout + (size_t)b * T * C + h * HS;
+            const float *L = lse + ((size_t)b * NH + h) * T;
+            for (int t = 0; t < T; t++) {
+                memset(dK + (size_t)t * C3, 0, HS * sizeof(float));
+                memset(dV + (size_t)t * C3, 0, HS * sizeof(float));
+            }
+            for (int q0 = 0; q0 < T; q0 += BLK) {
+                int nq = T - q0 < BLK ? T - q0 : BLK, nk = q0 + nq; /* keys 0..nk-1 */
+                const float *q = Q + (size_t)q0 * C3, *dOq = dO + (size_t)q0 * C;
+                /* S = scale * Q K^T -> P = exp(S - lse), causal */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, scale, q, C3, K, C3,
+                            0.0f, P, nk);
+                /* dP = dO V^T */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, 1.0f, dOq, C, V, C3,
+                            0.0f, dP, nk);
+                for (int r = 0; r < nq; r++) {
+                    float *p = P + (size_t)r * nk, *dp = dP + (size_t)r * nk;
+                    int lim = q0 + r + 1;
+                    float l = L[q0 + r], d = 0.0f;
+                    for (int j = 0; j < lim; j++) {
+                        p[j] = cpu_expf(p[j] - l);
+                        d += p[j] * dp[j];
+                    }
+                    /* dS = P * (dP - D), in place of dP; zero in the future */
+                    for (int j = 0; j < lim; j++) dp[j] = p[j] * (dp[j] - d);
+                    for (int j = lim; j < nk; j++) p[j] = dp[j] = 0.0f;
+                }
+                /* dV (nk,HS) += P^T dO;  dQ (nq,HS) = scale dS K;  dK (nk,HS) += scale dS^T Q */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nq, 1.0f, P, nk, dOq, C,
+                            1.0f, dV, C3);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, HS, nk, scale, dP, nk, K,
+                            C3, 0.0f, dQ + (size_t)q0 * C3, C3);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nq, scale, dP, nk, q, C3,
+                            1.0f, dK, C3);
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * KV cache (generation) */
 
 void cpu_attention_cached(float *out, float *kcache, float *vcache, const float *qkv, int n,
                           int pos0, int C, int NH) {

@@ -19,8 +19,26 @@ void cpu_matmul_forward(float *out, const float *x, const float *w, const float 
 void cpu_matmul_backward(float *dx, float *dw, float *dbias, const float *dout, const float *x,
                          const float *w, int N, int C, int OC);
 void cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
-void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
-                            int B, int T, int C, int NH);
+void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                            const float *att, int B, int T, int C, int NH);
+/* the attention kernels (cpu_attention.c): "full" keeps the (T,T)
+ * probabilities, "flash" one log-sum-exp per row; cpu_attention_forward and
+ * _backward pick one by T (or MINIGPT_ATTENTION=flash|full, or
+ * cpu_attention_set_kernel) and cpu_attention_state_floats sizes the state
+ * for that choice */
+enum { CPU_ATTN_AUTO = 0, CPU_ATTN_FULL = 1, CPU_ATTN_FLASH = 2 };
+#define CPU_FLASH_BLOCK 64  /* query and key tile of the flash kernel */
+#define CPU_FLASH_MIN_T 512 /* auto: flash from this T up (see cpu_attention.c) */
+void cpu_attention_set_kernel(int kernel);
+size_t cpu_attention_state_floats(int B, int NH, int T);
+void cpu_attention_full_forward(float *out, float *att, const float *qkv, int B, int T, int C,
+                                int NH);
+void cpu_attention_full_backward(float *dqkv, const float *dout, const float *qkv,
+                                 const float *att, int B, int T, int C, int NH);
+void cpu_attention_flash_forward(float *out, float *lse, const float *qkv, int B, int T, int C,
+                                 int NH);
+void cpu_attention_flash_backward(float *dqkv, const float *dout, const float *qkv,
+                                  const float *lse, int B, int T, int C, int NH);
 void cpu_attention_cached(float *out, float *kcache, float *vcache, const float *qkv, int n,
                           int pos0, int C, int NH);
 void cpu_gelu_forward(float *out, const float *x, size_t n);
