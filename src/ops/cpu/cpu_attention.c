@@ -11,12 +11,12 @@
  * skipped: causality), computes one BLK x BLK tile of scores with sgemm,
  * and keeps a running max and sum per row (online softmax), rescaling the
  * output rows it accumulates in place. It keeps only one log-sum-exp per
- * row: state B*NH*T floats. The backward pass recomputes the probabilities
- * P = exp(S - lse) one query block at a time, over that block's causal
- * prefix of keys (a BLK x t strip, per thread: O(T) memory, not O(T^2)),
- * gets D = rowsum(P * dP) (= rowsum(dout * out), which needs no copy of
- * out), and accumulates dQ, dK, dV with five sgemm per strip. It runs in
- * parallel over (batch, head), each thread owning its head's dK and dV.
+ * row: state B*NH*T floats. The backward pass takes D = rowsum(dout * out)
+ * per row, then for each tile at or below the diagonal recomputes the
+ * probabilities P = exp(S - lse), dP = dout V^T and dS = P (dP - D), and
+ * accumulates dV += P^T dout, dQ += dS K, dK += dS^T Q (five sgemm per
+ * tile; two tiles of scratch per thread). It runs in parallel over
+ * (batch, head), each thread owning its head's dQ, dK and dV.
  *
  * Which one runs is decided per T (attention_uses_flash): both kernels do
  * the same maths, and the state size (cpu_attention_state_floats) follows
@@ -69,10 +69,10 @@ void cpu_attention_forward(float *out, float *att, const float *qkv, int B, int 
         cpu_attention_full_forward(out, att, qkv, B, T, C, NH);
 }
 
-void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
-                            int B, int T, int C, int NH) {
+void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                            const float *att, int B, int T, int C, int NH) {
     if (attention_uses_flash(T))
-        cpu_attention_flash_backward(dqkv, dout, qkv, att, B, T, C, NH);
+        cpu_attention_flash_backward(dqkv, dout, qkv, out, att, B, T, C, NH);
     else
         cpu_attention_full_backward(dqkv, dout, qkv, att, B, T, C, NH);
 }
@@ -230,55 +230,64 @@ void cpu_attention_flash_forward(float *out, float *lse, const float *qkv, int B
 }
 
 void cpu_attention_flash_backward(float *dqkv, const float *dout, const float *qkv,
-                                  const float *lse, int B, int T, int C, int NH) {
+                                  const float *out, const float *lse, int B, int T, int C, int NH) {
     int HS = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)HS);
-    /* per thread: P and dP strips of BLK rows over the keys */
-    size_t per = 2 * (size_t)BLK * T;
+    /* per thread: the P and dP tiles, and D over the rows */
+    size_t per = 2 * (size_t)BLK * BLK + T;
     float *scratch = cpu_scratch((size_t)omp_get_max_threads() * per);
     if (!scratch) return;
 #pragma omp parallel for collapse(2) schedule(dynamic)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             float *P = scratch + (size_t)omp_get_thread_num() * per;
-            float *dP = P + (size_t)BLK * T;
+            float *dP = P + (size_t)BLK * BLK, *D = dP + (size_t)BLK * BLK;
             size_t base = (size_t)b * T * C3 + h * HS;
             const float *Q = qkv + base, *K = Q + C, *V = Q + 2 * C;
             float *dQ = dqkv + base, *dK = dQ + C, *dV = dQ + 2 * C;
-            const float *dO = dout + (size_t)b * T * C + h * HS;
+            const float *dO = dout + (size_t)b * T * C + h * HS, *O = out + (size_t)b * T * C + h * HS;
             const float *L = lse + ((size_t)b * NH + h) * T;
+            /* D = rowsum(dO * O); dK, dV accumulate from zero */
             for (int t = 0; t < T; t++) {
+                const float *x = dO + (size_t)t * C, *y = O + (size_t)t * C;
+                float d = 0.0f;
+                for (int j = 0; j < HS; j++) d += x[j] * y[j];
+                D[t] = d;
                 memset(dK + (size_t)t * C3, 0, HS * sizeof(float));
                 memset(dV + (size_t)t * C3, 0, HS * sizeof(float));
             }
             for (int q0 = 0; q0 < T; q0 += BLK) {
-                int nq = T - q0 < BLK ? T - q0 : BLK, nk = q0 + nq; /* keys 0..nk-1 */
+                int nq = T - q0 < BLK ? T - q0 : BLK;
                 const float *q = Q + (size_t)q0 * C3, *dOq = dO + (size_t)q0 * C;
-                /* S = scale * Q K^T -> P = exp(S - lse), causal */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, scale, q, C3, K, C3,
-                            0.0f, P, nk);
-                /* dP = dO V^T */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, 1.0f, dOq, C, V, C3,
-                            0.0f, dP, nk);
-                for (int r = 0; r < nq; r++) {
-                    float *p = P + (size_t)r * nk, *dp = dP + (size_t)r * nk;
-                    int lim = q0 + r + 1;
-                    float l = L[q0 + r], d = 0.0f;
-                    for (int j = 0; j < lim; j++) {
-                        p[j] = cpu_expf(p[j] - l);
-                        d += p[j] * dp[j];
+                float *dq = dQ + (size_t)q0 * C3;
+                for (int k0 = 0; k0 < q0 + nq; k0 += BLK) { /* causal: key blocks up to the diagonal */
+                    int nk = T - k0 < BLK ? T - k0 : BLK;
+                    const float *k = K + (size_t)k0 * C3, *v = V + (size_t)k0 * C3;
+                    /* P = exp(scale Q K^T - lse);  dP = dO V^T */
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, scale, q, C3, k,
+                                C3, 0.0f, P, BLK);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, 1.0f, dOq, C, v,
+                                C3, 0.0f, dP, BLK);
+                    for (int r = 0; r < nq; r++) {
+                        float *p = P + (size_t)r * BLK, *dp = dP + (size_t)r * BLK;
+                        int lim = q0 + r - k0 + 1;
+                        if (lim > nk) lim = nk;
+                        float l = L[q0 + r], d = D[q0 + r];
+                        /* dS = P * (dP - D), in place of dP; zero in the future */
+                        for (int j = 0; j < lim; j++) {
+                            p[j] = cpu_expf(p[j] - l);
+                            dp[j] = p[j] * (dp[j] - d);
+                        }
+                        for (int j = lim; j < nk; j++) p[j] = dp[j] = 0.0f;
                     }
-                    /* dS = P * (dP - D), in place of dP; zero in the future */
-                    for (int j = 0; j < lim; j++) dp[j] = p[j] * (dp[j] - d);
-                    for (int j = lim; j < nk; j++) p[j] = dp[j] = 0.0f;
+                    /* dV_k += P^T dO_q;  dQ_q += scale dS K_k;  dK_k += scale dS^T Q_q */
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nq, 1.0f, P, BLK, dOq,
+                                C, 1.0f, dV + (size_t)k0 * C3, C3);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, HS, nk, scale, dP, BLK, k,
+                                C3, k0 ? 1.0f : 0.0f, dq, C3);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nq, scale, dP, BLK, q,
+                                C3, 1.0f, dK + (size_t)k0 * C3, C3);
                 }
-                /* dV (nk,HS) += P^T dO;  dQ (nq,HS) = scale dS K;  dK (nk,HS) += scale dS^T Q */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nq, 1.0f, P, nk, dOq, C,
-                            1.0f, dV, C3);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, HS, nk, scale, dP, nk, K,
-                            C3, 0.0f, dQ + (size_t)q0 * C3, C3);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nq, scale, dP, nk, q, C3,
-                            1.0f, dK, C3);
             }
         }
     }

@@ -30,7 +30,6 @@ static void cpu_memory(size_t *in_use, size_t *peak, size_t *capacity) {
     *peak = mg_mem_peak();
     *capacity = 0;
 }
-static size_t cpu_attention_state_floats(int B, int NH, int T) { return (size_t)B * NH * T * T; }
 
 static const ops_backend_t cpu_backend = {
     .name = "cpu",

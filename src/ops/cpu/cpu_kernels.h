@@ -38,7 +38,7 @@ void cpu_attention_full_backward(float *dqkv, const float *dout, const float *qk
 void cpu_attention_flash_forward(float *out, float *lse, const float *qkv, int B, int T, int C,
                                  int NH);
 void cpu_attention_flash_backward(float *dqkv, const float *dout, const float *qkv,
-                                  const float *lse, int B, int T, int C, int NH);
+                                  const float *out, const float *lse, int B, int T, int C, int NH);
 void cpu_attention_cached(float *out, float *kcache, float *vcache, const float *qkv, int n,
                           int pos0, int C, int NH);
 void cpu_gelu_forward(float *out, const float *x, size_t n);
