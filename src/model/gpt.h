@@ -116,6 +116,7 @@ typedef struct {
     float *host_losses;  /* (B,T) host copy */
     int adam_t;          /* AdamW steps taken */
     gpt_prof_t *prof;    /* per-op timing, NULL (default): off */
+    int no_fusion;       /* 1: run the unfused kernels (benchmark --no-fusion) */
 } gpt_model_t;
 
 /* Creates a model with zeroed weights on the given backend (NULL on error). */
