@@ -16,6 +16,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* one parameter tensor for adamw_clip: floats [offset, offset + numel) */
+typedef struct ops_segment {
+    size_t offset, numel;
+    int decay;
+} ops_segment_t;
+
 typedef struct ops_backend {
     const char *name; /* "cpu", "cuda" */
 
@@ -95,7 +101,40 @@ typedef struct ops_backend {
      * first (clipping); weight decay wd is decoupled. */
     void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                   float beta2, float eps, float wd, float grad_scale, int t);
+
+    /* ---- OPTIONAL fused kernels. NULL: the backend has none, and the
+     * model runs the unfused sequence (it also does when m->no_fusion is
+     * set). Each must give what that sequence gives, up to rounding. ---- */
+
+    /* res = a + b (res may alias a or b), then out = layernorm(res) with
+     * mean and rstd saved, as layernorm_forward: one pass per row instead
+     * of add + layernorm_forward            a, b, res, out (N,C) */
+    void (*residual_layernorm_forward)(float *res, float *out, float *mean, float *rstd,
+                                       const float *a, const float *b, const float *w,
+                                       const float *bias, int N, int C);
+    /* layernorm_backward (same arguments and semantics: dx ACCUMULATES,
+     * which is the residual add's backward) with dw and db taken in the
+     * same pass over dout and x */
+    void (*residual_layernorm_backward)(float *dx, float *dw, float *db, const float *dout,
+                                        const float *x, const float *w, const float *mean,
+                                        const float *rstd, int N, int C);
+    /* pre = x @ w^T + bias and out = GELU(pre): the bias add and the GELU
+     * in one pass after the matmul          x (N,C), w (OC,C) -> pre, out (N,OC) */
+    void (*matmul_bias_gelu_forward)(float *pre, float *out, const float *x, const float *w,
+                                     const float *bias, int N, int C, int OC);
+    /* dpre = dout * gelu'(pre) (overwrite; may alias dout) and dbias +=
+     * sum_n dpre in the same pass (then matmul_backward with dbias NULL) */
+    void (*gelu_bias_backward)(float *dpre, float *dbias, const float *pre, const float *dout,
+                               int N, int OC);
+    /* Global-norm clipping and AdamW over all parameters in one call: the
+     * norm of g, then every segment's update with g scaled by clip/norm
+     * when clip > 0 and norm > clip. seg (host memory): nseg tensors,
+     * decay selects wd or 0. Returns the norm before clipping. */
+    float (*adamw_clip)(float *p, const float *g, float *m, float *v, const ops_segment_t *seg,
+                        int nseg, float lr, float beta1, float beta2, float eps, float wd,
+                        float clip, int t);
 } ops_backend_t;
+
 
 /* Backend selection for --device. device: "auto" (the GPU when one is
  * usable, else the CPU), "cpu" or "cuda"; precision (NULL: the device's

@@ -57,6 +57,11 @@ static const ops_backend_t cpu_backend = {
     .xent_forward_backward = cpu_xent_forward_backward,
     .sq_norm = cpu_sq_norm,
     .adamw = cpu_adamw,
+    .residual_layernorm_forward = cpu_residual_layernorm_forward,
+    .residual_layernorm_backward = cpu_residual_layernorm_backward,
+    .matmul_bias_gelu_forward = cpu_matmul_bias_gelu_forward,
+    .gelu_bias_backward = cpu_gelu_bias_backward,
+    .adamw_clip = cpu_adamw_clip,
 };
 
 const ops_backend_t *ops_cpu(void) { return &cpu_backend; }

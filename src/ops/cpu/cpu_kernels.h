@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ops/ops.h"
+
 void cpu_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, int B,
                        int T, int C, int pos0);
 void cpu_embed_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok, int B,
@@ -49,6 +51,23 @@ void cpu_xent_forward_backward(float *losses, float *dlogits, const float *logit
 double cpu_sq_norm(const float *x, size_t n);
 void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                float beta2, float eps, float wd, float grad_scale, int t);
+
+/* fused kernels (optional entries of ops_backend_t) */
+void cpu_residual_layernorm_forward(float *res, float *out, float *mean, float *rstd,
+                                    const float *a, const float *b, const float *w,
+                                    const float *bias, int N, int C);
+void cpu_residual_layernorm_backward(float *dx, float *dw, float *db, const float *dout,
+                                     const float *x, const float *w, const float *mean,
+                                     const float *rstd, int N, int C);
+void cpu_matmul_bias_gelu_forward(float *pre, float *out, const float *x, const float *w,
+                                  const float *bias, int N, int C, int OC);
+void cpu_gelu_bias_backward(float *dpre, float *dbias, const float *pre, const float *dout, int N,
+                            int OC);
+float cpu_adamw_clip(float *p, const float *g, float *m, float *v, const ops_segment_t *seg,
+                     int nseg, float lr, float beta1, float beta2, float eps, float wd, float clip,
+                     int t);
+/* out (OC) = w (OC,C) @ x (C) + bias (may be NULL): matmul_forward at N = 1 */
+void cpu_matvec(float *out, const float *x, const float *w, const float *bias, int C, int OC);
 
 /* A scratch buffer reused across calls (grown when needed), so that no
  * kernel allocates inside a training step once the first step has run.

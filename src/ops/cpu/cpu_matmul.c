@@ -1,12 +1,31 @@
 /* cpu_matmul.c - linear layers through BLAS sgemm, transposes folded into
- * the call (no copies). */
+ * the call (no copies); one row (N = 1, decoding) as a matrix-vector
+ * product; the fused matmul + bias + GELU. */
 #include <cblas.h>
 
 #include "ops/cpu/cpu_kernels.h"
+#include "ops/cpu/cpu_math.h"
+
+/* out (OC) = w (OC,C) @ x (C) + bias: parallel over output rows, each row
+ * of w read once (decoding is bound by reading the weights). */
+void cpu_matvec(float *out, const float *x, const float *w, const float *bias, int C, int OC) {
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < OC; o++) {
+        const float *wr = w + (size_t)o * C;
+        float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+        for (int i = 0; i < C; i++) acc += wr[i] * x[i];
+        out[o] = bias ? acc + bias[o] : acc;
+    }
+}
 
 /* x (N,C) @ w^T (C,OC) + bias -> out (N,OC) */
 void cpu_matmul_forward(float *out, const float *x, const float *w, const float *bias, int N, int C,
                         int OC) {
+    if (N == 1) {
+        cpu_matvec(out, x, w, bias, C, OC);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, x, C, w, C, 0.0f, out,
                 OC);
     if (!bias) return;
@@ -35,6 +54,26 @@ void cpu_matmul_backward(float *dx, float *dw, float *dbias, const float *dout, 
         for (int n = 0; n < N; n++) {
             const float *d = dout + (size_t)n * OC;
             for (int o = o0; o < o1; o++) dbias[o] += d[o];
+        }
+    }
+}
+
+/* Fused: pre = x @ w^T + bias and out = GELU(pre) in one pass after the
+ * sgemm, instead of a bias pass over pre and a GELU pass reading it again. */
+void cpu_matmul_bias_gelu_forward(float *pre, float *out, const float *x, const float *w,
+                                  const float *bias, int N, int C, int OC) {
+    if (N == 1)
+        cpu_matvec(pre, x, w, NULL, C, OC);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, x, C, w, C, 0.0f, pre,
+                    OC);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *p = pre + (size_t)n * OC, *o = out + (size_t)n * OC;
+        for (int i = 0; i < OC; i++) {
+            float v = p[i] + bias[i];
+            p[i] = v;
+            o[i] = cpu_gelu(v);
         }
     }
 }

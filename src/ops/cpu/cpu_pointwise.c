@@ -2,6 +2,7 @@
  * kernels. GELU uses 0.5 x (1 + tanh(u)) = x * sigmoid(2u), so it needs
  * one vectorisable exp and no tanhf. */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "ops/cpu/cpu_kernels.h"
@@ -32,26 +33,48 @@ void cpu_embed_backward(float *dwte, float *dwpe, const float *dout, const int32
     }
 }
 
-#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
-
 void cpu_gelu_forward(float *out, const float *x, size_t n) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float u = GELU_K * (v + 0.044715f * v * v * v);
-        out[i] = v / (1.0f + cpu_expf(-2.0f * u));
-    }
+    for (size_t i = 0; i < n; i++) out[i] = cpu_gelu(x[i]);
 }
 
 void cpu_gelu_backward(float *dx, const float *x, const float *dout, size_t n) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float u = GELU_K * (v + 0.044715f * v * v * v);
-        float s = 1.0f / (1.0f + cpu_expf(-2.0f * u)); /* (1 + tanh u) / 2 */
-        float sech2 = 4.0f * s * (1.0f - s);            /* 1 - tanh^2 u */
-        float grad = s + 0.5f * v * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
-        dx[i] = dout[i] * grad;
+    for (size_t i = 0; i < n; i++) dx[i] = dout[i] * cpu_gelu_grad(x[i]);
+}
+
+/* Fused: the GELU backward and the bias gradient of the matmul before it
+ * in one pass over (N,OC), instead of gelu_backward then a column-sum pass
+ * in matmul_backward. Each thread sums its rows into its own OC floats;
+ * the partial sums are added in thread order (deterministic for a given
+ * thread count). */
+void cpu_gelu_bias_backward(float *dpre, float *dbias, const float *pre, const float *dout, int N,
+                            int OC) {
+    int nt = omp_get_max_threads();
+    float *part = cpu_scratch((size_t)nt * OC);
+    if (!part) return;
+#pragma omp parallel num_threads(nt)
+    {
+        int id = omp_get_thread_num(), tn = omp_get_num_threads();
+        float *acc = part + (size_t)id * OC;
+        memset(acc, 0, OC * sizeof(float));
+        int n0 = (int)((long)N * id / tn), n1 = (int)((long)N * (id + 1) / tn);
+        for (int n = n0; n < n1; n++) {
+            const float *x = pre + (size_t)n * OC, *d = dout + (size_t)n * OC;
+            float *dx = dpre + (size_t)n * OC;
+            for (int i = 0; i < OC; i++) {
+                float g = d[i] * cpu_gelu_grad(x[i]);
+                dx[i] = g;
+                acc[i] += g;
+            }
+        }
+#pragma omp barrier
+        /* reduce: each thread owns a slice of the columns */
+        int o0 = (int)((long)OC * id / tn), o1 = (int)((long)OC * (id + 1) / tn);
+        for (int t = 0; t < tn; t++) {
+            const float *pt = part + (size_t)t * OC;
+            for (int i = o0; i < o1; i++) dbias[i] += pt[i];
+        }
     }
 }
 
