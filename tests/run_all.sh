@@ -23,6 +23,7 @@ MINIGPT=./minigpt bash tests/bad_input.sh
 MINIGPT=./minigpt bash tests/checkpoints.sh
 MINIGPT=./minigpt bash tests/chat.sh
 MINIGPT=./minigpt bash tests/crash.sh
+MINIGPT=./minigpt bash tests/benchmark.sh
 
 echo "== sanitizers (ASan+UBSan)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
