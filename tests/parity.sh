@@ -18,3 +18,7 @@ expect "logits, loss, gradients, 10 AdamW steps match PyTorch" test $rc -eq 0
 rc=$?
 expect "a perturbed gradient makes the parity test fail" test $rc -eq 1
 expect "... and it names the perturbed tensor" grep -q "FAIL grad.transformer.layers.1.mlp.fc.weight" "$T/bad.log"
+# the same with the flash attention kernel forced (the default picks by T)
+mkdir -p "$T/flash"
+MINIGPT_ATTENTION=flash "$DUMP" "$T/flash" && /usr/bin/python3 tests/parity.py "$T/flash" >"$T/flash.log" 2>&1
+expect "... and with the flash attention kernel (MINIGPT_ATTENTION=flash)" test $? -eq 0
