@@ -353,7 +353,8 @@ static void print_text(const bench_opts_t *o, const gpt_model_t *m, const char *
         for (int k = 1; k < r->n_detail; k++) printf(" %11.3f", detail_sum(&r->detail[k]) / r->detail[k].steps * 1e3);
         printf("\n  %-18s %39.3f %6s", "profiled step", d0->step_s / d0->steps * 1e3, "");
         for (int k = 1; k < r->n_detail; k++) printf(" %11.3f", r->detail[k].step_s / r->detail[k].steps * 1e3);
-        printf("\n");
+        printf("\n  (a fused kernel counts under one of the ops it fuses, e.g. residual add +\n"
+               "  LayerNorm under layernorm, fc matmul + GELU under fc matmul)\n");
     }
     if (mem) {
         printf("memory:\n");
