@@ -86,8 +86,10 @@ static void causal_softmax_rows(float *A, int T) {
     for (int t = 0; t < T; t++) {
         float *r = A + (size_t)t * T;
         float mx = r[0];
+#pragma omp simd reduction(max : mx)
         for (int s = 1; s <= t; s++) mx = r[s] > mx ? r[s] : mx;
         float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
         for (int s = 0; s <= t; s++) {
             r[s] = cpu_expf(r[s] - mx);
             sum += r[s];
@@ -145,6 +147,7 @@ void cpu_attention_full_backward(float *dqkv, const float *dout, const float *qk
                 const float *a = A + (size_t)t * T;
                 float *d = dA + (size_t)t * T;
                 float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
                 for (int s = 0; s <= t; s++) dot += a[s] * d[s];
                 for (int s = 0; s <= t; s++) d[s] = a[s] * (d[s] - dot);
                 for (int s = t + 1; s < T; s++) d[s] = 0.0f;
@@ -198,8 +201,10 @@ void cpu_attention_flash_forward(float *out, float *lse, const float *qkv, int B
                         int lim = q0 + r - k0 + 1; /* keys k0..q0+r are visible */
                         if (lim > nk) lim = nk;
                         float m = mx[r];
+#pragma omp simd reduction(max : m)
                         for (int j = 0; j < lim; j++) m = s[j] > m ? s[j] : m;
                         float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
                         for (int j = 0; j < lim; j++) {
                             s[j] = cpu_expf(s[j] - m);
                             acc += s[j];
@@ -251,6 +256,7 @@ void cpu_attention_flash_backward(float *dqkv, const float *dout, const float *q
             for (int t = 0; t < T; t++) {
                 const float *x = dO + (size_t)t * C, *y = O + (size_t)t * C;
                 float d = 0.0f;
+#pragma omp simd reduction(+ : d)
                 for (int j = 0; j < HS; j++) d += x[j] * y[j];
                 D[t] = d;
                 memset(dK + (size_t)t * C3, 0, HS * sizeof(float));

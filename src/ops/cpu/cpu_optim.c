@@ -7,7 +7,7 @@
 
 double cpu_sq_norm(const float *x, size_t n) {
     double s = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : s)
+#pragma omp parallel for simd schedule(static) reduction(+ : s)
     for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
     return s;
 }
@@ -15,7 +15,7 @@ double cpu_sq_norm(const float *x, size_t n) {
 void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                float beta2, float eps, float wd, float grad_scale, int t) {
     float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         float gi = g[i] * grad_scale;
         m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
@@ -72,6 +72,7 @@ float cpu_adamw_clip(float *p, const float *g, float *m, float *v, const ops_seg
             float *ps = p + seg[s].offset, *ms = m + seg[s].offset, *vs = v + seg[s].offset;
             const float *gs = g + seg[s].offset;
             float decay = seg[s].decay ? lr * wd : 0.0f;
+#pragma omp simd
             for (size_t i = a; i < b; i++) {
                 float gi = gs[i] * scale;
                 float mi = beta1 * ms[i] + a1 * gi, vi = beta2 * vs[i] + a2 * gi * gi;

@@ -34,12 +34,12 @@ void cpu_embed_backward(float *dwte, float *dwpe, const float *dout, const int32
 }
 
 void cpu_gelu_forward(float *out, const float *x, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = cpu_gelu(x[i]);
 }
 
 void cpu_gelu_backward(float *dx, const float *x, const float *dout, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) dx[i] = dout[i] * cpu_gelu_grad(x[i]);
 }
 
@@ -62,6 +62,7 @@ void cpu_gelu_bias_backward(float *dpre, float *dbias, const float *pre, const f
         for (int n = n0; n < n1; n++) {
             const float *x = pre + (size_t)n * OC, *d = dout + (size_t)n * OC;
             float *dx = dpre + (size_t)n * OC;
+#pragma omp simd
             for (int i = 0; i < OC; i++) {
                 float g = d[i] * cpu_gelu_grad(x[i]);
                 dx[i] = g;
