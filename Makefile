@@ -22,6 +22,17 @@ TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 ASAN_OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 TOOLS    := $(BUILD)/tools/parity_dump
 
+# The CUDA backend, a plugin loaded at run time by src/ops/backend.c: built
+# when nvcc is found (CUDA=0 turns it off). CUDA_ARCH defaults to the H100.
+NVCC     ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+CUDA     ?= $(if $(NVCC),1,0)
+CUDA_ARCH ?= -arch=sm_90
+CUDA_LIB ?= $(dir $(NVCC))../lib64
+CUDA_SRC := $(wildcard src/ops/cuda/*.cu)
+CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(BUILD)/cuda/common.o
+NVFLAGS  := -std=c++20 -O3 $(CUDA_ARCH) -Xcompiler -fPIC,-Wall,-Wextra,-Werror -Isrc -MMD -MP
+PLUGIN   := $(if $(filter 1,$(CUDA)),minigpt_cuda.so)
+
 # libFuzzer targets (clang): the safetensors and tokenizer.json readers
 FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -Isrc
 FUZZ_DEPS_fuzz_safetensors := src/util/common.c src/io/safetensors.c
@@ -31,8 +42,22 @@ FUZZERS := $(BUILD)/fuzz/fuzz_safetensors $(BUILD)/fuzz/fuzz_tokenizer_json
 .PHONY: all demo test check asan clean deps deps-test unit fuzzers
 all: minigpt
 
-minigpt: $(BUILD)/minigpt
+minigpt: $(BUILD)/minigpt $(PLUGIN)
 	cp $< $@.tmp && mv -f $@.tmp $@
+
+minigpt_cuda.so: $(BUILD)/minigpt_cuda.so
+	cp $< $@.tmp && mv -f $@.tmp $@
+
+$(BUILD)/minigpt_cuda.so: $(CUDA_OBJ)
+	$(NVCC) $(CUDA_ARCH) -shared $^ -o $@ -L$(CUDA_LIB) -lcublasLt -Xlinker -rpath,$(CUDA_LIB)
+
+$(BUILD)/src/ops/cuda/%.o: src/ops/cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(BUILD)/cuda/common.o: src/util/common.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -c $< -o $@
 
 $(BUILD)/minigpt: $(BUILD)/src/main.o $(BUILD)/libminigpt.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
@@ -80,6 +105,6 @@ asan:
 	    build-asan/minigpt unit
 
 clean:
-	rm -rf build build-asan minigpt
+	rm -rf build build-asan minigpt minigpt_cuda.so
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -33,6 +33,7 @@ static const char usage[] =
     "  --top-p P          keep the smallest set with probability >= P (default 0.95)\n"
     "  --seed S           sampling seed (default: from the clock)\n"
     "  --threads N        CPU threads (default: all cores)\n"
+    CLI_DEVICE_HELP
     "  --educational      explain each answer's steps with the run's own numbers\n"
     "  --show-tensors     with --educational: activation stats after each sublayer\n"
     "On a terminal: a prompt with line editing and history; Ctrl-C stops an\n"
@@ -206,8 +207,7 @@ static void cmd_memory(const chat_t *c) {
 }
 
 static void cmd_kernels(const chat_t *c) {
-    printf("backend: %s, %d threads (OpenMP); BLAS: %s\n", c->ck->model->ops->name,
-           ops_cpu_threads(), ops_cpu_blas_info());
+    printf("backend: %s, %s\n", c->ck->model->ops->name, c->ck->model->ops->describe());
     printf("what runs for each token (src/infer/kv.c over src/ops/ops.h):\n"
            "  embeddings      embed_forward: token row + position row (a copy loop)\n"
            "  LayerNorm       layernorm_forward: a loop per row (cpu_layernorm.c)\n"
@@ -441,8 +441,9 @@ int cli_chat(int argc, char **argv, char *err) {
         return CLI_USAGE;
     }
     if (!path) path = cli_default_checkpoint("models");
-    ops_cpu_set_threads((int)go.threads);
-    ckpt_t *ck = ckpt_load(path, ops_cpu(), err);
+    const ops_backend_t *ops = cli_backend(go.device, go.precision, go.threads, err);
+    if (!ops) return CLI_ERR;
+    ckpt_t *ck = ckpt_load(path, ops, err);
     if (!ck) return CLI_ERR;
     int rc = cli_chat_run(ck, path, &go, err) == 0 ? CLI_OK : CLI_ERR;
     ckpt_free(ck);

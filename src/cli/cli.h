@@ -29,6 +29,23 @@ int cli_benchmark(int argc, char **argv, char *err);
  * NULL), numbered 1..n when numbered is set. */
 void cli_catalog_table(const catalog_t *c, const int *rows, int n, int numbered);
 
+/* --device auto|cpu|cuda and --precision fp32|bf16, taken by every command
+ * that runs the model: the getopt_long entries, and their parser (1 if c
+ * was one of them, 0 if not, -1 for a bad value with err set). */
+enum { CLI_OPT_DEVICE = 0x101, CLI_OPT_PRECISION };
+#define CLI_DEVICE_OPTIONS                                                                         \
+    {"device", required_argument, 0, CLI_OPT_DEVICE}, {                                            \
+        "precision", required_argument, 0, CLI_OPT_PRECISION                                       \
+    }
+int cli_device_flag(int c, const char *arg, const char **device, const char **precision, char *err);
+/* The backend for --device/--precision/--threads (ops_select); says on
+ * stderr which GPU it runs on when it picked one. NULL with err if the
+ * device asked for is not usable. */
+const ops_backend_t *cli_backend(const char *device, const char *precision, long threads, char *err);
+#define CLI_DEVICE_HELP                                                                            \
+    "  --device D         auto (default: the GPU when usable), cpu or cuda\n"                      \
+    "  --precision P      GPU matmuls: bf16 (default) or fp32 (exact)\n"
+
 /* Generation settings, shared by `generate` and `load` so that both take
  * the same flags with the same ranges and generate the same text. */
 typedef struct {
@@ -39,6 +56,7 @@ typedef struct {
     int show_tokens;
     int educational;  /* explain each step (src/explain) */
     int show_tensors; /* with educational: activation stats after each sublayer */
+    const char *device, *precision; /* --device, --precision (NULL: auto, the device's) */
 } cli_gen_opts_t;
 void cli_gen_defaults(cli_gen_opts_t *o);
 /* The long options for the fields above (for a getopt_long table), and the
@@ -48,7 +66,7 @@ void cli_gen_defaults(cli_gen_opts_t *o);
     {"max-tokens", required_argument, 0, 'n'}, {"temperature", required_argument, 0, 't'},         \
         {"top-k", required_argument, 0, 'k'}, {"top-p", required_argument, 0, 'P'},                \
         {"seed", required_argument, 0, 's'}, {"show-tokens", no_argument, 0, 'v'},                 \
-        {"threads", required_argument, 0, 'j'}
+        {"threads", required_argument, 0, 'j'}, CLI_DEVICE_OPTIONS
 int cli_gen_flag(int c, const char *arg, cli_gen_opts_t *o, char *err);
 /* The chat session on a loaded checkpoint (also `load` without --prompt).
  * path is only shown by /checkpoint. */

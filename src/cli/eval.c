@@ -16,6 +16,7 @@ static const char usage[] =
     "  --ctx T            window length (default: the model's context)\n"
     "  --batch B          windows per forward pass (default 8)\n"
     "  --threads N        CPU threads (default: all cores)\n"
+    CLI_DEVICE_HELP
     "Every token but the first is scored once, with at least T/2 tokens of context.\n"
     "Bits per byte = total nats / total bytes / ln 2: comparable across vocabularies.\n";
 
@@ -24,10 +25,11 @@ int cli_eval(int argc, char **argv, char *err) {
         {"checkpoint", required_argument, 0, 'c'}, {"data", required_argument, 0, 'd'},
         {"ctx", required_argument, 0, 'T'},        {"batch", required_argument, 0, 'b'},
         {"threads", required_argument, 0, 'j'},    {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        CLI_DEVICE_OPTIONS,                        {0, 0, 0, 0},
     };
     const char *path = NULL, *data = NULL;
     long ctx = 0, batch = 8, threads = 0;
+    const char *device = NULL, *precision = NULL;
     int c, rc = CLI_ERR;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -39,7 +41,9 @@ int cli_eval(int argc, char **argv, char *err) {
         case 'b': bad = cli_int("batch", optarg, 1, 4096, &batch, err); break;
         case 'j': bad = cli_int("threads", optarg, 1, 1024, &threads, err); break;
         case 'h': fputs(usage, stdout); return CLI_OK;
-        default: return cli_bad_option("eval", c, argv, err);
+        default:
+            if ((bad = cli_device_flag(c, optarg, &device, &precision, err)) > 0) continue;
+            if (bad == 0) return cli_bad_option("eval", c, argv, err);
         }
         if (bad) return CLI_USAGE;
     }
@@ -52,13 +56,13 @@ int cli_eval(int argc, char **argv, char *err) {
         return CLI_USAGE;
     }
     if (!path) path = cli_default_checkpoint("models");
-    ops_cpu_set_threads((int)threads);
     ckpt_t *ck = NULL;
     char *text = NULL;
     int32_t *ids = NULL;
     size_t len, n;
     if (!(text = mg_read_file(data, &len, err))) goto done;
-    if (!(ck = ckpt_load(path, ops_cpu(), err))) goto done;
+    const ops_backend_t *ops = cli_backend(device, precision, threads, err);
+    if (!ops || !(ck = ckpt_load(path, ops, err))) goto done;
     int T = ctx ? (int)ctx : ck->model->cfg.ctx;
     if (T > ck->model->cfg.ctx) {
         mg_fail(err, "eval: --ctx %d exceeds the model's context %d", T, ck->model->cfg.ctx);

@@ -24,6 +24,7 @@ static const char usage[] =
     "  --seed S           sampling seed (default: from the clock; printed)\n"
     "  --show-tokens      print the prompt's tokens and ids first\n"
     "  --threads N        CPU threads (default: all cores)\n"
+    CLI_DEVICE_HELP
     "  --educational      explain each step with the run's own numbers: tokenization,\n"
     "                     embeddings, layers and their times, an attention heatmap,\n"
     "                     the candidates of each token, a summary\n"
@@ -96,7 +97,7 @@ int cli_gen_flag(int c, const char *arg, cli_gen_opts_t *o, char *err) {
     case 'j': return cli_int("threads", arg, 1, 1024, &o->threads, err) ? -1 : 1;
     case 'e': o->educational = 1; return 1;
     case 'T': o->show_tensors = 1; return 1;
-    default: return 0;
+    default: return cli_device_flag(c, arg, &o->device, &o->precision, err);
     }
 }
 
@@ -207,9 +208,9 @@ int cli_generate(int argc, char **argv, char *err) {
         return CLI_USAGE;
     }
     if (!path) path = cli_default_checkpoint("models");
-    /* threads first, as before the split: loading runs on the backend too */
-    ops_cpu_set_threads((int)go.threads);
-    ckpt_t *ck = ckpt_load(path, ops_cpu(), err);
+    const ops_backend_t *ops = cli_backend(go.device, go.precision, go.threads, err);
+    if (!ops) return CLI_ERR;
+    ckpt_t *ck = ckpt_load(path, ops, err);
     if (!ck) return CLI_ERR;
     int rc = cli_run_generation(ck, prompt, &go, err) == 0 ? CLI_OK : CLI_ERR;
     ckpt_free(ck);

@@ -34,6 +34,7 @@ static const char usage[] =
     "  --prompt TEXT      generate once, exactly like 'minigpt generate'; these\n"
     "                     flags then apply as there: --max-tokens N --temperature T\n"
     "                     --top-k K --top-p P --seed S --threads N --show-tokens\n"
+    "                     --device auto|cpu|cuda --precision bf16|fp32\n"
     "  --educational      explain the steps of generation (also in the chat)\n"
     "  --show-tensors     with --educational: activation stats after each sublayer\n"
     "Without --prompt, prints what was loaded; then, in --mode auto on a\n"
@@ -303,8 +304,9 @@ int cli_load(int argc, char **argv, char *err) {
     if (i == -2) rc = CLI_OK; /* quit from the menu */
     if (i < 0) goto done;
     const catalog_entry_t *e = &cat->e[i];
-    ops_cpu_set_threads((int)a.gen.threads);
-    ck = ckpt_load(e->path, ops_cpu(), why);
+    const ops_backend_t *ops = cli_backend(a.gen.device, a.gen.precision, a.gen.threads, err);
+    if (!ops) goto done;
+    ck = ckpt_load(e->path, ops, why);
     if (!ck) {
         mg_fail(err, "load: %s", why);
         goto done;

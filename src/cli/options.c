@@ -40,6 +40,29 @@ int cli_bad_option(const char *cmd, int c, char **argv, char *err) {
     return CLI_USAGE;
 }
 
+int cli_device_flag(int c, const char *arg, const char **device, const char **precision, char *err) {
+    if (c == CLI_OPT_DEVICE) {
+        if (strcmp(arg, "auto") && strcmp(arg, "cpu") && strcmp(arg, "cuda"))
+            return mg_fail(err, "--device: '%s' is not one of auto, cpu, cuda", arg);
+        *device = arg;
+        return 1;
+    }
+    if (c == CLI_OPT_PRECISION) {
+        if (strcmp(arg, "fp32") && strcmp(arg, "bf16"))
+            return mg_fail(err, "--precision: '%s' is not one of fp32, bf16", arg);
+        *precision = arg;
+        return 1;
+    }
+    return 0;
+}
+
+const ops_backend_t *cli_backend(const char *device, const char *precision, long threads, char *err) {
+    char note[MG_ERR_LEN];
+    const ops_backend_t *ops = ops_select(device, precision, (int)threads, note, err);
+    if (ops && strcmp(ops->name, "cpu") != 0) fprintf(stderr, "device: %s, %s\n", ops->name, ops->describe());
+    return ops;
+}
+
 int cli_shape(const cli_shape_t *s, gpt_config_t *cfg, char *err) {
     if (gpt_preset(s->preset ? s->preset : "mini", cfg, err) != 0) return -1;
     if (s->layers) cfg->layers = (int)s->layers;

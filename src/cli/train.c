@@ -30,6 +30,7 @@ static const char usage[] =
     "  --eval-batches N   batches per validation (default 10)\n"
     "  --seed S           seed for weights and data order (default 1337)\n"
     "  --threads N        CPU threads (default: all cores)\n"
+    CLI_DEVICE_HELP
     "  --save-every N     also save checkpoint_step_N every N steps\n"
     "  --keep K           keep only the K newest step checkpoints\n"
     "  --resume FILE      continue a run from a checkpoint (and its .optim file);\n"
@@ -116,7 +117,7 @@ int cli_train(int argc, char **argv, char *err) {
         {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
         {"save-every", required_argument, 0, 'Y'}, {"keep", required_argument, 0, 'K'},
         {"resume", required_argument, 0, 'R'}, {"log-every", required_argument, 0, 'G'},
-        {"save-tokens", required_argument, 0, 'X'},
+        {"save-tokens", required_argument, 0, 'X'}, CLI_DEVICE_OPTIONS,
         {0, 0, 0, 0},
     };
     train_opts_t o;
@@ -124,7 +125,8 @@ int cli_train(int argc, char **argv, char *err) {
     o.data_path = "data/corpus_pt_br.txt";
     cli_shape_t shape = {0};
     long n, threads = 0, log_every = 10;
-    int batch_set = 0;
+    int batch_set = 0, lr_set = 0;
+    const char *device = NULL, *precision = NULL;
     double f;
     int c;
     opterr = 0;
@@ -143,7 +145,7 @@ int cli_train(int argc, char **argv, char *err) {
         case 'T': bad = cli_int("ctx", optarg, 1, 1 << 16, &shape.ctx, err); break;
         case 'V': bad = cli_int("vocab", optarg, 260, 1 << 20, &shape.vocab, err); break;
         case 'b': bad = cli_int("batch", optarg, 1, 1 << 16, &n, err); o.batch = (int)n; batch_set = 1; break;
-        case 'l': bad = cli_float("lr", optarg, 1e-9, 10, &f, err); o.lr = (float)f; break;
+        case 'l': bad = cli_float("lr", optarg, 1e-9, 10, &f, err); o.lr = (float)f; lr_set = 1; break;
         case 'w': bad = cli_int("warmup", optarg, 1, 1L << 40, &n, err); o.warmup = (int)n; break;
         case 'W': bad = cli_float("weight-decay", optarg, 0, 10, &f, err); o.wd = (float)f; break;
         case 'E': bad = cli_int("eval-every", optarg, 0, 1L << 40, &n, err); o.eval_every = (int)n; break;
@@ -156,7 +158,9 @@ int cli_train(int argc, char **argv, char *err) {
         case 'X': o.save_tokens = optarg; break;
         case 'G': bad = cli_int("log-every", optarg, 1, 1L << 40, &log_every, err); break;
         case 'h': fputs(usage, stdout); return CLI_OK;
-        default: return cli_bad_option("train", c, argv, err);
+        default:
+            if ((bad = cli_device_flag(c, optarg, &device, &precision, err)) > 0) continue;
+            if (bad == 0) return cli_bad_option("train", c, argv, err);
         }
         if (bad) return CLI_USAGE;
     }
@@ -178,16 +182,29 @@ int cli_train(int argc, char **argv, char *err) {
         mg_fail(err, "train: cannot read data file '%s'", o.data_path);
         return CLI_ERR;
     }
-    /* hardware-adaptive defaults: every core, and the largest batch up to
-     * the default whose training memory fits in half the available RAM */
+    /* hardware-adaptive defaults. CPU: every core, and the largest batch
+     * up to the default whose training memory fits in half the available
+     * RAM. GPU: the largest batch up to 8x the default that fits in 80% of
+     * its memory (a GPU needs many rows to be busy), with the learning rate
+     * scaled by the square root of the batch ratio (as for Adam), capped. */
     mg_sysinfo_t sys;
     mg_sysinfo(&sys);
     if (!threads) threads = sys.cores;
-    if (!batch_set && !o.resume && sys.mem_available)
-        while (o.batch > 1 && gpt_training_bytes(&o.cfg, ops_cpu(), o.batch, o.cfg.ctx) > sys.mem_available / 2)
-            o.batch /= 2;
-    ops_cpu_set_threads((int)threads);
-    o.ops = ops_cpu();
+    if (!(o.ops = cli_backend(device, precision, threads, err))) return CLI_ERR;
+    size_t used, peak, capacity;
+    o.ops->memory(&used, &peak, &capacity);
+    int gpu = capacity > 0;
+    size_t budget = gpu ? capacity / 10 * 8 : sys.mem_available / 2;
+    const char *why = "";
+    if (!batch_set && !o.resume && budget) {
+        int base = o.batch;
+        if (gpu)
+            while (o.batch < 8 * base && gpt_training_bytes(&o.cfg, o.ops, 2 * o.batch, o.cfg.ctx) <= budget)
+                o.batch *= 2;
+        while (o.batch > 1 && gpt_training_bytes(&o.cfg, o.ops, o.batch, o.cfg.ctx) > budget) o.batch /= 2;
+        why = gpu ? " chosen for the GPU's memory" : " chosen to fit memory";
+        if (gpu && !lr_set && o.batch > base) o.lr = fminf(o.lr * sqrtf((float)o.batch / base), 4e-3f);
+    }
     view_t view = {.tty = isatty(STDERR_FILENO), .log_every = log_every};
     o.on_event = on_event;
     o.ctx = &view;
@@ -196,13 +213,14 @@ int cli_train(int argc, char **argv, char *err) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    printf("minigpt train: %s on %s, %d threads, backend %s (%s)\n",
-           o.resume ? o.resume : shape.preset ? shape.preset : "mini", o.data_path,
-           ops_cpu_threads(), o.ops->name, ops_cpu_blas_info());
-    printf("settings: %ld threads of %d cores (--threads), batch %d (--batch)%s, "
-           "%.0f MB for training of %.0f MB available\n",
-           threads, sys.cores, o.batch, batch_set ? "" : " chosen to fit memory",
-           gpt_training_bytes(&o.cfg, ops_cpu(), o.batch, o.cfg.ctx) / 1e6, sys.mem_available / 1e6);
+    printf("minigpt train: %s on %s, backend %s: %s\n",
+           o.resume ? o.resume : shape.preset ? shape.preset : "mini", o.data_path, o.ops->name,
+           o.ops->describe());
+    printf("settings: %ld threads of %d cores (--threads), batch %d (--batch)%s, lr %.2e (--lr)%s, "
+           "%.0f MB for training of %.0f MB available%s\n",
+           threads, sys.cores, o.batch, why, o.lr, gpu && !lr_set && !o.resume && !batch_set ? " scaled to the batch" : "",
+           gpt_training_bytes(&o.cfg, o.ops, o.batch, o.cfg.ctx) / 1e6,
+           (gpu ? capacity : sys.mem_available) / 1e6, gpu ? " on the GPU" : "");
     if (train_run(&o, err) != 0) return CLI_ERR;
     char log[4096];
     snprintf(log, sizeof log, "%s/train_log.jsonl", o.out_dir);

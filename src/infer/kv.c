@@ -27,7 +27,10 @@ kv_state_t *kv_create(gpt_model_t *m, char *err) {
         {&s->logits, (size_t)c->vocab}, {(float **)&s->tok, T},
     };
     size_t total = 0;
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) total += parts[i].n;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        parts[i].n = (parts[i].n + 63) & ~(size_t)63; /* 256-byte aligned parts */
+        total += parts[i].n;
+    }
     s->block_bytes = total * sizeof(float);
     s->block = m->ops->alloc(s->block_bytes);
     s->host_logits = mg_malloc((size_t)c->vocab * sizeof(float));

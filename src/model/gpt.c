@@ -225,10 +225,13 @@ static size_t act_layout(const gpt_config_t *c, const ops_backend_t *ops, size_t
         {&a->d3c, N * 3 * C},
         {&a->d4c, N * 4 * C},
     };
+    /* each part starts 256-byte aligned: vector loads and GPU matrix
+     * libraries want aligned rows whatever B*T is */
     size_t total = 0;
     for (int i = 0; i < N_ACT_PARTS; i++) {
         parts[i] = p[i];
-        total += p[i].n;
+        parts[i].n = (p[i].n + 63) & ~(size_t)63;
+        total += parts[i].n;
     }
     return total;
 }

@@ -18,7 +18,7 @@
 
 /* what the plugin exports (src/ops/cuda/cuda_backend.cu) */
 typedef int (*probe_fn)(char *err);
-typedef const ops_backend_t *(*open_fn)(const char *precision, char *err);
+typedef const ops_backend_t *(*open_fn)(const char *precision, size_t table_size, char *err);
 
 static void *plugin;
 
@@ -84,7 +84,7 @@ const ops_backend_t *ops_select(const char *device, const char *precision, int t
         if (cuda_usable(why)) {
             open_fn open = (open_fn)dlsym(plugin, "mg_cuda_backend");
             if (!open) return mg_fail(err, "minigpt_cuda.so lacks mg_cuda_backend"), NULL;
-            return open(precision, err);
+            return open(precision, sizeof(ops_backend_t), err);
         }
         if (strcmp(device, "cuda") == 0) return mg_fail(err, "--device cuda: %s", why), NULL;
         if (note) snprintf(note, MG_ERR_LEN, "--device auto: using the CPU (%s)", why);

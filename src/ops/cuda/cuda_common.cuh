@@ -1,0 +1,85 @@
+/* cuda_common.cuh - what the CUDA backend's files share: error checks, the
+ * backend's global state (cuBLASLt handle, precision, workspace) and the
+ * kernel entry points that cuda_backend.cu puts in the ops table.
+ *
+ * Every kernel runs on the default stream, in order; upload and download
+ * are synchronous copies, so the model sees the same ordering as on the
+ * CPU. A CUDA failure inside a kernel is not recoverable (the context is
+ * lost): it ends the program with a one-line message and exit code 1. */
+#ifndef MG_CUDA_COMMON_CUH
+#define MG_CUDA_COMMON_CUH
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern "C" {
+#include "ops/ops.h"
+}
+
+void cuda_fatal(const char *what, const char *detail, const char *file, int line);
+#define CUDA_CHECK(call)                                                                            \
+    do {                                                                                            \
+        cudaError_t e_ = (call);                                                                    \
+        if (e_ != cudaSuccess) cuda_fatal(#call, cudaGetErrorString(e_), __FILE__, __LINE__);       \
+    } while (0)
+#define CUBLAS_CHECK(call)                                                                          \
+    do {                                                                                            \
+        cublasStatus_t s_ = (call);                                                                 \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                            \
+            cuda_fatal(#call, cublasLtGetStatusString(s_), __FILE__, __LINE__);                     \
+    } while (0)
+/* after every launch: a bad configuration shows up here, not later */
+#define LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+
+typedef struct {
+    cublasLtHandle_t lt;
+    cublasComputeType_t compute; /* CUBLAS_COMPUTE_32F (fp32) or _32F_FAST_16BF (bf16) */
+    void *workspace;             /* cuBLASLt scratch */
+    size_t workspace_bytes;
+    int sms;                     /* multiprocessors, for grid sizing */
+    double *reduce;              /* one double of device scratch (sq_norm) */
+} cuda_state_t;
+extern cuda_state_t g_cuda;
+
+static inline unsigned cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
+
+/* kernels (same contracts as the ops_backend_t entries of the same name) */
+void cuda_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, int B,
+                        int T, int C, int pos0);
+void cuda_embed_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok, int B,
+                         int T, int C);
+void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
+                            const float *b, int N, int C);
+void cuda_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
+                             const float *w, const float *mean, const float *rstd, int N, int C);
+void cuda_matmul_forward(float *out, const float *x, const float *w, const float *bias, int N,
+                         int C, int OC);
+void cuda_matmul_backward(float *dx, float *dw, float *dbias, const float *dout, const float *x,
+                          const float *w, int N, int C, int OC);
+size_t cuda_attention_state_floats(int B, int NH, int T);
+void cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
+void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                             const float *att, int B, int T, int C, int NH);
+void cuda_attention_cached(float *out, float *kcache, float *vcache, const float *qkv, int n,
+                           int pos0, int C, int NH);
+/* tensor-core flash attention (cuda_flash.cu), head sizes 32, 64, 128 */
+int cuda_flash_supported(int HS);
+void cuda_flash_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
+void cuda_flash_backward(float *dqkv, const float *dout, const float *qkv, const float *lse,
+                         const float *D, int B, int T, int C, int NH);
+void cuda_gelu_forward(float *out, const float *x, size_t n);
+void cuda_gelu_backward(float *dx, const float *x, const float *dout, size_t n);
+void cuda_add(float *out, const float *a, const float *b, size_t n);
+void cuda_xent_forward_backward(float *losses, float *dlogits, const float *logits,
+                                const int32_t *targets, int N, int V, float dloss);
+void cuda_residual_layernorm_forward(float *res, float *out, float *mean, float *rstd, const float *a,
+                                     const float *b, const float *w, const float *bias, int N, int C);
+void cuda_gelu_bias_backward(float *dpre, float *dbias, const float *pre, const float *dout, int N,
+                             int OC);
+double cuda_sq_norm(const float *x, size_t n);
+void cuda_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                float beta2, float eps, float wd, float grad_scale, int t);
+
+#endif

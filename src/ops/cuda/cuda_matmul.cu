@@ -1,0 +1,145 @@
+/* cuda_matmul.cu - the linear layers through cuBLASLt: forward with the
+ * bias fused into the matmul's epilogue, backward as two matmuls (dx, dw)
+ * and a column-sum kernel for the bias gradient.
+ *
+ * Storage is float32 row-major. cuBLASLt is column-major, so a row-major
+ * (R,K) matrix is a column-major (K,R) one and every product below is
+ * written transposed: out^T = w . x^T and so on. With --precision bf16 the
+ * compute type CUBLAS_COMPUTE_32F_FAST_16BF rounds the inputs to bfloat16
+ * for the tensor cores and accumulates in float32; fp32 computes exactly
+ * in float32. */
+#include <string.h>
+
+#include "ops/cuda/cuda_common.cuh"
+
+/* One cached plan per distinct (shape, transposes, epilogue, precision):
+ * descriptors and the heuristic's algorithm are made once, not per call. */
+typedef struct {
+    int m, n, k, ta, tb, bias, accumulate;
+    unsigned align_a, align_b, align_d; /* bytes: the heuristic must know */
+    cublasComputeType_t compute;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+    int has_algo;
+} plan_t;
+#define MAX_PLANS 64
+static plan_t plans[MAX_PLANS];
+static int n_plans;
+
+/* the largest power of two up to 256 that divides the address */
+static unsigned alignment(const void *ptr) {
+    uintptr_t a = (uintptr_t)ptr | 256;
+    return (unsigned)(a & -a);
+}
+
+static plan_t *get_plan(int m, int n, int k, int ta, int tb, int bias, int accumulate,
+                        unsigned align_a, unsigned align_b, unsigned align_d) {
+    for (int i = 0; i < n_plans; i++) {
+        plan_t *p = &plans[i];
+        if (p->m == m && p->n == n && p->k == k && p->ta == ta && p->tb == tb && p->bias == bias &&
+            p->accumulate == accumulate && p->compute == g_cuda.compute && p->align_a == align_a &&
+            p->align_b == align_b && p->align_d == align_d)
+            return p;
+    }
+    plan_t *p = &plans[n_plans < MAX_PLANS ? n_plans++ : MAX_PLANS - 1];
+    if (p->desc) { /* table full: recycle the last slot */
+        cublasLtMatmulDescDestroy(p->desc);
+        cublasLtMatrixLayoutDestroy(p->la);
+        cublasLtMatrixLayoutDestroy(p->lb);
+        cublasLtMatrixLayoutDestroy(p->lc);
+    }
+    memset(p, 0, sizeof *p);
+    p->m = m, p->n = n, p->k = k, p->ta = ta, p->tb = tb, p->bias = bias;
+    p->accumulate = accumulate;
+    p->compute = g_cuda.compute;
+    p->align_a = align_a, p->align_b = align_b, p->align_d = align_d;
+    cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, g_cuda.compute, CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
+    if (bias) {
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    }
+    /* stored shapes: A is (m,k) or (k,m) if transposed, column-major */
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_32F, ta ? k : m, ta ? m : k, ta ? k : m));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_32F, tb ? n : k, tb ? k : n, tb ? n : k));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lc, CUDA_R_32F, m, n, m));
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                      &g_cuda.workspace_bytes, sizeof g_cuda.workspace_bytes));
+    const struct {
+        cublasLtMatmulPreferenceAttributes_t attr;
+        uint32_t bytes;
+    } aligns[] = {{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a},
+                  {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b},
+                  {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_d},
+                  {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_d}};
+    for (int i = 0; i < 4; i++)
+        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, aligns[i].attr, &aligns[i].bytes,
+                                                          sizeof aligns[i].bytes));
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    if (cublasLtMatmulAlgoGetHeuristic(g_cuda.lt, p->desc, p->la, p->lb, p->lc, p->lc, pref, 1, &res,
+                                       &found) == CUBLAS_STATUS_SUCCESS &&
+        found > 0) {
+        p->algo = res.algo;
+        p->has_algo = 1;
+    }
+    cublasLtMatmulPreferenceDestroy(pref);
+    return p;
+}
+
+/* column-major D (m,n) = op(A) op(B) [+ D if accumulate] [+ bias per row] */
+static void lt_matmul(float *D, const float *A, const float *B, const float *bias, int m, int n,
+                      int k, int ta, int tb, int accumulate) {
+    plan_t *p = get_plan(m, n, k, ta, tb, bias != NULL, accumulate, alignment(A), alignment(B),
+                         alignment(D));
+    if (bias)
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                    sizeof bias));
+    float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    CUBLAS_CHECK(cublasLtMatmul(g_cuda.lt, p->desc, &one, A, p->la, B, p->lb, &beta, D, p->lc, D,
+                                p->lc, p->has_algo ? &p->algo : NULL, g_cuda.workspace,
+                                g_cuda.workspace_bytes, 0));
+}
+
+/* out (N,OC) = x (N,C) @ w (OC,C)^T + bias
+ * column-major: out^T (OC,N) = w^T... w is stored (C,OC) col-major, so op T */
+void cuda_matmul_forward(float *out, const float *x, const float *w, const float *bias, int N,
+                         int C, int OC) {
+    lt_matmul(out, w, x, bias, OC, N, C, 1, 0, 0);
+}
+
+/* dbias[oc] += sum_n dout[n,oc]: each block sums a 32-column strip over a
+ * slice of rows in shared memory, then one atomic per column. */
+__global__ void bias_grad_kernel(float *dbias, const float *dout, int N, int OC, int rows_per_block) {
+    __shared__ float part[8][33];
+    int col = blockIdx.x * 32 + threadIdx.x;
+    int r0 = blockIdx.y * rows_per_block, r1 = min(N, r0 + rows_per_block);
+    float s = 0.0f;
+    if (col < OC)
+        for (int r = r0 + threadIdx.y; r < r1; r += 8) s += dout[(size_t)r * OC + col];
+    part[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && col < OC) {
+        for (int i = 1; i < 8; i++) s += part[i][threadIdx.x];
+        atomicAdd(&dbias[col], s);
+    }
+}
+
+void cuda_matmul_backward(float *dx, float *dw, float *dbias, const float *dout, const float *x,
+                          const float *w, int N, int C, int OC) {
+    /* dx (N,C) = dout (N,OC) @ w (OC,C): col-major dx^T (C,N) = w (C,OC) . dout^T (OC,N) */
+    lt_matmul(dx, w, dout, NULL, C, N, OC, 0, 0, 0);
+    /* dw (OC,C) += dout^T @ x: col-major dw^T (C,OC) = x^T (C,N) . dout (N,OC) */
+    lt_matmul(dw, x, dout, NULL, C, OC, N, 0, 1, 1);
+    if (dbias) {
+        int rows = 256;
+        dim3 grid(cdiv(OC, 32), cdiv(N, rows));
+        bias_grad_kernel<<<grid, dim3(32, 8)>>>(dbias, dout, N, OC, rows);
+        LAUNCH_CHECK();
+    }
+}

@@ -1,0 +1,370 @@
+/* test_cuda.c - the CUDA backend against the CPU backend: each kernel on
+ * random inputs, then the whole model (logits, loss, every gradient, 20
+ * AdamW steps) at float32 and bf16, and greedy decoding. Without a usable
+ * GPU every test reports itself skipped, by name. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "infer/kv.h"
+#include "model/gpt.h"
+#include "ops/ops.h"
+#include "util/common.h"
+
+static const ops_backend_t *cpu, *gpu;
+static char why[MG_ERR_LEN];
+static mg_rng_t rng;
+
+static int setup(void **state) {
+    (void)state;
+    cpu = ops_cpu();
+    ops_cpu_set_threads(0);
+    gpu = ops_select("cuda", "fp32", 0, NULL, why);
+    if (!gpu) printf("CUDA tests skipped: %s\n", why);
+    else printf("GPU: %s\n", gpu->describe());
+    mg_rng_seed(&rng, 2024);
+    return 0;
+}
+#define NEED_GPU()                                                                                 \
+    do {                                                                                           \
+        if (!gpu) skip();                                                                          \
+    } while (0)
+
+/* ---- host/device buffers: the same data on both backends ---- */
+typedef struct {
+    size_t n;
+    float *c, *g; /* cpu buffer, gpu buffer */
+} pair_t;
+
+static pair_t pair_rand(size_t n, float scale) {
+    pair_t p = {n, cpu->alloc(n * sizeof(float)), gpu->alloc(n * sizeof(float))};
+    for (size_t i = 0; i < n; i++) p.c[i] = mg_rng_normal(&rng) * scale;
+    gpu->upload(p.g, p.c, n * sizeof(float));
+    return p;
+}
+static pair_t pair_zero(size_t n) { return (pair_t){n, cpu->alloc(n * sizeof(float)), gpu->alloc(n * sizeof(float))}; }
+/* NaN in the GPU copy: an element the kernel fails to write shows up */
+static void poison(pair_t *p) {
+    float *h = mg_malloc(p->n * sizeof(float));
+    for (size_t i = 0; i < p->n; i++) h[i] = NAN;
+    gpu->upload(p->g, h, p->n * sizeof(float));
+    mg_free(h);
+}
+static void pair_free(pair_t *p) {
+    cpu->free(p->c);
+    gpu->free(p->g);
+}
+
+/* ||gpu - cpu|| / ||cpu|| over the first n floats; NaN fails any bound */
+static double rel_err_n(const float *c, const float *g_dev, size_t n) {
+    float *h = mg_malloc(n * sizeof(float));
+    gpu->download(h, g_dev, n * sizeof(float));
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)h[i] - c[i];
+        num += d * d;
+        den += (double)c[i] * c[i];
+    }
+    mg_free(h);
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+static double rel_err(const pair_t *p) { return rel_err_n(p->c, p->g, p->n); }
+
+#define CHECK(what, err, tol)                                                                      \
+    do {                                                                                           \
+        double e_ = (err);                                                                         \
+        printf("  %-32s rel err %.2e\n", what, e_);                                                \
+        assert_true(e_ < (tol));                                                                   \
+    } while (0)
+
+static void test_pointwise_and_rows(void **state) {
+    (void)state;
+    NEED_GPU();
+    int N = 77, C = 96, V = 1000;
+    pair_t x = pair_rand((size_t)N * C, 1.0f), y = pair_zero((size_t)N * C), y2 = pair_rand((size_t)N * C, 1.0f);
+    cpu->gelu_forward(y.c, x.c, y.n);
+    gpu->gelu_forward(y.g, x.g, y.n);
+    CHECK("gelu forward", rel_err(&y), 1e-5);
+    cpu->gelu_backward(y.c, x.c, y2.c, y.n);
+    gpu->gelu_backward(y.g, x.g, y2.g, y.n);
+    CHECK("gelu backward", rel_err(&y), 1e-5);
+    cpu->add(y.c, x.c, y2.c, y.n);
+    gpu->add(y.g, x.g, y2.g, y.n);
+    CHECK("add", rel_err(&y), 1e-6);
+    /* layernorm */
+    pair_t w = pair_rand(C, 1.0f), b = pair_rand(C, 1.0f), mean = pair_zero(N), rstd = pair_zero(N);
+    cpu->layernorm_forward(y.c, mean.c, rstd.c, x.c, w.c, b.c, N, C);
+    gpu->layernorm_forward(y.g, mean.g, rstd.g, x.g, w.g, b.g, N, C);
+    CHECK("layernorm forward", rel_err(&y), 1e-5);
+    CHECK("layernorm rstd", rel_err(&rstd), 1e-5);
+    pair_t dx = pair_rand(y.n, 1.0f), dw = pair_rand(C, 1.0f), db = pair_rand(C, 1.0f);
+    cpu->layernorm_backward(dx.c, dw.c, db.c, y2.c, x.c, w.c, mean.c, rstd.c, N, C);
+    gpu->layernorm_backward(dx.g, dw.g, db.g, y2.g, x.g, w.g, mean.g, rstd.g, N, C);
+    CHECK("layernorm backward dx (+=)", rel_err(&dx), 1e-5);
+    CHECK("layernorm backward dw (+=)", rel_err(&dw), 1e-5);
+    CHECK("layernorm backward db (+=)", rel_err(&db), 1e-5);
+    /* fused: residual add + layernorm; GELU backward + bias gradient */
+    pair_t res = pair_zero(y.n);
+    cpu->residual_layernorm_forward(res.c, y.c, mean.c, rstd.c, x.c, y2.c, w.c, b.c, N, C);
+    gpu->residual_layernorm_forward(res.g, y.g, mean.g, rstd.g, x.g, y2.g, w.g, b.g, N, C);
+    CHECK("fused residual+layernorm: res", rel_err(&res), 1e-6);
+    CHECK("fused residual+layernorm: out", rel_err(&y), 1e-5);
+    cpu->gelu_bias_backward(res.c, db.c, x.c, y2.c, N, C);
+    gpu->gelu_bias_backward(res.g, db.g, x.g, y2.g, N, C);
+    CHECK("fused gelu+bias backward: dpre", rel_err(&res), 1e-5);
+    CHECK("fused gelu+bias backward: dbias", rel_err(&db), 1e-5);
+    pair_free(&res);
+    /* softmax cross-entropy, in place as the model calls it */
+    pair_t logits = pair_rand((size_t)N * V, 3.0f), losses = pair_zero(N);
+    int32_t *tc = cpu->alloc(N * sizeof(int32_t)), *tg = gpu->alloc(N * sizeof(int32_t));
+    for (int i = 0; i < N; i++) tc[i] = (int32_t)mg_rng_below(&rng, V);
+    gpu->upload(tg, tc, N * sizeof(int32_t));
+    cpu->xent_forward_backward(losses.c, logits.c, logits.c, tc, N, V, 1.0f / N);
+    gpu->xent_forward_backward(losses.g, logits.g, logits.g, tg, N, V, 1.0f / N);
+    CHECK("cross-entropy losses", rel_err(&losses), 1e-5);
+    CHECK("cross-entropy dlogits", rel_err(&logits), 1e-5);
+    /* embedding, with repeated tokens (atomics on the same rows) */
+    int B = 7, T = 11;
+    pair_t wte = pair_rand((size_t)V * C, 1.0f), wpe = pair_rand((size_t)T * C, 1.0f), emb = pair_zero((size_t)B * T * C);
+    for (int i = 0; i < B * T; i++) tc[i] = (int32_t)mg_rng_below(&rng, 5);
+    gpu->upload(tg, tc, B * T * sizeof(int32_t));
+    cpu->embed_forward(emb.c, tc, wte.c, wpe.c, B, T, C, 0);
+    gpu->embed_forward(emb.g, tg, wte.g, wpe.g, B, T, C, 0);
+    CHECK("embedding forward", rel_err(&emb), 1e-6);
+    pair_t demb = pair_rand(emb.n, 1.0f);
+    cpu->embed_backward(wte.c, wpe.c, demb.c, tc, B, T, C);
+    gpu->embed_backward(wte.g, wpe.g, demb.g, tg, B, T, C);
+    CHECK("embedding backward dwte (+=)", rel_err(&wte), 1e-5);
+    CHECK("embedding backward dwpe (+=)", rel_err(&wpe), 1e-5);
+    /* AdamW and the squared norm */
+    pair_t p = pair_rand(1001, 1.0f), g = pair_rand(1001, 1.0f), m = pair_rand(1001, 0.1f), v = pair_zero(1001);
+    for (int i = 0; i < 1001; i++) v.c[i] = fabsf(m.c[i]);
+    gpu->upload(v.g, v.c, 1001 * sizeof(float));
+    double nc = cpu->sq_norm(g.c, g.n), ng = gpu->sq_norm(g.g, g.n);
+    CHECK("squared norm", fabs(nc - ng) / nc, 1e-9);
+    for (int t = 1; t <= 3; t++) {
+        cpu->adamw(p.c, g.c, m.c, v.c, p.n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, t);
+        gpu->adamw(p.g, g.g, m.g, v.g, p.n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, t);
+    }
+    CHECK("adamw parameters", rel_err(&p), 1e-6);
+    CHECK("adamw second moment", rel_err(&v), 1e-6);
+    pair_t *all[] = {&x, &y, &y2, &w, &b, &mean, &rstd, &dx, &dw, &db, &logits, &losses, &wte, &wpe, &emb, &demb, &p, &g, &m, &v};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(all[i]);
+    cpu->free(tc);
+    gpu->free(tg);
+}
+
+static void test_matmul(void **state) {
+    (void)state;
+    NEED_GPU();
+    int shapes[][3] = {{1, 64, 200}, {37, 96, 288}, {300, 128, 512}};
+    for (int s = 0; s < 3; s++) {
+        int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
+        pair_t x = pair_rand((size_t)N * C, 1.0f), w = pair_rand((size_t)OC * C, 0.1f), b = pair_rand(OC, 1.0f);
+        pair_t out = pair_zero((size_t)N * OC), dout = pair_rand(out.n, 1.0f), dx = pair_zero(x.n);
+        pair_t dw = pair_rand(w.n, 1.0f), db = pair_rand(OC, 1.0f);
+        cpu->matmul_forward(out.c, x.c, w.c, b.c, N, C, OC);
+        gpu->matmul_forward(out.g, x.g, w.g, b.g, N, C, OC);
+        char what[64];
+        snprintf(what, sizeof what, "matmul %dx%dx%d forward", N, C, OC);
+        CHECK(what, rel_err(&out), 1e-5);
+        cpu->matmul_forward(out.c, x.c, w.c, NULL, N, C, OC);
+        gpu->matmul_forward(out.g, x.g, w.g, NULL, N, C, OC);
+        CHECK("  ... without bias", rel_err(&out), 1e-5);
+        cpu->matmul_backward(dx.c, dw.c, db.c, dout.c, x.c, w.c, N, C, OC);
+        gpu->matmul_backward(dx.g, dw.g, db.g, dout.g, x.g, w.g, N, C, OC);
+        CHECK("  ... backward dx", rel_err(&dx), 1e-5);
+        CHECK("  ... backward dw (+=)", rel_err(&dw), 1e-5);
+        CHECK("  ... backward dbias (+=)", rel_err(&db), 1e-5);
+        pair_t *all[] = {&x, &w, &b, &out, &dout, &dx, &dw, &db};
+        for (size_t i = 0; i < 8; i++) pair_free(all[i]);
+    }
+}
+
+/* flash-style attention vs the CPU's (T,T) attention, at sizes around the
+ * kernels' tiles (32 and 64 keys, 64 and 128 rows) and several head sizes;
+ * fp32 runs the float32 kernels, bf16 the tensor-core ones */
+static void check_attention(const char *precision, double tol_fwd, double tol_bwd) {
+    gpu = ops_select("cuda", precision, 0, NULL, why);
+    assert_non_null(gpu);
+    printf(" precision %s\n", precision);
+    int cases[][4] = {{1, 1, 64, 1}, {2, 31, 64, 2}, {2, 129, 128, 2}, {1, 300, 96, 3}, {2, 200, 64, 4}, {1, 70, 256, 2}};
+    for (int k = 0; k < 6; k++) {
+        int B = cases[k][0], T = cases[k][1], C = cases[k][2], NH = cases[k][3];
+        pair_t qkv = pair_rand((size_t)B * T * 3 * C, 1.0f), out = pair_zero((size_t)B * T * C);
+        float *attc = cpu->alloc(cpu->attention_state_floats(B, NH, T) * sizeof(float));
+        float *attg = gpu->alloc(gpu->attention_state_floats(B, NH, T) * sizeof(float));
+        poison(&out);
+        cpu->attention_forward(out.c, attc, qkv.c, B, T, C, NH);
+        gpu->attention_forward(out.g, attg, qkv.g, B, T, C, NH);
+        char what[64];
+        snprintf(what, sizeof what, "attention B%d T%d C%d NH%d fwd", B, T, C, NH);
+        CHECK(what, rel_err(&out), tol_fwd);
+        pair_t dout = pair_rand(out.n, 1.0f), dqkv = pair_zero(qkv.n);
+        poison(&dqkv);
+        cpu->attention_backward(dqkv.c, dout.c, qkv.c, out.c, attc, B, T, C, NH);
+        gpu->attention_backward(dqkv.g, dout.g, qkv.g, out.g, attg, B, T, C, NH);
+        CHECK("  ... backward dqkv", rel_err(&dqkv), tol_bwd);
+        /* the cached (decoding) path: prefill T-1 rows then one */
+        pair_t kc = pair_zero((size_t)T * C), vc = pair_zero((size_t)T * C), o2 = pair_zero((size_t)T * C);
+        int pre = T > 1 ? T - 1 : 1;
+        for (int step = 0; step < 2 && (step == 0 || pre < T); step++) {
+            int n = step == 0 ? pre : 1, pos0 = step == 0 ? 0 : pre;
+            cpu->attention_cached(o2.c + (size_t)pos0 * C, kc.c, vc.c, qkv.c + (size_t)pos0 * 3 * C, n, pos0, C, NH);
+            gpu->attention_cached(o2.g + (size_t)pos0 * C, kc.g, vc.g, qkv.g + (size_t)pos0 * 3 * C, n, pos0, C, NH);
+        }
+        CHECK("  ... cached (prefill + 1)", rel_err(&o2), 1e-5); /* float32 in both precisions */
+        pair_t *all[] = {&qkv, &out, &dout, &dqkv, &kc, &vc, &o2};
+        for (size_t i = 0; i < 7; i++) pair_free(all[i]);
+        cpu->free(attc);
+        gpu->free(attg);
+    }
+    gpu = ops_select("cuda", "fp32", 0, NULL, why);
+}
+
+static void test_attention(void **state) {
+    (void)state;
+    NEED_GPU();
+    check_attention("fp32", 1e-5, 1e-4);
+    check_attention("bf16", 3e-2, 6e-2);
+}
+
+/* ---- the whole model ---- */
+static const gpt_config_t cfg = {.vocab = 300, .ctx = 160, .dim = 128, .layers = 2, .heads = 2};
+enum { B = 3, T = 150 };
+
+static void batch(int32_t *tok, int32_t *tgt) {
+    for (int i = 0; i < B * T; i++) { /* a learnable pattern: next = f(current) */
+        tok[i] = (int32_t)((i * 7 + (i / T) * 13) % cfg.vocab);
+        tgt[i] = (int32_t)((tok[i] * 7 + 3) % cfg.vocab);
+    }
+}
+
+static gpt_model_t *model_on(const ops_backend_t *ops) {
+    char err[MG_ERR_LEN];
+    gpt_model_t *m = gpt_create(&cfg, ops, err);
+    assert_non_null(m);
+    assert_int_equal(gpt_init_weights(m, 7, err), 0);
+    assert_int_equal(gpt_alloc_training(m, B, T, err), 0);
+    return m;
+}
+
+static void compare_models(const char *precision, double tol_logits, double tol_grad, double tol_loss) {
+    gpu = ops_select("cuda", precision, 0, NULL, why);
+    assert_non_null(gpu);
+    printf(" precision %s\n", precision);
+    gpt_model_t *mc = model_on(cpu), *mg = model_on(gpu);
+    int32_t tok[B * T], tgt[B * T];
+    batch(tok, tgt);
+    size_t NV = (size_t)B * T * cfg.vocab;
+    gpt_forward(mc, tok, NULL, B, T);
+    gpt_forward(mg, tok, NULL, B, T);
+    CHECK("logits", rel_err_n(mc->a.logits, mg->a.logits, NV), tol_logits);
+    float lc = gpt_forward(mc, tok, tgt, B, T), lg = gpt_forward(mg, tok, tgt, B, T);
+    printf("  loss cpu %.6f gpu %.6f\n", lc, lg);
+    assert_true(fabsf(lc - lg) < tol_loss);
+    gpt_zero_grad(mc);
+    gpt_zero_grad(mg);
+    gpt_backward(mc);
+    gpt_backward(mg);
+    double worst = 0.0;
+    const char *worst_name = "";
+    for (int i = 0; i < mc->n_params; i++) {
+        const gpt_param_t *p = &mc->params[i];
+        double e = rel_err_n(mc->grads + p->offset, mg->grads + p->offset, p->numel);
+        if (!(e <= worst)) worst = e, worst_name = p->name; /* NaN is worst */
+    }
+    printf("  every gradient: worst %s\n", worst_name);
+    CHECK("gradients (worst tensor)", worst, tol_grad);
+    double max_diff = 0.0;
+    for (int step = 0; step < 20; step++) {
+        lc = gpt_forward(mc, tok, tgt, B, T);
+        lg = gpt_forward(mg, tok, tgt, B, T);
+        gpt_zero_grad(mc);
+        gpt_zero_grad(mg);
+        gpt_backward(mc);
+        gpt_backward(mg);
+        gpt_adamw_step(mc, 3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f);
+        gpt_adamw_step(mg, 3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f);
+        if (step % 5 == 0 || step == 19) printf("  step %2d loss cpu %.5f gpu %.5f\n", step, lc, lg);
+        max_diff = fmax(max_diff, fabs(lc - lg));
+        assert_false(isnan(lg));
+    }
+    assert_true(lc < 5.0f); /* it learned the pattern (ln 300 = 5.7 at the start) */
+    CHECK("20 AdamW steps: max |loss diff|", max_diff, tol_loss);
+    gpt_free(mc);
+    gpt_free(mg);
+    gpu = ops_select("cuda", "fp32", 0, NULL, why);
+}
+
+static void test_model_fp32(void **state) {
+    (void)state;
+    NEED_GPU();
+    compare_models("fp32", 1e-4, 1e-3, 1e-4);
+}
+
+static void test_model_bf16(void **state) {
+    (void)state;
+    NEED_GPU();
+    compare_models("bf16", 2e-2, 1e-1, 2e-2);
+}
+
+/* temperature 0: both backends pick the same tokens, from the same
+ * (trained, so not near-uniform) weights */
+static void test_greedy_decoding(void **state) {
+    (void)state;
+    NEED_GPU();
+    char err[MG_ERR_LEN];
+    gpt_model_t *mc = model_on(cpu), *mg = model_on(gpu);
+    int32_t tok[B * T], tgt[B * T];
+    batch(tok, tgt);
+    for (int step = 0; step < 30; step++) {
+        gpt_forward(mc, tok, tgt, B, T);
+        gpt_zero_grad(mc);
+        gpt_backward(mc);
+        gpt_adamw_step(mc, 3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f);
+    }
+    float *w = mg_malloc(mc->num_floats * sizeof(float));
+    cpu->download(w, mc->weights, mc->num_floats * sizeof(float));
+    gpu->upload(mg->weights, w, mc->num_floats * sizeof(float));
+    mg_free(w);
+    kv_state_t *kc = kv_create(mc, err), *kg = kv_create(mg, err);
+    assert_non_null(kc);
+    assert_non_null(kg);
+    int32_t prompt[5] = {1, 8, 59, 116, 200}, ac = 0, ag = 0;
+    assert_int_equal(kv_feed(kc, prompt, 5, err), 0);
+    assert_int_equal(kv_feed(kg, prompt, 5, err), 0);
+    int same = 0;
+    for (int i = 0; i < 60; i++) {
+        ac = ag = 0;
+        for (int v = 0; v < cfg.vocab; v++) {
+            if (kc->host_logits[v] > kc->host_logits[ac]) ac = v;
+            if (kg->host_logits[v] > kg->host_logits[ag]) ag = v;
+        }
+        if (ac != ag) break;
+        same++;
+        assert_int_equal(kv_feed(kc, &ac, 1, err), 0);
+        assert_int_equal(kv_feed(kg, &ag, 1, err), 0);
+    }
+    printf("  greedy decoding: %d of 60 tokens identical\n", same);
+    assert_int_equal(same, 60);
+    kv_free(kc);
+    kv_free(kg);
+    gpt_free(mc);
+    gpt_free(mg);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pointwise_and_rows), cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_attention),          cmocka_unit_test(test_model_fp32),
+        cmocka_unit_test(test_model_bf16),         cmocka_unit_test(test_greedy_decoding),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
