@@ -21,7 +21,8 @@ run() { # run LABEL CMD... : one JSON object per line into $LOG, labelled
     local label=$1; shift
     local out
     if out=$("$@" 2>/tmp/bench_cuda.err); then
-        printf '%s\n' "$out" | tail -n 1 | $py -c "import json,sys; d=json.load(sys.stdin); d['label']='$label'; print(json.dumps(d))" >>"$LOG"
+        printf '%s\n' "$out" | $py -c "import json,sys; d=json.load(sys.stdin); d['label']='$label'; print(json.dumps(d))" >>"$LOG" ||
+            echo "$label: no JSON in its output"
     else
         echo "$label failed: $(tail -n 3 /tmp/bench_cuda.err)"
     fi

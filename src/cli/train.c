@@ -23,7 +23,8 @@ static const char usage[] =
     "  --layers N --heads N --dim N --ctx N --vocab N\n"
     "                     override the preset's shape (vocab: tokenizer size)\n"
     "  --batch B          sequences per step (default 8)\n"
-    "  --lr LR            peak learning rate (default 2e-3)\n"
+    "  --lr LR            peak learning rate (default 2e-3, times 256/dim when wider;\n"
+    "                     on a GPU also times sqrt(batch/8) up to 4e-3)\n"
     "  --warmup N         warm-up steps (default 50)\n"
     "  --weight-decay W   AdamW decay on matrices (default 0.1)\n"
     "  --eval-every N     validation every N steps (default 100; 0: epochs only)\n"
@@ -195,7 +196,14 @@ int cli_train(int argc, char **argv, char *err) {
     o.ops->memory(&used, &peak, &capacity);
     int gpu = capacity > 0;
     size_t budget = gpu ? capacity / 10 * 8 : sys.mem_available / 2;
-    const char *why = "";
+    const char *why = "", *lr_why = "";
+    /* the default learning rate was tuned on the mini preset (dim 256);
+     * wider models get it scaled by 256/dim, as Adam's updates per weight
+     * grow with the width (GPT-2 124M: 6.7e-4, near its published 6e-4) */
+    if (!lr_set && !o.resume && o.cfg.dim > 256) {
+        o.lr *= 256.0f / o.cfg.dim;
+        lr_why = " scaled to the width";
+    }
     if (!batch_set && !o.resume && budget) {
         int base = o.batch;
         if (gpu)
@@ -203,7 +211,10 @@ int cli_train(int argc, char **argv, char *err) {
                 o.batch *= 2;
         while (o.batch > 1 && gpt_training_bytes(&o.cfg, o.ops, o.batch, o.cfg.ctx) > budget) o.batch /= 2;
         why = gpu ? " chosen for the GPU's memory" : " chosen to fit memory";
-        if (gpu && !lr_set && o.batch > base) o.lr = fminf(o.lr * sqrtf((float)o.batch / base), 4e-3f);
+        if (gpu && !lr_set && o.batch > base) {
+            o.lr = fminf(o.lr * sqrtf((float)o.batch / base), 4e-3f);
+            lr_why = *lr_why ? " scaled to the width and the batch" : " scaled to the batch";
+        }
     }
     view_t view = {.tty = isatty(STDERR_FILENO), .log_every = log_every};
     o.on_event = on_event;
@@ -218,7 +229,7 @@ int cli_train(int argc, char **argv, char *err) {
            o.ops->describe());
     printf("settings: %ld threads of %d cores (--threads), batch %d (--batch)%s, lr %.2e (--lr)%s, "
            "%.0f MB for training of %.0f MB available%s\n",
-           threads, sys.cores, o.batch, why, o.lr, gpu && !lr_set && !o.resume && !batch_set ? " scaled to the batch" : "",
+           threads, sys.cores, o.batch, why, o.lr, lr_why,
            gpt_training_bytes(&o.cfg, o.ops, o.batch, o.cfg.ctx) / 1e6,
            (gpu ? capacity : sys.mem_available) / 1e6, gpu ? " on the GPU" : "");
     if (train_run(&o, err) != 0) return CLI_ERR;

@@ -24,7 +24,7 @@ kv_state_t *kv_create(gpt_model_t *m, char *err) {
         {&s->kcache, L * T * C}, {&s->vcache, L * T * C}, {&s->x, T * C},
         {&s->tmp, T * C},        {&s->ln, T * C},         {&s->qkv, T * 3 * C},
         {&s->atty, T * C},       {&s->fch, T * 4 * C},    {&s->fchg, T * 4 * C},
-        {&s->logits, (size_t)c->vocab}, {(float **)&s->tok, T},
+        {&s->logits, (size_t)c->vocab}, {(float **)&s->tok, T + 1},
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
@@ -49,6 +49,7 @@ oom:
 
 void kv_free(kv_state_t *s) {
     if (!s) return;
+    if (s->graph) s->model->ops->graph_free(s->graph);
     if (s->block) s->model->ops->free(s->block);
     mg_free(s->host_logits);
     mg_free(s);
@@ -56,28 +57,31 @@ void kv_free(kv_state_t *s) {
 
 void kv_reset(kv_state_t *s) { s->pos = 0; }
 
-int kv_feed(kv_state_t *s, const int32_t *tokens, int n, char *err) {
+/* The forward pass of n rows at positions s->pos.. into s->logits. With
+ * at_dev (one token, graph recording) the position is read on the backend
+ * from s->tok[1] when the kernels run, and nothing is traced. */
+static void step(kv_state_t *s, int n, int at_dev) {
     gpt_model_t *m = s->model;
     const ops_backend_t *ops = m->ops;
     const gpt_config_t *c = &m->cfg;
     int C = c->dim, NH = c->heads, V = c->vocab;
     size_t cache = (size_t)c->ctx * C;
-    if (n < 1) return mg_fail(err, "nothing to feed");
-    if (s->pos + n > c->ctx)
-        return mg_fail(err, "context full: %d + %d tokens exceed %d", s->pos, n, c->ctx);
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= V) return mg_fail(err, "token id %d out of range", tokens[i]);
-    ops->upload(s->tok, tokens, (size_t)n * sizeof(int32_t));
     /* tokens (n) -> x (n,C), positions pos.. */
-    ops->embed_forward(s->x, s->tok, m->w.wte, m->w.wpe, 1, n, C, s->pos);
+    if (at_dev)
+        ops->embed_forward_at(s->x, s->tok, m->w.wte, m->w.wpe, C, s->tok + 1);
+    else
+        ops->embed_forward(s->x, s->tok, m->w.wte, m->w.wpe, 1, n, C, s->pos);
     TRACE(-1, "embed", s->x, n, C, 0.0);
     double t0 = s->trace ? mg_now() : 0.0;
     for (int l = 0; l < c->layers; l++) {
         const gpt_layer_t *w = &m->w.layer[l];
+        float *kc = s->kcache + l * cache, *vc = s->vcache + l * cache;
         ops->layernorm_forward(s->ln, NULL, NULL, s->x, w->ln1w, w->ln1b, n, C);
         ops->matmul_forward(s->qkv, s->ln, w->qkvw, w->qkvb, n, C, 3 * C);
-        ops->attention_cached(s->atty, s->kcache + l * cache, s->vcache + l * cache, s->qkv, n,
-                              s->pos, C, NH);
+        if (at_dev)
+            ops->attention_cached_at(s->atty, kc, vc, s->qkv, C, NH, s->tok + 1);
+        else
+            ops->attention_cached(s->atty, kc, vc, s->qkv, n, s->pos, C, NH);
         ops->matmul_forward(s->tmp, s->atty, w->projw, w->projb, n, C, C);
         ops->add(s->x, s->x, s->tmp, (size_t)n * C);
         if (s->trace) {
@@ -101,7 +105,36 @@ int kv_feed(kv_state_t *s, const int32_t *tokens, int n, char *err) {
     ops->layernorm_forward(s->ln, NULL, NULL, last, m->w.lnfw, m->w.lnfb, 1, C);
     TRACE(c->layers, "ln_f", s->ln, 1, C, 0.0);
     ops->matmul_forward(s->logits, s->ln, m->w.wte, NULL, 1, C, V);
-    ops->download(s->host_logits, s->logits, (size_t)V * sizeof(float));
+}
+
+int kv_feed(kv_state_t *s, const int32_t *tokens, int n, char *err) {
+    gpt_model_t *m = s->model;
+    const ops_backend_t *ops = m->ops;
+    const gpt_config_t *c = &m->cfg;
+    if (n < 1) return mg_fail(err, "nothing to feed");
+    if (s->pos + n > c->ctx)
+        return mg_fail(err, "context full: %d + %d tokens exceed %d", s->pos, n, c->ctx);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab)
+            return mg_fail(err, "token id %d out of range", tokens[i]);
+    if (n == 1 && !s->trace && ops->graph_begin) {
+        /* one token: the whole step is one graph launch, recorded once */
+        int32_t in[2] = {tokens[0], s->pos};
+        ops->upload(s->tok, in, sizeof in);
+        if (!s->graph) {
+            ops->graph_begin();
+            step(s, 1, 1);
+            s->graph = ops->graph_end();
+        }
+        if (s->graph)
+            ops->graph_launch(s->graph);
+        else
+            step(s, 1, 1); /* recording failed: run the same calls directly */
+    } else {
+        ops->upload(s->tok, tokens, (size_t)n * sizeof(int32_t));
+        step(s, n, 0);
+    }
+    ops->download(s->host_logits, s->logits, (size_t)c->vocab * sizeof(float));
     s->pos += n;
     return 0;
 }

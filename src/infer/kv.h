@@ -25,10 +25,11 @@ typedef struct kv_state {
     float *kcache, *vcache; /* (L, ctx, C) on the backend */
     float *x, *tmp, *ln, *qkv, *atty, *fch, *fchg; /* per-position scratch */
     float *logits;        /* (V) on the backend */
-    int32_t *tok;         /* (ctx) on the backend */
+    int32_t *tok;         /* (ctx + 1) on the backend; a graph step reads {token, pos} */
     float *host_logits;   /* (V) logits after the last fed token */
     void *block;          /* the backend allocation behind all of the above */
     size_t block_bytes;   /* its size, for memory reports */
+    void *graph;          /* the recorded one-token step, when the backend has graphs */
     kv_trace_fn trace;    /* NULL (default): no tracing, no timing calls */
     void *trace_ctx;
 } kv_state_t;

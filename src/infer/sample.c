@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "util/common.h"
+
 /* index sort by probability, descending; ties by smaller id so the order
  * (and so the sampled token) is deterministic */
 static const float *sort_probs;
@@ -11,6 +13,31 @@ static int by_prob_desc(const void *a, const void *b) {
     int i = *(const int *)a, j = *(const int *)b;
     if (sort_probs[i] != sort_probs[j]) return sort_probs[i] > sort_probs[j] ? -1 : 1;
     return i - j;
+}
+
+/* The tokens with p >= t for the largest t (found by bisection) at which
+ * they are at least `count` and hold at least `mass`: a prefix of the
+ * sorted order that contains the cut, so that only it needs sorting
+ * (a few hundred ids instead of the whole vocabulary). Returns its size. */
+static int top_prefix(const float *p, int V, float pmax, int count, double mass, int *idx) {
+    float lo = 0.0f, hi = pmax; /* every token has p >= 0: lo always qualifies */
+    for (int it = 0; it < 40 && hi > lo; it++) {
+        float mid = 0.5f * (lo + hi);
+        int c = 0;
+        double m = 0.0;
+        for (int i = 0; i < V; i++)
+            if (p[i] >= mid) c++, m += p[i];
+        if (c >= count && m >= mass) {
+            lo = mid;
+            if (c <= 4 * count + 256) break; /* small enough to sort */
+        } else {
+            hi = mid;
+        }
+    }
+    int n = 0;
+    for (int i = 0; i < V; i++)
+        if (p[i] >= lo) idx[n++] = i;
+    return n;
 }
 
 int sample_token(const float *logits, int V, const sample_opts_t *o, mg_rng_t *rng,
@@ -34,10 +61,14 @@ int sample_token(const float *logits, int V, const sample_opts_t *o, mg_rng_t *r
     int need_sort = cands || cut;
     int n = V;
     if (need_sort) {
-        for (int i = 0; i < V; i++) idx[i] = i;
+        /* what the cut and the candidates need; the margin on the mass
+         * covers float rounding in the prefix sums below */
+        int count = MG_MAX(cands ? n_cands : 1, o->top_k > 0 ? (int)o->top_k : 1);
+        double mass = cut && o->top_p < 1.0f ? o->top_p + 1e-3 : 0.0;
+        n = top_prefix(p, V, p[best], MG_MIN(count, V), mass, idx);
         sort_probs = p;
-        qsort(idx, V, sizeof *idx, by_prob_desc);
-        for (int i = 0; i < n_cands && i < V; i++) cands[i] = (sample_cand_t){idx[i], p[idx[i]]};
+        qsort(idx, n, sizeof *idx, by_prob_desc);
+        for (int i = 0; i < n_cands && i < n; i++) cands[i] = (sample_cand_t){idx[i], p[idx[i]]};
     }
     if (o->temperature <= 0.0f) return best;
     if (!cut) {

@@ -133,6 +133,22 @@ typedef struct ops_backend {
     float (*adamw_clip)(float *p, const float *g, float *m, float *v, const ops_segment_t *seg,
                         int nseg, float lr, float beta1, float beta2, float eps, float wd,
                         float clip, int t);
+
+    /* ---- OPTIONAL batch-1 decoding as one replayed graph (a GPU pays a
+     * launch per kernel otherwise; NULL: none). The _at variants are
+     * embed_forward (B = T = 1) and attention_cached (n = 1) with the
+     * position read from pos_dev (one int32 on the backend) when they run,
+     * so that one recorded step serves every position. Between
+     * graph_begin and graph_end calls are recorded, not run; graph_end
+     * returns the graph (NULL if recording failed), graph_launch runs it. */
+    void (*embed_forward_at)(float *out, const int32_t *tok, const float *wte, const float *wpe,
+                             int C, const int32_t *pos_dev);
+    void (*attention_cached_at)(float *out, float *kcache, float *vcache, const float *qkv, int C,
+                                int NH, const int32_t *pos_dev);
+    void (*graph_begin)(void);
+    void *(*graph_end)(void);
+    void (*graph_launch)(void *graph);
+    void (*graph_free)(void *graph);
 } ops_backend_t;
 
 

@@ -293,11 +293,11 @@ static void compare_models(const char *precision, double tol_logits, double tol_
         gpt_adamw_step(mc, 3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f);
         gpt_adamw_step(mg, 3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f);
         if (step % 5 == 0 || step == 19) printf("  step %2d loss cpu %.5f gpu %.5f\n", step, lc, lg);
-        max_diff = fmax(max_diff, fabs(lc - lg));
+        max_diff = fmax(max_diff, fabs(lc - lg) / lc); /* relative: the loss falls 10x */
         assert_false(isnan(lg));
     }
     assert_true(lc < 5.0f); /* it learned the pattern (ln 300 = 5.7 at the start) */
-    CHECK("20 AdamW steps: max |loss diff|", max_diff, tol_loss);
+    CHECK("20 AdamW steps: max rel loss diff", max_diff, tol_loss);
     gpt_free(mc);
     gpt_free(mg);
     gpu = ops_select("cuda", "fp32", 0, NULL, why);
@@ -312,7 +312,7 @@ static void test_model_fp32(void **state) {
 static void test_model_bf16(void **state) {
     (void)state;
     NEED_GPU();
-    compare_models("bf16", 2e-2, 1e-1, 2e-2);
+    compare_models("bf16", 2e-2, 5e-2, 6e-2); /* bf16 rounding, compounded over 20 steps */
 }
 
 /* temperature 0: both backends pick the same tokens, from the same

@@ -5,6 +5,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -48,6 +50,64 @@ static void test_kv_matches_forward(void **state) {
     assert_non_null(strstr(err, "context"));
     kv_free(kv);
     gpt_free(m);
+}
+
+/* The reference draw: sort the whole vocabulary, cut to top-k, then to
+ * the smallest prefix with mass >= top_p, draw with one uniform number. */
+static const float *ref_p;
+static int ref_cmp(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b;
+    if (ref_p[i] != ref_p[j]) return ref_p[i] > ref_p[j] ? -1 : 1;
+    return i - j;
+}
+static int ref_sample(const float *logits, int V, const sample_opts_t *o, mg_rng_t *rng) {
+    static float p[5000];
+    static int idx[5000];
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (logits[i] > logits[best]) best = i;
+    double sum = 0.0;
+    for (int i = 0; i < V; i++) sum += p[i] = expf((logits[i] - logits[best]) / o->temperature);
+    for (int i = 0; i < V; i++) p[i] = (float)(p[i] / sum), idx[i] = i;
+    ref_p = p;
+    qsort(idx, V, sizeof *idx, ref_cmp);
+    int n = o->top_k > 0 && o->top_k < V ? o->top_k : V;
+    float acc = 0.0f, mass = 0.0f;
+    for (int i = 0; i < n && o->top_p < 1.0f; i++)
+        if ((acc += p[idx[i]]) >= o->top_p) {
+            n = i + 1;
+            break;
+        }
+    for (int i = 0; i < n; i++) mass += p[idx[i]];
+    float r = mg_rng_float(rng) * mass;
+    acc = 0.0f;
+    for (int i = 0; i < n; i++)
+        if (r < (acc += p[idx[i]])) return idx[i];
+    return idx[n - 1];
+}
+
+/* sample_token sorts only the prefix that holds the cut: it must draw
+ * exactly the tokens a full sort draws, on peaked and on flat logits */
+static void test_sampling_matches_full_sort(void **state) {
+    (void)state;
+    enum { V = 5000 };
+    static float logits[V], scratch[2 * V];
+    mg_rng_t data, r1, r2;
+    mg_rng_seed(&data, 5);
+    sample_opts_t opts[] = {{0.8f, 0, 0.95f}, {1.0f, 40, 1.0f}, {1.3f, 50, 0.9f}, {0.5f, 0, 0.5f}};
+    int draws = 0;
+    for (int trial = 0; trial < 40; trial++) {
+        float spread = trial % 2 ? 8.0f : 0.5f; /* peaked, then nearly flat */
+        for (int i = 0; i < V; i++) logits[i] = mg_rng_normal(&data) * spread;
+        for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+            mg_rng_seed(&r1, (uint64_t)trial * 31 + k);
+            mg_rng_seed(&r2, (uint64_t)trial * 31 + k);
+            for (int d = 0; d < 5; d++, draws++)
+                assert_int_equal(sample_token(logits, V, &opts[k], &r1, scratch, NULL, 0),
+                                 ref_sample(logits, V, &opts[k], &r2));
+        }
+    }
+    printf("  %d draws identical to the full-sort reference\n", draws);
 }
 
 static void test_sampling(void **state) {
@@ -203,6 +263,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kv_matches_forward),
         cmocka_unit_test(test_sampling),
+        cmocka_unit_test(test_sampling_matches_full_sort),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_split_and_loader),
         cmocka_unit_test(test_lr_schedule),

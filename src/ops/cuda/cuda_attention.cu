@@ -231,7 +231,10 @@ __global__ __launch_bounds__(QB) void attn_dkv_kernel(float *dqkv, const float *
 
 /* ---- decoding with a KV cache (batch 1): one warp per (row, head); each
  * lane keeps an online softmax over every 32nd key, then the lanes merge ---- */
-__global__ void kv_store_kernel(float *kcache, float *vcache, const float *qkv, int n, int pos0, int C) {
+/* pos_dev, when set, holds pos0 (a recorded decoding step reads it at replay) */
+__global__ void kv_store_kernel(float *kcache, float *vcache, const float *qkv, int n, int pos0,
+                                const int32_t *pos_dev, int C) {
+    if (pos_dev) pos0 = *pos_dev;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)n * C) return;
     size_t i = idx / C, c = idx % C;
@@ -239,18 +242,25 @@ __global__ void kv_store_kernel(float *kcache, float *vcache, const float *qkv, 
     vcache[(pos0 + i) * C + c] = qkv[i * 3 * C + 2 * C + c];
 }
 
+/* One block of CACHED_THREADS per (row, head): every thread keeps an
+ * online softmax over every CACHED_THREADS-th key, then the warps merge
+ * their (max, sum, output) in shared memory. Decoding has one row, so the
+ * keys must be spread over many threads for the GPU to be busy. */
+#define CACHED_THREADS 256
 template <int HS>
-__global__ void attn_cached_kernel(float *out, const float *kcache, const float *vcache, const float *qkv,
-                                   int n, int pos0, int C, int NH) {
-    int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (w >= n * NH) return;
-    int i = w / NH, h = w % NH, last = pos0 + i;
+__global__ __launch_bounds__(CACHED_THREADS) void attn_cached_kernel(
+    float *out, const float *kcache, const float *vcache, const float *qkv, int n, int pos0,
+    const int32_t *pos_dev, int C, int NH) {
+    __shared__ float wm[CACHED_THREADS / 32], wl[CACHED_THREADS / 32], wo[CACHED_THREADS / 32][HS];
+    if (pos_dev) pos0 = *pos_dev;
+    int i = blockIdx.x / NH, h = blockIdx.x % NH, last = pos0 + i;
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     float4 q[HS / 4], o[HS / 4];
     load_row<HS>(q, qkv + (size_t)i * 3 * C + h * HS, rsqrtf((float)HS));
 #pragma unroll
     for (int d = 0; d < HS / 4; d++) o[d] = make_float4(0.f, 0.f, 0.f, 0.f);
     float m = -INFINITY, l = 0.0f;
-    for (int s = lane; s <= last; s += 32) {
+    for (int s = threadIdx.x; s <= last; s += CACHED_THREADS) {
         const float4 *kr = reinterpret_cast<const float4 *>(kcache + (size_t)s * C + h * HS);
         const float4 *vr = reinterpret_cast<const float4 *>(vcache + (size_t)s * C + h * HS);
         float sc = 0.0f;
@@ -266,21 +276,35 @@ __global__ void attn_cached_kernel(float *out, const float *kcache, const float 
         }
         m = mt;
     }
-    float mall = m;
-    for (int off = 16; off > 0; off >>= 1) mall = fmaxf(mall, __shfl_xor_sync(0xffffffffu, mall, off));
-    float f = m == -INFINITY ? 0.0f : __expf(m - mall); /* lanes that saw no key */
+    /* merge the lanes of each warp, then the warps */
+    float mw = m;
+    for (int off = 16; off > 0; off >>= 1) mw = fmaxf(mw, __shfl_xor_sync(0xffffffffu, mw, off));
+    float f = m == -INFINITY ? 0.0f : __expf(m - mw); /* threads that saw no key */
     l *= f;
     for (int off = 16; off > 0; off >>= 1) l += __shfl_xor_sync(0xffffffffu, l, off);
-    float *dst = out + (size_t)i * C + h * HS;
 #pragma unroll
     for (int d = 0; d < HS / 4; d++) {
         float x[4] = {o[d].x * f, o[d].y * f, o[d].z * f, o[d].w * f};
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             for (int off = 16; off > 0; off >>= 1) x[e] += __shfl_xor_sync(0xffffffffu, x[e], off);
-            if (lane == (4 * d + e) % 32) dst[4 * d + e] = x[e] / l;
+            if (lane == (4 * d + e) % 32) wo[warp][4 * d + e] = x[e];
         }
     }
+    if (lane == 0) {
+        wm[warp] = mw;
+        wl[warp] = l;
+    }
+    __syncthreads();
+    if (threadIdx.x >= HS) return;
+    float mall = -INFINITY, lall = 0.0f, acc = 0.0f;
+    for (int w = 0; w < CACHED_THREADS / 32; w++) mall = fmaxf(mall, wm[w]);
+    for (int w = 0; w < CACHED_THREADS / 32; w++) {
+        float g = wm[w] == -INFINITY ? 0.0f : __expf(wm[w] - mall);
+        lall += wl[w] * g;
+        acc += wo[w][threadIdx.x] * g;
+    }
+    out[(size_t)i * C + h * HS + threadIdx.x] = acc / lall;
 }
 
 /* ---- dispatch on the head size ---- */
@@ -309,7 +333,7 @@ void cuda_attention_forward(float *out, float *att, const float *qkv, int B, int
         return;
     }
     dim3 grid(cdiv(T, QB), B * NH);
-#define FWD(H) attn_fwd_kernel<H><<<grid, QB>>>(out, att, qkv, T, C, NH)
+#define FWD(H) attn_fwd_kernel<H><<<grid, QB, 0, g_cuda.stream>>>(out, att, qkv, T, C, NH)
     HS_DISPATCH(C / NH, FWD);
     LAUNCH_CHECK();
 }
@@ -322,11 +346,12 @@ void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, c
                              const float *att, int B, int T, int C, int NH) {
     size_t rows = (size_t)B * NH * T;
     if (rows > dsum_len) {
+        CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream));
         if (dsum_buf) CUDA_CHECK(cudaFree(dsum_buf));
         CUDA_CHECK(cudaMalloc(&dsum_buf, rows * sizeof(float)));
         dsum_len = rows;
     }
-    attn_dsum_kernel<<<cdiv(rows, 256), 256>>>(dsum_buf, dout, out, B, T, C, NH);
+    attn_dsum_kernel<<<cdiv(rows, 256), 256, 0, g_cuda.stream>>>(dsum_buf, dout, out, B, T, C, NH);
     LAUNCH_CHECK();
     if (use_flash(C / NH)) {
         cuda_flash_backward(dqkv, dout, qkv, att, dsum_buf, B, T, C, NH);
@@ -335,20 +360,32 @@ void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, c
     dim3 grid(cdiv(T, QB), B * NH);
 #define BWD(H)                                                                                      \
     do {                                                                                            \
-        attn_dq_kernel<H><<<grid, QB>>>(dqkv, dout, qkv, att, dsum_buf, T, C, NH);                  \
-        attn_dkv_kernel<H, true><<<grid, QB>>>(dqkv, dout, qkv, att, dsum_buf, T, C, NH);           \
-        attn_dkv_kernel<H, false><<<grid, QB>>>(dqkv, dout, qkv, att, dsum_buf, T, C, NH);          \
+        attn_dq_kernel<H><<<grid, QB, 0, g_cuda.stream>>>(dqkv, dout, qkv, att, dsum_buf, T, C, NH);                  \
+        attn_dkv_kernel<H, true><<<grid, QB, 0, g_cuda.stream>>>(dqkv, dout, qkv, att, dsum_buf, T, C, NH);           \
+        attn_dkv_kernel<H, false><<<grid, QB, 0, g_cuda.stream>>>(dqkv, dout, qkv, att, dsum_buf, T, C, NH);          \
     } while (0)
     HS_DISPATCH(C / NH, BWD);
     LAUNCH_CHECK();
 }
 
-void cuda_attention_cached(float *out, float *kcache, float *vcache, const float *qkv, int n,
-                           int pos0, int C, int NH) {
-    kv_store_kernel<<<cdiv((size_t)n * C, 256), 256>>>(kcache, vcache, qkv, n, pos0, C);
+static void cached(float *out, float *kcache, float *vcache, const float *qkv, int n, int pos0,
+                   const int32_t *pos_dev, int C, int NH) {
+    kv_store_kernel<<<cdiv((size_t)n * C, 256), 256, 0, g_cuda.stream>>>(kcache, vcache, qkv, n, pos0,
+                                                                         pos_dev, C);
     LAUNCH_CHECK();
-    unsigned blocks = cdiv((size_t)n * NH, 4);
-#define CACHED(H) attn_cached_kernel<H><<<blocks, 128>>>(out, kcache, vcache, qkv, n, pos0, C, NH)
+#define CACHED(H)                                                                                   \
+    attn_cached_kernel<H><<<n * NH, CACHED_THREADS, 0, g_cuda.stream>>>(out, kcache, vcache, qkv, n,   \
+                                                                        pos0, pos_dev, C, NH)
     HS_DISPATCH(C / NH, CACHED);
     LAUNCH_CHECK();
+}
+
+void cuda_attention_cached(float *out, float *kcache, float *vcache, const float *qkv, int n,
+                           int pos0, int C, int NH) {
+    cached(out, kcache, vcache, qkv, n, pos0, NULL, C, NH);
+}
+
+void cuda_attention_cached_at(float *out, float *kcache, float *vcache, const float *qkv, int C,
+                              int NH, const int32_t *pos_dev) {
+    cached(out, kcache, vcache, qkv, 1, 0, pos_dev, C, NH);
 }

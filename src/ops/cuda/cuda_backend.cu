@@ -33,7 +33,7 @@ static void *cu_alloc(size_t bytes) {
         cudaGetLastError(); /* clear the sticky out-of-memory error */
         return NULL;
     }
-    CUDA_CHECK(cudaMemset(p, 0, bytes));
+    CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, g_cuda.stream));
     for (int i = 0; i < MAX_ALLOCS; i++)
         if (!allocs[i].p) {
             allocs[i].p = p;
@@ -53,17 +53,20 @@ static void cu_free(void *p) {
             in_use -= allocs[i].bytes;
             allocs[i].p = NULL;
         }
+    CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream)); /* work may still use it */
     CUDA_CHECK(cudaFree(p));
 }
 
 static void cu_upload(void *dst, const void *src, size_t bytes) {
-    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+    /* from pageable memory: returns once src has been staged */
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_cuda.stream));
 }
 static void cu_download(void *dst, const void *src, size_t bytes) {
-    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_cuda.stream));
+    CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream));
 }
-static void cu_zero(void *p, size_t bytes) { CUDA_CHECK(cudaMemsetAsync(p, 0, bytes)); }
-static void cu_synchronize(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
+static void cu_zero(void *p, size_t bytes) { CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, g_cuda.stream)); }
+static void cu_synchronize(void) { CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream)); }
 
 static void cu_memory(size_t *used, size_t *hi, size_t *capacity) {
     size_t free_b = 0, total = 0;
@@ -72,6 +75,25 @@ static void cu_memory(size_t *used, size_t *hi, size_t *capacity) {
     *hi = peak;
     *capacity = total;
 }
+
+/* ---- graphs: a decoding step recorded once, replayed per token ---- */
+static void cu_graph_begin(void) {
+    CUDA_CHECK(cudaStreamBeginCapture(g_cuda.stream, cudaStreamCaptureModeThreadLocal));
+}
+static void *cu_graph_end(void) {
+    cudaGraph_t graph = NULL;
+    cudaGraphExec_t exec = NULL;
+    cudaError_t e = cudaStreamEndCapture(g_cuda.stream, &graph);
+    if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
+    if (graph) cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); /* recording failed: the caller runs the calls directly */
+        return NULL;
+    }
+    return exec;
+}
+static void cu_graph_launch(void *g) { CUDA_CHECK(cudaGraphLaunch((cudaGraphExec_t)g, g_cuda.stream)); }
+static void cu_graph_free(void *g) { cudaGraphExecDestroy((cudaGraphExec_t)g); }
 
 static cudaDeviceProp prop;
 static const char *cu_describe(void) {
@@ -119,6 +141,12 @@ static const ops_backend_t cuda_backend = {
     .matmul_bias_gelu_forward = NULL, /* not yet: the unfused matmul + GELU */
     .gelu_bias_backward = cuda_gelu_bias_backward,
     .adamw_clip = NULL, /* per-tensor AdamW launches: a fraction of a millisecond */
+    .embed_forward_at = cuda_embed_forward_at,
+    .attention_cached_at = cuda_attention_cached_at,
+    .graph_begin = cu_graph_begin,
+    .graph_end = cu_graph_end,
+    .graph_launch = cu_graph_launch,
+    .graph_free = cu_graph_free,
 };
 
 /* 0 when a GPU is usable; err says why not */
@@ -146,6 +174,10 @@ mg_cuda_backend(const char *precision, size_t table_size, char *err) {
         if (cublasLtCreate(&g_cuda.lt) != CUBLAS_STATUS_SUCCESS)
             return mg_fail(err, "cannot start cuBLASLt"), (const ops_backend_t *)NULL;
         g_cuda.sms = prop.multiProcessorCount;
+        /* one stream of our own (not the legacy default one), so that a
+         * decoding step can be captured into a CUDA graph */
+        if (cudaStreamCreateWithFlags(&g_cuda.stream, cudaStreamNonBlocking) != cudaSuccess)
+            return mg_fail(err, "cannot create a CUDA stream"), (const ops_backend_t *)NULL;
         g_cuda.workspace_bytes = 32 << 20;
         if (cudaMalloc(&g_cuda.workspace, g_cuda.workspace_bytes) != cudaSuccess ||
             cudaMalloc(&g_cuda.reduce, sizeof(double)) != cudaSuccess)

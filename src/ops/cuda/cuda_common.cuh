@@ -2,9 +2,8 @@
  * backend's global state (cuBLASLt handle, precision, workspace) and the
  * kernel entry points that cuda_backend.cu puts in the ops table.
  *
- * Every kernel runs on the default stream, in order; upload and download
- * are synchronous copies, so the model sees the same ordering as on the
- * CPU. A CUDA failure inside a kernel is not recoverable (the context is
+ * Every kernel runs on one stream (g_cuda.stream), in order; download
+ * waits for it, so the model sees the same ordering as on the CPU. A CUDA failure inside a kernel is not recoverable (the context is
  * lost): it ends the program with a one-line message and exit code 1. */
 #ifndef MG_CUDA_COMMON_CUH
 #define MG_CUDA_COMMON_CUH
@@ -34,6 +33,7 @@ void cuda_fatal(const char *what, const char *detail, const char *file, int line
 #define LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
 
 typedef struct {
+    cudaStream_t stream; /* every kernel, copy and matmul runs on it, in order */
     cublasLtHandle_t lt;
     cublasComputeType_t compute; /* CUBLAS_COMPUTE_32F (fp32) or _32F_FAST_16BF (bf16) */
     void *workspace;             /* cuBLASLt scratch */
@@ -69,6 +69,10 @@ int cuda_flash_supported(int HS);
 void cuda_flash_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
 void cuda_flash_backward(float *dqkv, const float *dout, const float *qkv, const float *lse,
                          const float *D, int B, int T, int C, int NH);
+void cuda_embed_forward_at(float *out, const int32_t *tok, const float *wte, const float *wpe, int C,
+                           const int32_t *pos_dev);
+void cuda_attention_cached_at(float *out, float *kcache, float *vcache, const float *qkv, int C,
+                              int NH, const int32_t *pos_dev);
 void cuda_gelu_forward(float *out, const float *x, size_t n);
 void cuda_gelu_backward(float *dx, const float *x, const float *dout, size_t n);
 void cuda_add(float *out, const float *a, const float *b, size_t n);

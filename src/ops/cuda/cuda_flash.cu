@@ -293,7 +293,7 @@ int cuda_flash_supported(int HS) { return HS == 32 || HS == 64 || HS == 128; }
 template <int HS>
 static void fwd(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
     SMEM_LIMIT(flash_fwd_kernel<HS>, fwd_smem(HS));
-    flash_fwd_kernel<HS><<<dim3(cdiv(T, FB), B * NH), 128, fwd_smem(HS)>>>(out, lse, qkv, T, C, NH);
+    flash_fwd_kernel<HS><<<dim3(cdiv(T, FB), B * NH), 128, fwd_smem(HS), g_cuda.stream>>>(out, lse, qkv, T, C, NH);
     LAUNCH_CHECK();
 }
 
@@ -303,9 +303,9 @@ static void bwd(float *dqkv, const float *dout, const float *qkv, const float *l
     SMEM_LIMIT(flash_dkv_kernel<HS>, dkv_smem(HS));
     SMEM_LIMIT(flash_dq_kernel<HS>, dq_smem(HS));
     dim3 grid(cdiv(T, FB), B * NH);
-    flash_dkv_kernel<HS><<<grid, 128, dkv_smem(HS)>>>(dqkv, dout, qkv, lse, D, T, C, NH);
+    flash_dkv_kernel<HS><<<grid, 128, dkv_smem(HS), g_cuda.stream>>>(dqkv, dout, qkv, lse, D, T, C, NH);
     LAUNCH_CHECK();
-    flash_dq_kernel<HS><<<grid, 128, dq_smem(HS)>>>(dqkv, dout, qkv, lse, D, T, C, NH);
+    flash_dq_kernel<HS><<<grid, 128, dq_smem(HS), g_cuda.stream>>>(dqkv, dout, qkv, lse, D, T, C, NH);
     LAUNCH_CHECK();
 }
 

@@ -33,7 +33,19 @@ __global__ void embed_fwd_kernel(float *out, const int32_t *tok, const float *wt
 void cuda_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, int B,
                         int T, int C, int pos0) {
     size_t total = (size_t)B * T * C;
-    embed_fwd_kernel<<<cdiv(total, 256), 256>>>(out, tok, wte, wpe, T, C, pos0, total);
+    embed_fwd_kernel<<<cdiv(total, 256), 256, 0, g_cuda.stream>>>(out, tok, wte, wpe, T, C, pos0, total);
+    LAUNCH_CHECK();
+}
+
+/* one token at the position held in *pos_dev (a recorded decoding step) */
+__global__ void embed_at_kernel(float *out, const int32_t *tok, const float *wte, const float *wpe,
+                                int C, const int32_t *pos_dev) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c < C) out[c] = wte[(size_t)tok[0] * C + c] + wpe[(size_t)*pos_dev * C + c];
+}
+void cuda_embed_forward_at(float *out, const int32_t *tok, const float *wte, const float *wpe, int C,
+                           const int32_t *pos_dev) {
+    embed_at_kernel<<<cdiv(C, 256), 256, 0, g_cuda.stream>>>(out, tok, wte, wpe, C, pos_dev);
     LAUNCH_CHECK();
 }
 
@@ -55,11 +67,13 @@ __global__ void embed_bwd_wpe_kernel(float *dwpe, const float *dout, int B, int 
 void cuda_embed_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok, int B,
                          int T, int C) {
     size_t total = (size_t)B * T * C;
-    embed_bwd_wte_kernel<<<cdiv(total, 256), 256>>>(dwte, dout, tok, C, total);
+    embed_bwd_wte_kernel<<<cdiv(total, 256), 256, 0, g_cuda.stream>>>(dwte, dout, tok, C, total);
     LAUNCH_CHECK();
-    embed_bwd_wpe_kernel<<<cdiv((size_t)T * C, 256), 256>>>(dwpe, dout, B, T, C);
+    embed_bwd_wpe_kernel<<<cdiv((size_t)T * C, 256), 256, 0, g_cuda.stream>>>(dwpe, dout, B, T, C);
     LAUNCH_CHECK();
 }
+
+#define LN_MAXV 32 /* row kernels keep C <= 32 * LN_MAXV values per lane in registers */
 
 /* ---- LayerNorm: one warp per row (N,C) ---- */
 __global__ void layernorm_fwd_kernel(float *out, float *mean, float *rstd, const float *x,
@@ -85,7 +99,7 @@ __global__ void layernorm_fwd_kernel(float *out, float *mean, float *rstd, const
 }
 void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
                             const float *b, int N, int C) {
-    layernorm_fwd_kernel<<<cdiv(N, 8), 8 * WARP>>>(out, mean, rstd, x, w, b, N, C);
+    layernorm_fwd_kernel<<<cdiv(N, 8), 8 * WARP, 0, g_cuda.stream>>>(out, mean, rstd, x, w, b, N, C);
     LAUNCH_CHECK();
 }
 
@@ -134,7 +148,7 @@ void cuda_layernorm_backward(float *dx, float *dw, float *db, const float *dout,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared));
         raised = shared;
     }
-    layernorm_bwd_kernel<<<blocks, 16 * WARP, shared>>>(dx, dw, db, dout, x, w, mean, rstd, N, C);
+    layernorm_bwd_kernel<<<blocks, 16 * WARP, shared, g_cuda.stream>>>(dx, dw, db, dout, x, w, mean, rstd, N, C);
     LAUNCH_CHECK();
 }
 
@@ -155,11 +169,11 @@ __global__ void gelu_bwd_kernel(float *dx, const float *x, const float *dout, si
     dx[i] = dout[i] * g;
 }
 void cuda_gelu_forward(float *out, const float *x, size_t n) {
-    gelu_fwd_kernel<<<cdiv(n, 256), 256>>>(out, x, n);
+    gelu_fwd_kernel<<<cdiv(n, 256), 256, 0, g_cuda.stream>>>(out, x, n);
     LAUNCH_CHECK();
 }
 void cuda_gelu_backward(float *dx, const float *x, const float *dout, size_t n) {
-    gelu_bwd_kernel<<<cdiv(n, 256), 256>>>(dx, x, dout, n);
+    gelu_bwd_kernel<<<cdiv(n, 256), 256, 0, g_cuda.stream>>>(dx, x, dout, n);
     LAUNCH_CHECK();
 }
 
@@ -168,7 +182,7 @@ __global__ void add_kernel(float *out, const float *a, const float *b, size_t n)
     if (i < n) out[i] = a[i] + b[i];
 }
 void cuda_add(float *out, const float *a, const float *b, size_t n) {
-    add_kernel<<<cdiv(n, 256), 256>>>(out, a, b, n);
+    add_kernel<<<cdiv(n, 256), 256, 0, g_cuda.stream>>>(out, a, b, n);
     LAUNCH_CHECK();
 }
 
@@ -188,12 +202,20 @@ __global__ void xent_kernel(float *losses, float *dlogits, const float *logits,
                             const int32_t *targets, int V, float dloss) {
     size_t row = blockIdx.x;
     const float *x = logits + row * V;
-    float mx = -INFINITY;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) mx = fmaxf(mx, x[i]);
-    mx = block_reduce(mx, 1);
-    float s = 0.0f;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) s += __expf(x[i] - mx);
-    s = block_reduce(s, 0);
+    /* one read for the maximum and the sum (online: the sum is rescaled
+     * when the maximum grows), one more to write the gradient */
+    float m = -INFINITY, s = 0.0f;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        float v = x[i];
+        if (v > m) {
+            s = s * __expf(m - v) + 1.0f;
+            m = v;
+        } else {
+            s += __expf(v - m);
+        }
+    }
+    float mx = block_reduce(m, 1);
+    s = block_reduce(m == -INFINITY ? 0.0f : s * __expf(m - mx), 0);
     int tgt = targets[row];
     float target_logit = x[tgt]; /* read before dlogits (which may alias) is written */
     __syncthreads();
@@ -206,7 +228,7 @@ __global__ void xent_kernel(float *losses, float *dlogits, const float *logits,
 }
 void cuda_xent_forward_backward(float *losses, float *dlogits, const float *logits,
                                 const int32_t *targets, int N, int V, float dloss) {
-    xent_kernel<<<N, 512>>>(losses, dlogits, logits, targets, V, dloss);
+    xent_kernel<<<N, 512, 0, g_cuda.stream>>>(losses, dlogits, logits, targets, V, dloss);
     LAUNCH_CHECK();
 }
 
@@ -227,13 +249,14 @@ __global__ void sq_norm_kernel(double *out, const float *x, size_t n) {
     }
 }
 double cuda_sq_norm(const float *x, size_t n) {
-    CUDA_CHECK(cudaMemsetAsync(g_cuda.reduce, 0, sizeof(double)));
+    CUDA_CHECK(cudaMemsetAsync(g_cuda.reduce, 0, sizeof(double), g_cuda.stream));
     unsigned blocks = cdiv(n, 512);
     if (blocks > (unsigned)g_cuda.sms * 4) blocks = g_cuda.sms * 4;
-    sq_norm_kernel<<<blocks ? blocks : 1, 512>>>(g_cuda.reduce, x, n);
+    sq_norm_kernel<<<blocks ? blocks : 1, 512, 0, g_cuda.stream>>>(g_cuda.reduce, x, n);
     LAUNCH_CHECK();
     double h = 0.0;
-    CUDA_CHECK(cudaMemcpy(&h, g_cuda.reduce, sizeof h, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpyAsync(&h, g_cuda.reduce, sizeof h, cudaMemcpyDeviceToHost, g_cuda.stream));
+    CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream));
     return h;
 }
 
@@ -254,14 +277,13 @@ __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_
 void cuda_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                 float beta2, float eps, float wd, float grad_scale, int t) {
     float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
-    adamw_kernel<<<cdiv(n, 256), 256>>>(p, g, m, v, n, lr, beta1, beta2, eps, wd, grad_scale, bc1,
+    adamw_kernel<<<cdiv(n, 256), 256, 0, g_cuda.stream>>>(p, g, m, v, n, lr, beta1, beta2, eps, wd, grad_scale, bc1,
                                         bc2);
     LAUNCH_CHECK();
 }
 
 /* ---- fused: res = a + b, then out = layernorm(res), one warp per row,
  * the row kept in registers between the two (C <= 32 * LN_MAXV) ---- */
-#define LN_MAXV 32
 __global__ void residual_layernorm_kernel(float *res, float *out, float *mean, float *rstd,
                                           const float *a, const float *b, const float *w,
                                           const float *bias, int N, int C) {
@@ -298,7 +320,7 @@ void cuda_residual_layernorm_forward(float *res, float *out, float *mean, float 
         cuda_layernorm_forward(out, mean, rstd, res, w, bias, N, C);
         return;
     }
-    residual_layernorm_kernel<<<cdiv(N, 8), 8 * WARP>>>(res, out, mean, rstd, a, b, w, bias, N, C);
+    residual_layernorm_kernel<<<cdiv(N, 8), 8 * WARP, 0, g_cuda.stream>>>(res, out, mean, rstd, a, b, w, bias, N, C);
     LAUNCH_CHECK();
 }
 
@@ -330,7 +352,7 @@ __global__ void gelu_bias_backward_kernel(float *dpre, float *dbias, const float
 void cuda_gelu_bias_backward(float *dpre, float *dbias, const float *pre, const float *dout, int N,
                              int OC) {
     int rows = 128;
-    gelu_bias_backward_kernel<<<dim3(cdiv(OC, 32), cdiv(N, rows)), dim3(32, 8)>>>(dpre, dbias, pre, dout,
+    gelu_bias_backward_kernel<<<dim3(cdiv(OC, 32), cdiv(N, rows)), dim3(32, 8), 0, g_cuda.stream>>>(dpre, dbias, pre, dout,
                                                                                   N, OC, rows);
     LAUNCH_CHECK();
 }

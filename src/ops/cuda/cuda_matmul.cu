@@ -4,10 +4,15 @@
  *
  * Storage is float32 row-major. cuBLASLt is column-major, so a row-major
  * (R,K) matrix is a column-major (K,R) one and every product below is
- * written transposed: out^T = w . x^T and so on. With --precision bf16 the
- * compute type CUBLAS_COMPUTE_32F_FAST_16BF rounds the inputs to bfloat16
- * for the tensor cores and accumulates in float32; fp32 computes exactly
- * in float32. */
+ * written transposed: out^T = w . x^T and so on. fp32 computes exactly in
+ * float32. With --precision bf16 the inputs are rounded to bfloat16 for the
+ * tensor cores and the products accumulate in float32: large products
+ * first stage both operands as bf16 copies (one memory-bound pass each) and
+ * run a native bf16 x bf16 -> fp32 matmul; small ones (decoding, N below
+ * STAGE_MIN_ROWS) use CUBLAS_COMPUTE_32F_FAST_16BF on the fp32 operands,
+ * which converts inside the matmul but runs at a fraction of the rate. */
+#include <cuda_bf16.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops/cuda/cuda_common.cuh"
@@ -15,7 +20,7 @@
 /* One cached plan per distinct (shape, transposes, epilogue, precision):
  * descriptors and the heuristic's algorithm are made once, not per call. */
 typedef struct {
-    int m, n, k, ta, tb, bias, accumulate;
+    int m, n, k, ta, tb, bias, accumulate, bf16_in;
     unsigned align_a, align_b, align_d; /* bytes: the heuristic must know */
     cublasComputeType_t compute;
     cublasLtMatmulDesc_t desc;
@@ -33,13 +38,14 @@ static unsigned alignment(const void *ptr) {
     return (unsigned)(a & -a);
 }
 
-static plan_t *get_plan(int m, int n, int k, int ta, int tb, int bias, int accumulate,
+static plan_t *get_plan(int m, int n, int k, int ta, int tb, int bias, int accumulate, int bf16_in,
                         unsigned align_a, unsigned align_b, unsigned align_d) {
+    cublasComputeType_t compute = bf16_in ? CUBLAS_COMPUTE_32F : g_cuda.compute;
     for (int i = 0; i < n_plans; i++) {
         plan_t *p = &plans[i];
         if (p->m == m && p->n == n && p->k == k && p->ta == ta && p->tb == tb && p->bias == bias &&
-            p->accumulate == accumulate && p->compute == g_cuda.compute && p->align_a == align_a &&
-            p->align_b == align_b && p->align_d == align_d)
+            p->accumulate == accumulate && p->bf16_in == bf16_in && p->compute == compute &&
+            p->align_a == align_a && p->align_b == align_b && p->align_d == align_d)
             return p;
     }
     plan_t *p = &plans[n_plans < MAX_PLANS ? n_plans++ : MAX_PLANS - 1];
@@ -52,10 +58,11 @@ static plan_t *get_plan(int m, int n, int k, int ta, int tb, int bias, int accum
     memset(p, 0, sizeof *p);
     p->m = m, p->n = n, p->k = k, p->ta = ta, p->tb = tb, p->bias = bias;
     p->accumulate = accumulate;
-    p->compute = g_cuda.compute;
+    p->bf16_in = bf16_in;
+    p->compute = compute;
     p->align_a = align_a, p->align_b = align_b, p->align_d = align_d;
     cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, g_cuda.compute, CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, compute, CUDA_R_32F));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
     if (bias) {
@@ -63,8 +70,9 @@ static plan_t *get_plan(int m, int n, int k, int ta, int tb, int bias, int accum
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
     }
     /* stored shapes: A is (m,k) or (k,m) if transposed, column-major */
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_32F, ta ? k : m, ta ? m : k, ta ? k : m));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_32F, tb ? n : k, tb ? k : n, tb ? n : k));
+    cudaDataType_t in = bf16_in ? CUDA_R_16BF : CUDA_R_32F;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->la, in, ta ? k : m, ta ? m : k, ta ? k : m));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lb, in, tb ? n : k, tb ? k : n, tb ? n : k));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lc, CUDA_R_32F, m, n, m));
     cublasLtMatmulPreference_t pref;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -92,25 +100,86 @@ static plan_t *get_plan(int m, int n, int k, int ta, int tb, int bias, int accum
     return p;
 }
 
-/* column-major D (m,n) = op(A) op(B) [+ D if accumulate] [+ bias per row] */
-static void lt_matmul(float *D, const float *A, const float *B, const float *bias, int m, int n,
-                      int k, int ta, int tb, int accumulate) {
-    plan_t *p = get_plan(m, n, k, ta, tb, bias != NULL, accumulate, alignment(A), alignment(B),
-                         alignment(D));
+/* column-major D (m,n) = op(A) op(B) [+ D if accumulate] [+ bias per row];
+ * A and B are float32, or bf16 when bf16_in */
+static void lt_matmul(float *D, const void *A, const void *B, const float *bias, int m, int n,
+                      int k, int ta, int tb, int accumulate, int bf16_in) {
+    plan_t *p = get_plan(m, n, k, ta, tb, bias != NULL, accumulate, bf16_in, alignment(A),
+                         alignment(B), alignment(D));
     if (bias)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                                     sizeof bias));
     float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     CUBLAS_CHECK(cublasLtMatmul(g_cuda.lt, p->desc, &one, A, p->la, B, p->lb, &beta, D, p->lc, D,
                                 p->lc, p->has_algo ? &p->algo : NULL, g_cuda.workspace,
-                                g_cuda.workspace_bytes, 0));
+                                g_cuda.workspace_bytes, g_cuda.stream));
+}
+
+/* ---- bf16 staging of operands ---- */
+#define STAGE_MIN_ROWS 128
+__global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, size_t n) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 4;
+    if (i + 3 < n) {
+        float4 x = *reinterpret_cast<const float4 *>(src + i);
+        reinterpret_cast<__nv_bfloat162 *>(dst + i)[0] = __floats2bfloat162_rn(x.x, x.y);
+        reinterpret_cast<__nv_bfloat162 *>(dst + i)[1] = __floats2bfloat162_rn(x.z, x.w);
+    } else {
+        for (; i < n; i++) dst[i] = __float2bfloat16(src[i]);
+    }
+}
+/* bf16 copy of n floats in staging slot 0 or 1 (grown on demand, kept) */
+static const void *to_bf16(const float *src, size_t n, int slot) {
+    static __nv_bfloat16 *buf[2];
+    static size_t cap[2];
+    if (n > cap[slot]) {
+        CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream));
+        if (buf[slot]) CUDA_CHECK(cudaFree(buf[slot]));
+        CUDA_CHECK(cudaMalloc(&buf[slot], n * sizeof(__nv_bfloat16)));
+        cap[slot] = n;
+    }
+    to_bf16_kernel<<<cdiv(cdiv(n, 4), 256), 256, 0, g_cuda.stream>>>(buf[slot], src, n);
+    LAUNCH_CHECK();
+    return buf[slot];
+}
+/* stage when bf16 and large enough to pay (MINIGPT_CUDA_STAGE=0 turns it
+ * off, to measure the other path); float4 reads need 16-byte alignment */
+static int staged(int rows, const void *a, const void *b) {
+    static int mode = -1;
+    if (mode < 0) mode = !getenv("MINIGPT_CUDA_STAGE") || atoi(getenv("MINIGPT_CUDA_STAGE")) != 0;
+    return mode && g_cuda.compute != CUBLAS_COMPUTE_32F && rows >= STAGE_MIN_ROWS &&
+           alignment(a) >= 16 && alignment(b) >= 16;
+}
+
+/* One row (decoding): out (OC) = w (OC,C) . x (C) + bias, one warp per
+ * output with 16-byte loads, in float32. It is bound by reading w once, at
+ * memory speed; the general matmul kernels are built for many rows. */
+__global__ void gemv_kernel(float *out, const float *x, const float *w, const float *bias, int C,
+                            int OC) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= OC) return;
+    const float4 *wr = reinterpret_cast<const float4 *>(w + (size_t)row * C);
+    const float4 *xr = reinterpret_cast<const float4 *>(x);
+    float s = 0.0f;
+    for (int i = lane; i < C / 4; i += 32) {
+        float4 a = wr[i], b = xr[i];
+        s += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+    }
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane == 0) out[row] = s + (bias ? bias[row] : 0.0f);
 }
 
 /* out (N,OC) = x (N,C) @ w (OC,C)^T + bias
  * column-major: out^T (OC,N) = w^T... w is stored (C,OC) col-major, so op T */
 void cuda_matmul_forward(float *out, const float *x, const float *w, const float *bias, int N,
                          int C, int OC) {
-    lt_matmul(out, w, x, bias, OC, N, C, 1, 0, 0);
+    if (N == 1 && C % 4 == 0 && alignment(x) >= 16 && alignment(w) >= 16) {
+        gemv_kernel<<<cdiv(OC, 8), 256, 0, g_cuda.stream>>>(out, x, w, bias, C, OC);
+        LAUNCH_CHECK();
+    } else if (staged(N, x, w))
+        lt_matmul(out, to_bf16(w, (size_t)OC * C, 0), to_bf16(x, (size_t)N * C, 1), bias, OC, N, C, 1,
+                  0, 0, 1);
+    else
+        lt_matmul(out, w, x, bias, OC, N, C, 1, 0, 0, 0);
 }
 
 /* dbias[oc] += sum_n dout[n,oc]: each block sums a 32-column strip over a
@@ -132,14 +201,20 @@ __global__ void bias_grad_kernel(float *dbias, const float *dout, int N, int OC,
 
 void cuda_matmul_backward(float *dx, float *dw, float *dbias, const float *dout, const float *x,
                           const float *w, int N, int C, int OC) {
-    /* dx (N,C) = dout (N,OC) @ w (OC,C): col-major dx^T (C,N) = w (C,OC) . dout^T (OC,N) */
-    lt_matmul(dx, w, dout, NULL, C, N, OC, 0, 0, 0);
-    /* dw (OC,C) += dout^T @ x: col-major dw^T (C,OC) = x^T (C,N) . dout (N,OC) */
-    lt_matmul(dw, x, dout, NULL, C, OC, N, 0, 1, 1);
+    if (staged(N, dout, w) && alignment(x) >= 16) { /* dout staged once for both */
+        const void *gb = to_bf16(dout, (size_t)N * OC, 0);
+        lt_matmul(dx, to_bf16(w, (size_t)OC * C, 1), gb, NULL, C, N, OC, 0, 0, 0, 1);
+        lt_matmul(dw, to_bf16(x, (size_t)N * C, 1), gb, NULL, C, OC, N, 0, 1, 1, 1);
+    } else {
+        /* dx (N,C) = dout (N,OC) @ w (OC,C): col-major dx^T (C,N) = w (C,OC) . dout^T (OC,N) */
+        lt_matmul(dx, w, dout, NULL, C, N, OC, 0, 0, 0, 0);
+        /* dw (OC,C) += dout^T @ x: col-major dw^T (C,OC) = x^T (C,N) . dout (N,OC) */
+        lt_matmul(dw, x, dout, NULL, C, OC, N, 0, 1, 1, 0);
+    }
     if (dbias) {
         int rows = 256;
         dim3 grid(cdiv(OC, 32), cdiv(N, rows));
-        bias_grad_kernel<<<grid, dim3(32, 8)>>>(dbias, dout, N, OC, rows);
+        bias_grad_kernel<<<grid, dim3(32, 8), 0, g_cuda.stream>>>(dbias, dout, N, OC, rows);
         LAUNCH_CHECK();
     }
 }
