@@ -20,8 +20,14 @@
  *
  * Which one runs is decided per T (attention_uses_flash): both kernels do
  * the same maths, and the state size (cpu_attention_state_floats) follows
- * the same choice. BLAS (OpenMP build) runs single-threaded inside our
- * parallel regions. */
+ * the same choice. Measured (bench/bench_kernels.c attention, 2 threads,
+ * docs/kernel-fusion.md): at T = 64 the (T,T) kernel is faster (fwd 0.21
+ * vs 0.25 ms, bwd 0.26 vs 0.38 at B8 C256 NH4): one sgemm per head beats
+ * 3-5 small tile calls when the whole matrix is one tile anyway; at T = 128
+ * they tie; from T = 256 the flash kernel wins (it skips the masked half
+ * of the tiles, which the full sgemm computes): 1.2x at T 256, 1.3-1.8x
+ * at T 512-1024. Hence flash from CPU_FLASH_MIN_T = 128. BLAS (OpenMP
+ * build) runs single-threaded inside our parallel regions. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>

@@ -30,7 +30,7 @@ void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, co
  * for that choice */
 enum { CPU_ATTN_AUTO = 0, CPU_ATTN_FULL = 1, CPU_ATTN_FLASH = 2 };
 #define CPU_FLASH_BLOCK 64  /* query and key tile of the flash kernel */
-#define CPU_FLASH_MIN_T 512 /* auto: flash from this T up (see cpu_attention.c) */
+#define CPU_FLASH_MIN_T 128 /* auto: flash from this T up (see cpu_attention.c) */
 void cpu_attention_set_kernel(int kernel);
 size_t cpu_attention_state_floats(int B, int NH, int T);
 void cpu_attention_full_forward(float *out, float *att, const float *qkv, int B, int T, int C,
@@ -66,6 +66,12 @@ void cpu_gelu_bias_backward(float *dpre, float *dbias, const float *pre, const f
 float cpu_adamw_clip(float *p, const float *g, float *m, float *v, const ops_segment_t *seg,
                      int nseg, float lr, float beta1, float beta2, float eps, float wd, float clip,
                      int t);
+/* the passes after and before the sgemm, apart (for bench/bench_kernels.c):
+ * out += bias per row; dbias += column sums of dout; pre += bias, out =
+ * GELU(pre) in one pass */
+void cpu_bias_add(float *out, const float *bias, int N, int OC);
+void cpu_bias_backward(float *dbias, const float *dout, int N, int OC);
+void cpu_bias_gelu(float *pre, float *out, const float *bias, int N, int OC);
 /* out (OC) = w (OC,C) @ x (C) + bias (may be NULL): matmul_forward at N = 1 */
 void cpu_matvec(float *out, const float *x, const float *w, const float *bias, int C, int OC);
 

@@ -26,7 +26,10 @@ void cpu_matmul_forward(float *out, const float *x, const float *w, const float 
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, x, C, w, C, 0.0f, out,
                 OC);
-    if (!bias) return;
+    if (bias) cpu_bias_add(out, bias, N, OC);
+}
+
+void cpu_bias_add(float *out, const float *bias, int N, int OC) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *o = out + (size_t)n * OC;
@@ -43,7 +46,10 @@ void cpu_matmul_backward(float *dx, float *dw, float *dbias, const float *dout, 
     /* dw (OC,C) += dout^T (OC,N) @ x (N,C) */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, x, C, 1.0f, dw,
                 C);
-    if (!dbias) return;
+    if (dbias) cpu_bias_backward(dbias, dout, N, OC);
+}
+
+void cpu_bias_backward(float *dbias, const float *dout, int N, int OC) {
     /* column sums: each thread owns a block of columns and walks the rows,
      * so reads stay contiguous and no two threads write the same value */
 #pragma omp parallel for schedule(static)
@@ -65,6 +71,10 @@ void cpu_matmul_bias_gelu_forward(float *pre, float *out, const float *x, const 
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, x, C, w, C, 0.0f, pre,
                     OC);
+    cpu_bias_gelu(pre, out, bias, N, OC);
+}
+
+void cpu_bias_gelu(float *pre, float *out, const float *bias, int N, int OC) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *p = pre + (size_t)n * OC, *o = out + (size_t)n * OC;
