@@ -21,13 +21,17 @@
  * Which one runs is decided per T (attention_uses_flash): both kernels do
  * the same maths, and the state size (cpu_attention_state_floats) follows
  * the same choice. Measured (bench/bench_kernels.c attention, 2 threads,
- * docs/kernel-fusion.md): at T = 64 the (T,T) kernel is faster (fwd 0.21
- * vs 0.25 ms, bwd 0.26 vs 0.38 at B8 C256 NH4): one sgemm per head beats
- * 3-5 small tile calls when the whole matrix is one tile anyway; at T = 128
- * they tie; from T = 256 the flash kernel wins (it skips the masked half
- * of the tiles, which the full sgemm computes): 1.2x at T 256, 1.3-1.8x
- * at T 512-1024. Hence flash from CPU_FLASH_MIN_T = 128. BLAS (OpenMP
- * build) runs single-threaded inside our parallel regions. */
+ * OpenBLAS SkylakeX kernels, docs/kernel-fusion.md): at T = 64 the (T,T)
+ * kernel is faster (fwd 0.21 vs 0.25 ms, bwd 0.26 vs 0.38 at B8 C256 NH4):
+ * one sgemm per head beats several small tile calls when the whole matrix
+ * is about one tile anyway; at T = 128 they tie; from T = 256 the flash
+ * kernel wins (it skips the masked tiles, which the full sgemm computes):
+ * 1.15x at T 256, 1.3-1.8x at T 512-1024, and keeps 4-1000x less state.
+ * With OpenBLAS's Haswell kernels (OPENBLAS_CORETYPE=Haswell) the flash
+ * forward still wins from T 256, its backward (five 64x64 sgemm per tile)
+ * only at T 1024, and at T 128 the full kernel is 1.25x faster. Hence
+ * flash from CPU_FLASH_MIN_T = 128, for the memory and the AVX-512 case.
+ * BLAS (OpenMP build) runs single-threaded inside our parallel regions. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>

@@ -8,10 +8,10 @@
 
 /* out (OC) = w (OC,C) @ x (C) + bias: decoding is bound by reading the
  * weights, once per token. BLAS sgemv (threaded over output rows by
- * OpenBLAS) reads them once at 80-100 GB/s here; sgemm with M = 1 is 3-5x
- * slower (it packs the weights), and an OpenMP loop over rows with a
- * vectorised dot product (bench/bench_kernels.c decode) measured the same
- * as sgemv or up to 1.5x slower, so sgemv it is. */
+ * OpenBLAS) reads them once, at about 100 GB/s from cache here; sgemm with
+ * M = 1 is 3-12x slower (it packs the weights), and an OpenMP loop over
+ * rows with vectorised dot products (bench/bench_kernels.c decode) measured
+ * the same as sgemv or up to 2x slower, so sgemv it is. */
 void cpu_matvec(float *out, const float *x, const float *w, const float *bias, int C, int OC) {
     cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, x, 1, 0.0f, out, 1);
     if (bias)
