@@ -207,7 +207,9 @@ static void cmd_memory(const chat_t *c) {
 }
 
 static void cmd_kernels(const chat_t *c) {
-    printf("backend: %s, %s\n", c->ck->model->ops->name, c->ck->model->ops->describe());
+    printf("backend: %s, %s", c->ck->model->ops->name, c->ck->model->ops->describe());
+    if (strcmp(c->ck->model->ops->name, "cpu") == 0) printf("; BLAS: %s", ops_cpu_blas_info());
+    printf("\n");
     printf("what runs for each token (src/infer/kv.c over src/ops/ops.h):\n"
            "  embeddings      embed_forward: token row + position row (a copy loop)\n"
            "  LayerNorm       layernorm_forward: a loop per row (cpu_layernorm.c)\n"

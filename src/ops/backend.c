@@ -87,7 +87,7 @@ const ops_backend_t *ops_select(const char *device, const char *precision, int t
             return open(precision, sizeof(ops_backend_t), err);
         }
         if (strcmp(device, "cuda") == 0) return mg_fail(err, "--device cuda: %s", why), NULL;
-        if (note) snprintf(note, MG_ERR_LEN, "--device auto: using the CPU (%s)", why);
+        if (note) snprintf(note, MG_ERR_LEN, "--device auto: using the CPU (%.450s)", why);
     }
     if (precision && strcmp(precision, "bf16") == 0)
         return mg_fail(err, "--precision bf16 needs a GPU (the CPU backend is float32)"), NULL;
