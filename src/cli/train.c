@@ -19,13 +19,13 @@ static const char usage[] =
     "  --out DIR          where checkpoints go (default models/)\n"
     "  --steps N | --epochs N | --minutes M\n"
     "                     training budget (default --minutes 5)\n"
-    "  --preset NAME      micro, mini (default), small, gpt2\n"
+    "  --preset NAME      micro, tiny (default), mini, small, gpt2\n"
     "  --layers N --heads N --dim N --ctx N --vocab N\n"
     "                     override the preset's shape (vocab: tokenizer size)\n"
     "  --batch B          sequences per step (default 8)\n"
-    "  --lr LR            peak learning rate (default 2e-3, times 256/dim when wider;\n"
-    "                     on a GPU also times sqrt(batch/8) up to 4e-3)\n"
-    "  --warmup N         warm-up steps (default 50)\n"
+    "  --lr LR            peak learning rate (default 2e-3 x 256/dim, at most 3e-3;\n"
+    "                     on a GPU also times sqrt(batch/8), at most 4e-3)\n"
+    "  --warmup N         warm-up steps (default 100, at most a tenth of the run)\n"
     "  --weight-decay W   AdamW decay on matrices (default 0.1)\n"
     "  --eval-every N     validation every N steps (default 100; 0: epochs only)\n"
     "  --eval-batches N   batches per validation (default 10)\n"
@@ -178,6 +178,7 @@ int cli_train(int argc, char **argv, char *err) {
         return CLI_USAGE;
     }
     if (!o.steps && !o.epochs && !o.minutes) o.minutes = 5;
+    if (!shape.preset) shape.preset = "tiny";
     if (cli_shape(&shape, &o.cfg, err) != 0) return CLI_USAGE;
     if (access(o.data_path, R_OK) != 0) {
         mg_fail(err, "train: cannot read data file '%s'", o.data_path);
@@ -197,11 +198,12 @@ int cli_train(int argc, char **argv, char *err) {
     int gpu = capacity > 0;
     size_t budget = gpu ? capacity / 10 * 8 : sys.mem_available / 2;
     const char *why = "", *lr_why = "";
-    /* the default learning rate was tuned on the mini preset (dim 256);
-     * wider models get it scaled by 256/dim, as Adam's updates per weight
-     * grow with the width (GPT-2 124M: 6.7e-4, near its published 6e-4) */
-    if (!lr_set && !o.resume && o.cfg.dim > 256) {
-        o.lr *= 256.0f / o.cfg.dim;
+    /* the default learning rate scales as 1/width (Adam's updates per
+     * weight grow with it): 2e-3 was best at dim 256, 3e-3 at 128 to 192
+     * (docs/training-recipe.md), and GPT-2 124M gets 6.7e-4, near its
+     * published 6e-4 */
+    if (!lr_set && !o.resume && o.cfg.dim != 256) {
+        o.lr = fminf(3e-3f, o.lr * 256.0f / o.cfg.dim);
         lr_why = " scaled to the width";
     }
     if (!batch_set && !o.resume && budget) {
@@ -225,11 +227,11 @@ int cli_train(int argc, char **argv, char *err) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     printf("minigpt train: %s on %s, backend %s: %s\n",
-           o.resume ? o.resume : shape.preset ? shape.preset : "mini", o.data_path, o.ops->name,
+           o.resume ? o.resume : shape.preset, o.data_path, o.ops->name,
            o.ops->describe());
     printf("settings: %ld threads of %d cores (--threads), batch %d (--batch)%s, lr %.2e (--lr)%s, "
-           "%.0f MB for training of %.0f MB available%s\n",
-           threads, sys.cores, o.batch, why, o.lr, lr_why,
+           "warmup %d (--warmup), %.0f MB for training of %.0f MB available%s\n",
+           threads, sys.cores, o.batch, why, o.lr, lr_why, o.warmup,
            gpt_training_bytes(&o.cfg, o.ops, o.batch, o.cfg.ctx) / 1e6,
            (gpu ? capacity : sys.mem_available) / 1e6, gpu ? " on the GPU" : "");
     if (train_run(&o, err) != 0) return CLI_ERR;

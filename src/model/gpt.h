@@ -21,9 +21,9 @@ typedef struct {
     int heads;  /* NH, dim % heads == 0 */
 } gpt_config_t;
 
-/* Fills cfg from a preset name (micro, mini, small, gpt2); -1 if unknown. */
+/* Fills cfg from a preset name (micro, tiny, mini, small, gpt2); -1 if unknown. */
 int gpt_preset(const char *name, gpt_config_t *cfg, char *err);
-const char *gpt_preset_names(void); /* "micro, mini, small, gpt2" */
+const char *gpt_preset_names(void); /* "micro, tiny, mini, small, gpt2" */
 /* Checks ranges (positive, dim % heads, sizes that fit in memory maths). */
 int gpt_config_check(const gpt_config_t *cfg, char *err);
 

@@ -33,7 +33,7 @@ void train_defaults(train_opts_t *o) {
     o->beta2 = 0.95f;
     o->eps = 1e-8f;
     o->clip = 1.0f;
-    o->warmup = 50;
+    o->warmup = 100;
     o->seed = 1337;
     o->eval_every = 100;
     o->eval_batches = 10;
