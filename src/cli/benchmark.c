@@ -19,7 +19,7 @@
 
 static const char usage[] =
     "usage: minigpt benchmark [options]\n"
-    "  --preset NAME      micro, mini (default), small, gpt2\n"
+    "  --preset NAME      micro, tiny, mini (default), small, gpt2\n"
     "  --layers N --heads N --dim N --ctx N --vocab N\n"
     "                     override the preset's shape (ctx: the model's context)\n"
     "  --batch B          sequences per training step (default 8)\n"
