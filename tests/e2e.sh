@@ -17,6 +17,15 @@ for f in best_model.safetensors mini_gpt.safetensors tokenizer.json; do
     expect "train wrote $f" test -s "$T/m1/$f"
 done
 echo "  files written: $(cd "$T/m1" && ls | tr '\n' ' ')"
+
+# the default recipe (docs/training-recipe.md): tiny, lr 2e-3 x 256/dim
+# capped at 3e-3, warm-up 100; the learning rate follows the width
+"$MINIGPT" train --data "$T/slice.txt" --steps 1 --eval-every 0 --out "$T/d" >"$T/logd" 2>&1
+expect "default preset is tiny" grep -q '^minigpt train: tiny ' "$T/logd"
+expect "... lr 3e-3, warm-up 100" grep -q 'lr 3.00e-03 (--lr) scaled to the width, warmup 100' "$T/logd"
+expect "... with 2 layers, dim 128, vocab 8192" grep -q '(2 layers, 2 heads, dim 128, context 256, vocab 8192)' "$T/logd"
+"$MINIGPT" train --data "$T/slice.txt" --preset small --steps 1 --eval-every 0 --out "$T/s" >"$T/logs" 2>&1
+expect "dim 512: lr 1e-3 (2e-3 x 256/512)" grep -q 'lr 1.00e-03 (--lr) scaled to the width' "$T/logs"
 first=$(grep -m1 '^step 1/' "$T/log1" | sed 's/.* loss \([0-9.]*\).*/\1/')
 last=$(grep '^step 40/' "$T/log1" | sed 's/.* loss \([0-9.]*\).*/\1/')
 expect "loss falls ($first -> $last)" awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.5) }'
