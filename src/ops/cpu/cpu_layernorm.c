@@ -8,6 +8,21 @@
 
 #define LN_EPS 1e-5f
 
+/* o = (x - m) * rstd * w + b for one row of mean m; mean and rstd (each
+ * may be NULL) get m and rstd for the backward pass */
+static void norm_row(float *o, const float *xr, float m, const float *w, const float *b, int C,
+                     float *mean, float *rstd) {
+    float var = 0.0f;
+    for (int i = 0; i < C; i++) {
+        float d = xr[i] - m;
+        var += d * d;
+    }
+    float s = 1.0f / sqrtf(var / C + LN_EPS);
+    for (int i = 0; i < C; i++) o[i] = (xr[i] - m) * s * w[i] + b[i];
+    if (mean) *mean = m;
+    if (rstd) *rstd = s;
+}
+
 void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
                            const float *b, int N, int C) {
 #pragma omp parallel for schedule(static)
@@ -16,16 +31,7 @@ void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *x,
         float *o = out + (size_t)n * C;
         float m = 0.0f;
         for (int i = 0; i < C; i++) m += xr[i];
-        m /= C;
-        float var = 0.0f;
-        for (int i = 0; i < C; i++) {
-            float d = xr[i] - m;
-            var += d * d;
-        }
-        float s = 1.0f / sqrtf(var / C + LN_EPS);
-        for (int i = 0; i < C; i++) o[i] = (xr[i] - m) * s * w[i] + b[i];
-        if (mean) mean[n] = m;
-        if (rstd) rstd[n] = s;
+        norm_row(o, xr, m / C, w, b, C, mean ? mean + n : NULL, rstd ? rstd + n : NULL);
     }
 }
 
@@ -83,16 +89,7 @@ void cpu_residual_layernorm_forward(float *res, float *out, float *mean, float *
             xr[i] = v;
             m += v;
         }
-        m /= C;
-        float var = 0.0f;
-        for (int i = 0; i < C; i++) {
-            float d = xr[i] - m;
-            var += d * d;
-        }
-        float s = 1.0f / sqrtf(var / C + LN_EPS);
-        for (int i = 0; i < C; i++) o[i] = (xr[i] - m) * s * w[i] + bias[i];
-        if (mean) mean[n] = m;
-        if (rstd) rstd[n] = s;
+        norm_row(o, xr, m / C, w, bias, C, mean ? mean + n : NULL, rstd ? rstd + n : NULL);
     }
 }
 
