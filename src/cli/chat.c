@@ -420,25 +420,10 @@ int cli_chat(int argc, char **argv, char *err) {
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    const char *path = NULL;
+    const char *path = NULL, *prompt = NULL; /* chat takes no --prompt */
     cli_gen_opts_t go;
-    cli_gen_defaults(&go);
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        int r = cli_gen_flag(c, optarg, &go, err);
-        if (r < 0) return CLI_USAGE;
-        if (r > 0) continue;
-        switch (c) {
-        case 'c': path = optarg; break;
-        case 'h': fputs(usage, stdout); return CLI_OK;
-        default: return cli_bad_option("chat", c, argv, err);
-        }
-    }
-    if (optind < argc) {
-        mg_fail(err, "chat: unexpected argument '%s'", argv[optind]);
-        return CLI_USAGE;
-    }
+    int rc = cli_gen_parse("chat", usage, opts, argc, argv, &go, &path, &prompt, err);
+    if (rc >= 0) return rc;
     if (go.show_tokens) {
         mg_fail(err, "chat: --show-tokens is for generate; use /tokens-demo \"text\" or --educational");
         return CLI_USAGE;
@@ -448,7 +433,7 @@ int cli_chat(int argc, char **argv, char *err) {
     if (!ops) return CLI_ERR;
     ckpt_t *ck = ckpt_load(path, ops, err);
     if (!ck) return CLI_ERR;
-    int rc = cli_chat_run(ck, path, &go, err) == 0 ? CLI_OK : CLI_ERR;
+    rc = cli_chat_run(ck, path, &go, err) == 0 ? CLI_OK : CLI_ERR;
     ckpt_free(ck);
     return rc;
 }

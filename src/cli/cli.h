@@ -68,6 +68,13 @@ void cli_gen_defaults(cli_gen_opts_t *o);
         {"seed", required_argument, 0, 's'}, {"show-tokens", no_argument, 0, 'v'},                 \
         {"threads", required_argument, 0, 'j'}, CLI_DEVICE_OPTIONS
 int cli_gen_flag(int c, const char *arg, cli_gen_opts_t *o, char *err);
+/* The whole command line of `generate` and `chat`: the generation flags,
+ * --checkpoint into *path, --prompt into *prompt (when opts has it),
+ * --help (prints usage). Returns -1 to go on, or the exit code to return
+ * (CLI_OK after --help, CLI_USAGE with err set). */
+int cli_gen_parse(const char *cmd, const char *usage, const struct option *opts, int argc,
+                  char **argv, cli_gen_opts_t *o, const char **path, const char **prompt,
+                  char *err);
 /* The chat session on a loaded checkpoint (also `load` without --prompt).
  * path is only shown by /checkpoint. */
 int cli_chat_run(const ckpt_t *ck, const char *path, const cli_gen_opts_t *o, char *err);

@@ -101,6 +101,30 @@ int cli_gen_flag(int c, const char *arg, cli_gen_opts_t *o, char *err) {
     }
 }
 
+int cli_gen_parse(const char *cmd, const char *usage, const struct option *opts, int argc,
+                  char **argv, cli_gen_opts_t *o, const char **path, const char **prompt,
+                  char *err) {
+    int c;
+    cli_gen_defaults(o);
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        int r = cli_gen_flag(c, optarg, o, err);
+        if (r < 0) return CLI_USAGE;
+        if (r > 0) continue;
+        switch (c) {
+        case 'c': *path = optarg; break;
+        case 'p': *prompt = optarg; break;
+        case 'h': fputs(usage, stdout); return CLI_OK;
+        default: return cli_bad_option(cmd, c, argv, err);
+        }
+    }
+    if (optind < argc) {
+        mg_fail(err, "%s: unexpected argument '%s'", cmd, argv[optind]);
+        return CLI_USAGE;
+    }
+    return -1;
+}
+
 int cli_run_generation(const ckpt_t *ck, const char *prompt, const cli_gen_opts_t *o, char *err) {
     int rc = -1;
     kv_state_t *kv = NULL;
@@ -185,24 +209,8 @@ int cli_generate(int argc, char **argv, char *err) {
     };
     const char *path = NULL, *prompt = NULL;
     cli_gen_opts_t go;
-    cli_gen_defaults(&go);
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        int r = cli_gen_flag(c, optarg, &go, err);
-        if (r < 0) return CLI_USAGE;
-        if (r > 0) continue;
-        switch (c) {
-        case 'c': path = optarg; break;
-        case 'p': prompt = optarg; break;
-        case 'h': fputs(usage, stdout); return CLI_OK;
-        default: return cli_bad_option("generate", c, argv, err);
-        }
-    }
-    if (optind < argc) {
-        mg_fail(err, "generate: unexpected argument '%s'", argv[optind]);
-        return CLI_USAGE;
-    }
+    int rc = cli_gen_parse("generate", usage, opts, argc, argv, &go, &path, &prompt, err);
+    if (rc >= 0) return rc;
     if (!prompt || !*prompt) {
         mg_fail(err, "generate: --prompt TEXT is required (see 'minigpt generate --help')");
         return CLI_USAGE;
@@ -212,7 +220,7 @@ int cli_generate(int argc, char **argv, char *err) {
     if (!ops) return CLI_ERR;
     ckpt_t *ck = ckpt_load(path, ops, err);
     if (!ck) return CLI_ERR;
-    int rc = cli_run_generation(ck, prompt, &go, err) == 0 ? CLI_OK : CLI_ERR;
+    rc = cli_run_generation(ck, prompt, &go, err) == 0 ? CLI_OK : CLI_ERR;
     ckpt_free(ck);
     return rc;
 }
