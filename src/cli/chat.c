@@ -429,9 +429,7 @@ int cli_chat(int argc, char **argv, char *err) {
         return CLI_USAGE;
     }
     if (!path) path = cli_default_checkpoint("models");
-    const ops_backend_t *ops = cli_backend(go.device, go.precision, go.threads, err);
-    if (!ops) return CLI_ERR;
-    ckpt_t *ck = ckpt_load(path, ops, err);
+    ckpt_t *ck = cli_open_checkpoint(path, &go, err);
     if (!ck) return CLI_ERR;
     rc = cli_chat_run(ck, path, &go, err) == 0 ? CLI_OK : CLI_ERR;
     ckpt_free(ck);

@@ -72,6 +72,9 @@ int cli_gen_flag(int c, const char *arg, cli_gen_opts_t *o, char *err);
  * --checkpoint into *path, --prompt into *prompt (when opts has it),
  * --help (prints usage). Returns -1 to go on, or the exit code to return
  * (CLI_OK after --help, CLI_USAGE with err set). */
+/* Loads path on the backend that o's --device, --precision and --threads
+ * ask for; NULL with err set. */
+ckpt_t *cli_open_checkpoint(const char *path, const cli_gen_opts_t *o, char *err);
 int cli_gen_parse(const char *cmd, const char *usage, const struct option *opts, int argc,
                   char **argv, cli_gen_opts_t *o, const char **path, const char **prompt,
                   char *err);

@@ -101,6 +101,11 @@ int cli_gen_flag(int c, const char *arg, cli_gen_opts_t *o, char *err) {
     }
 }
 
+ckpt_t *cli_open_checkpoint(const char *path, const cli_gen_opts_t *o, char *err) {
+    const ops_backend_t *ops = cli_backend(o->device, o->precision, o->threads, err);
+    return ops ? ckpt_load(path, ops, err) : NULL;
+}
+
 int cli_gen_parse(const char *cmd, const char *usage, const struct option *opts, int argc,
                   char **argv, cli_gen_opts_t *o, const char **path, const char **prompt,
                   char *err) {
@@ -216,9 +221,7 @@ int cli_generate(int argc, char **argv, char *err) {
         return CLI_USAGE;
     }
     if (!path) path = cli_default_checkpoint("models");
-    const ops_backend_t *ops = cli_backend(go.device, go.precision, go.threads, err);
-    if (!ops) return CLI_ERR;
-    ckpt_t *ck = ckpt_load(path, ops, err);
+    ckpt_t *ck = cli_open_checkpoint(path, &go, err);
     if (!ck) return CLI_ERR;
     rc = cli_run_generation(ck, prompt, &go, err) == 0 ? CLI_OK : CLI_ERR;
     ckpt_free(ck);

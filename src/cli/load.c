@@ -304,9 +304,7 @@ int cli_load(int argc, char **argv, char *err) {
     if (i == -2) rc = CLI_OK; /* quit from the menu */
     if (i < 0) goto done;
     const catalog_entry_t *e = &cat->e[i];
-    const ops_backend_t *ops = cli_backend(a.gen.device, a.gen.precision, a.gen.threads, err);
-    if (!ops) goto done;
-    ck = ckpt_load(e->path, ops, why);
+    ck = cli_open_checkpoint(e->path, &a.gen, why);
     if (!ck) {
         mg_fail(err, "load: %s", why);
         goto done;
