@@ -145,6 +145,10 @@ typedef struct ops_backend {
                              int C, const int32_t *pos_dev);
     void (*attention_cached_at)(float *out, float *kcache, float *vcache, const float *qkv, int C,
                                 int NH, const int32_t *pos_dev);
+    /* out (one int32 on the backend) = the index of the largest of x (n),
+     * the first on ties, NaN never: greedy decoding without bringing the
+     * logits back (NULL: the caller takes the argmax on the host) */
+    void (*argmax)(int32_t *out, const float *x, int n);
     void (*graph_begin)(void);
     void *(*graph_end)(void);
     void (*graph_launch)(void *graph);

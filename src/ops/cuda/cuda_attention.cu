@@ -245,16 +245,24 @@ __global__ void kv_store_kernel(float *kcache, float *vcache, const float *qkv, 
 /* One block of CACHED_THREADS per (row, head): every thread keeps an
  * online softmax over every CACHED_THREADS-th key, then the warps merge
  * their (max, sum, output) in shared memory. Decoding has one row, so the
- * keys must be spread over many threads for the GPU to be busy. */
+ * keys must be spread over many threads for the GPU to be busy. One row
+ * (n = 1) stores its own head's k and v in the cache first: a launch less
+ * per layer and token, as no other block reads them. */
 #define CACHED_THREADS 256
 template <int HS>
 __global__ __launch_bounds__(CACHED_THREADS) void attn_cached_kernel(
-    float *out, const float *kcache, const float *vcache, const float *qkv, int n, int pos0,
+    float *out, float *kcache, float *vcache, const float *qkv, int n, int pos0,
     const int32_t *pos_dev, int C, int NH) {
     __shared__ float wm[CACHED_THREADS / 32], wl[CACHED_THREADS / 32], wo[CACHED_THREADS / 32][HS];
     if (pos_dev) pos0 = *pos_dev;
     int i = blockIdx.x / NH, h = blockIdx.x % NH, last = pos0 + i;
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    if (n == 1) {
+        size_t at = (size_t)pos0 * C + h * HS;
+        if (threadIdx.x < HS) kcache[at + threadIdx.x] = qkv[C + h * HS + threadIdx.x];
+        else if (threadIdx.x < 2 * HS) vcache[at + threadIdx.x - HS] = qkv[2 * C + h * HS + threadIdx.x - HS];
+        __syncthreads();
+    }
     float4 q[HS / 4], o[HS / 4];
     load_row<HS>(q, qkv + (size_t)i * 3 * C + h * HS, rsqrtf((float)HS));
 #pragma unroll
@@ -370,9 +378,11 @@ void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, c
 
 static void cached(float *out, float *kcache, float *vcache, const float *qkv, int n, int pos0,
                    const int32_t *pos_dev, int C, int NH) {
-    kv_store_kernel<<<cdiv((size_t)n * C, 256), 256, 0, g_cuda.stream>>>(kcache, vcache, qkv, n, pos0,
-                                                                         pos_dev, C);
-    LAUNCH_CHECK();
+    if (n > 1) { /* rows read each other's keys: stored first (one row: by the kernel) */
+        kv_store_kernel<<<cdiv((size_t)n * C, 256), 256, 0, g_cuda.stream>>>(kcache, vcache, qkv, n, pos0,
+                                                                             pos_dev, C);
+        LAUNCH_CHECK();
+    }
 #define CACHED(H)                                                                                   \
     attn_cached_kernel<H><<<n * NH, CACHED_THREADS, 0, g_cuda.stream>>>(out, kcache, vcache, qkv, n,   \
                                                                         pos0, pos_dev, C, NH)

@@ -138,11 +138,12 @@ static const ops_backend_t cuda_backend = {
      * one pass over the rows */
     .residual_layernorm_forward = cuda_residual_layernorm_forward,
     .residual_layernorm_backward = cuda_layernorm_backward,
-    .matmul_bias_gelu_forward = NULL, /* not yet: the unfused matmul + GELU */
+    .matmul_bias_gelu_forward = cuda_matmul_bias_gelu_forward,
     .gelu_bias_backward = cuda_gelu_bias_backward,
     .adamw_clip = NULL, /* per-tensor AdamW launches: a fraction of a millisecond */
     .embed_forward_at = cuda_embed_forward_at,
     .attention_cached_at = cuda_attention_cached_at,
+    .argmax = cuda_argmax,
     .graph_begin = cu_graph_begin,
     .graph_end = cu_graph_end,
     .graph_launch = cu_graph_launch,

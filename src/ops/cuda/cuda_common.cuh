@@ -45,6 +45,12 @@ extern cuda_state_t g_cuda;
 
 static inline unsigned cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
 
+/* GELU, tanh approximation (as the CPU backend) */
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+__device__ inline float cuda_gelu(float v) {
+    return 0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v)));
+}
+
 /* kernels (same contracts as the ops_backend_t entries of the same name) */
 void cuda_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, int B,
                         int T, int C, int pos0);
@@ -73,6 +79,9 @@ void cuda_embed_forward_at(float *out, const int32_t *tok, const float *wte, con
                            const int32_t *pos_dev);
 void cuda_attention_cached_at(float *out, float *kcache, float *vcache, const float *qkv, int C,
                               int NH, const int32_t *pos_dev);
+void cuda_matmul_bias_gelu_forward(float *pre, float *out, const float *x, const float *w,
+                                   const float *bias, int N, int C, int OC);
+void cuda_argmax(int32_t *out, const float *x, int n);
 void cuda_gelu_forward(float *out, const float *x, size_t n);
 void cuda_gelu_backward(float *dx, const float *x, const float *dout, size_t n);
 void cuda_add(float *out, const float *a, const float *b, size_t n);

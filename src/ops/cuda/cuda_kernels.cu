@@ -74,10 +74,61 @@ void cuda_embed_backward(float *dwte, float *dwpe, const float *dout, const int3
 }
 
 #define LN_MAXV 32 /* row kernels keep C <= 32 * LN_MAXV values per lane in registers */
+/* calls CALL(V) with the fewest registers per lane (V floats) for C */
+#define LN_DISPATCH(C, CALL)                                                                        \
+    do {                                                                                            \
+        if ((C) <= WARP * 8) CALL(8);                                                               \
+        else if ((C) <= WARP * 16) CALL(16);                                                        \
+        else if ((C) <= WARP * 24) CALL(24);                                                        \
+        else CALL(32);                                                                              \
+    } while (0)
 
 /* ---- LayerNorm: one warp per row (N,C) ---- */
-__global__ void layernorm_fwd_kernel(float *out, float *mean, float *rstd, const float *x,
-                                     const float *w, const float *b, int N, int C) {
+
+/* res = a + b (b NULL: no residual, res NULL: not stored), then out =
+ * layernorm(res) with mean and rstd (may be NULL), the row kept in
+ * registers (C <= 32 * LN_MAXV). Every load of a and b is issued before
+ * any store: res may alias them, so a store between loads would make each
+ * load wait for the one before it (a chain of memory latencies). */
+template <int V>
+__global__ void layernorm_rows_kernel(float *res, float *__restrict__ out, float *__restrict__ mean,
+                                      float *__restrict__ rstd, const float *a, const float *b,
+                                      const float *__restrict__ w, const float *__restrict__ bias, int N,
+                                      int C) {
+    int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    if (row >= N) return;
+    size_t off = (size_t)row * C;
+    float v[V], s = 0.0f;
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+        int c = lane + k * WARP;
+        v[k] = c < C ? a[off + c] + (b ? b[off + c] : 0.0f) : 0.0f;
+        s += v[k];
+    }
+    if (res)
+#pragma unroll
+        for (int k = 0; k < V; k++)
+            if (lane + k * WARP < C) res[off + lane + k * WARP] = v[k];
+    float mu = warp_sum(s) / C, var = 0.0f;
+#pragma unroll
+    for (int k = 0; k < V; k++)
+        if (lane + k * WARP < C) var += (v[k] - mu) * (v[k] - mu);
+    float rs = rsqrtf(warp_sum(var) / C + 1e-5f);
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+        int c = lane + k * WARP;
+        if (c < C) out[off + c] = (v[k] - mu) * rs * w[c] + bias[c];
+    }
+    if (lane == 0 && mean) {
+        mean[row] = mu;
+        rstd[row] = rs;
+    }
+}
+
+/* rows too wide for registers: three passes over x (from the cache) */
+__global__ void layernorm_wide_kernel(float *__restrict__ out, float *__restrict__ mean,
+                                      float *__restrict__ rstd, const float *__restrict__ x,
+                                      const float *__restrict__ w, const float *__restrict__ b, int N, int C) {
     int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
     if (row >= N) return;
     const float *xr = x + (size_t)row * C;
@@ -99,13 +150,82 @@ __global__ void layernorm_fwd_kernel(float *out, float *mean, float *rstd, const
 }
 void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
                             const float *b, int N, int C) {
-    layernorm_fwd_kernel<<<cdiv(N, 8), 8 * WARP, 0, g_cuda.stream>>>(out, mean, rstd, x, w, b, N, C);
+#define LN_FWD(V)                                                                                   \
+    layernorm_rows_kernel<V><<<cdiv(N, 8), 8 * WARP, 0, g_cuda.stream>>>(NULL, out, mean, rstd, x, NULL, w, b, N, C)
+    if (C <= WARP * LN_MAXV)
+        LN_DISPATCH(C, LN_FWD);
+    else
+        layernorm_wide_kernel<<<cdiv(N, 8), 8 * WARP, 0, g_cuda.stream>>>(out, mean, rstd, x, w, b, N, C);
     LAUNCH_CHECK();
 }
 
 /* dx += rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), with
- * dnorm = dout * w; dw, db summed over rows in shared memory per block,
- * then added with one atomic per channel per block. */
+ * dnorm = dout * w. One warp per row, the row in registers (V floats per
+ * lane, C <= 32 V); a lane sums dw and db of its channels over the rows
+ * it visits in registers, then once per block in shared memory and once
+ * per block in global memory (atomics). All of a row's loads come before
+ * its stores (dx is read and written). */
+template <int V>
+__global__ __launch_bounds__(256) void layernorm_bwd_rows_kernel(float *dx, float *dw, float *db,
+                                                                 const float *dout, const float *x,
+                                                                 const float *__restrict__ w,
+                                                                 const float *__restrict__ mean,
+                                                                 const float *__restrict__ rstd, int N, int C) {
+    extern __shared__ float sh[]; /* dw[C], db[C] */
+    float *sdw = sh, *sdb = sh + C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) sdw[c] = sdb[c] = 0.0f;
+    int warps = blockDim.x / WARP, lane = threadIdx.x % WARP;
+    float wr[V], aw[V], ab[V];
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+        int c = lane + k * WARP;
+        wr[k] = c < C ? w[c] : 0.0f;
+        aw[k] = ab[k] = 0.0f;
+    }
+    for (int row = blockIdx.x * warps + threadIdx.x / WARP; row < N; row += gridDim.x * warps) {
+        size_t off = (size_t)row * C;
+        float g[V], nx[V], d[V], mu = mean[row], rs = rstd[row], s1 = 0.0f, s2 = 0.0f;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            int c = lane + k * WARP;
+            bool in = c < C;
+            g[k] = in ? dout[off + c] : 0.0f;
+            nx[k] = in ? x[off + c] : 0.0f;
+            d[k] = in ? dx[off + c] : 0.0f;
+        }
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            nx[k] = (nx[k] - mu) * rs; /* the normalised x */
+            s1 += g[k] * wr[k];
+            s2 += g[k] * wr[k] * nx[k];
+        }
+        s1 = warp_sum(s1) / C;
+        s2 = warp_sum(s2) / C;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            int c = lane + k * WARP;
+            aw[k] += g[k] * nx[k];
+            ab[k] += g[k];
+            if (c < C) dx[off + c] = d[k] + rs * (g[k] * wr[k] - s1 - nx[k] * s2);
+        }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+        int c = lane + k * WARP;
+        if (c < C) {
+            atomicAdd(&sdw[c], aw[k]);
+            atomicAdd(&sdb[c], ab[k]);
+        }
+    }
+    __syncthreads();
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        atomicAdd(&dw[c], sdw[c]);
+        atomicAdd(&db[c], sdb[c]);
+    }
+}
+
+/* rows too wide for registers: the same, two passes over each row */
 __global__ void layernorm_bwd_kernel(float *dx, float *dw, float *db, const float *dout,
                                      const float *x, const float *w, const float *mean,
                                      const float *rstd, int N, int C) {
@@ -140,8 +260,16 @@ __global__ void layernorm_bwd_kernel(float *dx, float *dw, float *db, const floa
 }
 void cuda_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                              const float *w, const float *mean, const float *rstd, int N, int C) {
-    unsigned blocks = MG_MIN((unsigned)g_cuda.sms * 2, cdiv(N, 16));
     size_t shared = 2 * (size_t)C * sizeof(float);
+    if (C <= WARP * LN_MAXV) { /* one block of 8 warps per multiprocessor: registers bound it */
+        unsigned blocks = MG_MIN((unsigned)g_cuda.sms, cdiv(N, 8));
+#define LN_BWD(V)                                                                                   \
+    layernorm_bwd_rows_kernel<V><<<blocks, 8 * WARP, shared, g_cuda.stream>>>(dx, dw, db, dout, x, w, mean, rstd, N, C)
+        LN_DISPATCH(C, LN_BWD);
+        LAUNCH_CHECK();
+        return;
+    }
+    unsigned blocks = MG_MIN((unsigned)g_cuda.sms * 2, cdiv(N, 16));
     static size_t raised;
     if (shared > 48 * 1024 && shared > raised) {
         CUDA_CHECK(cudaFuncSetAttribute(layernorm_bwd_kernel,
@@ -153,12 +281,10 @@ void cuda_layernorm_backward(float *dx, float *dw, float *db, const float *dout,
 }
 
 /* ---- GELU (tanh approximation), as the CPU backend ---- */
-#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 __global__ void gelu_fwd_kernel(float *out, const float *x, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    float v = x[i];
-    out[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v)));
+    out[i] = cuda_gelu(x[i]);
 }
 __global__ void gelu_bwd_kernel(float *dx, const float *x, const float *dout, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -221,9 +347,22 @@ __global__ void xent_kernel(float *losses, float *dlogits, const float *logits,
     __syncthreads();
     if (threadIdx.x == 0) losses[row] = logf(s) + mx - target_logit;
     if (dlogits) {
+        /* eight loads before their stores: d may alias x, and a store
+         * between two loads would make each load wait for the last */
         float *d = dlogits + row * V, inv = 1.0f / s;
-        for (int i = threadIdx.x; i < V; i += blockDim.x)
-            d[i] = (__expf(x[i] - mx) * inv - (i == tgt ? 1.0f : 0.0f)) * dloss;
+        for (int i0 = threadIdx.x; i0 < V; i0 += 8 * blockDim.x) {
+            float v[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                int i = i0 + u * blockDim.x;
+                v[u] = i < V ? x[i] : 0.0f;
+            }
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                int i = i0 + u * blockDim.x;
+                if (i < V) d[i] = (__expf(v[u] - mx) * inv - (i == tgt ? 1.0f : 0.0f)) * dloss;
+            }
+        }
     }
 }
 void cuda_xent_forward_backward(float *losses, float *dlogits, const float *logits,
@@ -282,37 +421,6 @@ void cuda_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr
     LAUNCH_CHECK();
 }
 
-/* ---- fused: res = a + b, then out = layernorm(res), one warp per row,
- * the row kept in registers between the two (C <= 32 * LN_MAXV) ---- */
-__global__ void residual_layernorm_kernel(float *res, float *out, float *mean, float *rstd,
-                                          const float *a, const float *b, const float *w,
-                                          const float *bias, int N, int C) {
-    int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
-    if (row >= N) return;
-    size_t off = (size_t)row * C;
-    float v[LN_MAXV], s = 0.0f;
-#pragma unroll
-    for (int k = 0; k < LN_MAXV; k++) {
-        int c = lane + k * WARP;
-        v[k] = c < C ? a[off + c] + b[off + c] : 0.0f;
-        if (c < C) res[off + c] = v[k];
-        s += v[k];
-    }
-    float mu = warp_sum(s) / C, var = 0.0f;
-#pragma unroll
-    for (int k = 0; k < LN_MAXV; k++)
-        if (lane + k * WARP < C) var += (v[k] - mu) * (v[k] - mu);
-    float rs = rsqrtf(warp_sum(var) / C + 1e-5f);
-#pragma unroll
-    for (int k = 0; k < LN_MAXV; k++) {
-        int c = lane + k * WARP;
-        if (c < C) out[off + c] = (v[k] - mu) * rs * w[c] + bias[c];
-    }
-    if (lane == 0) {
-        mean[row] = mu;
-        rstd[row] = rs;
-    }
-}
 void cuda_residual_layernorm_forward(float *res, float *out, float *mean, float *rstd, const float *a,
                                      const float *b, const float *w, const float *bias, int N, int C) {
     if (C > WARP * LN_MAXV) { /* too wide for registers: the two-pass path */
@@ -320,7 +428,9 @@ void cuda_residual_layernorm_forward(float *res, float *out, float *mean, float 
         cuda_layernorm_forward(out, mean, rstd, res, w, bias, N, C);
         return;
     }
-    residual_layernorm_kernel<<<cdiv(N, 8), 8 * WARP, 0, g_cuda.stream>>>(res, out, mean, rstd, a, b, w, bias, N, C);
+#define LN_RES(V)                                                                                   \
+    layernorm_rows_kernel<V><<<cdiv(N, 8), 8 * WARP, 0, g_cuda.stream>>>(res, out, mean, rstd, a, b, w, bias, N, C)
+    LN_DISPATCH(C, LN_RES);
     LAUNCH_CHECK();
 }
 
@@ -354,5 +464,44 @@ void cuda_gelu_bias_backward(float *dpre, float *dbias, const float *pre, const 
     int rows = 128;
     gelu_bias_backward_kernel<<<dim3(cdiv(OC, 32), cdiv(N, rows)), dim3(32, 8), 0, g_cuda.stream>>>(dpre, dbias, pre, dout,
                                                                                   N, OC, rows);
+    LAUNCH_CHECK();
+}
+
+/* ---- argmax of one row (greedy decoding): one block; the first index
+ * wins ties, NaN never wins, as the host's loop ---- */
+__device__ inline void better(float &v, int &i, float v2, int i2) {
+    if (v2 > v || (v2 == v && i2 < i)) v = v2, i = i2;
+}
+__global__ void argmax_kernel(int32_t *out, const float *x, int n, int aligned) {
+    __shared__ float wv[32];
+    __shared__ int wi[32];
+    float v = -INFINITY;
+    int i = n, n4 = aligned ? n / 4 : 0; /* float4 loads when x allows */
+    const float4 *x4 = reinterpret_cast<const float4 *>(x);
+    for (int k = threadIdx.x; k < n4; k += 4 * blockDim.x) {
+        float4 q[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++)
+            if (k + u * (int)blockDim.x < n4) q[u] = x4[k + u * blockDim.x];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            int j = 4 * (k + u * blockDim.x);
+            if (j / 4 >= n4) break;
+            better(v, i, q[u].x, j);
+            better(v, i, q[u].y, j + 1);
+            better(v, i, q[u].z, j + 2);
+            better(v, i, q[u].w, j + 3);
+        }
+    }
+    for (int k = 4 * n4 + threadIdx.x; k < n; k += blockDim.x) better(v, i, x[k], k);
+    for (int o = 16; o > 0; o >>= 1) better(v, i, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, i, o));
+    if (threadIdx.x % WARP == 0) wv[threadIdx.x / WARP] = v, wi[threadIdx.x / WARP] = i;
+    __syncthreads();
+    if (threadIdx.x != 0) return;
+    for (int w = 1; w < (int)blockDim.x / WARP; w++) better(v, i, wv[w], wi[w]);
+    *out = i < n ? i : 0;
+}
+void cuda_argmax(int32_t *out, const float *x, int n) {
+    argmax_kernel<<<1, 1024, 0, g_cuda.stream>>>(out, x, n, (uintptr_t)x % 16 == 0);
     LAUNCH_CHECK();
 }

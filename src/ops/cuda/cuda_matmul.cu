@@ -150,36 +150,91 @@ static int staged(int rows, const void *a, const void *b) {
            alignment(a) >= 16 && alignment(b) >= 16;
 }
 
-/* One row (decoding): out (OC) = w (OC,C) . x (C) + bias, one warp per
- * output with 16-byte loads, in float32. It is bound by reading w once, at
- * memory speed; the general matmul kernels are built for many rows. */
-__global__ void gemv_kernel(float *out, const float *x, const float *w, const float *bias, int C,
-                            int OC) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= OC) return;
-    const float4 *wr = reinterpret_cast<const float4 *>(w + (size_t)row * C);
-    const float4 *xr = reinterpret_cast<const float4 *>(x);
-    float s = 0.0f;
-    for (int i = lane; i < C / 4; i += 32) {
-        float4 a = wr[i], b = xr[i];
-        s += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+/* One row (decoding): out (OC) = w (OC,C) . x (C) + bias, in float32,
+ * bound by reading w once at memory speed (the general matmul kernels are
+ * built for many rows). SPLIT warps share an output row (long rows: more
+ * loads in flight over more multiprocessors), a lane has four 16-byte
+ * loads in flight. GELU: pre gets the sum, out its GELU. */
+#define GEMV_WARPS 4 /* per block: small blocks spread a layer over every SM */
+template <bool GELU, int SPLIT>
+__global__ __launch_bounds__(32 * GEMV_WARPS) void gemv_kernel(float *out, float *pre, const float *x,
+                                                               const float *w, const float *bias, int C,
+                                                               int OC) {
+    __shared__ float part[GEMV_WARPS];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, sub = warp % SPLIT;
+    int row = blockIdx.x * (GEMV_WARPS / SPLIT) + warp / SPLIT;
+    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (row < OC) {
+        const float4 *wr = reinterpret_cast<const float4 *>(w + (size_t)row * C);
+        const float4 *xr = reinterpret_cast<const float4 *>(x);
+        const int step = 32 * SPLIT;
+        int i = sub * 32 + lane, n4 = C / 4;
+        for (; i + 3 * step < n4; i += 4 * step) {
+            float4 a[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++) a[u] = wr[i + u * step];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                float4 b = xr[i + u * step];
+                s[u] += a[u].x * b.x + a[u].y * b.y + a[u].z * b.z + a[u].w * b.w;
+            }
+        }
+        for (; i < n4; i += step) {
+            float4 a = wr[i], b = xr[i];
+            s[0] += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+        }
     }
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (lane == 0) out[row] = s + (bias ? bias[row] : 0.0f);
+    float v = (s[0] + s[1]) + (s[2] + s[3]);
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (SPLIT > 1) {
+        if (lane == 0) part[warp] = v;
+        __syncthreads();
+        if (lane == 0 && sub == 0)
+            for (int k = 1; k < SPLIT; k++) v += part[warp + k];
+    }
+    if (lane != 0 || sub != 0 || row >= OC) return;
+    v += bias ? bias[row] : 0.0f;
+    if (GELU) {
+        pre[row] = v;
+        out[row] = cuda_gelu(v);
+    } else
+        out[row] = v;
+}
+static int gemv_ok(int N, int C, const void *x, const void *w) {
+    return N == 1 && C % 4 == 0 && alignment(x) >= 16 && alignment(w) >= 16;
+}
+template <bool GELU>
+static void gemv(float *out, float *pre, const float *x, const float *w, const float *bias, int C, int OC) {
+    if (C >= 2048)
+        gemv_kernel<GELU, GEMV_WARPS><<<OC, 32 * GEMV_WARPS, 0, g_cuda.stream>>>(out, pre, x, w, bias, C, OC);
+    else
+        gemv_kernel<GELU, 1><<<cdiv(OC, GEMV_WARPS), 32 * GEMV_WARPS, 0, g_cuda.stream>>>(out, pre, x, w, bias, C, OC);
+    LAUNCH_CHECK();
 }
 
 /* out (N,OC) = x (N,C) @ w (OC,C)^T + bias
  * column-major: out^T (OC,N) = w^T... w is stored (C,OC) col-major, so op T */
 void cuda_matmul_forward(float *out, const float *x, const float *w, const float *bias, int N,
                          int C, int OC) {
-    if (N == 1 && C % 4 == 0 && alignment(x) >= 16 && alignment(w) >= 16) {
-        gemv_kernel<<<cdiv(OC, 8), 256, 0, g_cuda.stream>>>(out, x, w, bias, C, OC);
-        LAUNCH_CHECK();
-    } else if (staged(N, x, w))
+    if (gemv_ok(N, C, x, w))
+        gemv<false>(out, NULL, x, w, bias, C, OC);
+    else if (staged(N, x, w))
         lt_matmul(out, to_bf16(w, (size_t)OC * C, 0), to_bf16(x, (size_t)N * C, 1), bias, OC, N, C, 1,
                   0, 0, 1);
     else
         lt_matmul(out, w, x, bias, OC, N, C, 1, 0, 0, 0);
+}
+
+/* pre = x @ w^T + bias, out = GELU(pre): fused for one row (decoding);
+ * many rows run the matmul, then the GELU pass */
+void cuda_matmul_bias_gelu_forward(float *pre, float *out, const float *x, const float *w,
+                                   const float *bias, int N, int C, int OC) {
+    if (gemv_ok(N, C, x, w)) {
+        gemv<true>(out, pre, x, w, bias, C, OC);
+        return;
+    }
+    cuda_matmul_forward(pre, x, w, bias, N, C, OC);
+    cuda_gelu_forward(out, pre, (size_t)N * OC);
 }
 
 /* dbias[oc] += sum_n dout[n,oc]: each block sums a 32-column strip over a
