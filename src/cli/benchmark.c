@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "infer/kv.h"
+#include "infer/sample.h"
 #include "ops/ops.h"
 #include "util/common.h"
 #include "util/sysinfo.h"
@@ -86,13 +87,6 @@ static double step_flops(const gpt_config_t *c, int B, int T) {
     double dense = L * 2.0 * N * C * (3 * C + C + 4 * C + 4 * C) + 2.0 * N * C * V;
     double attn = L * 2.0 * (double)B * C * T * (T + 1.0); /* QK^T + PV */
     return 3.0 * (dense + attn);
-}
-
-static int argmax(const float *x, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
 }
 
 /* One training step: times of forward, backward and optimizer (zero grad
@@ -179,7 +173,7 @@ static int measure_inference(gpt_model_t *m, mg_rng_t *rng, int iters, bench_res
         if (kv_feed(kv, prompt, P, err)) goto done;
         ops->synchronize();
         double t1 = mg_now();
-        volatile int first = argmax(kv->host_logits, c->vocab);
+        volatile int first = sample_argmax(kv->host_logits, c->vocab);
         (void)first;
         double t2 = mg_now();
         feed_s += t1 - t0;
@@ -203,13 +197,12 @@ static int measure_inference(gpt_model_t *m, mg_rng_t *rng, int iters, bench_res
     for (int round = -1; round < iters; round++) { /* round -1: a short warm-up */
         if (round > 0 && mg_now() - start >= REPEAT_SECONDS) break;
         kv_reset(kv);
-        if (kv_feed(kv, prompt, 1, err)) goto done;
+        int32_t next;
+        if (kv_feed_greedy(kv, prompt, 1, &next, err)) goto done;
         ops->synchronize();
         double t0 = mg_now();
-        for (int i = 0; i < (round < 0 ? MG_MIN(D, 8) : D); i++) {
-            int32_t next = argmax(kv->host_logits, c->vocab);
-            if (kv_feed(kv, &next, 1, err)) goto done;
-        }
+        for (int i = 0; i < (round < 0 ? MG_MIN(D, 8) : D); i++)
+            if (kv_feed_greedy(kv, &next, 1, &next, err)) goto done;
         ops->synchronize();
         if (round < 0) {
             start = mg_now();

@@ -51,8 +51,12 @@ int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, cons
         return mg_fail(err, "the prompt has %d tokens but the context holds %d", n, c->ctx - kv->pos);
     scratch = mg_malloc(2 * (size_t)c->vocab * sizeof(float));
     if (!scratch) return mg_fail(err, "out of memory");
+    /* greedy with nothing to show of the logits: on a GPU only the next
+     * token's id crosses back to the host */
+    int greedy = o->sample.temperature <= 0.0f && !o->on_token && !o->cands;
+    int32_t next = 0, *want = greedy ? &next : NULL;
     double t0 = mg_now();
-    if (kv_feed(kv, prompt, n, err) != 0) goto fail;
+    if (kv_feed_greedy(kv, prompt, n, want, err) != 0) goto fail;
     st->prefill_s = mg_now() - t0;
     pending_t pd = {.n = 0};
     double t1 = mg_now();
@@ -62,8 +66,9 @@ int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, cons
             st->stop = GEN_STOP_INTERRUPTED;
             break;
         }
-        int32_t id = sample_token(kv->host_logits, c->vocab, &o->sample, o->rng, scratch,
-                                  o->cands, o->cands ? o->n_cands : 0);
+        int32_t id = greedy ? next
+                            : sample_token(kv->host_logits, c->vocab, &o->sample, o->rng, scratch,
+                                           o->cands, o->cands ? o->n_cands : 0);
         if (o->on_token) o->on_token(o->ctx, id, kv->host_logits);
         if (id == BPE_EOS) {
             st->stop = GEN_STOP_EOS;
@@ -78,7 +83,7 @@ int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, cons
             st->stop = GEN_STOP_CONTEXT;
             break;
         }
-        if (kv_feed(kv, &id, 1, err) != 0) goto fail;
+        if (kv_feed_greedy(kv, &id, 1, want, err) != 0) goto fail;
     }
     emit(o, &pd, NULL, 0, 1);
     st->decode_s = mg_now() - t1;

@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 
+#include "infer/sample.h"
 #include "util/common.h"
 
 /* the hook, only when set: NULL costs one branch and no clock reads */
@@ -24,7 +25,7 @@ kv_state_t *kv_create(gpt_model_t *m, char *err) {
         {&s->kcache, L * T * C}, {&s->vcache, L * T * C}, {&s->x, T * C},
         {&s->tmp, T * C},        {&s->ln, T * C},         {&s->qkv, T * 3 * C},
         {&s->atty, T * C},       {&s->fch, T * 4 * C},    {&s->fchg, T * 4 * C},
-        {&s->logits, (size_t)c->vocab}, {(float **)&s->tok, T + 1},
+        {&s->logits, (size_t)c->vocab}, {(float **)&s->tok, T + 2},
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
@@ -57,14 +58,19 @@ void kv_free(kv_state_t *s) {
 
 void kv_reset(kv_state_t *s) { s->pos = 0; }
 
-/* The forward pass of n rows at positions s->pos.. into s->logits. With
- * at_dev (one token, graph recording) the position is read on the backend
- * from s->tok[1] when the kernels run, and nothing is traced. */
-static void step(kv_state_t *s, int n, int at_dev) {
+/* The forward pass of n rows at positions s->pos.. into s->logits (and
+ * their argmax into s->tok[ctx + 1] when greedy). With at_dev (one token,
+ * graph recording) the position is read on the backend from s->tok[1]
+ * when the kernels run, and nothing is traced. The fused kernels, when
+ * the backend has them, save a launch and a pass each: a sublayer's
+ * residual add with the next LayerNorm, the fc matmul with its GELU. */
+static void step(kv_state_t *s, int n, int at_dev, int greedy) {
     gpt_model_t *m = s->model;
     const ops_backend_t *ops = m->ops;
     const gpt_config_t *c = &m->cfg;
-    int C = c->dim, NH = c->heads, V = c->vocab;
+    int C = c->dim, NH = c->heads, V = c->vocab, L = c->layers;
+    int fuse_ln = !m->no_fusion && ops->residual_layernorm_forward;
+    int fuse_gelu = !m->no_fusion && ops->matmul_bias_gelu_forward;
     size_t cache = (size_t)c->ctx * C;
     /* tokens (n) -> x (n,C), positions pos.. */
     if (at_dev)
@@ -73,27 +79,41 @@ static void step(kv_state_t *s, int n, int at_dev) {
         ops->embed_forward(s->x, s->tok, m->w.wte, m->w.wpe, 1, n, C, s->pos);
     TRACE(-1, "embed", s->x, n, C, 0.0);
     double t0 = s->trace ? mg_now() : 0.0;
-    for (int l = 0; l < c->layers; l++) {
+    for (int l = 0; l < L; l++) {
         const gpt_layer_t *w = &m->w.layer[l];
         float *kc = s->kcache + l * cache, *vc = s->vcache + l * cache;
-        ops->layernorm_forward(s->ln, NULL, NULL, s->x, w->ln1w, w->ln1b, n, C);
+        /* fused: the previous sublayer left ln = LayerNorm1(x) */
+        if (l == 0 || !fuse_ln) ops->layernorm_forward(s->ln, NULL, NULL, s->x, w->ln1w, w->ln1b, n, C);
         ops->matmul_forward(s->qkv, s->ln, w->qkvw, w->qkvb, n, C, 3 * C);
         if (at_dev)
             ops->attention_cached_at(s->atty, kc, vc, s->qkv, C, NH, s->tok + 1);
         else
             ops->attention_cached(s->atty, kc, vc, s->qkv, n, s->pos, C, NH);
         ops->matmul_forward(s->tmp, s->atty, w->projw, w->projb, n, C, C);
-        ops->add(s->x, s->x, s->tmp, (size_t)n * C);
+        if (fuse_ln)
+            ops->residual_layernorm_forward(s->x, s->ln, NULL, NULL, s->x, s->tmp, w->ln2w, w->ln2b, n, C);
+        else {
+            ops->add(s->x, s->x, s->tmp, (size_t)n * C);
+            ops->layernorm_forward(s->ln, NULL, NULL, s->x, w->ln2w, w->ln2b, n, C);
+        }
         if (s->trace) {
             double t1 = mg_now();
             TRACE(l, "attn", s->x, n, C, t1 - t0);
             t0 = mg_now(); /* the hook's own time is not the model's */
         }
-        ops->layernorm_forward(s->ln, NULL, NULL, s->x, w->ln2w, w->ln2b, n, C);
-        ops->matmul_forward(s->fch, s->ln, w->fcw, w->fcb, n, C, 4 * C);
-        ops->gelu_forward(s->fchg, s->fch, (size_t)n * 4 * C);
+        if (fuse_gelu)
+            ops->matmul_bias_gelu_forward(s->fch, s->fchg, s->ln, w->fcw, w->fcb, n, C, 4 * C);
+        else {
+            ops->matmul_forward(s->fch, s->ln, w->fcw, w->fcb, n, C, 4 * C);
+            ops->gelu_forward(s->fchg, s->fch, (size_t)n * 4 * C);
+        }
         ops->matmul_forward(s->tmp, s->fchg, w->fc2w, w->fc2b, n, 4 * C, C);
-        ops->add(s->x, s->x, s->tmp, (size_t)n * C);
+        if (fuse_ln) { /* x += tmp, ln = the next LayerNorm (ln1 of l+1, or ln_f) */
+            const float *nw = l + 1 < L ? m->w.layer[l + 1].ln1w : m->w.lnfw;
+            const float *nb = l + 1 < L ? m->w.layer[l + 1].ln1b : m->w.lnfb;
+            ops->residual_layernorm_forward(s->x, s->ln, NULL, NULL, s->x, s->tmp, nw, nb, n, C);
+        } else
+            ops->add(s->x, s->x, s->tmp, (size_t)n * C);
         if (s->trace) {
             double t1 = mg_now();
             TRACE(l, "mlp", s->x, n, C, t1 - t0);
@@ -101,13 +121,21 @@ static void step(kv_state_t *s, int n, int at_dev) {
         }
     }
     /* only the last position's logits are needed: (1,C) -> (1,V) */
-    const float *last = s->x + (size_t)(n - 1) * C;
-    ops->layernorm_forward(s->ln, NULL, NULL, last, m->w.lnfw, m->w.lnfb, 1, C);
-    TRACE(c->layers, "ln_f", s->ln, 1, C, 0.0);
-    ops->matmul_forward(s->logits, s->ln, m->w.wte, NULL, 1, C, V);
+    const float *lnf = s->ln + (size_t)(n - 1) * C;
+    if (!fuse_ln) {
+        lnf = s->ln;
+        ops->layernorm_forward(s->ln, NULL, NULL, s->x + (size_t)(n - 1) * C, m->w.lnfw, m->w.lnfb, 1, C);
+    }
+    TRACE(L, "ln_f", lnf, 1, C, 0.0);
+    ops->matmul_forward(s->logits, lnf, m->w.wte, NULL, 1, C, V);
+    if (greedy && ops->argmax) ops->argmax(s->tok + c->ctx + 1, s->logits, V);
 }
 
 int kv_feed(kv_state_t *s, const int32_t *tokens, int n, char *err) {
+    return kv_feed_greedy(s, tokens, n, NULL, err);
+}
+
+int kv_feed_greedy(kv_state_t *s, const int32_t *tokens, int n, int32_t *next, char *err) {
     gpt_model_t *m = s->model;
     const ops_backend_t *ops = m->ops;
     const gpt_config_t *c = &m->cfg;
@@ -118,23 +146,29 @@ int kv_feed(kv_state_t *s, const int32_t *tokens, int n, char *err) {
         if (tokens[i] < 0 || tokens[i] >= c->vocab)
             return mg_fail(err, "token id %d out of range", tokens[i]);
     if (n == 1 && !s->trace && ops->graph_begin) {
-        /* one token: the whole step is one graph launch, recorded once */
+        /* one token: the whole step is one graph launch, recorded once;
+         * it takes the argmax too, which costs a few microseconds */
         int32_t in[2] = {tokens[0], s->pos};
         ops->upload(s->tok, in, sizeof in);
         if (!s->graph) {
             ops->graph_begin();
-            step(s, 1, 1);
+            step(s, 1, 1, 1);
             s->graph = ops->graph_end();
         }
         if (s->graph)
             ops->graph_launch(s->graph);
         else
-            step(s, 1, 1); /* recording failed: run the same calls directly */
+            step(s, 1, 1, 1); /* recording failed: run the same calls directly */
     } else {
         ops->upload(s->tok, tokens, (size_t)n * sizeof(int32_t));
-        step(s, n, 0);
+        step(s, n, 0, next != NULL);
+    }
+    s->pos += n;
+    if (next && ops->argmax) { /* only the id crosses back */
+        ops->download(next, s->tok + c->ctx + 1, sizeof *next);
+        return 0;
     }
     ops->download(s->host_logits, s->logits, (size_t)c->vocab * sizeof(float));
-    s->pos += n;
+    if (next) *next = sample_argmax(s->host_logits, c->vocab);
     return 0;
 }

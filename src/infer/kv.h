@@ -25,7 +25,8 @@ typedef struct kv_state {
     float *kcache, *vcache; /* (L, ctx, C) on the backend */
     float *x, *tmp, *ln, *qkv, *atty, *fch, *fchg; /* per-position scratch */
     float *logits;        /* (V) on the backend */
-    int32_t *tok;         /* (ctx + 1) on the backend; a graph step reads {token, pos} */
+    int32_t *tok;         /* (ctx + 2) on the backend: the fed tokens (a graph step
+                           * reads {token, pos}); tok[ctx + 1] the greedy next */
     float *host_logits;   /* (V) logits after the last fed token */
     void *block;          /* the backend allocation behind all of the above */
     size_t block_bytes;   /* its size, for memory reports */
@@ -41,5 +42,9 @@ void kv_reset(kv_state_t *s);
 /* Runs n tokens at positions pos..pos+n-1 and leaves the logits of the
  * last one in s->host_logits. -1 if the context would overflow. */
 int kv_feed(kv_state_t *s, const int32_t *tokens, int n, char *err);
+/* kv_feed for greedy decoding: *next gets the most likely next token (the
+ * first on ties). On a backend with an argmax only that id crosses back:
+ * s->host_logits is then stale. next NULL: kv_feed. */
+int kv_feed_greedy(kv_state_t *s, const int32_t *tokens, int n, int32_t *next, char *err);
 
 #endif

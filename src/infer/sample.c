@@ -36,11 +36,16 @@ static int top_prefix(const float *p, int V, float pmax, int count, double mass,
     return n;
 }
 
-int sample_token(const float *logits, int V, const sample_opts_t *o, mg_rng_t *rng,
-                 float *scratch, sample_cand_t *cands, int n_cands) {
+int sample_argmax(const float *logits, int V) {
     int best = 0;
     for (int i = 1; i < V; i++)
         if (logits[i] > logits[best]) best = i;
+    return best;
+}
+
+int sample_token(const float *logits, int V, const sample_opts_t *o, mg_rng_t *rng,
+                 float *scratch, sample_cand_t *cands, int n_cands) {
+    int best = sample_argmax(logits, V);
     float temp = o->temperature > 0.0f ? o->temperature : 1.0f;
     /* probabilities at this temperature */
     float *p = scratch;

@@ -17,6 +17,9 @@ typedef struct {
     float prob; /* probability after temperature and cuts */
 } sample_cand_t;
 
+/* The index of the largest logit (V), the first on ties: greedy. */
+int sample_argmax(const float *logits, int V);
+
 /* Picks a token id from logits (V). scratch must hold 2*V floats.
  * If cands is not NULL, the top n_cands candidates (by probability after
  * temperature, before renormalising the cut) are written there. */

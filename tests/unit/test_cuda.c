@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "infer/kv.h"
+#include "infer/sample.h"
 #include "model/gpt.h"
 #include "ops/ops.h"
 #include "util/common.h"
@@ -153,6 +154,18 @@ static void test_pointwise_and_rows(void **state) {
         gpu->adamw(p.g, g.g, m.g, v.g, p.n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, t);
     }
     CHECK("adamw parameters", rel_err(&p), 1e-6);
+    /* argmax (greedy decoding) with ties: the first index wins, as on the host */
+    int32_t *best = gpu->alloc(sizeof(int32_t)), got = -1;
+    for (int k = 0; k < 3; k++) {
+        int n = k == 0 ? 1 : k == 1 ? 1000 : 50257;
+        for (int i = 0; i < n; i++) logits.c[i] = (float)mg_rng_below(&rng, k == 2 ? 40 : 7);
+        gpu->upload(logits.g, logits.c, n * sizeof(float));
+        gpu->argmax(best, logits.g, n);
+        gpu->download(&got, best, sizeof got);
+        printf("  argmax of %d (ties): %d, host %d\n", n, got, sample_argmax(logits.c, n));
+        assert_int_equal(got, sample_argmax(logits.c, n));
+    }
+    gpu->free(best);
     CHECK("adamw second moment", rel_err(&v), 1e-6);
     pair_t *all[] = {&x, &y, &y2, &w, &b, &mean, &rstd, &dx, &dw, &db, &logits, &losses, &wte, &wpe, &emb, &demb, &p, &g, &m, &v};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(all[i]);
@@ -160,11 +173,47 @@ static void test_pointwise_and_rows(void **state) {
     gpu->free(tg);
 }
 
+/* LayerNorm forward, backward (accumulating) and the residual-fused
+ * forward at widths of each register kernel and of the wide path; the
+ * residual one also in place (res aliasing a), as decoding calls it */
+static void test_layernorm_widths(void **state) {
+    (void)state;
+    NEED_GPU();
+    int shapes[][2] = {{77, 96}, {33, 500}, {41, 768}, {9, 1024}, {5, 1100}};
+    for (int k = 0; k < 5; k++) {
+        int N = shapes[k][0], C = shapes[k][1];
+        printf(" N %d, C %d\n", N, C);
+        pair_t x = pair_rand((size_t)N * C, 1.0f), y = pair_zero(x.n), g = pair_rand(x.n, 1.0f);
+        pair_t w = pair_rand(C, 1.0f), b = pair_rand(C, 1.0f), mean = pair_zero(N), rstd = pair_zero(N);
+        poison(&y);
+        cpu->layernorm_forward(y.c, mean.c, rstd.c, x.c, w.c, b.c, N, C);
+        gpu->layernorm_forward(y.g, mean.g, rstd.g, x.g, w.g, b.g, N, C);
+        CHECK("  layernorm forward", rel_err(&y), 1e-5);
+        CHECK("  layernorm mean", rel_err(&mean), 1e-5);
+        CHECK("  layernorm rstd", rel_err(&rstd), 1e-5);
+        pair_t dx = pair_rand(x.n, 1.0f), dw = pair_rand(C, 1.0f), db = pair_rand(C, 1.0f);
+        cpu->layernorm_backward(dx.c, dw.c, db.c, g.c, x.c, w.c, mean.c, rstd.c, N, C);
+        gpu->layernorm_backward(dx.g, dw.g, db.g, g.g, x.g, w.g, mean.g, rstd.g, N, C);
+        CHECK("  layernorm backward dx (+=)", rel_err(&dx), 1e-5);
+        CHECK("  layernorm backward dw (+=)", rel_err(&dw), 1e-5);
+        CHECK("  layernorm backward db (+=)", rel_err(&db), 1e-5);
+        poison(&y);
+        cpu->residual_layernorm_forward(x.c, y.c, NULL, NULL, x.c, g.c, w.c, b.c, N, C);
+        gpu->residual_layernorm_forward(x.g, y.g, NULL, NULL, x.g, g.g, w.g, b.g, N, C);
+        CHECK("  residual+layernorm in place: res", rel_err(&x), 1e-6);
+        CHECK("  residual+layernorm in place: out", rel_err(&y), 1e-5);
+        pair_t *all[] = {&x, &y, &g, &w, &b, &mean, &rstd, &dx, &dw, &db};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(all[i]);
+    }
+}
+
 static void test_matmul(void **state) {
     (void)state;
     NEED_GPU();
-    int shapes[][3] = {{1, 64, 200}, {37, 96, 288}, {300, 128, 512}};
-    for (int s = 0; s < 3; s++) {
+    /* one row (the decoding GEMV: a short row, a row of the unrolled loop
+     * plus its tail, a long row) and many */
+    int shapes[][3] = {{1, 64, 200}, {1, 520, 77}, {1, 3072, 768}, {37, 96, 288}, {300, 128, 512}};
+    for (int s = 0; s < 5; s++) {
         int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
         pair_t x = pair_rand((size_t)N * C, 1.0f), w = pair_rand((size_t)OC * C, 0.1f), b = pair_rand(OC, 1.0f);
         pair_t out = pair_zero((size_t)N * OC), dout = pair_rand(out.n, 1.0f), dx = pair_zero(x.n);
@@ -182,8 +231,15 @@ static void test_matmul(void **state) {
         CHECK("  ... backward dx", rel_err(&dx), 1e-5);
         CHECK("  ... backward dw (+=)", rel_err(&dw), 1e-5);
         CHECK("  ... backward dbias (+=)", rel_err(&db), 1e-5);
-        pair_t *all[] = {&x, &w, &b, &out, &dout, &dx, &dw, &db};
-        for (size_t i = 0; i < 8; i++) pair_free(all[i]);
+        pair_t act = pair_zero(out.n);
+        poison(&out);
+        poison(&act);
+        cpu->matmul_bias_gelu_forward(out.c, act.c, x.c, w.c, b.c, N, C, OC);
+        gpu->matmul_bias_gelu_forward(out.g, act.g, x.g, w.g, b.g, N, C, OC);
+        CHECK("  ... fused bias+GELU: pre", rel_err(&out), 1e-5);
+        CHECK("  ... fused bias+GELU: out", rel_err(&act), 1e-5);
+        pair_t *all[] = {&x, &w, &b, &out, &dout, &dx, &dw, &db, &act};
+        for (size_t i = 0; i < 9; i++) pair_free(all[i]);
     }
 }
 
@@ -334,12 +390,15 @@ static void test_greedy_decoding(void **state) {
     cpu->download(w, mc->weights, mc->num_floats * sizeof(float));
     gpu->upload(mg->weights, w, mc->num_floats * sizeof(float));
     mg_free(w);
-    kv_state_t *kc = kv_create(mc, err), *kg = kv_create(mg, err);
+    /* kd: the device's own argmax, only the id crossing back */
+    kv_state_t *kc = kv_create(mc, err), *kg = kv_create(mg, err), *kd = kv_create(mg, err);
     assert_non_null(kc);
     assert_non_null(kg);
-    int32_t prompt[5] = {1, 8, 59, 116, 200}, ac = 0, ag = 0;
+    assert_non_null(kd);
+    int32_t prompt[5] = {1, 8, 59, 116, 200}, ac = 0, ag = 0, ad = -1;
     assert_int_equal(kv_feed(kc, prompt, 5, err), 0);
     assert_int_equal(kv_feed(kg, prompt, 5, err), 0);
+    assert_int_equal(kv_feed_greedy(kd, prompt, 5, &ad, err), 0);
     int same = 0;
     for (int i = 0; i < 60; i++) {
         ac = ag = 0;
@@ -347,22 +406,25 @@ static void test_greedy_decoding(void **state) {
             if (kc->host_logits[v] > kc->host_logits[ac]) ac = v;
             if (kg->host_logits[v] > kg->host_logits[ag]) ag = v;
         }
-        if (ac != ag) break;
+        if (ac != ag || ad != ag) break;
         same++;
         assert_int_equal(kv_feed(kc, &ac, 1, err), 0);
         assert_int_equal(kv_feed(kg, &ag, 1, err), 0);
+        assert_int_equal(kv_feed_greedy(kd, &ad, 1, &ad, err), 0);
     }
     printf("  greedy decoding: %d of 60 tokens identical\n", same);
     assert_int_equal(same, 60);
     kv_free(kc);
     kv_free(kg);
+    kv_free(kd);
     gpt_free(mc);
     gpt_free(mg);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pointwise_and_rows), cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_pointwise_and_rows), cmocka_unit_test(test_layernorm_widths),
+        cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_attention),          cmocka_unit_test(test_model_fp32),
         cmocka_unit_test(test_model_bf16),         cmocka_unit_test(test_greedy_decoding),
     };

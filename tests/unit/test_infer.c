@@ -21,7 +21,9 @@
 #include "util/common.h"
 
 /* Logits from prefill + one-token steps equal the full forward's, at every
- * position: the cache changes the cost, not the result. */
+ * position, with the fused kernels and without: the cache changes the
+ * cost, not the result. kv_feed_greedy's next token is the argmax of the
+ * same logits. */
 static void test_kv_matches_forward(void **state) {
     (void)state;
     char err[MG_ERR_LEN];
@@ -30,25 +32,39 @@ static void test_kv_matches_forward(void **state) {
     gpt_model_t *m = gpt_create(&cfg, ops_cpu(), err);
     assert_non_null(m);
     assert_int_equal(gpt_init_weights(m, 3, err), 0);
-    for (size_t i = 0; i < m->num_floats; i++) m->weights[i] *= 10.0f; /* sharper logits */
-    assert_int_equal(gpt_alloc_training(m, 1, T, err), 0);
-    int32_t tok[12];
     mg_rng_t rng;
     mg_rng_seed(&rng, 9);
+    /* sharper logits, and LayerNorm gains and biases that differ per layer */
+    for (size_t i = 0; i < m->num_floats; i++) m->weights[i] = 10.0f * m->weights[i] + 0.3f * mg_rng_normal(&rng);
+    assert_int_equal(gpt_alloc_training(m, 1, T, err), 0);
+    int32_t tok[12];
     for (int i = 0; i < T; i++) tok[i] = (int32_t)mg_rng_below(&rng, cfg.vocab);
     gpt_forward(m, tok, NULL, 1, T);
-    kv_state_t *kv = kv_create(m, err);
-    assert_non_null(kv);
-    assert_int_equal(kv_feed(kv, tok, 5, err), 0); /* prefill 5 */
-    for (int t = 4; t < T; t++) {
-        const float *full = m->a.logits + (size_t)t * cfg.vocab;
-        for (int v = 0; v < cfg.vocab; v++) assert_float_equal(full[v], kv->host_logits[v], 1e-4);
-        if (t + 1 < T) assert_int_equal(kv_feed(kv, &tok[t + 1], 1, err), 0);
+    for (int no_fusion = 0; no_fusion < 2; no_fusion++) {
+        m->no_fusion = no_fusion;
+        kv_state_t *kv = kv_create(m, err), *kg = kv_create(m, err);
+        assert_non_null(kv);
+        assert_non_null(kg);
+        int32_t next = -1;
+        assert_int_equal(kv_feed(kv, tok, 5, err), 0); /* prefill 5 */
+        assert_int_equal(kv_feed_greedy(kg, tok, 5, &next, err), 0);
+        for (int t = 4; t < T; t++) {
+            const float *full = m->a.logits + (size_t)t * cfg.vocab;
+            for (int v = 0; v < cfg.vocab; v++) /* float32 sums in another order */
+                assert_float_equal(full[v], kv->host_logits[v], 1e-4 * (1.0 + fabs(full[v])));
+            assert_int_equal(next, sample_argmax(full, cfg.vocab));
+            if (t + 1 < T) {
+                assert_int_equal(kv_feed(kv, &tok[t + 1], 1, err), 0);
+                assert_int_equal(kv_feed_greedy(kg, &tok[t + 1], 1, &next, err), 0);
+            }
+        }
+        /* the context is full now: one more token is an error, not a crash */
+        assert_int_equal(kv_feed(kv, tok, 1, err), -1);
+        assert_non_null(strstr(err, "context"));
+        kv_free(kv);
+        kv_free(kg);
     }
-    /* the context is full now: one more token is an error, not a crash */
-    assert_int_equal(kv_feed(kv, tok, 1, err), -1);
-    assert_non_null(strstr(err, "context"));
-    kv_free(kv);
+    m->no_fusion = 0;
     gpt_free(m);
 }
 
