@@ -1,12 +1,13 @@
 /* bench_kernels.c - CPU kernel timings for docs/kernel-fusion.md: the (T,T)
  * vs flash attention, fused vs unfused LayerNorm+residual, bias+GELU,
- * AdamW+clipping, softmax cross-entropy, and the N=1 matmul (decode).
+ * AdamW+clipping, softmax cross-entropy, the N=1 matmul (decode), and where
+ * the time of a GPT-2 124M decode step goes, op by op (step).
  *
  *   make -j2 minigpt && gcc -O3 -march=native -fopenmp -Isrc \
  *     -I/usr/include/x86_64-linux-gnu/openblas-openmp bench/bench_kernels.c build/libminigpt.a \
  *     -L/usr/lib/x86_64-linux-gnu/openblas-openmp -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp \
  *     -lopenblas -lpcre2-8 -lcjson -ledit -lm -o build/bench_kernels
- *   build/bench_kernels [attention|fused|decode|all] [threads]
+ *   build/bench_kernels [attention|fused|decode|step|all] [threads]
  *
  * Each figure is the best of 15 runs (ms per call): the machine this was
  * written on is a shared 2-core VM, and the minimum is the least disturbed. */
@@ -18,6 +19,7 @@
 
 #include <cblas.h>
 
+#include "infer/kv.h"
 #include "model/gpt.h"
 #include "ops/cpu/cpu_kernels.h"
 #include "ops/cpu/cpu_math.h"
@@ -177,41 +179,11 @@ static void bench_fused(void) {
     }
 }
 
-/* the alternative to sgemv measured for N = 1: OpenMP over output rows,
- * four rows at a time, vectorised dot products */
-static void omp_matvec(float *out, const float *x, const float *w, const float *bias, int C, int OC) {
-    /* four rows at a time: each load of x feeds four FMAs */
-    int OC4 = OC / 4 * 4;
-#pragma omp parallel
-    {
-#pragma omp for schedule(static) nowait
-        for (int o = 0; o < OC4; o += 4) {
-            const float *w0 = w + (size_t)o * C, *w1 = w0 + C, *w2 = w1 + C, *w3 = w2 + C;
-            float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-#pragma omp simd reduction(+ : a0, a1, a2, a3)
-            for (int i = 0; i < C; i++) {
-                a0 += w0[i] * x[i];
-                a1 += w1[i] * x[i];
-                a2 += w2[i] * x[i];
-                a3 += w3[i] * x[i];
-            }
-            out[o] = bias ? a0 + bias[o] : a0;
-            out[o + 1] = bias ? a1 + bias[o + 1] : a1;
-            out[o + 2] = bias ? a2 + bias[o + 2] : a2;
-            out[o + 3] = bias ? a3 + bias[o + 3] : a3;
-        }
-#pragma omp for schedule(static)
-        for (int o = OC4; o < OC; o++) {
-            const float *wr = w + (size_t)o * C;
-            float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-            for (int i = 0; i < C; i++) acc += wr[i] * x[i];
-            out[o] = bias ? acc + bias[o] : acc;
-        }
-    }
-}
-
-/* decoding: one row through the linear layers, N = 1 */
+/* decoding: one row through the linear layers, N = 1: BLAS sgemv against
+ * the kernel (cpu_matvec), on one matrix called again and again (in cache
+ * when it fits) and on fresh copies of it, one after another through 512
+ * MB (streamed from memory, as in a real decode step). The weights are the
+ * backend's allocation, 64-byte aligned, as the model's are. */
 static void bench_decode(void) {
     struct { int C, OC; const char *what; } sh[] = {
         {256, 768, "mini qkv 256->768"},    {256, 1024, "mini fc 256->1024"},
@@ -219,19 +191,165 @@ static void bench_decode(void) {
         {768, 2304, "gpt2 qkv 768->2304"},  {768, 3072, "gpt2 fc 768->3072"},
         {3072, 768, "gpt2 fc2 3072->768"},  {768, 50257, "gpt2 head 768->50257"},
     };
-    printf("\nN=1 matmul (decode), ms per call: sgemm M=1 | sgemv | OpenMP matvec\n");
+    const ops_backend_t *o = ops_cpu();
+    size_t arena_n = (size_t)128 << 20; /* 512 MB */
+    float *arena = o->alloc(arena_n * sizeof(float));
+    for (size_t i = 0; i < arena_n; i++) arena[i] = 0.1f * ((float)(i % 1021) / 1021 - 0.5f);
+    printf("\nN=1 matmul (decode), ms per call: in cache: sgemv | matvec; from memory: sgemv | matvec\n");
     for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
         int C = sh[s].C, OC = sh[s].OC;
-        float *x = rnd(C, 1), *w = rnd((size_t)OC * C, 0.1f), *out = rnd(OC, 1), *bias = rnd(OC, 1);
-        double a, b, c;
-        int inner = OC > 10000 ? 5 : 50;
-        TIME(a, inner, cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1, OC, C, 1.0f, x, C, w, C, 0.0f, out, OC));
-        TIME(b, inner, cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, x, 1, 0.0f, out, 1));
-        TIME(c, inner, omp_matvec(out, x, w, bias, C, OC));
-        printf("  %-24s %8.4f %8.4f %8.4f   (weights %.1f MB: %.1f GB/s by the matvec)\n", sh[s].what, a,
-               b, c, OC * (double)C * 4 / 1e6, OC * (double)C * 4 / 1e6 / c);
-        free(x); free(w); free(out); free(bias);
+        size_t wn = (size_t)OC * C, copies = arena_n / wn, k = 0;
+        float *x = rnd(C, 1), *out = rnd(OC, 1), *bias = rnd(OC, 1), *w = arena;
+        double hb, hm, cb, cm;
+        int inner = OC > 10000 ? 5 : 50, cold = (int)(copies < 50 ? copies : 50);
+        TIME(hb, inner, cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, x, 1, 0.0f, out, 1));
+        TIME(hm, inner, cpu_matvec(out, x, w, bias, C, OC));
+        TIME(cb, cold, {
+            k = (k + 1) % copies;
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, arena + k * wn, C, x, 1, 0.0f, out, 1);
+        });
+        TIME(cm, cold, {
+            k = (k + 1) % copies;
+            cpu_matvec(out, x, arena + k * wn, bias, C, OC);
+        });
+        double mb = wn * 4.0 / 1e6;
+        printf("  %-22s %5.1f MB %8.4f %8.4f | %8.4f %8.4f   (from memory: %.1f | %.1f GB/s)\n",
+               sh[s].what, mb, hb, hm, cb, cm, mb / cb, mb / cm);
+        free(x); free(out); free(bias);
     }
+    o->free(arena);
+}
+
+/* step: GPT-2 124M decoding through the real kv_feed, on a copy of the CPU
+ * backend whose entries time each call (the matmuls told apart by shape):
+ * ms per token for each op of a decode step, and the weight bandwidth of
+ * the matmuls (their weights are read once per token). */
+enum { ST_EMBED, ST_LN, ST_QKV, ST_PROJ, ST_FC, ST_FC2, ST_HEAD, ST_ATTN, ST_GELU, ST_ADD, ST_N };
+static const char *st_name[ST_N] = {"embedding", "layernorm (+ residual)", "qkv matvec",
+                                    "proj matvec", "fc matvec (+ GELU)", "fc2 matvec",
+                                    "classifier matvec", "attention (cached)", "gelu",
+                                    "residual add"};
+static double st_s[ST_N], st_bytes[ST_N];
+static int st_C;
+#define ST_TIME(op, call)                                                                          \
+    do {                                                                                           \
+        double t0_ = now();                                                                        \
+        call;                                                                                      \
+        st_s[op] += now() - t0_;                                                                   \
+    } while (0)
+static void st_embed(float *out, const int32_t *tok, const float *wte, const float *wpe, int B,
+                     int T, int C, int pos0) {
+    ST_TIME(ST_EMBED, cpu_embed_forward(out, tok, wte, wpe, B, T, C, pos0));
+}
+static void st_ln(float *out, float *mean, float *rstd, const float *x, const float *w,
+                  const float *b, int N, int C) {
+    ST_TIME(ST_LN, cpu_layernorm_forward(out, mean, rstd, x, w, b, N, C));
+}
+static void st_res_ln(float *res, float *out, float *mean, float *rstd, const float *a,
+                      const float *b, const float *w, const float *bias, int N, int C) {
+    ST_TIME(ST_LN, cpu_residual_layernorm_forward(res, out, mean, rstd, a, b, w, bias, N, C));
+}
+static void st_matmul(float *out, const float *x, const float *w, const float *bias, int N, int C,
+                      int OC) {
+    int op = OC == 3 * st_C ? ST_QKV : OC == 4 * st_C ? ST_FC : C == 4 * st_C ? ST_FC2
+             : OC == st_C ? ST_PROJ : ST_HEAD;
+    ST_TIME(op, cpu_matmul_forward(out, x, w, bias, N, C, OC));
+    st_bytes[op] += (double)OC * C * sizeof(float);
+}
+static void st_fc_gelu(float *pre, float *out, const float *x, const float *w, const float *bias,
+                       int N, int C, int OC) {
+    ST_TIME(ST_FC, cpu_matmul_bias_gelu_forward(pre, out, x, w, bias, N, C, OC));
+    st_bytes[ST_FC] += (double)OC * C * sizeof(float);
+}
+static void st_attn(float *out, float *kcache, float *vcache, const float *qkv, int n, int pos0,
+                    int C, int NH) {
+    ST_TIME(ST_ATTN, cpu_attention_cached(out, kcache, vcache, qkv, n, pos0, C, NH));
+}
+static void st_gelu(float *out, const float *x, size_t n) {
+    ST_TIME(ST_GELU, cpu_gelu_forward(out, x, n));
+}
+static void st_add(float *out, const float *a, const float *b, size_t n) {
+    ST_TIME(ST_ADD, cpu_add(out, a, b, n));
+}
+
+static void bench_step(void) {
+    char err[256];
+    gpt_config_t cfg;
+    gpt_preset("gpt2", &cfg, err);
+    cfg.ctx = 64; /* as bench/bench_cpu.sh: 63 tokens decoded after one */
+    st_C = cfg.dim;
+    ops_backend_t timed = *ops_cpu();
+    timed.embed_forward = st_embed;
+    timed.layernorm_forward = st_ln;
+    timed.residual_layernorm_forward = st_res_ln;
+    timed.matmul_forward = st_matmul;
+    timed.matmul_bias_gelu_forward = st_fc_gelu;
+    timed.attention_cached = st_attn;
+    timed.gelu_forward = st_gelu;
+    timed.add = st_add;
+    gpt_model_t *m = gpt_create(&cfg, &timed, err);
+    kv_state_t *kv = m && gpt_init_weights(m, 1, err) == 0 ? kv_create(m, err) : NULL;
+    if (!kv) {
+        printf("step: %s\n", err);
+        gpt_free(m);
+        return;
+    }
+    int D = cfg.ctx - 1, rounds = 10, tokens = 0;
+    double best = 1e30, total = 0.0;
+    for (int r = -1; r < rounds; r++) { /* round -1: warm-up, not counted */
+        int32_t tok = 0;
+        kv_reset(kv);
+        kv_feed(kv, &tok, 1, err);
+        if (r == 0) {
+            memset(st_s, 0, sizeof st_s);
+            memset(st_bytes, 0, sizeof st_bytes);
+        }
+        double t0 = now();
+        for (int i = 0; i < D; i++) {
+            tok = (tok * 31 + 7) % cfg.vocab;
+            kv_feed(kv, &tok, 1, err);
+        }
+        double t = now() - t0;
+        if (r < 0) continue;
+        best = t < best ? t : best;
+        total += t;
+        tokens += D;
+    }
+    /* the prompt token of each round is in st_s too: scale to decoded tokens */
+    double per = 1e3 / (tokens + rounds), sum = 0.0;
+    printf("\nGPT-2 124M decode step (ctx %d, %d rounds of %d tokens): ms per token\n", cfg.ctx,
+           rounds, D);
+    for (int op = 0; op < ST_N; op++) {
+        sum += st_s[op] * per;
+        printf("  %-24s %7.3f", st_name[op], st_s[op] * per);
+        if (st_bytes[op] > 0)
+            printf("   %6.1f MB at %5.1f GB/s", st_bytes[op] / (tokens + rounds) / 1e6,
+                   st_bytes[op] / st_s[op] / 1e9);
+        printf("\n");
+    }
+    printf("  %-24s %7.3f\n  step (mean, best round) %7.3f %7.3f ms = %.1f / %.1f tok/s\n",
+           "sum of ops", sum, total * 1e3 / tokens, best * 1e3 / D, tokens / total, D / best);
+    /* the same matvecs back to back, nothing between: the bandwidth the
+     * step would reach if the other ops cost nothing */
+    double mv_best = 1e30, mv_bytes = 0.0;
+    for (int r = 0; r < rounds; r++) {
+        double t0 = now();
+        for (int l = 0; l < cfg.layers; l++) {
+            const gpt_layer_t *w = &m->w.layer[l];
+            cpu_matvec(kv->qkv, kv->ln, w->qkvw, w->qkvb, cfg.dim, 3 * cfg.dim);
+            cpu_matvec(kv->tmp, kv->atty, w->projw, w->projb, cfg.dim, cfg.dim);
+            cpu_matvec(kv->fch, kv->ln, w->fcw, w->fcb, cfg.dim, 4 * cfg.dim);
+            cpu_matvec(kv->tmp, kv->fchg, w->fc2w, w->fc2b, 4 * cfg.dim, cfg.dim);
+        }
+        cpu_matvec(kv->logits, kv->ln, m->w.wte, NULL, cfg.dim, cfg.vocab);
+        double t = now() - t0;
+        mv_best = t < mv_best ? t : mv_best;
+    }
+    for (int op = ST_QKV; op <= ST_HEAD; op++) mv_bytes += st_bytes[op] / (tokens + rounds);
+    printf("  matvecs alone, back to back (best of %d): %.3f ms = %.1f GB/s\n", rounds,
+           mv_best * 1e3, mv_bytes / mv_best / 1e9);
+    kv_free(kv);
+    gpt_free(m);
 }
 
 int main(int argc, char **argv) {
@@ -241,5 +359,6 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "attention") || !strcmp(what, "all")) bench_attention();
     if (!strcmp(what, "fused") || !strcmp(what, "all")) bench_fused();
     if (!strcmp(what, "decode") || !strcmp(what, "all")) bench_decode();
+    if (!strcmp(what, "step") || !strcmp(what, "all")) bench_step();
     return 0;
 }

@@ -405,22 +405,56 @@ static void test_xent_reference(void **state) {
 }
 
 /* ---------------------------------------------------------------------
- * N = 1 (decoding): the matrix-vector path gives the sgemm rows */
+ * N = 1 (decoding): the matrix-vector kernel (cpu_matmul.c: blocks of 8
+ * rows, vectors of 4 or 8 floats, one range of row blocks per thread,
+ * serial below 65536 weights) gives what the sgemm path and a double-precision
+ * reference give, with and without the bias, and with the fused GELU.
+ * The shapes cover C below, at and off the vector width (odd C: every row
+ * is unaligned), OC below one block, not a multiple of 8 (a partial last
+ * block) and blocks that do not split evenly over the 2 threads, both
+ * sides of the serial threshold, and the GPT-2 shapes. */
+
+static void check_matvec(int C, int OC) {
+    char what[96];
+    int N = 3; /* N > 1: matmul_forward takes the sgemm path */
+    float *x = randn((size_t)N * C, 1.0f), *w = randn((size_t)OC * C, 0.1f), *bias = randn(OC, 1.0f);
+    float *all = mg_calloc((size_t)N * OC, sizeof(float)), *all_g = mg_calloc((size_t)N * OC, sizeof(float));
+    float *row = mg_calloc(OC, sizeof(float)), *pre = mg_calloc(OC, sizeof(float)), *ref = mg_calloc(OC, sizeof(float));
+    ops->matmul_forward(all, x, w, bias, N, C, OC);
+    ops->matmul_bias_gelu_forward(all, all_g, x, w, bias, N, C, OC);
+    for (int r = 0; r < N; r++) {
+        const float *xr = x + (size_t)r * C, *sg = all + (size_t)r * OC;
+        for (int o = 0; o < OC; o++) {
+            double d = bias[o];
+            for (int i = 0; i < C; i++) d += (double)w[(size_t)o * C + i] * xr[i];
+            ref[o] = (float)d;
+        }
+        snprintf(what, sizeof what, "matvec C %d OC %d row %d vs double", C, OC, r);
+        ops->matmul_forward(row, xr, w, bias, 1, C, OC);
+        expect_close(what, row, ref, OC, 2e-6);
+        snprintf(what, sizeof what, "matvec C %d OC %d row %d vs sgemm", C, OC, r);
+        expect_close(what, row, sg, OC, 2e-6);
+        snprintf(what, sizeof what, "matvec C %d OC %d row %d, no bias", C, OC, r);
+        ops->matmul_forward(row, xr, w, NULL, 1, C, OC);
+        for (int o = 0; o < OC; o++) row[o] += bias[o];
+        expect_close(what, row, ref, OC, 2e-6);
+        snprintf(what, sizeof what, "matvec+gelu C %d OC %d row %d", C, OC, r);
+        ops->matmul_bias_gelu_forward(pre, row, xr, w, bias, 1, C, OC);
+        expect_close(what, pre, ref, OC, 2e-6);
+        expect_close(what, row, all_g + (size_t)r * OC, OC, 2e-6);
+    }
+    mg_free(x); mg_free(w); mg_free(bias); mg_free(all); mg_free(all_g); mg_free(row); mg_free(pre);
+    mg_free(ref);
+}
 
 static void test_matvec(void **state) {
     (void)state;
-    int N = 3, C = 200, OC = 333;
-    float *x = randn((size_t)N * C, 1.0f), *w = randn((size_t)OC * C, 0.1f), *bias = randn(OC, 1.0f);
-    float *all = mg_calloc((size_t)N * OC, sizeof(float)), *row = mg_calloc(OC, sizeof(float));
-    ops->matmul_forward(all, x, w, bias, N, C, OC); /* sgemm */
-    for (int r = 0; r < N; r++) {
-        ops->matmul_forward(row, x + (size_t)r * C, w, bias, 1, C, OC); /* matrix-vector */
-        expect_close("matmul N=1 row", row, all + (size_t)r * OC, OC, 1e-6);
-        ops->matmul_forward(row, x + (size_t)r * C, w, NULL, 1, C, OC);
-        for (int o = 0; o < OC; o++) row[o] += bias[o];
-        expect_close("matmul N=1 row, no bias", row, all + (size_t)r * OC, OC, 1e-6);
-    }
-    mg_free(x); mg_free(w); mg_free(bias); mg_free(all); mg_free(row);
+    static const int shapes[][2] = {
+        {1, 1},     {3, 5},      {16, 8},    {17, 9},     {31, 7},     {200, 333},
+        {255, 257}, {257, 255},  {771, 85},  {64, 1025},  {1000, 67},  {3077, 43},
+        {768, 2304}, {3072, 768}, {768, 50257},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_matvec(shapes[i][0], shapes[i][1]);
 }
 
 /* ---------------------------------------------------------------------

@@ -1,21 +1,113 @@
 /* cpu_matmul.c - linear layers through BLAS sgemm, transposes folded into
- * the call (no copies); one row (N = 1, decoding) as a matrix-vector
- * product; the fused matmul + bias + GELU. */
+ * the call (no copies); one row (N = 1, decoding) through a hand-written
+ * matrix-vector product that streams the weights once; the fused matmul +
+ * bias + GELU. */
 #include <cblas.h>
+#include <omp.h>
+#include <string.h>
+#if defined(__AVX__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 #include "ops/cpu/cpu_kernels.h"
 #include "ops/cpu/cpu_math.h"
 
-/* out (OC) = w (OC,C) @ x (C) + bias: decoding is bound by reading the
- * weights, once per token. BLAS sgemv (threaded over output rows by
- * OpenBLAS) reads them once, at about 100 GB/s from cache here; sgemm with
- * M = 1 is 3-12x slower (it packs the weights), and an OpenMP loop over
- * rows with vectorised dot products (bench/bench_kernels.c decode) measured
- * the same as sgemv or up to 2x slower, so sgemv it is. */
+/* One row: out (OC) = w (OC,C) @ x (C). Decoding reads every weight once
+ * per token (GPT-2 124M: 497 MB for 0.25 GFLOP), so this is a question of
+ * memory bandwidth, not arithmetic: BLAS sgemv streamed the GPT-2 weights
+ * at 40-44 GB/s here, this loop at 55-57 GB/s, about what a plain summing
+ * loop reads with 2 threads (bench/bench_kernels.c decode and step).
+ * What makes the difference is MATVEC_ROWS rows in flight at once: eight
+ * independent streams of weights keep more cache-line reads outstanding
+ * than one or four (4 rows: 42 GB/s; 12 or 16: no better than 8), and each
+ * load of x feeds eight products. Software prefetch measured slower (44-45
+ * GB/s), so there is none.
+ * The vector is a GCC/Clang vector type of 8 floats where the target
+ * (-march) has AVX, else 4 (SSE2, the x86-64 baseline, or NEON), so one
+ * loop builds everywhere and eight accumulators always fit in the
+ * registers. 16 floats (AVX-512) measured no faster from memory and 10-30 %
+ * slower from cache on this Zen 4, which splits them in two anyway. */
+#if defined(__AVX__)
+#define MATVEC_VW 8
+#else
+#define MATVEC_VW 4
+#endif
+#define MATVEC_ROWS 8
+typedef float matvec_vec_t __attribute__((vector_size(MATVEC_VW * sizeof(float))));
+/* acc + a * b, fused where the target has FMA (ISO C mode does not
+ * contract a * b + c by itself): half the arithmetic, which counts when the
+ * weights come from cache (small models) rather than from memory */
+#if defined(__AVX__) && defined(__FMA__)
+#define MATVEC_FMA(a, b, acc) _mm256_fmadd_ps(a, b, acc)
+#else
+#define MATVEC_FMA(a, b, acc) ((acc) + (a) * (b))
+#endif
+
+/* an unaligned load (rows of odd C are not vector-aligned) */
+static inline matvec_vec_t matvec_load(const float *p) {
+    matvec_vec_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* For the R (<= MATVEC_ROWS) rows at w: out[r] = w[r,:] . x + bias[r]
+ * (bias may be NULL). R is a constant at both call sites, so the
+ * accumulators stay in registers. Each row's result is finished and
+ * stored on its own: eight scalar stores read back as one vector (a bias
+ * pass over the block) stall on store forwarding, which cost 3x in cache. */
+static inline void matvec_block(float *out, const float *x, const float *w, const float *bias,
+                                int C, int R) {
+    matvec_vec_t acc[MATVEC_ROWS] = {0};
+    int i = 0;
+    for (; i + MATVEC_VW <= C; i += MATVEC_VW) {
+        matvec_vec_t xv = matvec_load(x + i);
+        for (int r = 0; r < R; r++) acc[r] = MATVEC_FMA(matvec_load(w + (size_t)r * C + i), xv, acc[r]);
+    }
+    for (int r = 0; r < R; r++) {
+        /* the lanes summed as a tree (halves added, log2 VW steps), not in
+         * a chain of VW dependent adds */
+        float t[MATVEC_VW];
+        memcpy(t, &acc[r], sizeof t);
+        for (int h = MATVEC_VW / 2; h > 0; h /= 2)
+            for (int k = 0; k < h; k++) t[k] += t[k + h];
+        float s = t[0];
+        for (int j = i; j < C; j++) s += w[(size_t)r * C + j] * x[j]; /* C % MATVEC_VW */
+        out[r] = bias ? s + bias[r] : s;
+    }
+}
+
+/* pre (OC) = w (OC,C) @ x (C) + bias (may be NULL); when out is not NULL,
+ * also out = GELU(pre), each thread over its own rows while they are in
+ * its cache (a vectorised pass: GELU row by row inside the blocks is
+ * scalar). Each thread takes one contiguous range of row blocks, so it
+ * streams one part of w from start to end; below 64K weights a second
+ * thread costs more than it saves. */
+static void matvec(float *pre, float *out, const float *x, const float *w, const float *bias, int C,
+                   int OC) {
+    int blocks = (OC + MATVEC_ROWS - 1) / MATVEC_ROWS;
+#pragma omp parallel if ((size_t)OC * C >= 65536)
+    {
+        int id = omp_get_thread_num(), nt = omp_get_num_threads();
+        int b0 = (int)((long)blocks * id / nt), b1 = (int)((long)blocks * (id + 1) / nt);
+        for (int b = b0; b < b1; b++) {
+            int o = b * MATVEC_ROWS, R = OC - o < MATVEC_ROWS ? OC - o : MATVEC_ROWS;
+            const float *wb = w + (size_t)o * C, *bb = bias ? bias + o : NULL;
+            if (R == MATVEC_ROWS)
+                matvec_block(pre + o, x, wb, bb, C, MATVEC_ROWS);
+            else /* the last, partial block, a row at a time */
+                for (int r = 0; r < R; r++)
+                    matvec_block(pre + o + r, x, wb + (size_t)r * C, bb ? bb + r : NULL, C, 1);
+        }
+        if (out) {
+            int o0 = b0 * MATVEC_ROWS, o1 = b1 * MATVEC_ROWS < OC ? b1 * MATVEC_ROWS : OC;
+#pragma omp simd
+            for (int o = o0; o < o1; o++) out[o] = cpu_gelu(pre[o]);
+        }
+    }
+}
+
 void cpu_matvec(float *out, const float *x, const float *w, const float *bias, int C, int OC) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, x, 1, 0.0f, out, 1);
-    if (bias)
-        for (int o = 0; o < OC; o++) out[o] += bias[o];
+    matvec(out, NULL, x, w, bias, C, OC);
 }
 
 void cpu_matmul_forward(float *out, const float *x, const float *w, const float *bias, int N, int C,
@@ -63,14 +155,15 @@ void cpu_bias_backward(float *dbias, const float *dout, int N, int OC) {
 }
 
 /* Fused: pre = x @ w^T + bias and out = GELU(pre) in one pass after the
- * sgemm, instead of a bias pass over pre and a GELU pass reading it again. */
+ * sgemm, instead of a bias pass over pre and a GELU pass reading it again;
+ * for one row, in the matrix-vector product itself. */
 void cpu_matmul_bias_gelu_forward(float *pre, float *out, const float *x, const float *w,
                                   const float *bias, int N, int C, int OC) {
-    if (N == 1)
-        cpu_matvec(pre, x, w, NULL, C, OC);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, x, C, w, C, 0.0f, pre,
-                    OC);
+    if (N == 1) {
+        matvec(pre, out, x, w, bias, C, OC);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, x, C, w, C, 0.0f, pre, OC);
     cpu_bias_gelu(pre, out, bias, N, OC);
 }
 
