@@ -207,6 +207,47 @@ static void test_layernorm_widths(void **state) {
     }
 }
 
+/* bf16 copies of activations (cuda_shadow.cu): a LayerNorm leaves one of
+ * its output for the next matmul; anything else that writes that buffer
+ * (an upload, an in-place add) must retire it, or the matmul would read
+ * the old values. At bf16, against the CPU in float32. */
+static void test_shadow_copies(void **state) {
+    (void)state;
+    NEED_GPU();
+    const ops_backend_t *g16 = ops_select("cuda", "bf16", 0, NULL, why);
+    assert_non_null(g16);
+    int N = 256, C = 64, OC = 96; /* enough rows for the bf16 path */
+    pair_t x = pair_rand((size_t)N * C, 1.0f), y = pair_zero(x.n), z = pair_rand(x.n, 1.0f);
+    pair_t lw = pair_rand(C, 1.0f), lb = pair_rand(C, 1.0f), w = pair_rand((size_t)OC * C, 0.1f);
+    pair_t bias = pair_rand(OC, 1.0f), out = pair_zero((size_t)N * OC);
+    pair_t dout = pair_rand(out.n, 1.0f), dx = pair_zero(x.n), dw = pair_zero(w.n);
+    cpu->layernorm_forward(y.c, NULL, NULL, x.c, lw.c, lb.c, N, C);
+    g16->layernorm_forward(y.g, NULL, NULL, x.g, lw.g, lb.g, N, C);
+    cpu->matmul_forward(out.c, y.c, w.c, bias.c, N, C, OC);
+    g16->matmul_forward(out.g, y.g, w.g, bias.g, N, C, OC);
+    CHECK("matmul of a LayerNorm's output (its copy)", rel_err(&out), 2e-2);
+    g16->matmul_backward(dx.g, dw.g, NULL, dout.g, y.g, w.g, N, C, OC);
+    cpu->matmul_backward(dx.c, dw.c, NULL, dout.c, y.c, w.c, N, C, OC);
+    CHECK("  ... backward dw (x from its copy)", rel_err(&dw), 2e-2);
+    /* new contents by upload: the copy is stale */
+    g16->upload(y.g, z.c, z.n * sizeof(float));
+    memcpy(y.c, z.c, z.n * sizeof(float));
+    cpu->matmul_forward(out.c, y.c, w.c, bias.c, N, C, OC);
+    g16->matmul_forward(out.g, y.g, w.g, bias.g, N, C, OC);
+    CHECK("after an upload over it", rel_err(&out), 2e-2);
+    /* new contents by an in-place add after a fresh copy */
+    cpu->layernorm_forward(y.c, NULL, NULL, x.c, lw.c, lb.c, N, C);
+    g16->layernorm_forward(y.g, NULL, NULL, x.g, lw.g, lb.g, N, C);
+    cpu->add(y.c, y.c, z.c, y.n);
+    g16->add(y.g, y.g, z.g, y.n);
+    cpu->matmul_forward(out.c, y.c, w.c, bias.c, N, C, OC);
+    g16->matmul_forward(out.g, y.g, w.g, bias.g, N, C, OC);
+    CHECK("after an in-place add", rel_err(&out), 2e-2);
+    pair_t *all[] = {&x, &y, &z, &lw, &lb, &w, &bias, &out, &dout, &dx, &dw};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(all[i]);
+    gpu = ops_select("cuda", "fp32", 0, NULL, why); /* the precision is the backend's */
+}
+
 static void test_matmul(void **state) {
     (void)state;
     NEED_GPU();
@@ -424,7 +465,7 @@ static void test_greedy_decoding(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pointwise_and_rows), cmocka_unit_test(test_layernorm_widths),
-        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_matmul),             cmocka_unit_test(test_shadow_copies),
         cmocka_unit_test(test_attention),          cmocka_unit_test(test_model_fp32),
         cmocka_unit_test(test_model_bf16),         cmocka_unit_test(test_greedy_decoding),
     };

@@ -336,6 +336,8 @@ size_t cuda_attention_state_floats(int B, int NH, int T) { return (size_t)B * NH
 static int use_flash(int HS) { return g_cuda.compute != CUBLAS_COMPUTE_32F && cuda_flash_supported(HS); }
 
 void cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
+    cuda_shadow_forget(att, cuda_attention_state_floats(B, NH, T) * sizeof(float));
+    cuda_shadow_forget(out, (size_t)B * T * C * sizeof(float)); /* the flash path makes a copy */
     if (use_flash(C / NH)) {
         cuda_flash_forward(out, att, qkv, B, T, C, NH);
         return;
@@ -352,6 +354,7 @@ static size_t dsum_len;
 
 void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
                              const float *att, int B, int T, int C, int NH) {
+    cuda_shadow_forget(dqkv, (size_t)B * T * 3 * C * sizeof(float)); /* the flash path makes a copy */
     size_t rows = (size_t)B * NH * T;
     if (rows > dsum_len) {
         CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream));
@@ -378,6 +381,10 @@ void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, c
 
 static void cached(float *out, float *kcache, float *vcache, const float *qkv, int n, int pos0,
                    const int32_t *pos_dev, int C, int NH) {
+    /* (recorded for a graph, pos_dev: its launch forgets every copy) */
+    cuda_shadow_forget(out, (size_t)n * C * sizeof(float));
+    cuda_shadow_forget(kcache + (size_t)pos0 * C, (size_t)n * C * sizeof(float));
+    cuda_shadow_forget(vcache + (size_t)pos0 * C, (size_t)n * C * sizeof(float));
     if (n > 1) { /* rows read each other's keys: stored first (one row: by the kernel) */
         kv_store_kernel<<<cdiv((size_t)n * C, 256), 256, 0, g_cuda.stream>>>(kcache, vcache, qkv, n, pos0,
                                                                              pos_dev, C);

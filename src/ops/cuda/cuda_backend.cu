@@ -27,7 +27,7 @@ static struct {
 } allocs[MAX_ALLOCS];
 static size_t in_use, peak;
 
-static void *cu_alloc(size_t bytes) {
+void *cuda_alloc(size_t bytes) {
     void *p = NULL;
     if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
         cudaGetLastError(); /* clear the sticky out-of-memory error */
@@ -48,6 +48,7 @@ static void *cu_alloc(size_t bytes) {
 
 static void cu_free(void *p) {
     if (!p) return;
+    cuda_shadow_forget_all(); /* the memory may come back for something else */
     for (int i = 0; i < MAX_ALLOCS; i++)
         if (allocs[i].p == p) {
             in_use -= allocs[i].bytes;
@@ -59,13 +60,17 @@ static void cu_free(void *p) {
 
 static void cu_upload(void *dst, const void *src, size_t bytes) {
     /* from pageable memory: returns once src has been staged */
+    cuda_shadow_forget(dst, bytes);
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_cuda.stream));
 }
 static void cu_download(void *dst, const void *src, size_t bytes) {
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_cuda.stream));
     CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream));
 }
-static void cu_zero(void *p, size_t bytes) { CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, g_cuda.stream)); }
+static void cu_zero(void *p, size_t bytes) {
+    cuda_shadow_forget(p, bytes);
+    CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, g_cuda.stream));
+}
 static void cu_synchronize(void) { CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream)); }
 
 static void cu_memory(size_t *used, size_t *hi, size_t *capacity) {
@@ -92,7 +97,10 @@ static void *cu_graph_end(void) {
     }
     return exec;
 }
-static void cu_graph_launch(void *g) { CUDA_CHECK(cudaGraphLaunch((cudaGraphExec_t)g, g_cuda.stream)); }
+static void cu_graph_launch(void *g) {
+    cuda_shadow_forget_all(); /* its writes are not seen one by one */
+    CUDA_CHECK(cudaGraphLaunch((cudaGraphExec_t)g, g_cuda.stream));
+}
 static void cu_graph_free(void *g) { cudaGraphExecDestroy((cudaGraphExec_t)g); }
 
 static cudaDeviceProp prop;
@@ -113,7 +121,7 @@ static const ops_backend_t cuda_backend = {
     .describe = cu_describe,
     .synchronize = cu_synchronize,
     .memory = cu_memory,
-    .alloc = cu_alloc,
+    .alloc = cuda_alloc,
     .free = cu_free,
     .upload = cu_upload,
     .download = cu_download,

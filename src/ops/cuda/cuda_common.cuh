@@ -9,6 +9,7 @@
 #define MG_CUDA_COMMON_CUH
 
 #include <cublasLt.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +45,26 @@ typedef struct {
 extern cuda_state_t g_cuda;
 
 static inline unsigned cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
+
+typedef __nv_bfloat16 bf16;
+
+/* device memory counted in the backend's figures (cuda_backend.cu) */
+void *cuda_alloc(size_t bytes);
+
+/* 1 when matmuls over this many rows take bf16 operands staged from the
+ * float32 ones (bf16 precision; MINIGPT_CUDA_STAGE=0 turns it off) */
+int cuda_staging(int rows);
+
+/* bf16 copies of float32 buffers that matmuls read (cuda_shadow.cu).
+ * make: forgets copies overlapping (p, n floats) and returns a buffer of n
+ * bf16 for the caller's kernel to fill with p's new contents in the same
+ * pass, or NULL (no copy: float32 precision, rows too few for staging, or
+ * memory short). find: the copy of exactly (p, n), or NULL. forget: every
+ * op calls it on what it writes (but make does it for what it copies). */
+bf16 *cuda_shadow_make(const float *p, size_t n, int rows);
+const bf16 *cuda_shadow_find(const float *p, size_t n);
+void cuda_shadow_forget(const void *p, size_t bytes);
+void cuda_shadow_forget_all(void);
 
 /* GELU, tanh approximation (as the CPU backend) */
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
@@ -83,6 +104,8 @@ void cuda_matmul_bias_gelu_forward(float *pre, float *out, const float *x, const
                                    const float *bias, int N, int C, int OC);
 void cuda_argmax(int32_t *out, const float *x, int n);
 void cuda_gelu_forward(float *out, const float *x, size_t n);
+/* the same, writing out's bf16 copy too (out16 from cuda_shadow_make, or NULL) */
+void cuda_gelu_forward_copy(float *out, bf16 *out16, const float *x, size_t n);
 void cuda_gelu_backward(float *dx, const float *x, const float *dout, size_t n);
 void cuda_add(float *out, const float *a, const float *b, size_t n);
 void cuda_xent_forward_backward(float *losses, float *dlogits, const float *logits,

@@ -141,26 +141,30 @@ __device__ inline void load_tile(bf16 *dst, const bf16 *src, int r0, int T) {
 }
 
 /* Writes a warp's 16 x HS accumulator, times f, to rows row0 + g (+8)
- * (valid while < T) at channel offset off of a (.., stride) fp32 tensor. */
+ * (valid while < T) at channel offset off of a (.., stride) fp32 tensor,
+ * and to its bf16 copy dst16 (same layout) unless NULL. */
 template <int HS>
-__device__ inline void write_rows(float *dst, int stride, int off, int row0, int T, const float (*acc)[4],
-                                  float f) {
+__device__ inline void write_rows(float *dst, bf16 *dst16, int stride, int off, int row0, int T,
+                                  const float (*acc)[4], float f) {
     int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int i = 0; i < 2; i++) {
         int r = row0 + g + 8 * i;
         if (r >= T) continue;
-        float *p = dst + (size_t)r * stride + off + 2 * t;
+        size_t at = (size_t)r * stride + off + 2 * t;
 #pragma unroll
-        for (int d = 0; d < HS / 8; d++)
-            *reinterpret_cast<float2 *>(p + d * 8) = make_float2(acc[d][2 * i] * f, acc[d][2 * i + 1] * f);
+        for (int d = 0; d < HS / 8; d++) {
+            float2 v = make_float2(acc[d][2 * i] * f, acc[d][2 * i + 1] * f);
+            *reinterpret_cast<float2 *>(dst + at + d * 8) = v;
+            if (dst16) *reinterpret_cast<uint32_t *>(dst16 + at + d * 8) = pack(v.x, v.y);
+        }
     }
 }
 
 /* ---- forward ---- */
 template <int HS>
-__global__ __launch_bounds__(128) void flash_fwd_kernel(float *out, float *lse, const bf16 *heads, int B,
-                                                        int T, int C, int NH) {
+__global__ __launch_bounds__(128) void flash_fwd_kernel(float *out, bf16 *out16, float *lse, const bf16 *heads,
+                                                        int B, int T, int C, int NH) {
     const int BN = tile_cols<HS>::n, LD = HS + 8;
     extern __shared__ __align__(16) bf16 smem[];
     /* two buffers each of K and V tiles: buffer i at + i * BN * LD */
@@ -245,7 +249,8 @@ __global__ __launch_bounds__(128) void flash_fwd_kernel(float *out, float *lse, 
         for (int d = 0; d < HS / 8; d++) o[d][2 * i] *= inv, o[d][2 * i + 1] *= inv;
         if (t == 0 && r0 + 8 * i < T) lse[(size_t)bh * T + r0 + 8 * i] = m[i] + logf(l[i]);
     }
-    write_rows<HS>(out + (size_t)b * T * C, C, h * HS, wrow, T, o, 1.0f);
+    write_rows<HS>(out + (size_t)b * T * C, out16 ? out16 + (size_t)b * T * C : NULL, C, h * HS, wrow, T, o,
+                   1.0f);
 }
 
 /* lse and D of query rows q0..q0+BN-1 into shared memory (0 past T) */
@@ -260,7 +265,8 @@ __device__ inline void load_rows(float *ls, float *ds, const float *lse, const f
 
 /* ---- dk, dv: a block owns 64 keys ---- */
 template <int HS>
-__global__ __launch_bounds__(128) void flash_dkv_kernel(float *dqkv, const bf16 *heads, const bf16 *dheads,
+__global__ __launch_bounds__(128) void flash_dkv_kernel(float *dqkv, bf16 *dqkv16, const bf16 *heads,
+                                                        const bf16 *dheads,
                                                         const float *lse, const float *D, int B, int T,
                                                         int C, int NH) {
     const int BN = tile_cols<HS>::n, LD = HS + 8;
@@ -326,13 +332,15 @@ __global__ __launch_bounds__(128) void flash_dkv_kernel(float *dqkv, const bf16 
         __syncthreads();
     }
     float *dst = dqkv + (size_t)b * T * C3;
-    write_rows<HS>(dst, C3, C + h * HS, wkey, T, dk, 1.0f);
-    write_rows<HS>(dst, C3, 2 * C + h * HS, wkey, T, dv, 1.0f);
+    bf16 *dst16 = dqkv16 ? dqkv16 + (size_t)b * T * C3 : NULL;
+    write_rows<HS>(dst, dst16, C3, C + h * HS, wkey, T, dk, 1.0f);
+    write_rows<HS>(dst, dst16, C3, 2 * C + h * HS, wkey, T, dv, 1.0f);
 }
 
 /* ---- dq: a block owns 64 queries ---- */
 template <int HS>
-__global__ __launch_bounds__(128) void flash_dq_kernel(float *dqkv, const bf16 *heads, const bf16 *dheads,
+__global__ __launch_bounds__(128) void flash_dq_kernel(float *dqkv, bf16 *dqkv16, const bf16 *heads,
+                                                       const bf16 *dheads,
                                                        const float *lse, const float *D, int B, int T,
                                                        int C, int NH) {
     const int BN = tile_cols<HS>::n, LD = HS + 8;
@@ -394,7 +402,8 @@ __global__ __launch_bounds__(128) void flash_dq_kernel(float *dqkv, const bf16 *
         mma_ab<BN / 16, HS / 8, LD>(dq, pf, Kb + cur * BN * LD); /* dQ += dS K (times scale at the end) */
         __syncthreads();
     }
-    write_rows<HS>(dqkv + (size_t)b * T * C3, C3, h * HS, wrow, T, dq, rsqrtf((float)HS));
+    write_rows<HS>(dqkv + (size_t)b * T * C3, dqkv16 ? dqkv16 + (size_t)b * T * C3 : NULL, C3, h * HS, wrow, T, dq,
+                   rsqrtf((float)HS));
 }
 
 /* (B,T,stride) fp32, parts blocks of C channels from channel 0 (q, k, v or
@@ -460,9 +469,10 @@ template <int HS> static size_t dq_smem() { return tile_bytes<HS>(2 * BM + 4 * t
 template <int HS>
 static void fwd(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
     const bf16 *heads = to_heads(qkv, NULL, B, T, C, NH);
+    bf16 *out16 = cuda_shadow_make(out, (size_t)B * T * C, B * T); /* for the proj matmul */
     SMEM_LIMIT(flash_fwd_kernel<HS>, fwd_smem<HS>());
-    flash_fwd_kernel<HS><<<dim3(cdiv(T, BM), B * NH), 128, fwd_smem<HS>(), g_cuda.stream>>>(out, lse, heads,
-                                                                                           B, T, C, NH);
+    flash_fwd_kernel<HS><<<dim3(cdiv(T, BM), B * NH), 128, fwd_smem<HS>(), g_cuda.stream>>>(out, out16, lse,
+                                                                                           heads, B, T, C, NH);
     LAUNCH_CHECK();
 }
 
@@ -470,12 +480,15 @@ template <int HS>
 static void bwd(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *D,
                 int B, int T, int C, int NH) {
     const bf16 *heads = to_heads(qkv, dout, B, T, C, NH), *dheads = heads + (size_t)3 * B * T * C;
+    bf16 *dqkv16 = cuda_shadow_make(dqkv, (size_t)B * T * 3 * C, B * T); /* for the qkv matmul */
     SMEM_LIMIT(flash_dkv_kernel<HS>, dkv_smem<HS>());
     SMEM_LIMIT(flash_dq_kernel<HS>, dq_smem<HS>());
     dim3 grid(cdiv(T, BM), B * NH);
-    flash_dkv_kernel<HS><<<grid, 128, dkv_smem<HS>(), g_cuda.stream>>>(dqkv, heads, dheads, lse, D, B, T, C, NH);
+    flash_dkv_kernel<HS><<<grid, 128, dkv_smem<HS>(), g_cuda.stream>>>(dqkv, dqkv16, heads, dheads, lse, D, B, T,
+                                                                       C, NH);
     LAUNCH_CHECK();
-    flash_dq_kernel<HS><<<grid, 128, dq_smem<HS>(), g_cuda.stream>>>(dqkv, heads, dheads, lse, D, B, T, C, NH);
+    flash_dq_kernel<HS><<<grid, 128, dq_smem<HS>(), g_cuda.stream>>>(dqkv, dqkv16, heads, dheads, lse, D, B, T, C,
+                                                                     NH);
     LAUNCH_CHECK();
 }
 

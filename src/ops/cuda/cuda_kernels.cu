@@ -33,6 +33,7 @@ __global__ void embed_fwd_kernel(float *out, const int32_t *tok, const float *wt
 void cuda_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, int B,
                         int T, int C, int pos0) {
     size_t total = (size_t)B * T * C;
+    cuda_shadow_forget(out, total * sizeof(float));
     embed_fwd_kernel<<<cdiv(total, 256), 256, 0, g_cuda.stream>>>(out, tok, wte, wpe, T, C, pos0, total);
     LAUNCH_CHECK();
 }
@@ -45,6 +46,7 @@ __global__ void embed_at_kernel(float *out, const int32_t *tok, const float *wte
 }
 void cuda_embed_forward_at(float *out, const int32_t *tok, const float *wte, const float *wpe, int C,
                            const int32_t *pos_dev) {
+    cuda_shadow_forget(out, C * sizeof(float));
     embed_at_kernel<<<cdiv(C, 256), 256, 0, g_cuda.stream>>>(out, tok, wte, wpe, C, pos_dev);
     LAUNCH_CHECK();
 }
@@ -67,6 +69,7 @@ __global__ void embed_bwd_wpe_kernel(float *dwpe, const float *dout, int B, int 
 void cuda_embed_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok, int B,
                          int T, int C) {
     size_t total = (size_t)B * T * C;
+    cuda_shadow_forget_all(); /* dwte's size is not known here; no copy is needed after it */
     embed_bwd_wte_kernel<<<cdiv(total, 256), 256, 0, g_cuda.stream>>>(dwte, dout, tok, C, total);
     LAUNCH_CHECK();
     embed_bwd_wpe_kernel<<<cdiv((size_t)T * C, 256), 256, 0, g_cuda.stream>>>(dwpe, dout, B, T, C);
@@ -91,7 +94,8 @@ void cuda_embed_backward(float *dwte, float *dwpe, const float *dout, const int3
  * any store: res may alias them, so a store between loads would make each
  * load wait for the one before it (a chain of memory latencies). */
 template <int V>
-__global__ void layernorm_rows_kernel(float *res, float *__restrict__ out, float *__restrict__ mean,
+__global__ void layernorm_rows_kernel(float *res, float *__restrict__ out, bf16 *__restrict__ out16,
+                                      float *__restrict__ mean,
                                       float *__restrict__ rstd, const float *a, const float *b,
                                       const float *__restrict__ w, const float *__restrict__ bias, int N,
                                       int C) {
@@ -117,7 +121,10 @@ __global__ void layernorm_rows_kernel(float *res, float *__restrict__ out, float
 #pragma unroll
     for (int k = 0; k < V; k++) {
         int c = lane + k * WARP;
-        if (c < C) out[off + c] = (v[k] - mu) * rs * w[c] + bias[c];
+        if (c >= C) continue;
+        float o = (v[k] - mu) * rs * w[c] + bias[c];
+        out[off + c] = o;
+        if (out16) out16[off + c] = __float2bfloat16(o);
     }
     if (lane == 0 && mean) {
         mean[row] = mu;
@@ -151,7 +158,12 @@ __global__ void layernorm_wide_kernel(float *__restrict__ out, float *__restrict
 void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
                             const float *b, int N, int C) {
 #define LN_FWD(V)                                                                                   \
-    layernorm_rows_kernel<V><<<cdiv(N, 8), 8 * WARP, 0, g_cuda.stream>>>(NULL, out, mean, rstd, x, NULL, w, b, N, C)
+    layernorm_rows_kernel<V><<<cdiv(N, 8), 8 * WARP, 0, g_cuda.stream>>>(NULL, out, out16, mean, rstd, x, NULL, w, \
+                                                                        b, N, C)
+    if (mean) cuda_shadow_forget(mean, N * sizeof(float));
+    if (rstd) cuda_shadow_forget(rstd, N * sizeof(float));
+    bf16 *out16 = C <= WARP * LN_MAXV ? cuda_shadow_make(out, (size_t)N * C, N) : NULL;
+    if (!out16) cuda_shadow_forget(out, (size_t)N * C * sizeof(float));
     if (C <= WARP * LN_MAXV)
         LN_DISPATCH(C, LN_FWD);
     else
@@ -166,7 +178,8 @@ void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *x
  * per block in global memory (atomics). All of a row's loads come before
  * its stores (dx is read and written). */
 template <int V>
-__global__ __launch_bounds__(256) void layernorm_bwd_rows_kernel(float *dx, float *dw, float *db,
+__global__ __launch_bounds__(256) void layernorm_bwd_rows_kernel(float *dx, bf16 *__restrict__ dx16,
+                                                                 float *dw, float *db,
                                                                  const float *dout, const float *x,
                                                                  const float *__restrict__ w,
                                                                  const float *__restrict__ mean,
@@ -206,7 +219,10 @@ __global__ __launch_bounds__(256) void layernorm_bwd_rows_kernel(float *dx, floa
             int c = lane + k * WARP;
             aw[k] += g[k] * nx[k];
             ab[k] += g[k];
-            if (c < C) dx[off + c] = d[k] + rs * (g[k] * wr[k] - s1 - nx[k] * s2);
+            if (c >= C) continue;
+            float v = d[k] + rs * (g[k] * wr[k] - s1 - nx[k] * s2);
+            dx[off + c] = v;
+            if (dx16) dx16[off + c] = __float2bfloat16(v);
         }
     }
     __syncthreads();
@@ -261,14 +277,19 @@ __global__ void layernorm_bwd_kernel(float *dx, float *dw, float *db, const floa
 void cuda_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                              const float *w, const float *mean, const float *rstd, int N, int C) {
     size_t shared = 2 * (size_t)C * sizeof(float);
+    cuda_shadow_forget(dw, C * sizeof(float));
+    cuda_shadow_forget(db, C * sizeof(float));
     if (C <= WARP * LN_MAXV) { /* one block of 8 warps per multiprocessor: registers bound it */
         unsigned blocks = MG_MIN((unsigned)g_cuda.sms, cdiv(N, 8));
+        bf16 *dx16 = cuda_shadow_make(dx, (size_t)N * C, N);
 #define LN_BWD(V)                                                                                   \
-    layernorm_bwd_rows_kernel<V><<<blocks, 8 * WARP, shared, g_cuda.stream>>>(dx, dw, db, dout, x, w, mean, rstd, N, C)
+    layernorm_bwd_rows_kernel<V><<<blocks, 8 * WARP, shared, g_cuda.stream>>>(dx, dx16, dw, db, dout, x, w, mean, \
+                                                                             rstd, N, C)
         LN_DISPATCH(C, LN_BWD);
         LAUNCH_CHECK();
         return;
     }
+    cuda_shadow_forget(dx, (size_t)N * C * sizeof(float));
     unsigned blocks = MG_MIN((unsigned)g_cuda.sms * 2, cdiv(N, 16));
     static size_t raised;
     if (shared > 48 * 1024 && shared > raised) {
@@ -281,10 +302,12 @@ void cuda_layernorm_backward(float *dx, float *dw, float *db, const float *dout,
 }
 
 /* ---- GELU (tanh approximation), as the CPU backend ---- */
-__global__ void gelu_fwd_kernel(float *out, const float *x, size_t n) {
+__global__ void gelu_fwd_kernel(float *out, bf16 *out16, const float *x, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    out[i] = cuda_gelu(x[i]);
+    float v = cuda_gelu(x[i]);
+    out[i] = v;
+    if (out16) out16[i] = __float2bfloat16(v);
 }
 __global__ void gelu_bwd_kernel(float *dx, const float *x, const float *dout, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -294,11 +317,14 @@ __global__ void gelu_bwd_kernel(float *dx, const float *x, const float *dout, si
     float g = 0.5f * (1.0f + th) + 0.5f * v * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
     dx[i] = dout[i] * g;
 }
-void cuda_gelu_forward(float *out, const float *x, size_t n) {
-    gelu_fwd_kernel<<<cdiv(n, 256), 256, 0, g_cuda.stream>>>(out, x, n);
+void cuda_gelu_forward_copy(float *out, bf16 *out16, const float *x, size_t n) {
+    if (!out16) cuda_shadow_forget(out, n * sizeof(float));
+    gelu_fwd_kernel<<<cdiv(n, 256), 256, 0, g_cuda.stream>>>(out, out16, x, n);
     LAUNCH_CHECK();
 }
+void cuda_gelu_forward(float *out, const float *x, size_t n) { cuda_gelu_forward_copy(out, NULL, x, n); }
 void cuda_gelu_backward(float *dx, const float *x, const float *dout, size_t n) {
+    cuda_shadow_forget(dx, n * sizeof(float));
     gelu_bwd_kernel<<<cdiv(n, 256), 256, 0, g_cuda.stream>>>(dx, x, dout, n);
     LAUNCH_CHECK();
 }
@@ -308,6 +334,7 @@ __global__ void add_kernel(float *out, const float *a, const float *b, size_t n)
     if (i < n) out[i] = a[i] + b[i];
 }
 void cuda_add(float *out, const float *a, const float *b, size_t n) {
+    cuda_shadow_forget(out, n * sizeof(float));
     add_kernel<<<cdiv(n, 256), 256, 0, g_cuda.stream>>>(out, a, b, n);
     LAUNCH_CHECK();
 }
@@ -324,7 +351,7 @@ __device__ float block_reduce(float v, int is_max) {
     v = lane < nw ? sh[lane] : (is_max ? -INFINITY : 0.0f);
     return is_max ? warp_max(v) : warp_sum(v);
 }
-__global__ void xent_kernel(float *losses, float *dlogits, const float *logits,
+__global__ void xent_kernel(float *losses, float *dlogits, bf16 *d16, const float *logits,
                             const int32_t *targets, int V, float dloss) {
     size_t row = blockIdx.x;
     const float *x = logits + row * V;
@@ -360,14 +387,19 @@ __global__ void xent_kernel(float *losses, float *dlogits, const float *logits,
 #pragma unroll
             for (int u = 0; u < 8; u++) {
                 int i = i0 + u * blockDim.x;
-                if (i < V) d[i] = (__expf(v[u] - mx) * inv - (i == tgt ? 1.0f : 0.0f)) * dloss;
+                if (i >= V) continue;
+                float g = (__expf(v[u] - mx) * inv - (i == tgt ? 1.0f : 0.0f)) * dloss;
+                d[i] = g;
+                if (d16) d16[row * V + i] = __float2bfloat16(g);
             }
         }
     }
 }
 void cuda_xent_forward_backward(float *losses, float *dlogits, const float *logits,
                                 const int32_t *targets, int N, int V, float dloss) {
-    xent_kernel<<<N, 512, 0, g_cuda.stream>>>(losses, dlogits, logits, targets, V, dloss);
+    cuda_shadow_forget(losses, N * sizeof(float));
+    bf16 *d16 = dlogits ? cuda_shadow_make(dlogits, (size_t)N * V, N) : NULL;
+    xent_kernel<<<N, 512, 0, g_cuda.stream>>>(losses, dlogits, d16, logits, targets, V, dloss);
     LAUNCH_CHECK();
 }
 
@@ -416,6 +448,9 @@ __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_
 void cuda_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                 float beta2, float eps, float wd, float grad_scale, int t) {
     float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
+    cuda_shadow_forget(p, n * sizeof(float));
+    cuda_shadow_forget(m, n * sizeof(float));
+    cuda_shadow_forget(v, n * sizeof(float));
     adamw_kernel<<<cdiv(n, 256), 256, 0, g_cuda.stream>>>(p, g, m, v, n, lr, beta1, beta2, eps, wd, grad_scale, bc1,
                                         bc2);
     LAUNCH_CHECK();
@@ -429,28 +464,46 @@ void cuda_residual_layernorm_forward(float *res, float *out, float *mean, float 
         return;
     }
 #define LN_RES(V)                                                                                   \
-    layernorm_rows_kernel<V><<<cdiv(N, 8), 8 * WARP, 0, g_cuda.stream>>>(res, out, mean, rstd, a, b, w, bias, N, C)
+    layernorm_rows_kernel<V><<<cdiv(N, 8), 8 * WARP, 0, g_cuda.stream>>>(res, out, out16, mean, rstd, a, b, w, \
+                                                                        bias, N, C)
+    cuda_shadow_forget(res, (size_t)N * C * sizeof(float));
+    if (mean) cuda_shadow_forget(mean, N * sizeof(float));
+    if (rstd) cuda_shadow_forget(rstd, N * sizeof(float));
+    bf16 *out16 = cuda_shadow_make(out, (size_t)N * C, N);
     LN_DISPATCH(C, LN_RES);
     LAUNCH_CHECK();
 }
 
 /* ---- fused: dpre = dout * gelu'(pre) and dbias += column sums of dpre,
  * 32 columns x a slice of rows per block ---- */
-__global__ void gelu_bias_backward_kernel(float *dpre, float *dbias, const float *pre,
+__global__ void gelu_bias_backward_kernel(float *dpre, bf16 *dpre16, float *dbias, const float *pre,
                                           const float *dout, int N, int OC, int rows_per_block) {
     __shared__ float part[8][33];
     int col = blockIdx.x * 32 + threadIdx.x;
     int r0 = blockIdx.y * rows_per_block, r1 = min(N, r0 + rows_per_block);
     float s = 0.0f;
-    if (col < OC)
-        for (int r = r0 + threadIdx.y; r < r1; r += 8) {
-            size_t i = (size_t)r * OC + col;
-            float v = pre[i], u = GELU_K * (v + 0.044715f * v * v * v), th = tanhf(u);
-            float g = 0.5f * (1.0f + th) +
-                      0.5f * v * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
-            float d = dout[i] * g;
-            dpre[i] = d;
-            s += d;
+    if (col < OC) /* four rows' loads before their stores: dpre may alias dout */
+        for (int r = r0 + threadIdx.y; r < r1; r += 32) {
+            float v[4], go[4];
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                size_t i = (size_t)(r + 8 * k) * OC + col;
+                bool in = r + 8 * k < r1;
+                v[k] = in ? pre[i] : 0.0f;
+                go[k] = in ? dout[i] : 0.0f;
+            }
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                if (r + 8 * k >= r1) break;
+                size_t i = (size_t)(r + 8 * k) * OC + col;
+                float u = GELU_K * (v[k] + 0.044715f * v[k] * v[k] * v[k]), th = tanhf(u);
+                float g = 0.5f * (1.0f + th) +
+                          0.5f * v[k] * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * 0.044715f * v[k] * v[k]);
+                float d = go[k] * g;
+                dpre[i] = d;
+                if (dpre16) dpre16[i] = __float2bfloat16(d);
+                s += d;
+            }
         }
     part[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
@@ -462,8 +515,10 @@ __global__ void gelu_bias_backward_kernel(float *dpre, float *dbias, const float
 void cuda_gelu_bias_backward(float *dpre, float *dbias, const float *pre, const float *dout, int N,
                              int OC) {
     int rows = 128;
-    gelu_bias_backward_kernel<<<dim3(cdiv(OC, 32), cdiv(N, rows)), dim3(32, 8), 0, g_cuda.stream>>>(dpre, dbias, pre, dout,
-                                                                                  N, OC, rows);
+    cuda_shadow_forget(dbias, OC * sizeof(float));
+    bf16 *dpre16 = cuda_shadow_make(dpre, (size_t)N * OC, N);
+    gelu_bias_backward_kernel<<<dim3(cdiv(OC, 32), cdiv(N, rows)), dim3(32, 8), 0, g_cuda.stream>>>(
+        dpre, dpre16, dbias, pre, dout, N, OC, rows);
     LAUNCH_CHECK();
 }
 
@@ -502,6 +557,7 @@ __global__ void argmax_kernel(int32_t *out, const float *x, int n, int aligned) 
     *out = i < n ? i : 0;
 }
 void cuda_argmax(int32_t *out, const float *x, int n) {
+    cuda_shadow_forget(out, sizeof *out);
     argmax_kernel<<<1, 1024, 0, g_cuda.stream>>>(out, x, n, (uintptr_t)x % 16 == 0);
     LAUNCH_CHECK();
 }

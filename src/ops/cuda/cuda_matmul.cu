@@ -17,10 +17,12 @@
 
 #include "ops/cuda/cuda_common.cuh"
 
+enum { EPI_NONE, EPI_BIAS }; /* the epilogue */
+
 /* One cached plan per distinct (shape, transposes, epilogue, precision):
  * descriptors and the heuristic's algorithm are made once, not per call. */
 typedef struct {
-    int m, n, k, ta, tb, bias, accumulate, bf16_in;
+    int m, n, k, ta, tb, epi, accumulate, bf16_in; /* epi: EPI_* */
     unsigned align_a, align_b, align_d; /* bytes: the heuristic must know */
     cublasComputeType_t compute;
     cublasLtMatmulDesc_t desc;
@@ -38,12 +40,12 @@ static unsigned alignment(const void *ptr) {
     return (unsigned)(a & -a);
 }
 
-static plan_t *get_plan(int m, int n, int k, int ta, int tb, int bias, int accumulate, int bf16_in,
+static plan_t *get_plan(int m, int n, int k, int ta, int tb, int epi, int accumulate, int bf16_in,
                         unsigned align_a, unsigned align_b, unsigned align_d) {
     cublasComputeType_t compute = bf16_in ? CUBLAS_COMPUTE_32F : g_cuda.compute;
     for (int i = 0; i < n_plans; i++) {
         plan_t *p = &plans[i];
-        if (p->m == m && p->n == n && p->k == k && p->ta == ta && p->tb == tb && p->bias == bias &&
+        if (p->m == m && p->n == n && p->k == k && p->ta == ta && p->tb == tb && p->epi == epi &&
             p->accumulate == accumulate && p->bf16_in == bf16_in && p->compute == compute &&
             p->align_a == align_a && p->align_b == align_b && p->align_d == align_d)
             return p;
@@ -56,7 +58,7 @@ static plan_t *get_plan(int m, int n, int k, int ta, int tb, int bias, int accum
         cublasLtMatrixLayoutDestroy(p->lc);
     }
     memset(p, 0, sizeof *p);
-    p->m = m, p->n = n, p->k = k, p->ta = ta, p->tb = tb, p->bias = bias;
+    p->m = m, p->n = n, p->k = k, p->ta = ta, p->tb = tb, p->epi = epi;
     p->accumulate = accumulate;
     p->bf16_in = bf16_in;
     p->compute = compute;
@@ -65,9 +67,9 @@ static plan_t *get_plan(int m, int n, int k, int ta, int tb, int bias, int accum
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, compute, CUDA_R_32F));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
-    if (bias) {
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    if (epi == EPI_BIAS) {
+        cublasLtEpilogue_t e = CUBLASLT_EPILOGUE_BIAS;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e));
     }
     /* stored shapes: A is (m,k) or (k,m) if transposed, column-major */
     cudaDataType_t in = bf16_in ? CUDA_R_16BF : CUDA_R_32F;
@@ -102,9 +104,9 @@ static plan_t *get_plan(int m, int n, int k, int ta, int tb, int bias, int accum
 
 /* column-major D (m,n) = op(A) op(B) [+ D if accumulate] [+ bias per row];
  * A and B are float32, or bf16 when bf16_in */
-static void lt_matmul(float *D, const void *A, const void *B, const float *bias, int m, int n,
-                      int k, int ta, int tb, int accumulate, int bf16_in) {
-    plan_t *p = get_plan(m, n, k, ta, tb, bias != NULL, accumulate, bf16_in, alignment(A),
+static void lt_matmul(float *D, const void *A, const void *B, const float *bias, int m, int n, int k,
+                      int ta, int tb, int accumulate, int bf16_in) {
+    plan_t *p = get_plan(m, n, k, ta, tb, bias ? EPI_BIAS : EPI_NONE, accumulate, bf16_in, alignment(A),
                          alignment(B), alignment(D));
     if (bias)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
@@ -143,11 +145,18 @@ static const void *to_bf16(const float *src, size_t n, int slot) {
 }
 /* stage when bf16 and large enough to pay (MINIGPT_CUDA_STAGE=0 turns it
  * off, to measure the other path); float4 reads need 16-byte alignment */
-static int staged(int rows, const void *a, const void *b) {
+int cuda_staging(int rows) {
     static int mode = -1;
     if (mode < 0) mode = !getenv("MINIGPT_CUDA_STAGE") || atoi(getenv("MINIGPT_CUDA_STAGE")) != 0;
-    return mode && g_cuda.compute != CUBLAS_COMPUTE_32F && rows >= STAGE_MIN_ROWS &&
-           alignment(a) >= 16 && alignment(b) >= 16;
+    return mode && g_cuda.compute != CUBLAS_COMPUTE_32F && rows >= STAGE_MIN_ROWS;
+}
+static int staged(int rows, const void *a, const void *b) {
+    return cuda_staging(rows) && alignment(a) >= 16 && alignment(b) >= 16;
+}
+/* x's bf16 copy, from its shadow when its producer made one */
+static const void *bf16_of(const float *x, size_t n, int slot) {
+    const bf16 *s = cuda_shadow_find(x, n);
+    return s ? (const void *)s : to_bf16(x, n, slot);
 }
 
 /* One row (decoding): out (OC) = w (OC,C) . x (C) + bias, in float32,
@@ -216,25 +225,31 @@ static void gemv(float *out, float *pre, const float *x, const float *w, const f
  * column-major: out^T (OC,N) = w^T... w is stored (C,OC) col-major, so op T */
 void cuda_matmul_forward(float *out, const float *x, const float *w, const float *bias, int N,
                          int C, int OC) {
+    cuda_shadow_forget(out, (size_t)N * OC * sizeof(float));
     if (gemv_ok(N, C, x, w))
         gemv<false>(out, NULL, x, w, bias, C, OC);
     else if (staged(N, x, w))
-        lt_matmul(out, to_bf16(w, (size_t)OC * C, 0), to_bf16(x, (size_t)N * C, 1), bias, OC, N, C, 1,
+        lt_matmul(out, to_bf16(w, (size_t)OC * C, 0), bf16_of(x, (size_t)N * C, 1), bias, OC, N, C, 1,
                   0, 0, 1);
     else
         lt_matmul(out, w, x, bias, OC, N, C, 1, 0, 0, 0);
 }
 
-/* pre = x @ w^T + bias, out = GELU(pre): fused for one row (decoding);
- * many rows run the matmul, then the GELU pass */
+/* pre = x @ w^T + bias, out = GELU(pre): one row (decoding) in the GEMV;
+ * many rows run the matmul, then the GELU pass, which also writes out's
+ * bf16 copy for the next matmul. (cuBLASLt's GELU_AUX_BIAS epilogue, which
+ * writes both from the matmul, measured slower: 9.1 against 8.4 ms per
+ * GPT-2 step for these 12 products.) */
 void cuda_matmul_bias_gelu_forward(float *pre, float *out, const float *x, const float *w,
                                    const float *bias, int N, int C, int OC) {
+    cuda_shadow_forget(out, (size_t)N * OC * sizeof(float));
     if (gemv_ok(N, C, x, w)) {
+        cuda_shadow_forget(pre, (size_t)N * OC * sizeof(float));
         gemv<true>(out, pre, x, w, bias, C, OC);
         return;
     }
     cuda_matmul_forward(pre, x, w, bias, N, C, OC);
-    cuda_gelu_forward(out, pre, (size_t)N * OC);
+    cuda_gelu_forward_copy(out, cuda_shadow_make(out, (size_t)N * OC, N), pre, (size_t)N * OC);
 }
 
 /* dbias[oc] += sum_n dout[n,oc]: each block sums a 32-column strip over a
@@ -256,10 +271,13 @@ __global__ void bias_grad_kernel(float *dbias, const float *dout, int N, int OC,
 
 void cuda_matmul_backward(float *dx, float *dw, float *dbias, const float *dout, const float *x,
                           const float *w, int N, int C, int OC) {
+    cuda_shadow_forget(dx, (size_t)N * C * sizeof(float));
+    cuda_shadow_forget(dw, (size_t)OC * C * sizeof(float));
+    if (dbias) cuda_shadow_forget(dbias, (size_t)OC * sizeof(float));
     if (staged(N, dout, w) && alignment(x) >= 16) { /* dout staged once for both */
-        const void *gb = to_bf16(dout, (size_t)N * OC, 0);
+        const void *gb = bf16_of(dout, (size_t)N * OC, 0);
         lt_matmul(dx, to_bf16(w, (size_t)OC * C, 1), gb, NULL, C, N, OC, 0, 0, 0, 1);
-        lt_matmul(dw, to_bf16(x, (size_t)N * C, 1), gb, NULL, C, OC, N, 0, 1, 1, 1);
+        lt_matmul(dw, bf16_of(x, (size_t)N * C, 1), gb, NULL, C, OC, N, 0, 1, 1, 1);
     } else {
         /* dx (N,C) = dout (N,OC) @ w (OC,C): col-major dx^T (C,N) = w (C,OC) . dout^T (OC,N) */
         lt_matmul(dx, w, dout, NULL, C, N, OC, 0, 0, 0, 0);
