@@ -59,10 +59,14 @@ int cuda_staging(int rows);
  * make: forgets copies overlapping (p, n floats) and returns a buffer of n
  * bf16 for the caller's kernel to fill with p's new contents in the same
  * pass, or NULL (no copy: float32 precision, rows too few for staging, or
- * memory short). find: the copy of exactly (p, n), or NULL. forget: every
- * op calls it on what it writes (but make does it for what it copies). */
+ * memory short). add: the same for another kind of copy of unchanged
+ * contents (other kinds stay). find: the copy of exactly (p, n) of that
+ * kind, or NULL. forget: every op calls it on what it writes (but make
+ * does it for what it copies). */
+enum { SHADOW_ROWS, SHADOW_HEADS }; /* as stored; q, k, v head-major (cuda_flash.cu) */
 bf16 *cuda_shadow_make(const float *p, size_t n, int rows);
-const bf16 *cuda_shadow_find(const float *p, size_t n);
+bf16 *cuda_shadow_add(const float *p, size_t n, int rows, int kind);
+const bf16 *cuda_shadow_find(const float *p, size_t n, int kind);
 void cuda_shadow_forget(const void *p, size_t bytes);
 void cuda_shadow_forget_all(void);
 

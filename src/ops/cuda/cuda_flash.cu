@@ -12,7 +12,9 @@
  * Each call first rewrites its inputs as bf16 in head-major order
  * (B,NH,T,HS), q times 1/sqrt(HS) (one memory-bound pass), so that a tile
  * is one contiguous block that cp.async copies into shared memory while
- * the tensor cores work on the previous one (two buffers).
+ * the tensor cores work on the previous one (two buffers). The forward's
+ * rewrite of q, k, v is kept for the backward (cuda_shadow.cu) while
+ * memory allows; the backward rewrites dout.
  *
  * A block has 4 warps; a warp owns 16 rows of the block's 64 and walks
  * tiles of BN columns (64; 32 for head size 128, to stay in registers):
@@ -421,27 +423,24 @@ __global__ void to_heads_kernel(bf16 *dst, const float *src, int B, int T, int C
     *reinterpret_cast<uint2 *>(dst + o) = make_uint2(pack(x.x * f, x.y * f), pack(x.z * f, x.w * f));
 }
 
-/* the head-major bf16 copies: q, k, v then dout (grown on demand, kept) */
-static bf16 *heads_buf;
-static size_t heads_len;
-static bf16 *to_heads(const float *qkv, const float *dout, int B, int T, int C, int NH) {
-    size_t n = (size_t)B * T * C * (dout ? 4 : 3);
-    if (n > heads_len) {
+/* scratch for head-major copies (grown on demand, kept) */
+static bf16 *scratch(size_t n) {
+    static bf16 *buf;
+    static size_t len;
+    if (n > len) {
         CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream));
-        if (heads_buf) CUDA_CHECK(cudaFree(heads_buf));
-        CUDA_CHECK(cudaMalloc(&heads_buf, n * sizeof(bf16)));
-        heads_len = n;
+        if (buf) CUDA_CHECK(cudaFree(buf));
+        CUDA_CHECK(cudaMalloc(&buf, n * sizeof(bf16)));
+        len = n;
     }
-    size_t quads = (size_t)B * T * C / 4;
-    to_heads_kernel<<<cdiv(3 * quads, 256), 256, 0, g_cuda.stream>>>(heads_buf, qkv, B, T, C, NH, 3 * C, 3,
-                                                                      rsqrtf((float)(C / NH)));
+    return buf;
+}
+/* parts blocks of C channels of src (B,T,stride) -> dst (parts,B,NH,T,HS) */
+static void to_heads(bf16 *dst, const float *src, int B, int T, int C, int NH, int stride, int parts,
+                     float scale0) {
+    size_t quads = (size_t)parts * B * T * C / 4;
+    to_heads_kernel<<<cdiv(quads, 256), 256, 0, g_cuda.stream>>>(dst, src, B, T, C, NH, stride, parts, scale0);
     LAUNCH_CHECK();
-    if (dout) {
-        to_heads_kernel<<<cdiv(quads, 256), 256, 0, g_cuda.stream>>>(heads_buf + 3 * quads * 4, dout, B, T, C,
-                                                                      NH, C, 1, 1.0f);
-        LAUNCH_CHECK();
-    }
-    return heads_buf;
 }
 
 int cuda_flash_supported(int HS) { return HS == 32 || HS == 64 || HS == 128; }
@@ -468,7 +467,11 @@ template <int HS> static size_t dq_smem() { return tile_bytes<HS>(2 * BM + 4 * t
 
 template <int HS>
 static void fwd(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
-    const bf16 *heads = to_heads(qkv, NULL, B, T, C, NH);
+    /* q, k, v head-major: kept for the backward when memory allows */
+    size_t n = (size_t)B * T * 3 * C;
+    bf16 *heads = cuda_shadow_add(qkv, n, B * T, SHADOW_HEADS);
+    if (!heads) heads = scratch(n);
+    to_heads(heads, qkv, B, T, C, NH, 3 * C, 3, rsqrtf((float)HS));
     bf16 *out16 = cuda_shadow_make(out, (size_t)B * T * C, B * T); /* for the proj matmul */
     SMEM_LIMIT(flash_fwd_kernel<HS>, fwd_smem<HS>());
     flash_fwd_kernel<HS><<<dim3(cdiv(T, BM), B * NH), 128, fwd_smem<HS>(), g_cuda.stream>>>(out, out16, lse,
@@ -479,7 +482,15 @@ static void fwd(float *out, float *lse, const float *qkv, int B, int T, int C, i
 template <int HS>
 static void bwd(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *D,
                 int B, int T, int C, int NH) {
-    const bf16 *heads = to_heads(qkv, dout, B, T, C, NH), *dheads = heads + (size_t)3 * B * T * C;
+    size_t n = (size_t)B * T * 3 * C;
+    const bf16 *heads = cuda_shadow_find(qkv, n, SHADOW_HEADS); /* the forward's, if kept */
+    bf16 *dheads = scratch(heads ? n / 3 : n + n / 3);
+    if (!heads) {
+        to_heads(dheads, qkv, B, T, C, NH, 3 * C, 3, rsqrtf((float)HS));
+        heads = dheads;
+        dheads += n;
+    }
+    to_heads(dheads, dout, B, T, C, NH, C, 1, 1.0f);
     bf16 *dqkv16 = cuda_shadow_make(dqkv, (size_t)B * T * 3 * C, B * T); /* for the qkv matmul */
     SMEM_LIMIT(flash_dkv_kernel<HS>, dkv_smem<HS>());
     SMEM_LIMIT(flash_dq_kernel<HS>, dq_smem<HS>());

@@ -155,7 +155,7 @@ static int staged(int rows, const void *a, const void *b) {
 }
 /* x's bf16 copy, from its shadow when its producer made one */
 static const void *bf16_of(const float *x, size_t n, int slot) {
-    const bf16 *s = cuda_shadow_find(x, n);
+    const bf16 *s = cuda_shadow_find(x, n, SHADOW_ROWS);
     return s ? (const void *)s : to_bf16(x, n, slot);
 }
 

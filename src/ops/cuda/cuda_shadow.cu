@@ -14,7 +14,11 @@
  * forgets them all. Copies are made only where a matmul would stage (bf16
  * precision, enough rows) and while a tenth of the GPU's memory stays
  * free; otherwise the matmul converts as before. The buffers are kept and
- * reused: a training step makes the same copies every step. */
+ * reused: a training step makes the same copies every step.
+ *
+ * A copy has a kind: SHADOW_ROWS is the buffer as it is, in bf16;
+ * SHADOW_HEADS is the attention's head-major rewrite of q, k, v, which the
+ * forward makes and the backward would otherwise make again. */
 #include "ops/cuda/cuda_common.cuh"
 
 #define SHADOW_MAX 128
@@ -22,6 +26,7 @@
 typedef struct {
     const float *p; /* the float32 buffer */
     size_t n;       /* its floats */
+    int kind;       /* SHADOW_* */
     bf16 *buf;      /* the copy */
     size_t cap;     /* bf16 capacity of buf */
     int valid;
@@ -41,12 +46,13 @@ void cuda_shadow_forget_all(void) {
     for (int i = 0; i < ntab; i++) tab[i].valid = 0;
 }
 
-bf16 *cuda_shadow_make(const float *p, size_t n, int rows) {
-    cuda_shadow_forget(p, n * sizeof(float));
+bf16 *cuda_shadow_add(const float *p, size_t n, int rows, int kind) {
+    for (int i = 0; i < ntab; i++)
+        if (tab[i].p == p && tab[i].kind == kind) tab[i].valid = 0;
     if (!cuda_staging(rows)) return NULL;
     shadow_t *e = NULL;
     for (int i = 0; i < ntab && !e; i++) /* this buffer's own, else any spare one */
-        if (tab[i].p == p && tab[i].cap >= n) e = &tab[i];
+        if (tab[i].p == p && tab[i].kind == kind && tab[i].cap >= n) e = &tab[i];
     for (int i = 0; i < ntab && !e; i++)
         if (!tab[i].valid && tab[i].cap >= n) e = &tab[i];
     if (!e) {
@@ -62,12 +68,18 @@ bf16 *cuda_shadow_make(const float *p, size_t n, int rows) {
     }
     e->p = p;
     e->n = n;
+    e->kind = kind;
     e->valid = 1;
     return e->buf;
 }
 
-const bf16 *cuda_shadow_find(const float *p, size_t n) {
+bf16 *cuda_shadow_make(const float *p, size_t n, int rows) {
+    cuda_shadow_forget(p, n * sizeof(float));
+    return cuda_shadow_add(p, n, rows, SHADOW_ROWS);
+}
+
+const bf16 *cuda_shadow_find(const float *p, size_t n, int kind) {
     for (int i = 0; i < ntab; i++)
-        if (tab[i].valid && tab[i].p == p && tab[i].n == n) return tab[i].buf;
+        if (tab[i].valid && tab[i].p == p && tab[i].n == n && tab[i].kind == kind) return tab[i].buf;
     return NULL;
 }
