@@ -358,13 +358,22 @@ __global__ void xent_kernel(float *losses, float *dlogits, bf16 *d16, const floa
     /* one read for the maximum and the sum (online: the sum is rescaled
      * when the maximum grows), one more to write the gradient */
     float m = -INFINITY, s = 0.0f;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) {
-        float v = x[i];
-        if (v > m) {
-            s = s * __expf(m - v) + 1.0f;
-            m = v;
-        } else {
-            s += __expf(v - m);
+    for (int i0 = threadIdx.x; i0 < V; i0 += 8 * blockDim.x) {
+        float v[8]; /* eight loads in flight, then the updates that wait on them */
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            int i = i0 + u * blockDim.x;
+            v[u] = i < V ? x[i] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            if (i0 + u * (int)blockDim.x >= V) break;
+            if (v[u] > m) {
+                s = s * __expf(m - v[u]) + 1.0f;
+                m = v[u];
+            } else {
+                s += __expf(v[u] - m);
+            }
         }
     }
     float mx = block_reduce(m, 1);
