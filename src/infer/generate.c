@@ -40,23 +40,29 @@ static void emit(const gen_opts_t *o, pending_t *pd, const unsigned char *b, siz
     }
 }
 
+/* Feeds toks; with direct (nothing shows the logits) the backend also
+ * picks the next token, and on a GPU only its id crosses back. The
+ * uniform number of a draw is taken in the same order either way, so a
+ * seed gives the same text. */
+static int feed(kv_state_t *kv, const int32_t *toks, int n, const gen_opts_t *o, int direct, int32_t *next,
+                char *err) {
+    if (!direct) return kv_feed(kv, toks, n, err);
+    float u = o->sample.temperature > 0.0f ? mg_rng_float(o->rng) : 0.0f;
+    return kv_feed_next(kv, toks, n, &o->sample, u, next, err);
+}
+
 int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, const gen_opts_t *o,
             gen_stats_t *st, char *err) {
     const gpt_config_t *c = &kv->model->cfg;
-    float *scratch = NULL;
     memset(st, 0, sizeof *st);
     st->prompt_tokens = n;
     if (n < 1) return mg_fail(err, "the prompt is empty");
     if (kv->pos + n > c->ctx)
         return mg_fail(err, "the prompt has %d tokens but the context holds %d", n, c->ctx - kv->pos);
-    scratch = mg_malloc(2 * (size_t)c->vocab * sizeof(float));
-    if (!scratch) return mg_fail(err, "out of memory");
-    /* greedy with nothing to show of the logits: on a GPU only the next
-     * token's id crosses back to the host */
-    int greedy = o->sample.temperature <= 0.0f && !o->on_token && !o->cands;
-    int32_t next = 0, *want = greedy ? &next : NULL;
+    int direct = !o->on_token && !o->cands;
+    int32_t next = 0;
     double t0 = mg_now();
-    if (kv_feed_greedy(kv, prompt, n, want, err) != 0) goto fail;
+    if (feed(kv, prompt, n, o, direct, &next, err) != 0) return -1;
     st->prefill_s = mg_now() - t0;
     pending_t pd = {.n = 0};
     double t1 = mg_now();
@@ -66,8 +72,8 @@ int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, cons
             st->stop = GEN_STOP_INTERRUPTED;
             break;
         }
-        int32_t id = greedy ? next
-                            : sample_token(kv->host_logits, c->vocab, &o->sample, o->rng, scratch,
+        int32_t id = direct ? next
+                            : sample_token(kv->host_logits, c->vocab, &o->sample, o->rng, kv->scratch,
                                            o->cands, o->cands ? o->n_cands : 0);
         if (o->on_token) o->on_token(o->ctx, id, kv->host_logits);
         if (id == BPE_EOS) {
@@ -83,13 +89,9 @@ int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, cons
             st->stop = GEN_STOP_CONTEXT;
             break;
         }
-        if (kv_feed_greedy(kv, &id, 1, want, err) != 0) goto fail;
+        if (feed(kv, &id, 1, o, direct, &next, err) != 0) return -1;
     }
     emit(o, &pd, NULL, 0, 1);
     st->decode_s = mg_now() - t1;
-    mg_free(scratch);
     return 0;
-fail:
-    mg_free(scratch);
-    return -1;
 }

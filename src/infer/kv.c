@@ -35,7 +35,8 @@ kv_state_t *kv_create(gpt_model_t *m, char *err) {
     s->block_bytes = total * sizeof(float);
     s->block = m->ops->alloc(s->block_bytes);
     s->host_logits = mg_malloc((size_t)c->vocab * sizeof(float));
-    if (!s->block || !s->host_logits) goto oom;
+    s->scratch = mg_malloc(2 * (size_t)c->vocab * sizeof(float));
+    if (!s->block || !s->host_logits || !s->scratch) goto oom;
     float *p = s->block;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         *parts[i].ptr = p;
@@ -53,6 +54,7 @@ void kv_free(kv_state_t *s) {
     if (s->graph) s->model->ops->graph_free(s->graph);
     if (s->block) s->model->ops->free(s->block);
     mg_free(s->host_logits);
+    mg_free(s->scratch);
     mg_free(s);
 }
 
@@ -132,10 +134,15 @@ static void step(kv_state_t *s, int n, int at_dev, int greedy) {
 }
 
 int kv_feed(kv_state_t *s, const int32_t *tokens, int n, char *err) {
-    return kv_feed_greedy(s, tokens, n, NULL, err);
+    return kv_feed_next(s, tokens, n, NULL, 0.0f, NULL, err);
 }
 
 int kv_feed_greedy(kv_state_t *s, const int32_t *tokens, int n, int32_t *next, char *err) {
+    return kv_feed_next(s, tokens, n, NULL, 0.0f, next, err);
+}
+
+int kv_feed_next(kv_state_t *s, const int32_t *tokens, int n, const sample_opts_t *o, float u,
+                 int32_t *next, char *err) {
     gpt_model_t *m = s->model;
     const ops_backend_t *ops = m->ops;
     const gpt_config_t *c = &m->cfg;
@@ -164,11 +171,16 @@ int kv_feed_greedy(kv_state_t *s, const int32_t *tokens, int n, int32_t *next, c
         step(s, n, 0, next != NULL);
     }
     s->pos += n;
-    if (next && ops->argmax) { /* only the id crosses back */
-        ops->download(next, s->tok + c->ctx + 1, sizeof *next);
-        return 0;
+    int greedy = !o || o->temperature <= 0.0f;
+    int32_t *pick = s->tok + c->ctx + 1; /* the step's argmax is already there */
+    if (next && (greedy ? ops->argmax != NULL : ops->sample != NULL)) { /* only the id crosses back */
+        if (!greedy) ops->sample(pick, s->logits, c->vocab, o->temperature, o->top_k, o->top_p, u);
+        ops->download(next, pick, sizeof *next);
+        if (*next >= 0) return 0; /* else too many candidates for the backend: on the host */
     }
     ops->download(s->host_logits, s->logits, (size_t)c->vocab * sizeof(float));
-    if (next) *next = sample_argmax(s->host_logits, c->vocab);
+    if (next)
+        *next = greedy ? sample_argmax(s->host_logits, c->vocab)
+                       : sample_token_u(s->host_logits, c->vocab, o, u, s->scratch, NULL, 0);
     return 0;
 }

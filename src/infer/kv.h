@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "infer/sample.h"
 #include "model/gpt.h"
 
 struct kv_state;
@@ -28,6 +29,7 @@ typedef struct kv_state {
     int32_t *tok;         /* (ctx + 2) on the backend: the fed tokens (a graph step
                            * reads {token, pos}); tok[ctx + 1] the greedy next */
     float *host_logits;   /* (V) logits after the last fed token */
+    float *scratch;       /* (2V) host scratch of sample_token_u */
     void *block;          /* the backend allocation behind all of the above */
     size_t block_bytes;   /* its size, for memory reports */
     void *graph;          /* the recorded one-token step, when the backend has graphs */
@@ -42,9 +44,13 @@ void kv_reset(kv_state_t *s);
 /* Runs n tokens at positions pos..pos+n-1 and leaves the logits of the
  * last one in s->host_logits. -1 if the context would overflow. */
 int kv_feed(kv_state_t *s, const int32_t *tokens, int n, char *err);
-/* kv_feed for greedy decoding: *next gets the most likely next token (the
- * first on ties). On a backend with an argmax only that id crosses back:
- * s->host_logits is then stale. next NULL: kv_feed. */
+/* kv_feed, then *next = the next token as sample_token_u draws it with
+ * options o (NULL or temperature 0: greedy, the first most likely) and the
+ * uniform number u. On a backend with argmax and sample only that id
+ * crosses back, and s->host_logits is then stale. next NULL: kv_feed. */
+int kv_feed_next(kv_state_t *s, const int32_t *tokens, int n, const sample_opts_t *o, float u,
+                 int32_t *next, char *err);
+/* kv_feed_next, greedy */
 int kv_feed_greedy(kv_state_t *s, const int32_t *tokens, int n, int32_t *next, char *err);
 
 #endif

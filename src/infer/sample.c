@@ -45,6 +45,12 @@ int sample_argmax(const float *logits, int V) {
 
 int sample_token(const float *logits, int V, const sample_opts_t *o, mg_rng_t *rng,
                  float *scratch, sample_cand_t *cands, int n_cands) {
+    float u = o->temperature > 0.0f ? mg_rng_float(rng) : 0.0f; /* greedy draws nothing */
+    return sample_token_u(logits, V, o, u, scratch, cands, n_cands);
+}
+
+int sample_token_u(const float *logits, int V, const sample_opts_t *o, float u, float *scratch,
+                   sample_cand_t *cands, int n_cands) {
     int best = sample_argmax(logits, V);
     float temp = o->temperature > 0.0f ? o->temperature : 1.0f;
     /* probabilities at this temperature */
@@ -73,7 +79,7 @@ int sample_token(const float *logits, int V, const sample_opts_t *o, mg_rng_t *r
     }
     if (o->temperature <= 0.0f) return best;
     if (!cut) {
-        float r = mg_rng_float(rng), acc = 0.0f;
+        float r = u, acc = 0.0f;
         for (int i = 0; i < V; i++) {
             acc += p[i];
             if (r < acc) return i;
@@ -94,7 +100,7 @@ int sample_token(const float *logits, int V, const sample_opts_t *o, mg_rng_t *r
     }
     float mass = 0.0f;
     for (int i = 0; i < n; i++) mass += p[idx[i]];
-    float r = mg_rng_float(rng) * mass, acc = 0.0f;
+    float r = u * mass, acc = 0.0f;
     for (int i = 0; i < n; i++) {
         acc += p[idx[i]];
         if (r < acc) return idx[i];

@@ -149,6 +149,13 @@ typedef struct ops_backend {
      * the first on ties, NaN never: greedy decoding without bringing the
      * logits back (NULL: the caller takes the argmax on the host) */
     void (*argmax)(int32_t *out, const float *x, int n);
+    /* out (one int32 on the backend) = the token sample_token_u
+     * (infer/sample.h) draws from the logits x (n) at this temperature
+     * (> 0), top_k (0: off) and top_p (1: off) with the uniform number u,
+     * up to float rounding; -1 when the cut keeps more candidates than the
+     * backend can sort (the caller then draws on the host). NULL: none. */
+    void (*sample)(int32_t *out, const float *x, int n, float temperature, int top_k, float top_p,
+                   float u);
     void (*graph_begin)(void);
     void *(*graph_end)(void);
     void (*graph_launch)(void *graph);

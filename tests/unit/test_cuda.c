@@ -405,6 +405,64 @@ static void test_model_bf16(void **state) {
     compare_models("bf16", 2e-2, 5e-2, 6e-2); /* bf16 rounding, compounded over 20 steps */
 }
 
+/* The GPU's draw (ops sample) against the host's (sample_token_u) on the
+ * same logits and uniform numbers: temperature alone, top-k, top-p and
+ * both, on 1000 and 50257 tokens. Float rounding (expf, sums in another
+ * order) may move a draw that falls within an ulp of a boundary, so the
+ * check is that at least 99% of the draws agree; a wrong cut, order or
+ * walk agrees far less. A cut that keeps more candidates than the GPU
+ * sorts answers -1 (wide nuclei of these random logits): not compared. */
+static void test_sampling(void **state) {
+    (void)state;
+    NEED_GPU();
+    const struct {
+        float temp;
+        int k;
+        float p;
+    } opts[] = {{0.8f, 0, 1.0f}, {1.0f, 40, 1.0f}, {0.8f, 0, 0.9f}, {1.2f, 5, 0.5f}, {1.5f, 0, 0.95f}};
+    int sizes[] = {1000, 50257};
+    float *scratch = mg_malloc(2 * 50257 * sizeof(float));
+    int32_t *pick = gpu->alloc(sizeof(int32_t));
+    pair_t x = pair_zero(50257);
+    int draws = 0, same = 0, host = 0;
+    for (size_t oi = 0; oi < sizeof opts / sizeof opts[0]; oi++)
+        for (int si = 0; si < 2; si++) {
+            int V = sizes[si];
+            sample_opts_t o = {.temperature = opts[oi].temp, .top_k = opts[oi].k, .top_p = opts[oi].p};
+            for (int rep = 0; rep < 3; rep++) {
+                for (int i = 0; i < V; i++) x.c[i] = 3.0f * mg_rng_normal(&rng);
+                gpu->upload(x.g, x.c, V * sizeof(float));
+                for (int d = 0; d < 40; d++) {
+                    float u = mg_rng_float(&rng);
+                    int32_t got = -2;
+                    gpu->sample(pick, x.g, V, o.temperature, o.top_k, o.top_p, u);
+                    gpu->download(&got, pick, sizeof got);
+                    int want = sample_token_u(x.c, V, &o, u, scratch, NULL, 0);
+                    if (got == -1 && (o.top_k > 0 || o.top_p < 1.0f)) {
+                        host++;
+                        continue;
+                    }
+                    assert_true(got >= 0 && got < V);
+                    draws++;
+                    same += got == want;
+                }
+            }
+        }
+    printf("  GPU draws equal to the host's: %d of %d (%d left to the host)\n", same, draws, host);
+    assert_true(draws >= 600);
+    assert_true(same >= draws * 99 / 100);
+    /* equal logits: top-p 0.99 keeps 49,755 candidates, beyond the GPU's sort */
+    for (int i = 0; i < 50257; i++) x.c[i] = 0.0f;
+    gpu->upload(x.g, x.c, 50257 * sizeof(float));
+    int32_t got = 0;
+    gpu->sample(pick, x.g, 50257, 1.0f, 0, 0.99f, 0.5f);
+    gpu->download(&got, pick, sizeof got);
+    assert_int_equal(got, -1);
+    pair_free(&x);
+    gpu->free(pick);
+    mg_free(scratch);
+}
+
 /* temperature 0: both backends pick the same tokens, from the same
  * (trained, so not near-uniform) weights */
 static void test_greedy_decoding(void **state) {
@@ -448,6 +506,25 @@ static void test_greedy_decoding(void **state) {
     }
     printf("  greedy decoding: %d of 60 tokens identical\n", same);
     assert_int_equal(same, 60);
+    /* sampling (temperature 0.8, top-k 40) with the same uniform numbers:
+     * the CPU draws on the host, the GPU on the device */
+    sample_opts_t so = {.temperature = 0.8f, .top_k = 40, .top_p = 1.0f};
+    mg_rng_t ru;
+    mg_rng_seed(&ru, 77);
+    kv_reset(kc);
+    kv_reset(kd);
+    float u = mg_rng_float(&ru);
+    assert_int_equal(kv_feed_next(kc, prompt, 5, &so, u, &ac, err), 0);
+    assert_int_equal(kv_feed_next(kd, prompt, 5, &so, u, &ad, err), 0);
+    same = 0;
+    for (int i = 0; i < 40 && ac == ad; i++) {
+        same++;
+        u = mg_rng_float(&ru);
+        assert_int_equal(kv_feed_next(kc, &ac, 1, &so, u, &ac, err), 0);
+        assert_int_equal(kv_feed_next(kd, &ad, 1, &so, u, &ad, err), 0);
+    }
+    printf("  sampled decoding: %d of 40 tokens identical\n", same);
+    assert_int_equal(same, 40);
     kv_free(kc);
     kv_free(kg);
     kv_free(kd);
@@ -461,6 +538,7 @@ int main(void) {
         cmocka_unit_test(test_matmul),             cmocka_unit_test(test_shadow_copies),
         cmocka_unit_test(test_attention),          cmocka_unit_test(test_model_fp32),
         cmocka_unit_test(test_model_bf16),         cmocka_unit_test(test_greedy_decoding),
+        cmocka_unit_test(test_sampling),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -152,6 +152,7 @@ static const ops_backend_t cuda_backend = {
     .embed_forward_at = cuda_embed_forward_at,
     .attention_cached_at = cuda_attention_cached_at,
     .argmax = cuda_argmax,
+    .sample = cuda_sample,
     .graph_begin = cu_graph_begin,
     .graph_end = cu_graph_end,
     .graph_launch = cu_graph_launch,

@@ -107,6 +107,7 @@ void cuda_attention_cached_at(float *out, float *kcache, float *vcache, const fl
 void cuda_matmul_bias_gelu_forward(float *pre, float *out, const float *x, const float *w,
                                    const float *bias, int N, int C, int OC);
 void cuda_argmax(int32_t *out, const float *x, int n);
+void cuda_sample(int32_t *out, const float *x, int n, float temperature, int top_k, float top_p, float u);
 void cuda_gelu_forward(float *out, const float *x, size_t n);
 /* the same, writing out's bf16 copy too (out16 from cuda_shadow_make, or NULL) */
 void cuda_gelu_forward_copy(float *out, bf16 *out16, const float *x, size_t n);
