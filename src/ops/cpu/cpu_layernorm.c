@@ -25,7 +25,8 @@ static void norm_row(float *o, const float *xr, float m, const float *w, const f
 
 void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
                            const float *b, int N, int C) {
-#pragma omp parallel for schedule(static)
+    /* one row (decoding): no thread team, which costs more than the row */
+#pragma omp parallel for schedule(static) if (N > 1)
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * C;
         float *o = out + (size_t)n * C;
@@ -79,7 +80,7 @@ void cpu_layernorm_backward(float *dx, float *dw, float *db, const float *dout, 
 void cpu_residual_layernorm_forward(float *res, float *out, float *mean, float *rstd,
                                     const float *a, const float *b, const float *w,
                                     const float *bias, int N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N > 1)
     for (int n = 0; n < N; n++) {
         const float *ar = a + (size_t)n * C, *br = b + (size_t)n * C;
         float *xr = res + (size_t)n * C, *o = out + (size_t)n * C;
