@@ -241,6 +241,75 @@ static void test_shadow_copies(void **state) {
     gpu = ops_select("cuda", "fp32", 0, NULL, why); /* the precision is the backend's */
 }
 
+/* A producer's bf16 copy of buf (N,C) must be exactly what the matmul's
+ * own conversion makes: the matmul runs on the copy, then again after an
+ * upload of the same values retires it (so it converts); the two outputs
+ * must be equal bit for bit. */
+static void check_copy(const ops_backend_t *g, const char *what, float *buf, int N, int C) {
+    int OC = 64;
+    size_t bytes = (size_t)N * C * sizeof(float), obytes = (size_t)N * OC * sizeof(float);
+    float *host = mg_malloc(bytes), *h1 = mg_malloc(obytes), *h2 = mg_malloc(obytes);
+    pair_t w = pair_rand((size_t)OC * C, 0.1f);
+    float *o1 = g->alloc(obytes), *o2 = g->alloc(obytes);
+    g->download(host, buf, bytes);
+    g->matmul_forward(o1, buf, w.g, NULL, N, C, OC);
+    g->upload(buf, host, bytes);
+    g->matmul_forward(o2, buf, w.g, NULL, N, C, OC);
+    g->download(h1, o1, obytes);
+    g->download(h2, o2, obytes);
+    int same = memcmp(h1, h2, obytes) == 0;
+    printf("  copy of the %-28s %s\n", what, same ? "= conversion" : "DIFFERS");
+    assert_true(same);
+    g->free(o1);
+    g->free(o2);
+    pair_free(&w);
+    mg_free(host);
+    mg_free(h1);
+    mg_free(h2);
+}
+
+/* every producer of a copy (at bf16, rows enough for the bf16 matmul) */
+static void test_copies_match_conversion(void **state) {
+    (void)state;
+    NEED_GPU();
+    const ops_backend_t *g = ops_select("cuda", "bf16", 0, NULL, why);
+    assert_non_null(g);
+    int B = 2, T = 128, C = 128, NH = 2, N = B * T, V = 512;
+    pair_t x = pair_rand((size_t)N * C, 1.0f), z = pair_rand(x.n, 1.0f), y = pair_zero(x.n), res = pair_zero(x.n);
+    pair_t lw = pair_rand(C, 1.0f), lb = pair_rand(C, 1.0f), mean = pair_zero(N), rstd = pair_zero(N);
+    pair_t dw = pair_zero(C), db = pair_zero(C), dx = pair_rand(x.n, 1.0f);
+    g->layernorm_forward(y.g, mean.g, rstd.g, x.g, lw.g, lb.g, N, C);
+    check_copy(g, "LayerNorm output", y.g, N, C);
+    g->residual_layernorm_forward(res.g, y.g, mean.g, rstd.g, x.g, z.g, lw.g, lb.g, N, C);
+    check_copy(g, "residual LayerNorm output", y.g, N, C);
+    g->layernorm_backward(dx.g, dw.g, db.g, z.g, res.g, lw.g, mean.g, rstd.g, N, C);
+    check_copy(g, "LayerNorm backward dx", dx.g, N, C);
+    pair_t fw = pair_rand((size_t)4 * C * C, 0.1f), fb = pair_rand(4 * C, 0.1f);
+    pair_t pre = pair_zero((size_t)N * 4 * C), act = pair_zero(pre.n), g4 = pair_rand(pre.n, 1.0f), db4 = pair_zero(4 * C);
+    g->matmul_bias_gelu_forward(pre.g, act.g, y.g, fw.g, fb.g, N, C, 4 * C);
+    check_copy(g, "GELU output", act.g, N, 4 * C);
+    g->gelu_bias_backward(g4.g, db4.g, pre.g, g4.g, N, 4 * C);
+    check_copy(g, "GELU backward dpre", g4.g, N, 4 * C);
+    pair_t logits = pair_rand((size_t)N * V, 3.0f), losses = pair_zero(N);
+    int32_t *tc = cpu->alloc(N * sizeof(int32_t)), *tg = g->alloc(N * sizeof(int32_t));
+    for (int i = 0; i < N; i++) tc[i] = (int32_t)mg_rng_below(&rng, V);
+    g->upload(tg, tc, N * sizeof(int32_t));
+    g->xent_forward_backward(losses.g, logits.g, logits.g, tg, N, V, 1.0f / N);
+    check_copy(g, "loss gradient", logits.g, N, V);
+    pair_t qkv = pair_rand((size_t)N * 3 * C, 1.0f), out = pair_zero(x.n), dqkv = pair_zero(qkv.n);
+    float *att = g->alloc(g->attention_state_floats(B, NH, T) * sizeof(float));
+    g->attention_forward(out.g, att, qkv.g, B, T, C, NH);
+    check_copy(g, "attention output", out.g, N, C);
+    g->attention_backward(dqkv.g, z.g, qkv.g, out.g, att, B, T, C, NH);
+    check_copy(g, "attention backward dqkv", dqkv.g, N, 3 * C);
+    g->free(att);
+    cpu->free(tc);
+    g->free(tg);
+    pair_t *all[] = {&x, &z, &y, &res, &lw, &lb, &mean, &rstd, &dw, &db, &dx, &fw, &fb, &pre, &act, &g4, &db4, &logits, &losses, &qkv, &out, &dqkv};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(all[i]);
+    gpu = ops_select("cuda", "fp32", 0, NULL, why); /* the precision is the backend's */
+}
+
 static void test_matmul(void **state) {
     (void)state;
     NEED_GPU();
@@ -536,6 +605,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pointwise_and_rows), cmocka_unit_test(test_layernorm_widths),
         cmocka_unit_test(test_matmul),             cmocka_unit_test(test_shadow_copies),
+        cmocka_unit_test(test_copies_match_conversion),
         cmocka_unit_test(test_attention),          cmocka_unit_test(test_model_fp32),
         cmocka_unit_test(test_model_bf16),         cmocka_unit_test(test_greedy_decoding),
         cmocka_unit_test(test_sampling),

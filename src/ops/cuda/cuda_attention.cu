@@ -359,7 +359,7 @@ void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, c
     if (rows > dsum_len) {
         CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream));
         if (dsum_buf) CUDA_CHECK(cudaFree(dsum_buf));
-        CUDA_CHECK(cudaMalloc(&dsum_buf, rows * sizeof(float)));
+        dsum_buf = (float *)cuda_scratch_alloc(rows * sizeof(float));
         dsum_len = rows;
     }
     attn_dsum_kernel<<<cdiv(rows, 256), 256, 0, g_cuda.stream>>>(dsum_buf, dout, out, B, T, C, NH);
@@ -381,10 +381,13 @@ void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, c
 
 static void cached(float *out, float *kcache, float *vcache, const float *qkv, int n, int pos0,
                    const int32_t *pos_dev, int C, int NH) {
-    /* (recorded for a graph, pos_dev: its launch forgets every copy) */
     cuda_shadow_forget(out, (size_t)n * C * sizeof(float));
-    cuda_shadow_forget(kcache + (size_t)pos0 * C, (size_t)n * C * sizeof(float));
-    cuda_shadow_forget(vcache + (size_t)pos0 * C, (size_t)n * C * sizeof(float));
+    if (pos_dev) /* the row is known only on the device */
+        cuda_shadow_forget_all();
+    else {
+        cuda_shadow_forget(kcache + (size_t)pos0 * C, (size_t)n * C * sizeof(float));
+        cuda_shadow_forget(vcache + (size_t)pos0 * C, (size_t)n * C * sizeof(float));
+    }
     if (n > 1) { /* rows read each other's keys: stored first (one row: by the kernel) */
         kv_store_kernel<<<cdiv((size_t)n * C, 256), 256, 0, g_cuda.stream>>>(kcache, vcache, qkv, n, pos0,
                                                                              pos_dev, C);

@@ -27,10 +27,25 @@ static struct {
 } allocs[MAX_ALLOCS];
 static size_t in_use, peak;
 
+/* cudaMalloc, freeing the retired bf16 copies first if it must */
+static cudaError_t malloc_or_release(void **p, size_t bytes) {
+    if (cudaMalloc(p, bytes) == cudaSuccess) return cudaSuccess;
+    cudaGetLastError(); /* clear the sticky out-of-memory error */
+    if (!cuda_shadow_release()) return cudaErrorMemoryAllocation;
+    return cudaMalloc(p, bytes);
+}
+
+/* the backend's own scratch buffers: out of memory is fatal */
+void *cuda_scratch_alloc(size_t bytes) {
+    void *p = NULL;
+    CUDA_CHECK(malloc_or_release(&p, bytes ? bytes : 1));
+    return p;
+}
+
 void *cuda_alloc(size_t bytes) {
     void *p = NULL;
-    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
-        cudaGetLastError(); /* clear the sticky out-of-memory error */
+    if (malloc_or_release(&p, bytes ? bytes : 1) != cudaSuccess) {
+        cudaGetLastError();
         return NULL;
     }
     CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, g_cuda.stream));
@@ -46,7 +61,7 @@ void *cuda_alloc(size_t bytes) {
     return NULL;
 }
 
-static void cu_free(void *p) {
+void cuda_free(void *p) {
     if (!p) return;
     cuda_shadow_forget_all(); /* the memory may come back for something else */
     for (int i = 0; i < MAX_ALLOCS; i++)
@@ -89,6 +104,7 @@ static void *cu_graph_end(void) {
     cudaGraph_t graph = NULL;
     cudaGraphExec_t exec = NULL;
     cudaError_t e = cudaStreamEndCapture(g_cuda.stream, &graph);
+    cuda_shadow_forget_all(); /* what was recorded has not run */
     if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
     if (graph) cudaGraphDestroy(graph);
     if (e != cudaSuccess) {
@@ -122,7 +138,7 @@ static const ops_backend_t cuda_backend = {
     .synchronize = cu_synchronize,
     .memory = cu_memory,
     .alloc = cuda_alloc,
-    .free = cu_free,
+    .free = cuda_free,
     .upload = cu_upload,
     .download = cu_download,
     .zero = cu_zero,

@@ -48,8 +48,12 @@ static inline unsigned cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) 
 
 typedef __nv_bfloat16 bf16;
 
-/* device memory counted in the backend's figures (cuda_backend.cu) */
+/* device memory counted in the backend's figures (cuda_backend.cu); both
+ * free the retired bf16 copies (cuda_shadow_release) before failing */
 void *cuda_alloc(size_t bytes);
+void cuda_free(void *p);
+/* the backend's own scratch (cudaFree it): out of memory is fatal */
+void *cuda_scratch_alloc(size_t bytes);
 
 /* 1 when matmuls over this many rows take bf16 operands staged from the
  * float32 ones (bf16 precision; MINIGPT_CUDA_STAGE=0 turns it off) */
@@ -65,15 +69,22 @@ int cuda_staging(int rows);
  * does it for what it copies). */
 enum { SHADOW_ROWS, SHADOW_HEADS }; /* as stored; q, k, v head-major (cuda_flash.cu) */
 bf16 *cuda_shadow_make(const float *p, size_t n, int rows);
-bf16 *cuda_shadow_add(const float *p, size_t n, int rows, int kind);
-const bf16 *cuda_shadow_find(const float *p, size_t n, int kind);
+/* shape: what else the layout depends on (0 for SHADOW_ROWS) */
+bf16 *cuda_shadow_add(const float *p, size_t n, int rows, int kind, uint64_t shape);
+const bf16 *cuda_shadow_find(const float *p, size_t n, int kind, uint64_t shape);
 void cuda_shadow_forget(const void *p, size_t bytes);
 void cuda_shadow_forget_all(void);
+/* frees the memory of the copies no longer valid; 0 if there was none */
+int cuda_shadow_release(void);
 
 /* GELU, tanh approximation (as the CPU backend) */
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 __device__ inline float cuda_gelu(float v) {
     return 0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v)));
+}
+__device__ inline float cuda_gelu_grad(float v) {
+    float th = tanhf(GELU_K * (v + 0.044715f * v * v * v));
+    return 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
 }
 
 /* kernels (same contracts as the ops_backend_t entries of the same name) */

@@ -35,7 +35,6 @@
 
 #include "ops/cuda/cuda_common.cuh"
 
-typedef __nv_bfloat16 bf16;
 #define BM 64 /* rows a block owns: 16 per warp */
 #define FULL 0xffffffffu
 
@@ -423,6 +422,9 @@ __global__ void to_heads_kernel(bf16 *dst, const float *src, int B, int T, int C
     *reinterpret_cast<uint2 *>(dst + o) = make_uint2(pack(x.x * f, x.y * f), pack(x.z * f, x.w * f));
 }
 
+/* the layout of a head-major copy besides its length */
+static uint64_t heads_shape(int B, int T, int NH) { return ((uint64_t)B << 40) | ((uint64_t)T << 16) | (uint64_t)NH; }
+
 /* scratch for head-major copies (grown on demand, kept) */
 static bf16 *scratch(size_t n) {
     static bf16 *buf;
@@ -430,7 +432,7 @@ static bf16 *scratch(size_t n) {
     if (n > len) {
         CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream));
         if (buf) CUDA_CHECK(cudaFree(buf));
-        CUDA_CHECK(cudaMalloc(&buf, n * sizeof(bf16)));
+        buf = (bf16 *)cuda_scratch_alloc(n * sizeof(bf16));
         len = n;
     }
     return buf;
@@ -469,7 +471,7 @@ template <int HS>
 static void fwd(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
     /* q, k, v head-major: kept for the backward when memory allows */
     size_t n = (size_t)B * T * 3 * C;
-    bf16 *heads = cuda_shadow_add(qkv, n, B * T, SHADOW_HEADS);
+    bf16 *heads = cuda_shadow_add(qkv, n, B * T, SHADOW_HEADS, heads_shape(B, T, NH));
     if (!heads) heads = scratch(n);
     to_heads(heads, qkv, B, T, C, NH, 3 * C, 3, rsqrtf((float)HS));
     bf16 *out16 = cuda_shadow_make(out, (size_t)B * T * C, B * T); /* for the proj matmul */
@@ -483,7 +485,7 @@ template <int HS>
 static void bwd(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *D,
                 int B, int T, int C, int NH) {
     size_t n = (size_t)B * T * 3 * C;
-    const bf16 *heads = cuda_shadow_find(qkv, n, SHADOW_HEADS); /* the forward's, if kept */
+    const bf16 *heads = cuda_shadow_find(qkv, n, SHADOW_HEADS, heads_shape(B, T, NH)); /* the forward's, if kept */
     bf16 *dheads = scratch(heads ? n / 3 : n + n / 3);
     if (!heads) {
         to_heads(dheads, qkv, B, T, C, NH, 3 * C, 3, rsqrtf((float)HS));

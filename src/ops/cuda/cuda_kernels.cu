@@ -166,6 +166,7 @@ void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *x
     if (!out16) cuda_shadow_forget(out, (size_t)N * C * sizeof(float));
     if (C <= WARP * LN_MAXV)
         LN_DISPATCH(C, LN_FWD);
+#undef LN_FWD
     else
         layernorm_wide_kernel<<<cdiv(N, 8), 8 * WARP, 0, g_cuda.stream>>>(out, mean, rstd, x, w, b, N, C);
     LAUNCH_CHECK();
@@ -286,6 +287,7 @@ void cuda_layernorm_backward(float *dx, float *dw, float *db, const float *dout,
     layernorm_bwd_rows_kernel<V><<<blocks, 8 * WARP, shared, g_cuda.stream>>>(dx, dx16, dw, db, dout, x, w, mean, \
                                                                              rstd, N, C)
         LN_DISPATCH(C, LN_BWD);
+#undef LN_BWD
         LAUNCH_CHECK();
         return;
     }
@@ -312,10 +314,7 @@ __global__ void gelu_fwd_kernel(float *out, bf16 *out16, const float *x, size_t 
 __global__ void gelu_bwd_kernel(float *dx, const float *x, const float *dout, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    float v = x[i], u = GELU_K * (v + 0.044715f * v * v * v), th = tanhf(u);
-    float sech2 = 1.0f - th * th;
-    float g = 0.5f * (1.0f + th) + 0.5f * v * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
-    dx[i] = dout[i] * g;
+    dx[i] = dout[i] * cuda_gelu_grad(x[i]);
 }
 void cuda_gelu_forward_copy(float *out, bf16 *out16, const float *x, size_t n) {
     if (!out16) cuda_shadow_forget(out, n * sizeof(float));
@@ -480,6 +479,7 @@ void cuda_residual_layernorm_forward(float *res, float *out, float *mean, float 
     if (rstd) cuda_shadow_forget(rstd, N * sizeof(float));
     bf16 *out16 = cuda_shadow_make(out, (size_t)N * C, N);
     LN_DISPATCH(C, LN_RES);
+#undef LN_RES
     LAUNCH_CHECK();
 }
 
@@ -505,10 +505,7 @@ __global__ void gelu_bias_backward_kernel(float *dpre, bf16 *dpre16, float *dbia
             for (int k = 0; k < 4; k++) {
                 if (r + 8 * k >= r1) break;
                 size_t i = (size_t)(r + 8 * k) * OC + col;
-                float u = GELU_K * (v[k] + 0.044715f * v[k] * v[k] * v[k]), th = tanhf(u);
-                float g = 0.5f * (1.0f + th) +
-                          0.5f * v[k] * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * 0.044715f * v[k] * v[k]);
-                float d = go[k] * g;
+                float d = go[k] * cuda_gelu_grad(v[k]);
                 dpre[i] = d;
                 if (dpre16) dpre16[i] = __float2bfloat16(d);
                 s += d;

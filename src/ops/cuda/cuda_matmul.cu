@@ -6,11 +6,13 @@
  * (R,K) matrix is a column-major (K,R) one and every product below is
  * written transposed: out^T = w . x^T and so on. fp32 computes exactly in
  * float32. With --precision bf16 the inputs are rounded to bfloat16 for the
- * tensor cores and the products accumulate in float32: large products
- * first stage both operands as bf16 copies (one memory-bound pass each) and
- * run a native bf16 x bf16 -> fp32 matmul; small ones (decoding, N below
- * STAGE_MIN_ROWS) use CUBLAS_COMPUTE_32F_FAST_16BF on the fp32 operands,
- * which converts inside the matmul but runs at a fraction of the rate. */
+ * tensor cores and the products accumulate in float32: large products run
+ * a native bf16 x bf16 -> fp32 matmul on bf16 copies of their operands (the
+ * copy an activation's producer made, cuda_shadow.cu, else one staged here
+ * in a memory-bound pass); products of fewer than STAGE_MIN_ROWS rows use
+ * CUBLAS_COMPUTE_32F_FAST_16BF on the fp32 operands, which converts inside
+ * the matmul but runs at a fraction of the rate. One row (decoding) runs
+ * the float32 GEMV at the end of this file in both precisions. */
 #include <cuda_bf16.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,7 +138,7 @@ static const void *to_bf16(const float *src, size_t n, int slot) {
     if (n > cap[slot]) {
         CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream));
         if (buf[slot]) CUDA_CHECK(cudaFree(buf[slot]));
-        CUDA_CHECK(cudaMalloc(&buf[slot], n * sizeof(__nv_bfloat16)));
+        buf[slot] = (__nv_bfloat16 *)cuda_scratch_alloc(n * sizeof(__nv_bfloat16));
         cap[slot] = n;
     }
     to_bf16_kernel<<<cdiv(cdiv(n, 4), 256), 256, 0, g_cuda.stream>>>(buf[slot], src, n);
@@ -155,7 +157,7 @@ static int staged(int rows, const void *a, const void *b) {
 }
 /* x's bf16 copy, from its shadow when its producer made one */
 static const void *bf16_of(const float *x, size_t n, int slot) {
-    const bf16 *s = cuda_shadow_find(x, n, SHADOW_ROWS);
+    const bf16 *s = cuda_shadow_find(x, n, SHADOW_ROWS, 0);
     return s ? (const void *)s : to_bf16(x, n, slot);
 }
 

@@ -14,7 +14,8 @@
  * forgets them all. Copies are made only where a matmul would stage (bf16
  * precision, enough rows) and while a tenth of the GPU's memory stays
  * free; otherwise the matmul converts as before. The buffers are kept and
- * reused: a training step makes the same copies every step.
+ * reused (a training step makes the same copies every step); an
+ * allocation that fails frees those no longer valid and tries again.
  *
  * A copy has a kind: SHADOW_ROWS is the buffer as it is, in bf16;
  * SHADOW_HEADS is the attention's head-major rewrite of q, k, v, which the
@@ -27,6 +28,7 @@ typedef struct {
     const float *p; /* the float32 buffer */
     size_t n;       /* its floats */
     int kind;       /* SHADOW_* */
+    uint64_t shape; /* what else its layout depends on */
     bf16 *buf;      /* the copy */
     size_t cap;     /* bf16 capacity of buf */
     int valid;
@@ -46,10 +48,13 @@ void cuda_shadow_forget_all(void) {
     for (int i = 0; i < ntab; i++) tab[i].valid = 0;
 }
 
-bf16 *cuda_shadow_add(const float *p, size_t n, int rows, int kind) {
+bf16 *cuda_shadow_add(const float *p, size_t n, int rows, int kind, uint64_t shape) {
     for (int i = 0; i < ntab; i++)
         if (tab[i].p == p && tab[i].kind == kind) tab[i].valid = 0;
-    if (!cuda_staging(rows)) return NULL;
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    if (!cuda_staging(rows) || cudaStreamIsCapturing(g_cuda.stream, &capturing) != cudaSuccess ||
+        capturing != cudaStreamCaptureStatusNone) /* a recorded kernel writes nothing yet */
+        return NULL;
     shadow_t *e = NULL;
     for (int i = 0; i < ntab && !e; i++) /* this buffer's own, else any spare one */
         if (tab[i].p == p && tab[i].kind == kind && tab[i].cap >= n) e = &tab[i];
@@ -57,8 +62,10 @@ bf16 *cuda_shadow_add(const float *p, size_t n, int rows, int kind) {
         if (!tab[i].valid && tab[i].cap >= n) e = &tab[i];
     if (!e) {
         size_t free_b = 0, total = 0;
+        /* room stays for a tenth of the GPU and for one conversion of this
+         * size, which a consumer needs if a copy is refused later */
         if (ntab == SHADOW_MAX || cudaMemGetInfo(&free_b, &total) != cudaSuccess ||
-            free_b < n * sizeof(bf16) + total / 10)
+            free_b < 2 * n * sizeof(bf16) + total / 10)
             return NULL;
         bf16 *buf = (bf16 *)cuda_alloc(n * sizeof(bf16));
         if (!buf) return NULL;
@@ -69,17 +76,33 @@ bf16 *cuda_shadow_add(const float *p, size_t n, int rows, int kind) {
     e->p = p;
     e->n = n;
     e->kind = kind;
+    e->shape = shape;
     e->valid = 1;
     return e->buf;
 }
 
 bf16 *cuda_shadow_make(const float *p, size_t n, int rows) {
     cuda_shadow_forget(p, n * sizeof(float));
-    return cuda_shadow_add(p, n, rows, SHADOW_ROWS);
+    return cuda_shadow_add(p, n, rows, SHADOW_ROWS, 0);
 }
 
-const bf16 *cuda_shadow_find(const float *p, size_t n, int kind) {
+const bf16 *cuda_shadow_find(const float *p, size_t n, int kind, uint64_t shape) {
     for (int i = 0; i < ntab; i++)
-        if (tab[i].valid && tab[i].p == p && tab[i].n == n && tab[i].kind == kind) return tab[i].buf;
+        if (tab[i].valid && tab[i].p == p && tab[i].n == n && tab[i].kind == kind && tab[i].shape == shape)
+            return tab[i].buf;
     return NULL;
+}
+
+int cuda_shadow_release(void) {
+    int freed = 0, kept = 0;
+    for (int i = 0; i < ntab; i++) {
+        if (tab[i].valid) { /* a caller may hold it: kept */
+            tab[kept++] = tab[i];
+            continue;
+        }
+        cuda_free(tab[i].buf); /* waits for the stream */
+        freed++;
+    }
+    ntab = kept;
+    return freed > 0;
 }
