@@ -59,7 +59,7 @@ int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, cons
     if (n < 1) return mg_fail(err, "the prompt is empty");
     if (kv->pos + n > c->ctx)
         return mg_fail(err, "the prompt has %d tokens but the context holds %d", n, c->ctx - kv->pos);
-    int direct = !o->on_token && !o->cands;
+    int direct = !o->on_token && !o->cands && o->max_tokens > 0;
     int32_t next = 0;
     double t0 = mg_now();
     if (feed(kv, prompt, n, o, direct, &next, err) != 0) return -1;
@@ -87,6 +87,10 @@ int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, cons
         if (i + 1 == o->max_tokens) break;
         if (kv->pos >= c->ctx) {
             st->stop = GEN_STOP_CONTEXT;
+            break;
+        }
+        if (direct && o->interrupt && *o->interrupt) { /* before the feed draws for the next token */
+            st->stop = GEN_STOP_INTERRUPTED;
             break;
         }
         if (feed(kv, &id, 1, o, direct, &next, err) != 0) return -1;

@@ -37,10 +37,10 @@ static int top_prefix(const float *p, int V, float pmax, int count, double mass,
 }
 
 int sample_argmax(const float *logits, int V) {
-    int best = 0;
-    for (int i = 1; i < V; i++)
-        if (logits[i] > logits[best]) best = i;
-    return best;
+    int best = -1;
+    for (int i = 0; i < V; i++)
+        if (logits[i] == logits[i] && (best < 0 || logits[i] > logits[best])) best = i; /* NaN never */
+    return best < 0 ? 0 : best;
 }
 
 int sample_token(const float *logits, int V, const sample_opts_t *o, mg_rng_t *rng,

@@ -17,7 +17,8 @@ typedef struct {
     float prob; /* probability after temperature and cuts */
 } sample_cand_t;
 
-/* The index of the largest logit (V), the first on ties: greedy. */
+/* The index of the largest logit (V), the first on ties, NaN never (0 if
+ * all are NaN): greedy. */
 int sample_argmax(const float *logits, int V);
 
 /* Picks a token id from logits (V). scratch must hold 2*V floats.
