@@ -216,8 +216,43 @@ static void test_attention_state_monotone(void **state) {
                 (size_t)4 * CPU_FLASH_MIN_T * 4 * CPU_FLASH_MIN_T / 8);
 }
 
+/* The worst relative error between grads[k] and central differences (step
+ * eps) of L = sum(out[j] * dout[j], j < nl) over every element of ins[k],
+ * k < 3, where forward(ctx) recomputes out. The floor of 5e-2 on the
+ * denominator covers the float rounding of L over eps. */
+static double fd_worst(float *const ins[3], float *const grads[3], const size_t lens[3], float eps,
+                       void (*forward)(void *ctx), void *ctx, const float *out, const float *dout,
+                       size_t nl) {
+    double worst = 0.0;
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < lens[k]; i++) {
+            float keep = ins[k][i];
+            double l[2];
+            for (int sgn = 0; sgn < 2; sgn++) {
+                ins[k][i] = keep + (sgn ? -eps : eps);
+                forward(ctx);
+                double s = 0.0;
+                for (size_t j = 0; j < nl; j++) s += (double)out[j] * dout[j];
+                l[sgn] = s;
+            }
+            ins[k][i] = keep;
+            double num = (l[0] - l[1]) / (2.0 * eps), ana = grads[k][i];
+            worst = fmax(worst, fabs(ana - num) / fmax(fabs(ana) + fabs(num), 5e-2));
+        }
+    return worst;
+}
+
 /* ---------------------------------------------------------------------
  * residual add + LayerNorm */
+
+typedef struct {
+    float *a, *b, *w, *bias, *res, *out;
+    int N, C;
+} ln_args_t;
+static void ln_forward(void *ctx) {
+    ln_args_t *p = ctx;
+    ops->residual_layernorm_forward(p->res, p->out, NULL, NULL, p->a, p->b, p->w, p->bias, p->N, p->C);
+}
 
 static void test_residual_layernorm(void **state) {
     (void)state;
@@ -259,24 +294,8 @@ static void test_residual_layernorm(void **state) {
     ops->residual_layernorm_backward(dx_f, dw_f, db_f, dout, res_u, w, mean_u, rstd_u, Nf, C);
     float *ins[3] = {a, w, bias}, *grads[3] = {dx_f, dw_f, db_f};
     size_t lens[3] = {nf, (size_t)C, (size_t)C};
-    double worst = 0.0;
-    float eps = 1e-2f;
-    for (int k = 0; k < 3; k++) {
-        for (size_t i = 0; i < lens[k]; i++) {
-            float keep = ins[k][i];
-            double l[2];
-            for (int sgn = 0; sgn < 2; sgn++) {
-                ins[k][i] = keep + (sgn ? -eps : eps);
-                ops->residual_layernorm_forward(res_f, out_f, NULL, NULL, a, b, w, bias, Nf, C);
-                double s = 0.0;
-                for (size_t j = 0; j < nf; j++) s += (double)out_f[j] * dout[j];
-                l[sgn] = s;
-            }
-            ins[k][i] = keep;
-            double num = (l[0] - l[1]) / (2.0 * eps), ana = grads[k][i];
-            worst = fmax(worst, fabs(ana - num) / fmax(fabs(ana) + fabs(num), 5e-2)); /* floor: float rounding of L over eps */
-        }
-    }
+    ln_args_t args = {a, b, w, bias, res_f, out_f, Nf, C};
+    double worst = fd_worst(ins, grads, lens, 1e-2f, ln_forward, &args, out_f, dout, nf);
     printf("  residual+layernorm: matches add+layernorm; finite differences worst rel err %.2e\n", worst);
     assert_true(worst < 1e-2);
     float *bufs[] = {a, b, w, bias, res_u, out_u, mean_u, rstd_u, res_f, out_f, mean_f, rstd_f, dout,
@@ -286,6 +305,15 @@ static void test_residual_layernorm(void **state) {
 
 /* ---------------------------------------------------------------------
  * matmul + bias + GELU, GELU backward + bias gradient */
+
+typedef struct {
+    float *x, *w, *bias, *pre, *out;
+    int N, C, OC;
+} gelu_args_t;
+static void gelu_forward(void *ctx) {
+    gelu_args_t *p = ctx;
+    ops->matmul_bias_gelu_forward(p->pre, p->out, p->x, p->w, p->bias, p->N, p->C, p->OC);
+}
 
 static void test_bias_gelu(void **state) {
     (void)state;
@@ -321,24 +349,8 @@ static void test_bias_gelu(void **state) {
     ops->matmul_backward(dx, dw, NULL, dpre, x, w, Nf, C, OC);
     float *ins[3] = {x, w, bias}, *grads[3] = {dx, dw, db};
     size_t lens[3] = {(size_t)Nf * C, (size_t)OC * C, (size_t)OC};
-    double worst = 0.0;
-    float eps = 3e-3f;
-    for (int k = 0; k < 3; k++) {
-        for (size_t i = 0; i < lens[k]; i++) {
-            float keep = ins[k][i];
-            double l[2];
-            for (int sgn = 0; sgn < 2; sgn++) {
-                ins[k][i] = keep + (sgn ? -eps : eps);
-                ops->matmul_bias_gelu_forward(pre_f, out_f, x, w, bias, Nf, C, OC);
-                double s = 0.0;
-                for (size_t j = 0; j < nf; j++) s += (double)out_f[j] * dout[j];
-                l[sgn] = s;
-            }
-            ins[k][i] = keep;
-            double num = (l[0] - l[1]) / (2.0 * eps), ana = grads[k][i];
-            worst = fmax(worst, fabs(ana - num) / fmax(fabs(ana) + fabs(num), 5e-2)); /* floor: float rounding of L over eps */
-        }
-    }
+    gelu_args_t args = {x, w, bias, pre_f, out_f, Nf, C, OC};
+    double worst = fd_worst(ins, grads, lens, 3e-3f, gelu_forward, &args, out_f, dout, nf);
     printf("  matmul+bias+gelu: matches the unfused ops; finite differences worst rel err %.2e\n", worst);
     assert_true(worst < 1e-2);
     float *bufs[] = {x, w, bias, pre_u, out_u, pre_f, out_f, dout, db0, d_u, db_u, d_f, db_f, dx, dw, db, dpre};
