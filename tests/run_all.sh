@@ -23,6 +23,7 @@ MINIGPT=./minigpt bash tests/bad_input.sh
 MINIGPT=./minigpt bash tests/checkpoints.sh
 MINIGPT=./minigpt bash tests/chat.sh
 MINIGPT=./minigpt bash tests/crash.sh
+MINIGPT=./minigpt bash tests/train_options.sh
 MINIGPT=./minigpt bash tests/cuda_e2e.sh
 MINIGPT=./minigpt bash tests/benchmark.sh
 

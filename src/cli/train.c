@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "io/catalog.h"
 #include "ops/ops.h"
 #include "train/trainer.h"
 #include "util/common.h"
@@ -22,13 +23,15 @@ static const char usage[] =
     "  --preset NAME      micro, tiny (default), mini, small, gpt2\n"
     "  --layers N --heads N --dim N --ctx N --vocab N\n"
     "                     override the preset's shape (vocab: tokenizer size)\n"
-    "  --batch B          sequences per step (default 8)\n"
+    "  --batch B          sequences per micro-batch (default 8, or what fits memory)\n"
+    "  --grad-accum K     micro-batches per optimizer step: a step of K x B\n"
+    "                     sequences in the memory of B (default 1)\n"
     "  --lr LR            peak learning rate (default 2e-3 x 256/dim, at most 3e-3;\n"
     "                     on a GPU also times sqrt(batch/8), at most 4e-3)\n"
     "  --warmup N         warm-up steps (default 100, at most a tenth of the run)\n"
     "  --weight-decay W   AdamW decay on matrices (default 0.1)\n"
     "  --eval-every N     validation every N steps (default 100; 0: epochs only)\n"
-    "  --eval-batches N   batches per validation (default 10)\n"
+    "  --eval-batches N   steps' worth of sequences per validation (default 10)\n"
     "  --seed S           seed for weights and data order (default 1337)\n"
     "  --threads N        CPU threads (default: all cores)\n"
     CLI_DEVICE_HELP
@@ -36,6 +39,9 @@ static const char usage[] =
     "  --keep K           keep only the K newest step checkpoints\n"
     "  --resume FILE      continue a run from a checkpoint (and its .optim file);\n"
     "                     shape and hyperparameters come from the checkpoint\n"
+    "  --init-from FILE   fine-tune: start from a checkpoint's weights and tokenizer\n"
+    "                     on --data, with a new optimizer and schedule (default lr:\n"
+    "                     a tenth of training from scratch)\n"
     "  --log-every N      a log line every N steps when not on a terminal (10)\n"
     "  --save-tokens FILE write the train/validation token streams (safetensors),\n"
     "                     for reference trainers (bench/bench_recipe.sh)\n"
@@ -104,6 +110,20 @@ static void on_event(void *ctx, const train_event_t *e) {
     fflush(stdout);
 }
 
+/* --init-from: the checkpoint's shape, read from its header (the weights
+ * are loaded by the trainer), so that the batch is sized for it. */
+static int init_config(const char *path, gpt_config_t *cfg, char *err) {
+    catalog_t *c = catalog_file(path, err);
+    if (!c) return -1;
+    int rc = 0;
+    if (c->e[0].ok)
+        *cfg = c->e[0].cfg;
+    else
+        rc = mg_fail(err, "train: cannot fine-tune from '%s': %s", path, c->e[0].why);
+    catalog_free(c);
+    return rc;
+}
+
 int cli_train(int argc, char **argv, char *err) {
     static const struct option opts[] = {
         {"data", required_argument, 0, 'd'},   {"out", required_argument, 0, 'o'},
@@ -118,7 +138,9 @@ int cli_train(int argc, char **argv, char *err) {
         {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
         {"save-every", required_argument, 0, 'Y'}, {"keep", required_argument, 0, 'K'},
         {"resume", required_argument, 0, 'R'}, {"log-every", required_argument, 0, 'G'},
-        {"save-tokens", required_argument, 0, 'X'}, CLI_DEVICE_OPTIONS,
+        {"save-tokens", required_argument, 0, 'X'}, {"grad-accum", required_argument, 0, 'A'},
+        {"init-from", required_argument, 0, 'I'},
+        CLI_DEVICE_OPTIONS,
         {0, 0, 0, 0},
     };
     train_opts_t o;
@@ -146,6 +168,7 @@ int cli_train(int argc, char **argv, char *err) {
         case 'T': bad = cli_int("ctx", optarg, 1, 1 << 16, &shape.ctx, err); break;
         case 'V': bad = cli_int("vocab", optarg, 260, 1 << 20, &shape.vocab, err); break;
         case 'b': bad = cli_int("batch", optarg, 1, 1 << 16, &n, err); o.batch = (int)n; batch_set = 1; break;
+        case 'A': bad = cli_int("grad-accum", optarg, 1, 1 << 16, &n, err); o.grad_accum = (int)n; break;
         case 'l': bad = cli_float("lr", optarg, 1e-9, 10, &f, err); o.lr = (float)f; lr_set = 1; break;
         case 'w': bad = cli_int("warmup", optarg, 1, 1L << 40, &n, err); o.warmup = (int)n; break;
         case 'W': bad = cli_float("weight-decay", optarg, 0, 10, &f, err); o.wd = (float)f; break;
@@ -156,6 +179,7 @@ int cli_train(int argc, char **argv, char *err) {
         case 'Y': bad = cli_int("save-every", optarg, 1, 1L << 40, &o.save_every, err); break;
         case 'K': bad = cli_int("keep", optarg, 1, 1 << 20, &n, err); o.keep = (int)n; break;
         case 'R': o.resume = optarg; break;
+        case 'I': o.init_from = optarg; break;
         case 'X': o.save_tokens = optarg; break;
         case 'G': bad = cli_int("log-every", optarg, 1, 1L << 40, &log_every, err); break;
         case 'h': fputs(usage, stdout); return CLI_OK;
@@ -173,13 +197,29 @@ int cli_train(int argc, char **argv, char *err) {
         mg_fail(err, "train: give only one of --steps, --epochs, --minutes");
         return CLI_USAGE;
     }
+    if (o.resume && o.grad_accum > 1) {
+        mg_fail(err, "train: --resume keeps the saved run's --grad-accum");
+        return CLI_USAGE;
+    }
     if (o.resume && (o.epochs || o.minutes)) {
         mg_fail(err, "train: --resume continues the saved schedule; only --steps may change it");
         return CLI_USAGE;
     }
     if (!o.steps && !o.epochs && !o.minutes) o.minutes = 5;
-    if (!shape.preset) shape.preset = "tiny";
-    if (cli_shape(&shape, &o.cfg, err) != 0) return CLI_USAGE;
+    if (o.init_from && o.resume) {
+        mg_fail(err, "train: give only one of --resume, --init-from");
+        return CLI_USAGE;
+    }
+    if (o.init_from && (shape.preset || shape.layers || shape.heads || shape.dim || shape.ctx || shape.vocab)) {
+        mg_fail(err, "train: --init-from keeps the checkpoint's shape and tokenizer; drop the shape flags");
+        return CLI_USAGE;
+    }
+    if (o.init_from) {
+        if (init_config(o.init_from, &o.cfg, err) != 0) return CLI_ERR;
+    } else {
+        if (!shape.preset) shape.preset = "tiny";
+        if (cli_shape(&shape, &o.cfg, err) != 0) return CLI_USAGE;
+    }
     if (access(o.data_path, R_OK) != 0) {
         mg_fail(err, "train: cannot read data file '%s'", o.data_path);
         return CLI_ERR;
@@ -206,6 +246,10 @@ int cli_train(int argc, char **argv, char *err) {
         o.lr = fminf(3e-3f, o.lr * 256.0f / o.cfg.dim);
         lr_why = " scaled to the width";
     }
+    if (!lr_set && o.init_from) {
+        o.lr /= 10;
+        lr_why = o.cfg.dim != 256 ? " scaled to the width, a tenth for fine-tuning" : " a tenth for fine-tuning";
+    }
     if (!batch_set && !o.resume && budget) {
         int base = o.batch;
         if (gpu)
@@ -227,7 +271,7 @@ int cli_train(int argc, char **argv, char *err) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     printf("minigpt train: %s on %s, backend %s: %s\n",
-           o.resume ? o.resume : shape.preset, o.data_path, o.ops->name,
+           o.resume ? o.resume : o.init_from ? o.init_from : shape.preset, o.data_path, o.ops->name,
            o.ops->describe());
     printf("settings: %ld threads of %d cores (--threads), batch %d (--batch)%s, lr %.2e (--lr)%s, "
            "warmup %d (--warmup), %.0f MB for training of %.0f MB available%s\n",

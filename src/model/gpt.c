@@ -115,6 +115,7 @@ gpt_model_t *gpt_create(const gpt_config_t *cfg, const ops_backend_t *ops, char 
     if (!m) goto oom;
     m->cfg = *cfg;
     m->ops = ops;
+    m->grad_scale = 1.0f;
     m->params = mg_calloc((size_t)cfg->layers * N_LAYER_PARAMS + 4, sizeof *m->params);
     m->w.layer = mg_calloc((size_t)cfg->layers, sizeof(gpt_layer_t));
     m->g.layer = mg_calloc((size_t)cfg->layers, sizeof(gpt_layer_t));

@@ -117,6 +117,8 @@ typedef struct {
     int adam_t;          /* AdamW steps taken */
     gpt_prof_t *prof;    /* per-op timing, NULL (default): off */
     int no_fusion;       /* 1: run the unfused kernels (benchmark --no-fusion) */
+    float grad_scale;    /* gpt_backward adds grad_scale x the gradient of the mean
+                          * loss: 1 after gpt_create; 1/K to average K micro-batches */
 } gpt_model_t;
 
 /* Creates a model with zeroed weights on the given backend (NULL on error). */
@@ -138,8 +140,10 @@ size_t gpt_param_count(const gpt_config_t *cfg);
 /* Training pass on host token arrays (B,T), B <= m->B, T <= m->T: forward, then (if targets)
  * the mean cross-entropy loss, which is returned (NAN if no targets). */
 float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets, int B, int T);
-/* Backward of the last gpt_forward (which needs targets): ACCUMULATES the
- * gradients of the mean loss into m->grads. */
+/* Backward of the last gpt_forward (which needs targets): ACCUMULATES
+ * m->grad_scale times the gradients of the mean loss into m->grads, so
+ * K micro-batches of (B,T) with grad_scale 1/K give the gradient of one
+ * batch of (K*B,T). */
 void gpt_backward(gpt_model_t *m);
 void gpt_zero_grad(gpt_model_t *m);
 /* One AdamW step over all parameters with global-norm clipping at clip

@@ -94,9 +94,10 @@ float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets,
         FWD(LAYERNORM, ops->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnfw, m->w.lnfb, N, C));
     FWD(CLASSIFIER, ops->matmul_forward(a->logits, a->lnf, m->w.wte, NULL, N, C, V)); /* tied head: (N,C) -> (N,V) */
     if (!targets) return NAN;
-    /* the gradient of the mean loss is 1/N per row; computed now, in the
-     * same pass, and used by gpt_backward (logits become dlogits) */
-    FWD(XENT, ops->xent_forward_backward(a->losses, a->logits, a->logits, a->targets, N, V, 1.0f / N));
+    /* the gradient of the mean loss is 1/N per row (times grad_scale, for
+     * accumulated micro-batches); computed now, in the same pass, and used
+     * by gpt_backward (logits become dlogits) */
+    FWD(XENT, ops->xent_forward_backward(a->losses, a->logits, a->logits, a->targets, N, V, m->grad_scale / N));
     FWD(XENT, ops->download(m->host_losses, a->losses, N * sizeof(float)));
     double sum = 0.0;
     for (size_t i = 0; i < N; i++) sum += m->host_losses[i];
@@ -105,7 +106,7 @@ float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets,
 
 void gpt_zero_grad(gpt_model_t *m) { OPT(m->ops->zero(m->grads, m->num_floats * sizeof(float))); }
 
-/* d(logits) already sits in a->logits (scaled by 1/N, for the mean loss). */
+/* d(logits) already sits in a->logits (scaled by grad_scale/N, for the mean loss). */
 void gpt_backward(gpt_model_t *m) {
     const ops_backend_t *ops = m->ops;
     const gpt_config_t *c = &m->cfg;

@@ -56,6 +56,7 @@ int state_save(const char *path, const gpt_model_t *m, const train_state_t *s, c
     cJSON_AddNumberToObject(j, "epoch_steps", (double)s->epoch_steps);
     cJSON_AddNumberToObject(j, "seconds", s->seconds);
     cJSON_AddNumberToObject(j, "batch", s->batch);
+    cJSON_AddNumberToObject(j, "grad_accum", s->grad_accum);
     cJSON_AddNumberToObject(j, "eval_every", s->eval_every);
     cJSON_AddNumberToObject(j, "eval_batches", s->eval_batches);
     cJSON_AddNumberToObject(j, "val_every", s->val_every);
@@ -135,6 +136,10 @@ int state_load(const char *path, gpt_model_t *m, train_state_t *s, char *err) {
         num(j, "beta2", 0, 1, &d[20], why) || num(j, "eps", 0, 1, &d[21], why) ||
         num(j, "clip", 0, 1e9, &d[22], why))
         goto fail;
+    /* absent from states written before gradient accumulation: 1 */
+    double accum = 1;
+    if (cJSON_GetObjectItemCaseSensitive(j, "grad_accum") && num(j, "grad_accum", 1, 1 << 16, &accum, why))
+        goto fail;
     const cJSON *rng = cJSON_GetObjectItemCaseSensitive(j, "epoch_rng");
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed");
     if (!cJSON_IsString(rng) || strlen(rng->valuestring) != 64 || !cJSON_IsString(seed)) {
@@ -166,6 +171,7 @@ int state_load(const char *path, gpt_model_t *m, train_state_t *s, char *err) {
     s->epoch_steps = (long)d[10];
     s->seconds = d[11];
     s->batch = (int)d[12];
+    s->grad_accum = (int)accum;
     s->eval_every = (int)d[13];
     s->eval_batches = (int)d[14];
     s->val_every = (int)d[15];

@@ -24,7 +24,7 @@ typedef struct {
     long epoch_steps;
     double seconds;
     /* hyperparameters of the run, restored on resume */
-    int batch, eval_every, eval_batches, val_every;
+    int batch, grad_accum, eval_every, eval_batches, val_every;
     double lr, min_lr_ratio, wd, beta1, beta2, eps, clip;
     uint64_t seed;
 } train_state_t;

@@ -26,6 +26,7 @@ void train_defaults(train_opts_t *o) {
     memset(o, 0, sizeof *o);
     o->out_dir = "models";
     o->batch = 8;
+    o->grad_accum = 1;
     o->lr = 2e-3f;
     o->min_lr_ratio = 0.1f;
     o->wd = 0.1f;
@@ -78,14 +79,14 @@ static void info(const run_t *r, const char *fmt, ...) {
 }
 
 /* Validation loss (nats per token) and bits per byte over eval_batches
- * batches spread evenly through the validation tokens (the same windows
- * every time). */
+ * steps' worth of windows (batch x grad_accum each), spread evenly through
+ * the validation tokens (the same windows every time). */
 static float evaluate(run_t *r, double *bpb) {
     int B = r->model->B, T = r->model->T;
     size_t windows = (r->split.n_val - 1) / T;
     *bpb = NAN;
     if (windows == 0) return NAN;
-    size_t total = MG_MIN((size_t)r->o.eval_batches * B, windows);
+    size_t total = MG_MIN((size_t)r->o.eval_batches * B * r->o.grad_accum, windows);
     eval_sum_t sum = {0};
     size_t done = 0;
     while (done < total) {
@@ -254,18 +255,27 @@ done:
     return rc;
 }
 
-/* --resume: model and tokenizer from the checkpoint, hyperparameters and
- * position from its state file. */
-static int load_resume(run_t *r, gpt_config_t *cfg, char *err) {
-    ckpt_t *ck = ckpt_load(r->o.resume, r->o.ops, err);
+/* The model and tokenizer of a checkpoint become the run's (--resume,
+ * --init-from); its metadata stays in *meta. */
+static int load_model(run_t *r, const char *path, gpt_config_t *cfg, ckpt_meta_t *meta, char *err) {
+    ckpt_t *ck = ckpt_load(path, r->o.ops, err);
     if (!ck) return -1;
     r->model = ck->model;
     r->tok = ck->tok;
     ck->model = NULL;
     ck->tok = NULL;
-    long ck_step = ck->meta.step;
+    *meta = ck->meta;
     ckpt_free(ck);
     *cfg = r->model->cfg;
+    return 0;
+}
+
+/* --resume: model and tokenizer from the checkpoint, hyperparameters and
+ * position from its state file. */
+static int load_resume(run_t *r, gpt_config_t *cfg, char *err) {
+    ckpt_meta_t meta;
+    if (load_model(r, r->o.resume, cfg, &meta, err) != 0) return -1;
+    long ck_step = meta.step;
     char *sp = state_path(r->o.resume);
     if (!sp) return mg_fail(err, "out of memory");
     /* state_load fills the optimizer buffers, which gpt_alloc_training
@@ -283,6 +293,7 @@ static int load_resume(run_t *r, gpt_config_t *cfg, char *err) {
     }
     r->st = peek;
     r->o.batch = peek.batch;
+    r->o.grad_accum = peek.grad_accum;
     r->o.lr = (float)peek.lr;
     r->o.min_lr_ratio = (float)peek.min_lr_ratio;
     r->o.wd = (float)peek.wd;
@@ -307,7 +318,7 @@ int train_run(const train_opts_t *opts, char *err) {
     r.st.best_val = INFINITY;
     r.st.val_loss = NAN;
     gpt_config_t cfg = r.o.cfg;
-    if (!r.o.resume) {
+    if (!r.o.resume && !r.o.init_from) {
         if (gpt_config_check(&cfg, err) != 0) return -1;
         if (cfg.vocab < BPE_FIRST_MERGE)
             return mg_fail(err, "vocab %d is too small: the byte-level tokenizer needs at least %d",
@@ -324,6 +335,14 @@ int train_run(const train_opts_t *opts, char *err) {
         goto done;
     }
     if (r.o.resume && load_resume(&r, &cfg, err) != 0) goto done;
+    if (r.o.init_from) {
+        ckpt_meta_t meta;
+        if (load_model(&r, r.o.init_from, &cfg, &meta, err) != 0) goto done;
+        char val[48] = "";
+        if (isfinite(meta.val_loss)) snprintf(val, sizeof val, ", val loss %.4f", meta.val_loss);
+        info(&r, "fine-tuning %s (step %ld%s): its weights and tokenizer, a new optimizer and "
+             "schedule", r.o.init_from, meta.step, val);
+    }
     if (prepare_data(&r, &cfg, err) != 0) goto done;
     if (r.o.save_tokens && save_tokens(&r, err) != 0) goto done;
     int B = r.o.batch, T = cfg.ctx;
@@ -339,7 +358,8 @@ int train_run(const train_opts_t *opts, char *err) {
         mg_fail(err, "out of memory");
         goto done;
     }
-    long per_epoch = (long)loader_steps_per_epoch(&r.loader);
+    int K = r.o.grad_accum;
+    long per_epoch = MG_MAX(1, (long)loader_steps_per_epoch(&r.loader) / K);
     double budget = INFINITY;
     if (r.o.resume) {
         if (loader_restore(&r.loader, r.st.epoch, r.st.cursor, &r.st.epoch_rng, err)) goto done;
@@ -351,6 +371,7 @@ int train_run(const train_opts_t *opts, char *err) {
         if (r.o.steps <= 0 && r.o.epochs <= 0) budget = r.o.minutes * 60.0;
         r.st.warmup = MG_MIN((long)r.o.warmup, MG_MAX(1, r.st.total_steps / 10));
         r.st.batch = B;
+        r.st.grad_accum = K;
         r.st.lr = r.o.lr;
         r.st.min_lr_ratio = r.o.min_lr_ratio;
         r.st.wd = r.o.wd;
@@ -363,24 +384,34 @@ int train_run(const train_opts_t *opts, char *err) {
         r.st.eval_batches = r.o.eval_batches;
         r.st.val_every = r.o.val_every;
     }
+    char accum[64] = "";
+    if (K > 1) snprintf(accum, sizeof accum, " x %d micro-batches (%d sequences a step)", K, K * B);
     info(&r, "model: %zu parameters (%d layers, %d heads, dim %d, context %d, vocab %d); "
-         "batch %d x %d; %ld steps per epoch",
-         r.model->num_floats, cfg.layers, cfg.heads, cfg.dim, cfg.ctx, cfg.vocab, B, T, per_epoch);
+         "batch %d x %d%s; %ld steps per epoch",
+         r.model->num_floats, cfg.layers, cfg.heads, cfg.dim, cfg.ctx, cfg.vocab, B, T, accum, per_epoch);
+    /* K micro-batches, each adding 1/K of its mean loss's gradient: one
+     * step of K*B sequences in the memory of B */
+    r.model->grad_scale = 1.0f / K;
+    long long step_tokens = (long long)K * B * T;
 
     double t_loop = mg_now();
     long first = r.st.step;
     for (long step = r.st.step; step < r.st.total_steps; step++) {
         double ts = mg_now();
-        int wrapped = loader_next(&r.loader, r.x, r.y);
         float lr = train_lr(&r.o, step, r.st.warmup, r.st.total_steps);
         gpt_zero_grad(r.model);
-        float loss = gpt_forward(r.model, r.x, r.y, B, T);
-        gpt_backward(r.model);
+        int wrapped = 0;
+        float loss = 0.0f;
+        for (int k = 0; k < K; k++) {
+            wrapped |= loader_next(&r.loader, r.x, r.y);
+            loss += gpt_forward(r.model, r.x, r.y, B, T) / K;
+            gpt_backward(r.model);
+        }
         float norm = gpt_adamw_step(r.model, lr, r.o.beta1, r.o.beta2, r.o.eps, r.o.wd, r.o.clip);
         double now = mg_now(), elapsed = now - t_loop;
         long done_here = step + 1 - first;
         r.st.step = step + 1;
-        r.st.tokens_seen += (long long)B * T;
+        r.st.tokens_seen += step_tokens;
         r.st.epoch_loss_sum += loss;
         r.st.epoch_steps++;
         r.last_loss = loss;
@@ -401,7 +432,7 @@ int train_run(const train_opts_t *opts, char *err) {
         long total = r.st.total_steps == LONG_MAX ? 0 : r.st.total_steps;
         emit(&r, (train_event_t){.kind = TE_STEP, .step = r.st.step, .total_steps = total,
                                  .epoch = r.loader.epoch, .loss = loss, .lr = lr, .grad_norm = norm,
-                                 .tok_per_s = (double)B * T / (now - ts), .elapsed_s = now - r.t_start,
+                                 .tok_per_s = (double)step_tokens / (now - ts), .elapsed_s = now - r.t_start,
                                  .eta_s = total ? elapsed / done_here * (total - r.st.step) : 0});
         if (!isfinite(loss)) {
             mg_fail(err, "loss became %f at step %ld (try a lower --lr)", loss, r.st.step);
@@ -418,12 +449,12 @@ int train_run(const train_opts_t *opts, char *err) {
                 if (save(&r, "best_model.safetensors", err)) goto done;
             }
         }
-        log_step(&r, loss, lr, (double)B * T / (now - ts), do_eval, r.val_bpb);
+        log_step(&r, loss, lr, (double)step_tokens / (now - ts), do_eval, r.val_bpb);
         if (wrapped) {
             emit(&r, (train_event_t){.kind = TE_EPOCH, .step = r.st.step, .epoch = r.loader.epoch,
                                      .loss = (float)(r.st.epoch_loss_sum / r.st.epoch_steps),
                                      .val_loss = (float)r.st.val_loss, .val_bpb = r.val_bpb,
-                                     .tok_per_s = (double)B * T * done_here / elapsed});
+                                     .tok_per_s = (double)step_tokens * done_here / elapsed});
             r.st.epoch_loss_sum = 0.0;
             r.st.epoch_steps = 0;
             char name[64];

@@ -27,6 +27,7 @@ typedef struct {
     const char *out_dir;
     gpt_config_t cfg; /* cfg.vocab is the tokenizer's target size */
     int batch;
+    int grad_accum; /* micro-batches of `batch` per optimizer step (1: none) */
     float lr, min_lr_ratio, wd, beta1, beta2, eps, clip;
     int warmup;
     /* budget: the first non-zero of steps, epochs, minutes */
@@ -37,6 +38,9 @@ typedef struct {
     int eval_every, eval_batches;
     int val_every; /* every val_every-th chunk of the stream is validation */
     const char *resume; /* continue from this checkpoint and its .optim file */
+    /* fine-tune: start from this checkpoint's weights and tokenizer (cfg
+     * must be its config), with a new optimizer, schedule and data */
+    const char *init_from;
     long save_every;    /* also save checkpoint_step_N every N steps (0: off) */
     int keep;           /* keep only the K newest step checkpoints (0: all) */
     /* write the train/validation token streams and each token's byte

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -263,6 +264,53 @@ static void test_model(void **state) {
     gpt_free(m);
 }
 
+/* Gradient accumulation: two micro-batches of 2 rows at grad_scale 1/2
+ * give the gradient of one batch of 4 (fused and unfused kernels). */
+static void test_accumulation(void **state) {
+    (void)state;
+    char err[MG_ERR_LEN];
+    gpt_config_t cfg = {.vocab = 13, .ctx = 6, .dim = 8, .layers = 2, .heads = 2};
+    int B = 4, T = 6;
+    gpt_model_t *m = gpt_create(&cfg, ops, err);
+    assert_non_null(m);
+    assert_int_equal(gpt_init_weights(m, 11, err), 0);
+    assert_int_equal(gpt_alloc_training(m, B, T, err), 0);
+    for (size_t i = 0; i < m->num_floats; i++) m->weights[i] += mg_rng_normal(&rng) * 0.3f;
+    int32_t tok[24], tgt[24];
+    for (int i = 0; i < B * T; i++) {
+        tok[i] = (int32_t)mg_rng_below(&rng, cfg.vocab);
+        tgt[i] = (int32_t)mg_rng_below(&rng, cfg.vocab);
+    }
+    float *full = malloc(m->num_floats * sizeof(float));
+    assert_non_null(full);
+    for (int fused = 0; fused < 2; fused++) {
+        m->no_fusion = !fused;
+        m->grad_scale = 1.0f;
+        gpt_zero_grad(m);
+        float loss_full = gpt_forward(m, tok, tgt, B, T);
+        gpt_backward(m);
+        memcpy(full, m->grads, m->num_floats * sizeof(float));
+        m->grad_scale = 0.5f;
+        gpt_zero_grad(m);
+        float loss_acc = 0.5f * gpt_forward(m, tok, tgt, 2, T);
+        gpt_backward(m);
+        loss_acc += 0.5f * gpt_forward(m, tok + 2 * T, tgt + 2 * T, 2, T);
+        gpt_backward(m);
+        double diff = 0.0, scale = 0.0;
+        for (size_t i = 0; i < m->num_floats; i++) {
+            diff = fmax(diff, fabs((double)m->grads[i] - full[i]));
+            scale = fmax(scale, fabs((double)full[i]));
+        }
+        printf("  %s: loss %.6f vs %.6f, worst gradient difference %.2e of %.2e\n",
+               fused ? "fused" : "unfused", loss_acc, loss_full, diff, scale);
+        assert_true(scale > 1e-3);
+        assert_true(fabs(loss_acc - loss_full) < 1e-5 * fabs(loss_full));
+        assert_true(diff < 1e-5 * scale);
+    }
+    free(full);
+    gpt_free(m);
+}
+
 int main(void) {
     mg_rng_seed(&rng, 1234);
     ops = ops_cpu();
@@ -272,6 +320,7 @@ int main(void) {
         cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_cached_matches),
         cmocka_unit_test(test_gelu),      cmocka_unit_test(test_xent),
         cmocka_unit_test(test_embed),     cmocka_unit_test(test_model),
+        cmocka_unit_test(test_accumulation),
     };
     return cmocka_run_group_tests_name("gradcheck", tests, NULL, NULL);
 }

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# train_options.sh - gradient accumulation and fine-tuning, end to end:
+# K micro-batches of B train exactly as one batch of K*B (same losses,
+# gradient norms and validation), resume keeps K; --init-from starts from
+# a checkpoint's weights and tokenizer on new text, and refuses what does
+# not fit (shape flags, --resume, a file that is not a checkpoint).
+set -u
+cd "$(dirname "$0")/.."
+. tests/lib.sh
+PY=/usr/bin/python3
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+head -c 200000 data/corpus_pt_br.txt >"$T/a.txt"
+# another part of the corpus (another author) for fine-tuning
+tail -c +9000001 data/corpus_pt_br.txt | head -c 150000 >"$T/b.txt"
+args=(--data "$T/a.txt" --preset micro --threads 2 --log-every 1)
+train() { "$MINIGPT" train "${args[@]}" "$@"; }
+steps() { grep -E '^step [0-9]+/' "$1" | sed -E 's/ [0-9]+ tok\/s.*//'; }
+# same_log A B: the two train_log.jsonl agree on every step's loss and
+# validation loss within 1e-4 (summation order differs, nothing else)
+same_log() {
+    $PY - "$1" "$2" <<'EOF'
+import json, sys
+a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
+assert len(a) == len(b) == 12, (len(a), len(b))
+for x, y in zip(a, b):
+    assert x["step"] == y["step"] and x["tokens"] == y["tokens"], (x, y)
+    assert abs(x["train_loss"] - y["train_loss"]) < 1e-4, (x, y)
+    assert ("val_loss" in x) == ("val_loss" in y), (x, y)
+    assert abs(x.get("val_loss", 0) - y.get("val_loss", 0)) < 1e-4, (x, y)
+EOF
+}
+
+echo "train options: gradient accumulation"
+train --steps 12 --batch 4 --eval-every 6 --out "$T/b4" >"$T/b4.log"
+expect "--batch 4 trains" test $? -eq 0
+train --steps 12 --batch 2 --grad-accum 2 --eval-every 6 --out "$T/b2x2" >"$T/b2x2.log"
+expect "--batch 2 --grad-accum 2 trains" test $? -eq 0
+expect "... says it: 2 micro-batches of 2, 4 sequences a step" \
+    grep -q 'batch 2 x 64 x 2 micro-batches (4 sequences a step)' "$T/b2x2.log"
+expect "... same losses, tokens and validation as one batch of 4 (12 steps)" \
+    same_log "$T/b4/train_log.jsonl" "$T/b2x2/train_log.jsonl"
+train --steps 12 --batch 2 --eval-every 6 --out "$T/b2" >/dev/null 2>&1
+if same_log "$T/b4/train_log.jsonl" "$T/b2/train_log.jsonl" 2>/dev/null; then
+    fail "... while one batch of 2 differs (the check can fail)"
+else
+    pass "... while one batch of 2 differs (the check can fail)"
+fi
+train --steps 12 --batch 2 --grad-accum 2 --save-every 6 --out "$T/ra" >"$T/ra.log"
+expect "resumable run with --grad-accum 2" test $? -eq 0
+train --resume "$T/ra/checkpoint_step_6.safetensors" --out "$T/rb" >"$T/rb.log"
+expect "resume from step 6 exits 0" test $? -eq 0
+expect "... keeps the 2 micro-batches" grep -q 'x 2 micro-batches' "$T/rb.log"
+expect "... steps 7-12 bit-identical" cmp -s <(steps "$T/ra.log" | sed -n '7,$p') <(steps "$T/rb.log")
+expect_exit 2 "--resume with --grad-accum: exit 2" \
+    train --resume "$T/ra/checkpoint_step_6.safetensors" --grad-accum 4 --out "$T/rc"
+expect_exit 2 "--grad-accum 0: exit 2" train --steps 1 --grad-accum 0 --out "$T/x"
+expect_exit 2 "--grad-accum x: exit 2" train --steps 1 --grad-accum x --out "$T/x"
+
+echo "train options: fine-tuning (--init-from)"
+base=$T/b4/mini_gpt.safetensors
+"$MINIGPT" train --init-from "$base" --data "$T/b.txt" --steps 10 --threads 2 --log-every 1 \
+    --out "$T/ft" >"$T/ft.log" 2>&1
+expect "--init-from on new text exits 0" test $? -eq 0
+"$MINIGPT" train --data "$T/b.txt" --preset micro --steps 10 --threads 2 --log-every 1 \
+    --out "$T/scratch" >"$T/scratch.log" 2>&1
+first() { sed -n 's/^step 1\/[0-9]* loss \([0-9.]*\) .*/\1/p' "$1"; }
+ft1=$(first "$T/ft.log"); sc1=$(first "$T/scratch.log")
+expect "... starts from the checkpoint: first loss $ft1, from scratch $sc1" \
+    awk -v a="$ft1" -v b="$sc1" 'BEGIN { exit !(a != "" && b != "" && a < b - 0.3) }'
+expect "... says what it starts from" grep -q "^fine-tuning $base (step 12, val loss" "$T/ft.log"
+expect "... keeps the checkpoint's tokenizer" grep -q '^tokenizer: 512 tokens .* from the checkpoint' "$T/ft.log"
+expect "... the same tokenizer.json" cmp -s "$T/b4/tokenizer.json" "$T/ft/tokenizer.json"
+expect "... a tenth of the default learning rate" grep -q 'lr 3.00e-04 (--lr) .*a tenth for fine-tuning' "$T/ft.log"
+expect "... a new schedule: its own 10 steps" grep -q '^step 10/10 ' "$T/ft.log"
+expect "... the tuned model generates" bash -c "'$MINIGPT' generate --checkpoint '$T/ft/mini_gpt.safetensors' \
+    --prompt 'O Brasil' --max-tokens 5 --temperature 0 --threads 2 >/dev/null 2>&1"
+expect_exit 2 "--init-from with --preset: exit 2" train --init-from "$base" --steps 1 --out "$T/x"
+expect_exit 2 "--init-from with --vocab: exit 2" \
+    "$MINIGPT" train --init-from "$base" --vocab 600 --steps 1 --out "$T/x"
+expect_exit 2 "--init-from with --resume: exit 2" "$MINIGPT" train --init-from "$base" \
+    --resume "$T/ra/checkpoint_step_6.safetensors" --out "$T/x"
+expect_exit 1 "--init-from a missing file: exit 1" \
+    "$MINIGPT" train --init-from "$T/none.safetensors" --data "$T/b.txt" --steps 1 --out "$T/x"
+echo "not a checkpoint" >"$T/junk.safetensors"
+expect_exit 1 "--init-from a file that is not a checkpoint: exit 1" \
+    "$MINIGPT" train --init-from "$T/junk.safetensors" --data "$T/b.txt" --steps 1 --out "$T/x"
