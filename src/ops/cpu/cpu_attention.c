@@ -312,42 +312,53 @@ void cpu_attention_flash_backward(float *dqkv, const float *dout, const float *q
 /* ---------------------------------------------------------------------
  * KV cache (generation) */
 
+/* One query row per (i, h) against keys 0..pos0+i, with an online softmax
+ * over tiles of KV_TILE keys (scores on the stack, the output row as the
+ * accumulator): no scratch memory, whatever the prompt's length. */
+#define KV_TILE 64
 void cpu_attention_cached(float *out, float *kcache, float *vcache, const float *qkv, int n,
                           int pos0, int C, int NH) {
-    int HS = C / NH, C3 = 3 * C, len = pos0 + n;
+    int HS = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)HS);
     for (int i = 0; i < n; i++) {
         memcpy(kcache + (size_t)(pos0 + i) * C, qkv + (size_t)i * C3 + C, C * sizeof(float));
         memcpy(vcache + (size_t)(pos0 + i) * C, qkv + (size_t)i * C3 + 2 * C, C * sizeof(float));
     }
-    float *scores = cpu_scratch((size_t)n * NH * len);
-    if (!scores) return;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int i = 0; i < n; i++) {
         for (int h = 0; h < NH; h++) {
-            int last = pos0 + i; /* attends to 0..last */
+            int keys = pos0 + i + 1; /* attends to 0..pos0+i */
             const float *q = qkv + (size_t)i * C3 + h * HS;
-            float *sc = scores + ((size_t)i * NH + h) * len;
-            float mx = -INFINITY;
-            for (int s = 0; s <= last; s++) {
-                const float *k = kcache + (size_t)s * C + h * HS;
-                float dot = 0.0f;
-                for (int j = 0; j < HS; j++) dot += q[j] * k[j];
-                sc[s] = dot * scale;
-                mx = sc[s] > mx ? sc[s] : mx;
-            }
-            float sum = 0.0f;
-            for (int s = 0; s <= last; s++) {
-                sc[s] = cpu_expf(sc[s] - mx);
-                sum += sc[s];
-            }
             float *o = out + (size_t)i * C + h * HS;
+            float mx = -INFINITY, sum = 0.0f, sc[KV_TILE];
             for (int j = 0; j < HS; j++) o[j] = 0.0f;
-            for (int s = 0; s <= last; s++) {
-                const float *v = vcache + (size_t)s * C + h * HS;
-                float a = sc[s] / sum;
-                for (int j = 0; j < HS; j++) o[j] += a * v[j];
+            for (int s0 = 0; s0 < keys; s0 += KV_TILE) {
+                int ns = keys - s0 < KV_TILE ? keys - s0 : KV_TILE;
+                float tmax = -INFINITY;
+                for (int t = 0; t < ns; t++) {
+                    const float *k = kcache + (size_t)(s0 + t) * C + h * HS;
+                    float dot = 0.0f;
+                    for (int j = 0; j < HS; j++) dot += q[j] * k[j];
+                    sc[t] = dot * scale;
+                    tmax = sc[t] > tmax ? sc[t] : tmax;
+                }
+                if (tmax > mx) { /* a new maximum: rescale what came before */
+                    float r = cpu_expf(mx - tmax);
+                    sum *= r;
+                    for (int j = 0; j < HS; j++) o[j] *= r;
+                    mx = tmax;
+                }
+                for (int t = 0; t < ns; t++) {
+                    sc[t] = cpu_expf(sc[t] - mx);
+                    sum += sc[t];
+                }
+                for (int t = 0; t < ns; t++) {
+                    const float *v = vcache + (size_t)(s0 + t) * C + h * HS;
+                    for (int j = 0; j < HS; j++) o[j] += sc[t] * v[j];
+                }
             }
+            float inv = 1.0f / sum;
+            for (int j = 0; j < HS; j++) o[j] *= inv;
         }
     }
 }
