@@ -43,6 +43,14 @@ int curve_load(const char *path, curve_t *c, char *err) {
             mg_fail(err, "%s:%zu: not a training log line (needs tokens and train_loss)", path, lineno);
             goto done;
         }
+        /* JSON has no infinities, but 1e999 parses as one: a trainer never
+         * logs a non-finite loss (it stops first), so such a line is bad */
+        if (!isfinite(tk->valuedouble) || !isfinite(tl->valuedouble) ||
+            (cJSON_IsNumber(vl) && !isfinite(vl->valuedouble))) {
+            cJSON_Delete(j);
+            mg_fail(err, "%s:%zu: tokens or a loss is not a finite number", path, lineno);
+            goto done;
+        }
         int bad = push(&c->train, &c->n_train, &cap_t, tk->valuedouble, tl->valuedouble);
         if (!bad && cJSON_IsNumber(vl)) bad = push(&c->val, &c->n_val, &cap_v, tk->valuedouble, vl->valuedouble);
         if (cJSON_IsNumber(vb)) c->last_bpb = vb->valuedouble;
@@ -98,22 +106,27 @@ int curve_svg(const curve_t *c, const char *title, const char *path, char *err) 
         y0 = fmin(y0, c->val[i].loss);
         y1 = fmax(y1, c->val[i].loss);
     }
-    double ys = tick_step(y1 - y0 + 1e-9, 6), xs = tick_step(x1 - x0, 6);
+    /* a flat curve gets a band around it: a span too small for its
+     * magnitude would give ticks that y += ys cannot step through */
+    double span = y1 - y0, mag = fmax(fabs(y0), fabs(y1));
+    if (!(span > mag * 1e-6)) span = fmax(mag * 1e-3, 1e-3);
+    double ys = tick_step(span, 6), xs = tick_step(x1 - x0, 6);
     y0 = floor(y0 / ys) * ys;
     y1 = ceil(y1 / ys) * ys;
-    if (y1 <= y0) y1 = y0 + ys;
+    if (y1 - y0 < ys) y1 = y0 + ys;
+    int ny = (int)lround((y1 - y0) / ys), nx = (int)floor((x1 - x0) / xs + 1e-9);
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"660\" height=\"430\" "
                "font-family=\"sans-serif\" font-size=\"12\">\n"
                "<rect width=\"660\" height=\"430\" fill=\"white\"/>\n"
                "<text x=\"350\" y=\"18\" text-anchor=\"middle\" font-size=\"14\">%s</text>\n",
             title);
-    for (double y = y0; y <= y1 + 1e-9; y += ys) {
-        double py = 30 + (y1 - y) / (y1 - y0) * 340;
+    for (int i = 0; i <= ny; i++) {
+        double y = y0 + i * ys, py = 30 + (y1 - y) / (y1 - y0) * 340;
         fprintf(f, "<line x1=\"70\" x2=\"630\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
                    "<text x=\"64\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", py, py, py + 4, y);
     }
-    for (double x = 0; x <= x1 + 1e-9; x += xs) {
-        double px = 70 + (x - x0) / (x1 - x0) * 560;
+    for (int i = 0; i <= nx; i++) {
+        double x = x0 + i * xs, px = 70 + (x - x0) / (x1 - x0) * 560;
         fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"30\" y2=\"370\" stroke=\"#eee\"/>"
                    "<text x=\"%.1f\" y=\"386\" text-anchor=\"middle\">%g</text>\n", px, px, px,
                 x >= 1e6 ? x / 1e6 : x >= 1e3 ? x / 1e3 : x);
@@ -156,6 +169,7 @@ void curve_sparkline(const curve_t *c, int width, char *buf) {
     buf[0] = 0;
     for (int i = 0; i < w; i++) {
         int k = hi > lo ? (int)((v[i] - lo) / (hi - lo) * 7.0 + 0.5) : 0;
+        k = k < 0 ? 0 : k > 7 ? 7 : k;
         strcat(buf, bars[k]);
     }
 }

@@ -72,9 +72,38 @@ static void test_bad_logs(void **state) {
     assert_non_null(strstr(err, ":1:"));
     assert_int_equal(curve_load(write_file("bad2", "{\"step\":1,\"tokens\":5,\"train_loss\":1}\n[1]\n"), &c, err), -1);
     assert_non_null(strstr(err, ":2:"));
+    assert_int_equal(curve_load(write_file("bad3", "{\"tokens\":5,\"train_loss\":1e999}\n"), &c, err), -1);
+    assert_non_null(strstr(err, "not a finite number"));
     assert_int_equal(curve_load(write_file("empty", ""), &c, err), -1);
     assert_int_equal(curve_load("/nonexistent/log", &c, err), -1);
     assert_int_equal(mg_mem_current(), 0);
+}
+
+/* Flat curves, small and huge: a few ticks, finite coordinates, and an
+ * end (a span too small for the values' magnitude once looped forever). */
+static void test_flat_curves(void **state) {
+    (void)state;
+    char err[MG_ERR_LEN], svg[128];
+    const char *logs[] = {"{\"tokens\":1,\"train_loss\":5}\n{\"tokens\":2,\"train_loss\":5}\n",
+                          "{\"tokens\":1,\"train_loss\":1e17}\n{\"tokens\":2,\"train_loss\":1e17}\n",
+                          "{\"tokens\":0,\"train_loss\":0}\n"};
+    for (int i = 0; i < 3; i++) {
+        curve_t c;
+        assert_int_equal(curve_load(write_file("flat", logs[i]), &c, err), 0);
+        snprintf(svg, sizeof svg, "%s/flat.svg", dir);
+        assert_int_equal(curve_svg(&c, "title", svg, err), 0);
+        size_t len;
+        char *text = mg_read_file(svg, &len, err);
+        assert_non_null(text);
+        assert_true(len < 8000);
+        assert_null(strstr(text, "nan"));
+        assert_null(strstr(text, "inf"));
+        char spark[3 * 8 + 1];
+        curve_sparkline(&c, 8, spark);
+        assert_memory_equal(spark, "▁", 3);
+        mg_free(text);
+        curve_free(&c);
+    }
 }
 
 int main(void) {
@@ -83,6 +112,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_svg_sparkline),
         cmocka_unit_test(test_bad_logs),
+        cmocka_unit_test(test_flat_curves),
     };
     int rc = cmocka_run_group_tests_name("curve", tests, NULL, NULL);
     char cmd[128];
