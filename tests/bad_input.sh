@@ -17,6 +17,8 @@ expect_exit 2 "train: out-of-range value" "$MINIGPT" train --batch 0
 expect_exit 2 "train: unknown preset" "$MINIGPT" train --preset huge
 expect_exit 2 "train: heads must divide dim" "$MINIGPT" train --dim 30 --heads 4
 expect_exit 2 "train: two budgets" "$MINIGPT" train --steps 3 --minutes 1
+expect_exit 2 "train: --warmup past int (2^32 once wrapped to 0)" "$MINIGPT" train --warmup 4294967296
+expect_exit 2 "train: --eval-every past int" "$MINIGPT" train --eval-every 2147483648
 expect_exit 1 "train: missing data file" "$MINIGPT" train --data "$T/nope.txt"
 expect "... names the file" grep -q "nope.txt" <<<"$LAST_ERR"
 : >"$T/empty.txt"

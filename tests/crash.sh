@@ -51,6 +51,10 @@ expect "resume from step 10: steps 11-30 bit-identical" \
     cmp -s <(steps "$T/a.log" | sed -n '11,$p') <(steps "$T/b.log")
 expect "... and the same validation losses" \
     cmp -s <(grep 'val loss' "$T/a.log" | tail -3) <(grep 'val loss' "$T/b.log" | tail -3)
+expect_exit 1 "resume with no steps left: exit 1, no final checkpoint written" \
+    train --resume "$T/a/checkpoint_step_10.safetensors" --steps 10 --out "$T/c"
+expect "... names the step" grep -q "at step 10, the end of its schedule" <<<"$LAST_ERR"
+expect "... and writes no model" test ! -e "$T/c/mini_gpt.safetensors"
 
 echo "crash: Ctrl-C"
 train --steps 1000 --eval-every 100 --out "$T/full" >"$T/full.log"

@@ -308,8 +308,9 @@ static int command(chat_t *c, char *line, char *err) {
     return 0;
 }
 
-/* One line of input: NULL at the end. On a terminal through libedit. */
-static char *read_line(const chat_t *c, char **buf, size_t *cap) {
+/* One line of input: NULL at the end, or out of memory (*oom set). On a
+ * terminal through libedit. */
+static char *read_line(const chat_t *c, char **buf, size_t *cap, int *oom) {
     if (c->tty) {
         char *l;
         for (;;) {
@@ -326,6 +327,7 @@ static char *read_line(const chat_t *c, char **buf, size_t *cap) {
             char *b = mg_realloc(*buf, n);
             if (!b) {
                 free(l);
+                *oom = 1;
                 return NULL;
             }
             *buf = b;
@@ -340,7 +342,10 @@ static char *read_line(const chat_t *c, char **buf, size_t *cap) {
         if (n + 2 > *cap) {
             size_t nc = *cap ? *cap * 2 : 256;
             char *b = mg_realloc(*buf, nc);
-            if (!b) return NULL;
+            if (!b) {
+                *oom = 1;
+                return NULL;
+            }
             *buf = b;
             *cap = nc;
         }
@@ -386,7 +391,8 @@ int cli_chat_run(const ckpt_t *ck, const char *path, const cli_gen_opts_t *o, ch
                path, ck->model->cfg.layers, ck->model->cfg.dim, ctx);
     }
     char *line;
-    while ((line = read_line(&c, &buf, &cap)) != NULL) {
+    int oom = 0;
+    while ((line = read_line(&c, &buf, &cap, &oom)) != NULL) {
         size_t n = strlen(line);
         while (n && (line[n - 1] == '\r' || isspace((unsigned char)line[n - 1]))) line[--n] = 0;
         while (isspace((unsigned char)*line)) line++;
@@ -398,6 +404,10 @@ int cli_chat_run(const ckpt_t *ck, const char *path, const cli_gen_opts_t *o, ch
             continue;
         }
         if (turn(&c, line, err) != 0) goto done;
+    }
+    if (oom) {
+        mg_fail(err, "out of memory reading a line of input");
+        goto done;
     }
     if (c.tty) printf("\n");
     rc = 0;

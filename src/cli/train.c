@@ -1,6 +1,7 @@
 /* train.c - `minigpt train`: flags to train_opts_t, and progress display
  * (a progress bar on a terminal, plain log lines otherwise). */
 #define _POSIX_C_SOURCE 200809L
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -170,9 +171,9 @@ int cli_train(int argc, char **argv, char *err) {
         case 'b': bad = cli_int("batch", optarg, 1, 1 << 16, &n, err); o.batch = (int)n; batch_set = 1; break;
         case 'A': bad = cli_int("grad-accum", optarg, 1, 1 << 16, &n, err); o.grad_accum = (int)n; break;
         case 'l': bad = cli_float("lr", optarg, 1e-9, 10, &f, err); o.lr = (float)f; lr_set = 1; break;
-        case 'w': bad = cli_int("warmup", optarg, 1, 1L << 40, &n, err); o.warmup = (int)n; break;
+        case 'w': bad = cli_int("warmup", optarg, 1, INT_MAX, &n, err); o.warmup = (int)n; break;
         case 'W': bad = cli_float("weight-decay", optarg, 0, 10, &f, err); o.wd = (float)f; break;
-        case 'E': bad = cli_int("eval-every", optarg, 0, 1L << 40, &n, err); o.eval_every = (int)n; break;
+        case 'E': bad = cli_int("eval-every", optarg, 0, INT_MAX, &n, err); o.eval_every = (int)n; break;
         case 'B': bad = cli_int("eval-batches", optarg, 1, 1 << 20, &n, err); o.eval_batches = (int)n; break;
         case 'S': bad = cli_int("seed", optarg, 0, 1L << 62, &n, err); o.seed = (uint64_t)n; break;
         case 't': bad = cli_int("threads", optarg, 1, 1024, &threads, err); break;

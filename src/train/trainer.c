@@ -364,6 +364,11 @@ int train_run(const train_opts_t *opts, char *err) {
     if (r.o.resume) {
         if (loader_restore(&r.loader, r.st.epoch, r.st.cursor, &r.st.epoch_rng, err)) goto done;
         if (r.o.steps > 0) r.st.total_steps = r.o.steps; /* a longer (or shorter) schedule */
+        if (r.st.step >= r.st.total_steps) {
+            mg_fail(err, "'%s' is at step %ld, the end of its schedule: give --steps N with N > %ld to train on",
+                    r.o.resume, r.st.step, r.st.step);
+            goto done;
+        }
         info(&r, "resuming %s at step %ld of %ld (epoch %d)", r.o.resume, r.st.step,
              r.st.total_steps, r.st.epoch);
     } else {
@@ -479,6 +484,10 @@ int train_run(const train_opts_t *opts, char *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", r.o.out_dir);
     if (bpe_save(r.tok, path, err)) goto done;
+    if (fflush(r.log) != 0 || ferror(r.log)) { /* a full disk, say */
+        mg_fail(err, "cannot write '%s'", log_path);
+        goto done;
+    }
     rc = 0;
 done:
     if (r.log) fclose(r.log);
