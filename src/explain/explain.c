@@ -41,7 +41,8 @@ char *explain_heatmap(const float *w, int rows, int cols, int unicode, const cha
     int levels = unicode ? 5 : 10;
     float mx = 0.0f;
     for (size_t i = 0; i < (size_t)rows * cols; i++) mx = w[i] > mx ? w[i] : mx;
-    size_t cap = (size_t)rows * ((size_t)cols * 4 + (size_t)label_w + 8) + 1, len = 0;
+    /* a shade and a label character take up to 4 bytes each */
+    size_t cap = (size_t)rows * ((size_t)cols * 4 + (size_t)label_w * 4 + 8) + 1, len = 0;
     char *s = mg_malloc(cap);
     if (!s) return NULL;
     for (int r = 0; r < rows; r++) {
@@ -142,7 +143,14 @@ void explain_token_str(const bpe_t *tok, int id, char *out, size_t cap) {
         else if (b[k] == '"' || b[k] == '\\') o += (size_t)snprintf(out + o, cap - o, "\\%c", b[k]);
         else if (b[k] < 0x20 || (b[k] >= 0x80 && !whole))
             o += (size_t)snprintf(out + o, cap - o, "\\x%02x", b[k]);
-        else out[o++] = (char)b[k];
+        else if (b[k] < 0x80) out[o++] = (char)b[k];
+        else { /* a whole character, or none of it when it does not fit */
+            size_t n = b[k] < 0xE0 ? 2 : b[k] < 0xF0 ? 3 : 4;
+            if (o + n + 1 > cap) break;
+            memcpy(out + o, b + k, n);
+            o += n;
+            k += n - 1;
+        }
     }
     out[o < cap ? o : cap - 1] = 0;
 }

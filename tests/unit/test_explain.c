@@ -48,6 +48,15 @@ static void heatmap_unicode_labels(void **state) {
     s = explain_heatmap(w, 1, 5, 0, acc, 3);
     assert_string_equal(s, "é   | :+#@|\n");
     mg_free(s);
+    /* a label of 3-byte characters filling its width: the buffer once held
+     * label_w bytes per label, and this wrote past it */
+    const char *euros[2] = {"€€€€€€€€", "€"};
+    const float one[2] = {1.0f, 1.0f};
+    size_t before = mg_mem_current();
+    s = explain_heatmap(one, 2, 1, 1, euros, 8);
+    assert_string_equal(s, "€€€€€€€€ |█|\n€        |█|\n");
+    assert_true(mg_mem_current() - before >= strlen(s) + 1); /* the bytes it asked for */
+    mg_free(s);
 }
 
 static void stats_known(void **state) {
