@@ -21,6 +21,8 @@ expect_exit 2 "train: --warmup past int (2^32 once wrapped to 0)" "$MINIGPT" tra
 expect_exit 2 "train: --eval-every past int" "$MINIGPT" train --eval-every 2147483648
 expect_exit 1 "train: missing data file" "$MINIGPT" train --data "$T/nope.txt"
 expect "... names the file" grep -q "nope.txt" <<<"$LAST_ERR"
+expect_exit 1 "train: a directory as the data file" "$MINIGPT" train --data "$T" --out "$T/m"
+expect "... says it is a directory" grep -q "Is a directory" <<<"$LAST_ERR"
 : >"$T/empty.txt"
 expect_exit 1 "train: empty corpus" "$MINIGPT" train --data "$T/empty.txt" --out "$T/m"
 printf 'ab' >"$T/small.txt"

@@ -68,13 +68,13 @@ void cli_gen_defaults(cli_gen_opts_t *o);
         {"seed", required_argument, 0, 's'}, {"show-tokens", no_argument, 0, 'v'},                 \
         {"threads", required_argument, 0, 'j'}, CLI_DEVICE_OPTIONS
 int cli_gen_flag(int c, const char *arg, cli_gen_opts_t *o, char *err);
+/* Loads path on the backend that o's --device, --precision and --threads
+ * ask for; the caller frees it with ckpt_free. NULL with err set. */
+ckpt_t *cli_open_checkpoint(const char *path, const cli_gen_opts_t *o, char *err);
 /* The whole command line of `generate` and `chat`: the generation flags,
  * --checkpoint into *path, --prompt into *prompt (when opts has it),
  * --help (prints usage). Returns -1 to go on, or the exit code to return
  * (CLI_OK after --help, CLI_USAGE with err set). */
-/* Loads path on the backend that o's --device, --precision and --threads
- * ask for; NULL with err set. */
-ckpt_t *cli_open_checkpoint(const char *path, const cli_gen_opts_t *o, char *err);
 int cli_gen_parse(const char *cmd, const char *usage, const struct option *opts, int argc,
                   char **argv, cli_gen_opts_t *o, const char **path, const char **prompt,
                   char *err);
@@ -98,7 +98,9 @@ typedef struct {
     long layers, heads, dim, ctx, vocab; /* 0: from the preset */
 } cli_shape_t;
 int cli_shape(const cli_shape_t *s, gpt_config_t *cfg, char *err);
-/* The checkpoint to use when none is given: best, else final model. */
+/* The checkpoint to use when none is given: best, else final model (never
+ * NULL). The path lives in a static buffer that the next call overwrites:
+ * do not free it; copy it to keep it. */
 const char *cli_default_checkpoint(const char *dir);
 
 #endif

@@ -43,7 +43,9 @@ typedef struct {
 ckpt_t *ckpt_load(const char *path, const ops_backend_t *ops, char *err);
 void ckpt_free(ckpt_t *c);
 
-/* model_config JSON <-> config (validated, integers only) */
+/* model_config JSON <-> config (validated, integers only). The string from
+ * ckpt_config_to_json is mg_malloc'd: the caller frees it with mg_free; NULL
+ * when out of memory. */
 char *ckpt_config_to_json(const gpt_config_t *cfg);
 int ckpt_config_from_json(const char *json, gpt_config_t *cfg, char *err);
 

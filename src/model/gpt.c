@@ -270,10 +270,9 @@ int gpt_alloc_training(gpt_model_t *m, int B, int T, char *err) {
     int32_t *ids = ops->alloc(2 * N * sizeof(int32_t));
     m->host_losses = mg_malloc(N * sizeof(float));
     if (!block || !ids || !m->host_losses) {
-        if (block) ops->free(block);
-        if (ids) ops->free(ids);
-        return mg_fail(err, "out of memory for activations (%zu MB at batch %d x %d)",
-                       total * sizeof(float) >> 20, B, T);
+        mg_fail(err, "out of memory for activations (%zu MB at batch %d x %d)",
+                total * sizeof(float) >> 20, B, T);
+        goto fail;
     }
     for (size_t i = 0, off = 0; i < N_ACT_PARTS; i++) {
         *parts[i].ptr = block + off;
@@ -284,4 +283,8 @@ int gpt_alloc_training(gpt_model_t *m, int B, int T, char *err) {
     m->B = B;
     m->T = T;
     return 0;
+fail:
+    if (block) ops->free(block);
+    if (ids) ops->free(ids);
+    return -1;
 }

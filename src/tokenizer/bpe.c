@@ -14,7 +14,10 @@ bpe_t *bpe_build(const int32_t *left, const int32_t *right, int num_merges, char
         goto fail;
     }
     t = mg_calloc(1, sizeof *t);
-    if (!t) goto oom;
+    if (!t) {
+        mg_fail(err, "bpe: out of memory");
+        goto fail;
+    }
     int nv = BPE_FIRST_MERGE + num_merges;
     t->vocab_size = nv;
     t->num_merges = num_merges;
@@ -22,8 +25,14 @@ bpe_t *bpe_build(const int32_t *left, const int32_t *right, int num_merges, char
     t->right = mg_malloc(((size_t)num_merges + 1) * sizeof *t->right);
     t->tok_off = mg_malloc((size_t)nv * sizeof *t->tok_off);
     t->tok_len = mg_malloc((size_t)nv * sizeof *t->tok_len);
-    if (!t->left || !t->right || !t->tok_off || !t->tok_len) goto oom;
-    if (bpe_pairmap_init(&t->ranks, (size_t)num_merges) < 0) goto oom;
+    if (!t->left || !t->right || !t->tok_off || !t->tok_len) {
+        mg_fail(err, "bpe: out of memory");
+        goto fail;
+    }
+    if (bpe_pairmap_init(&t->ranks, (size_t)num_merges) < 0) {
+        mg_fail(err, "bpe: out of memory");
+        goto fail;
+    }
 
     /* First pass: validate and size; token lengths add up exactly. */
     size_t total = 0;
@@ -47,7 +56,10 @@ bpe_t *bpe_build(const int32_t *left, const int32_t *right, int num_merges, char
         t->tok_len[id] = (uint32_t)len;
         total += len;
         int32_t *slot = bpe_pairmap_put(&t->ranks, bpe_pair_key(l, r));
-        if (!slot) goto oom;
+        if (!slot) {
+            mg_fail(err, "bpe: out of memory");
+            goto fail;
+        }
         if (*slot >= 0) {
             mg_fail(err, "bpe: merge %d repeats merge %d", i, (int)*slot);
             goto fail;
@@ -57,7 +69,10 @@ bpe_t *bpe_build(const int32_t *left, const int32_t *right, int num_merges, char
         t->right[i] = r;
     }
     t->bytes = mg_malloc(total + 1);
-    if (!t->bytes) goto oom;
+    if (!t->bytes) {
+        mg_fail(err, "bpe: out of memory");
+        goto fail;
+    }
     size_t off = 0;
     for (int id = 0; id < nv; id++) {
         t->tok_off[id] = off;
@@ -75,8 +90,6 @@ bpe_t *bpe_build(const int32_t *left, const int32_t *right, int num_merges, char
     t->pretok = pretok_new(err);
     if (!t->pretok) goto fail;
     return t;
-oom:
-    mg_fail(err, "bpe: out of memory");
 fail:
     bpe_free(t);
     return NULL;

@@ -217,10 +217,16 @@ static int encode_parallel(const bpe_t *t, const char *text, size_t len, int32_t
     int32_t **outs = NULL;
     int rc = -1, failed = 0;
     size_t nc = pretok_chunks(text, len, CHUNK_BYTES, &bounds);
-    if (!nc) goto oom;
+    if (!nc) {
+        mg_fail(err, "bpe_encode: out of memory");
+        goto fail;
+    }
     outs = mg_calloc(nc, sizeof *outs);
     counts = mg_calloc(nc, sizeof *counts);
-    if (!outs || !counts) goto oom;
+    if (!outs || !counts) {
+        mg_fail(err, "bpe_encode: out of memory");
+        goto fail;
+    }
     size_t widest = 1;
     for (size_t c = 0; c < nc; c++)
         widest = MG_MAX(widest, bounds[c + 1] - bounds[c]);
@@ -261,7 +267,10 @@ static int encode_parallel(const bpe_t *t, const char *text, size_t len, int32_t
     for (size_t c = 0; c < nc; c++)
         total += counts[c];
     int32_t *all = mg_malloc(MG_MAX(total, (size_t)1) * sizeof *all);
-    if (!all) goto oom;
+    if (!all) {
+        mg_fail(err, "bpe_encode: out of memory");
+        goto fail;
+    }
     size_t off = 0;
     for (size_t c = 0; c < nc; c++) {
         memcpy(all + off, outs[c], counts[c] * sizeof *all);
@@ -270,9 +279,6 @@ static int encode_parallel(const bpe_t *t, const char *text, size_t len, int32_t
     *ids = all;
     *n = total;
     rc = 0;
-    goto fail;
-oom:
-    mg_fail(err, "bpe_encode: out of memory");
 fail:
     if (outs)
         for (size_t c = 0; c < nc; c++)

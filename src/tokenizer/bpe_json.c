@@ -166,37 +166,36 @@ char *bpe_to_json(const bpe_t *t, size_t *len, char *err) {
     buf = mg_malloc(4 * maxlen + 4);
     buf2 = mg_malloc(2 * maxlen + 2);
     root = cJSON_CreateObject();
-    if (!buf || !buf2 || !root) goto oom;
+    if (!buf || !buf2 || !root) goto done;
     cJSON *pre, *dec;
     if (!cJSON_AddStringToObject(root, "version", "1.0") ||
         !cJSON_AddNullToObject(root, "truncation") || !cJSON_AddNullToObject(root, "padding") ||
         add_specials(root) < 0 || !cJSON_AddNullToObject(root, "normalizer"))
-        goto oom;
-    if (!(pre = byte_level(0))) goto oom;
+        goto done;
+    if (!(pre = byte_level(0))) goto done;
     if (!cJSON_AddItemToObject(root, "pre_tokenizer", pre)) {
         cJSON_Delete(pre);
-        goto oom;
+        goto done;
     }
-    if (!cJSON_AddNullToObject(root, "post_processor")) goto oom;
-    if (!(dec = byte_level(1))) goto oom;
+    if (!cJSON_AddNullToObject(root, "post_processor")) goto done;
+    if (!(dec = byte_level(1))) goto done;
     if (!cJSON_AddItemToObject(root, "decoder", dec)) {
         cJSON_Delete(dec);
-        goto oom;
+        goto done;
     }
-    if (add_model(t, root, buf, buf2) < 0) goto oom;
+    if (add_model(t, root, buf, buf2) < 0) goto done;
     txt = cJSON_Print(root);
-    if (!txt) goto oom;
+    if (!txt) goto done;
     size_t n = strlen(txt);
     out = mg_malloc(n + 2);
-    if (!out) goto oom;
+    if (!out) goto done;
     memcpy(out, txt, n);
     out[n++] = '\n';
     out[n] = '\0';
     if (len) *len = n;
-    goto done;
-oom:
-    mg_fail(err, "bpe_to_json: out of memory");
 done:
+    /* every step above fails only for lack of memory */
+    if (!out) mg_fail(err, "bpe_to_json: out of memory");
     if (txt) cJSON_free(txt);
     cJSON_Delete(root);
     mg_free(buf);

@@ -48,12 +48,21 @@ static int count_words(const pretok_t *pt, const char *text, size_t len, bpe_str
     size_t *bounds = NULL;
     size_t nc =
         pretok_chunks(text, len, MG_MAX(len / ((size_t)nt * 8), (size_t)(64 << 10)), &bounds);
-    if (!nc) goto oom;
+    if (!nc) {
+        mg_fail(err, "bpe_train: out of memory while counting words");
+        goto fail;
+    }
     ctx = mg_calloc((size_t)nt, sizeof *ctx);
-    if (!ctx) goto oom;
+    if (!ctx) {
+        mg_fail(err, "bpe_train: out of memory while counting words");
+        goto fail;
+    }
     for (int i = 0; i < nt; i++) {
         ctx[i].base = text;
-        if (bpe_strmap_init(&ctx[i].map, 1 << 14) < 0) goto oom;
+        if (bpe_strmap_init(&ctx[i].map, 1 << 14) < 0) {
+            mg_fail(err, "bpe_train: out of memory while counting words");
+            goto fail;
+        }
     }
     /* Static schedule: thread i always gets the same chunks, so the order in
      * which words are met (irrelevant to the result anyway) is reproducible. */
@@ -77,25 +86,28 @@ static int count_words(const pretok_t *pt, const char *text, size_t len, bpe_str
     }
     for (int i = 0; i < nt; i++)
         if (ctx[i].oom) {
-            if (!failed) goto oom;
+            if (!failed) mg_fail(err, "bpe_train: out of memory while counting words");
             goto fail;
         }
-    if (bpe_strmap_init(out, ctx[0].map.n) < 0) goto oom;
+    if (bpe_strmap_init(out, ctx[0].map.n) < 0) {
+        mg_fail(err, "bpe_train: out of memory while counting words");
+        goto fail;
+    }
     for (int i = 0; i < nt; i++) {
         for (size_t j = 0; j < ctx[i].map.cap; j++) {
             const bpe_strmap_entry_t *e = &ctx[i].map.e[j];
             if (!e->tag) continue;
             int64_t *v = bpe_strmap_put(out, (const unsigned char *)text,
                                         (const unsigned char *)text + e->off, e->len, NULL);
-            if (!v) goto oom;
+            if (!v) {
+                mg_fail(err, "bpe_train: out of memory while counting words");
+                goto fail;
+            }
             *v += e->val;
         }
         bpe_strmap_free(&ctx[i].map);
     }
     rc = 0;
-    goto fail;
-oom:
-    mg_fail(err, "bpe_train: out of memory while counting words");
 fail:
     if (ctx)
         for (int i = 0; i < nt; i++)
@@ -486,17 +498,20 @@ bpe_t *bpe_train(const char *text, size_t len, int vocab_size, char *err) {
     pt = pretok_new(err);
     if (!pt) goto fail;
     if (count_words(pt, len ? text : "", len, &words, err) < 0) goto fail;
-    if (trainer_init(&tr, &words, text, vocab_size) < 0) goto oom;
+    if (trainer_init(&tr, &words, text, vocab_size) < 0) {
+        mg_fail(err, "bpe_train: out of memory");
+        goto fail;
+    }
     bpe_strmap_free(&words); /* the words now live in tr */
     while (BPE_FIRST_MERGE + tr.nmerges < vocab_size) {
         int rc = merge_step(&tr);
-        if (rc < 0) goto oom;
+        if (rc < 0) {
+            mg_fail(err, "bpe_train: out of memory");
+            goto fail;
+        }
         if (rc > 0) break; /* no pair occurs twice: the text is used up */
     }
     t = bpe_build(tr.mleft, tr.mright, tr.nmerges, err);
-    goto fail;
-oom:
-    mg_fail(err, "bpe_train: out of memory");
 fail:
     trainer_free(&tr);
     bpe_strmap_free(&words);

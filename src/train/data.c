@@ -9,8 +9,8 @@ int data_split(const int32_t *ids, size_t n, size_t chunk, int every, data_split
     out->train = mg_malloc((n + 1) * sizeof(int32_t));
     out->val = mg_malloc((n + 1) * sizeof(int32_t));
     if (!out->train || !out->val) {
-        data_split_free(out);
-        return mg_fail(err, "out of memory splitting %zu tokens", n);
+        mg_fail(err, "out of memory splitting %zu tokens", n);
+        goto fail;
     }
     for (size_t start = 0, c = 0; start < n; start += chunk, c++) {
         size_t len = MG_MIN(chunk, n - start);
@@ -23,6 +23,9 @@ int data_split(const int32_t *ids, size_t n, size_t chunk, int every, data_split
             out->n_train += len;
     }
     return 0;
+fail:
+    data_split_free(out);
+    return -1;
 }
 
 void data_split_free(data_split_t *s) {

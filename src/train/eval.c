@@ -28,14 +28,13 @@ int eval_tokens(gpt_model_t *m, const bpe_t *tok, const int32_t *ids, size_t n, 
     memset(out, 0, sizeof *out);
     if (n < 2) return mg_fail(err, "need at least 2 tokens to evaluate, have %zu", n);
     if (B > m->B || T > m->T) return mg_fail(err, "evaluation shape exceeds the allocated batch");
+    int rc = -1;
     int32_t *x = mg_malloc((size_t)B * T * sizeof(int32_t));
     int32_t *y = mg_malloc((size_t)B * T * sizeof(int32_t));
     int *from = mg_malloc((size_t)B * sizeof(int));
     if (!x || !y || !from) {
-        mg_free(x);
-        mg_free(y);
-        mg_free(from);
-        return mg_fail(err, "out of memory");
+        mg_fail(err, "out of memory");
+        goto fail;
     }
     /* window inputs ids[s0, s0+W) predict ids[s0+1, s0+W]; `planned` is
      * the last target index already given to some window */
@@ -55,8 +54,10 @@ int eval_tokens(gpt_model_t *m, const bpe_t *tok, const int32_t *ids, size_t n, 
         for (int b = 0; b < nb; b++)
             eval_accumulate(m->host_losses + (size_t)b * W, tok, y + (size_t)b * W, 1, (int)W, from[b], out);
     }
+    rc = 0;
+fail:
     mg_free(x);
     mg_free(y);
     mg_free(from);
-    return 0;
+    return rc;
 }

@@ -185,10 +185,8 @@ int state_load(const char *path, gpt_model_t *m, train_state_t *s, char *err) {
     m->ops->upload(m->m, tm->data, tm->nbytes);
     m->ops->upload(m->v, tv->data, tv->nbytes);
     rc = 0;
-    goto done;
 fail:
-    mg_fail(err, "%s: %s", path, why);
-done:
+    if (rc < 0) mg_fail(err, "%s: %s", path, why);
     cJSON_Delete(j);
     st_close(f);
     return rc;

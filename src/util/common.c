@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 int mg_fail(char *err, const char *fmt, ...) {
@@ -136,21 +137,28 @@ char *mg_read_file(const char *path, size_t *len, char *err) {
         mg_fail(err, "cannot open '%s': %s", path, strerror(errno));
         return NULL;
     }
-    if (fseek(f, 0, SEEK_END) != 0) goto fail_io;
-    long size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) goto fail_io;
+    /* a directory opens, and ftell then gives LONG_MAX on some systems */
+    struct stat st;
+    long size = -1;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) errno = EISDIR;
+    else if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        mg_fail(err, "cannot read '%s': %s", path, strerror(errno ? errno : EIO));
+        goto fail;
+    }
     buf = mg_malloc((size_t)size + 1);
     if (!buf) {
         mg_fail(err, "out of memory reading '%s' (%ld bytes)", path, size);
         goto fail;
     }
-    if (fread(buf, 1, (size_t)size, f) != (size_t)size) goto fail_io;
+    if (fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        mg_fail(err, "cannot read '%s': %s", path, strerror(errno ? errno : EIO));
+        goto fail;
+    }
     buf[size] = 0;
     fclose(f);
     if (len) *len = (size_t)size;
     return buf;
-fail_io:
-    mg_fail(err, "cannot read '%s': %s", path, strerror(errno ? errno : EIO));
 fail:
     mg_free(buf);
     fclose(f);
