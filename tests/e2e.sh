@@ -57,6 +57,27 @@ expect_exit 1 "prompt longer than the context: exit 1" \
 expect "... and says so" grep -q "context" <<<"$LAST_ERR"
 expect_exit 0 "invalid UTF-8 prompt is encoded byte by byte" \
     "$MINIGPT" generate --checkpoint "$T/m1/mini_gpt.safetensors" --prompt $'caf\xe9 \xff' --max-tokens 5
+printf 'O Brasil é' >"$T/prompt.txt"
+"$MINIGPT" generate --checkpoint "$T/m1/mini_gpt.safetensors" --prompt-file "$T/prompt.txt" \
+    --max-tokens 30 --threads 2 --temperature 0 >"$T/g7" 2>/dev/null
+expect "--prompt-file: the same text as --prompt" cmp -s "$T/g4" "$T/g7"
+gen --temperature 0 --repeat-penalty 1.5 >"$T/g8"; gen --temperature 0 --repeat-penalty 1.5 >"$T/g9"
+expect "--repeat-penalty: deterministic, and another text than without" \
+    bash -c "cmp -s '$T/g8' '$T/g9' && ! cmp -s '$T/g4' '$T/g8'"
+# a stop string from the middle of the greedy continuation: the text ends
+# just after its first occurrence, a prefix of the full greedy text
+stop=$(/usr/bin/python3 -c "import sys; t=open(sys.argv[1], encoding='utf-8').read()[len('O Brasil é'):]; print(t[6:9], end='')" "$T/g4")
+gen --temperature 0 --stop "$stop" >"$T/g10"
+expect "--stop '$stop': ends at its first occurrence" /usr/bin/python3 - "$T/g4" "$T/g10" "$stop" <<'PY'
+import sys
+full, cut, stop = open(sys.argv[1], encoding="utf-8").read(), open(sys.argv[2], encoding="utf-8").read(), sys.argv[3]
+cut = cut[:-1]  # the newline printed after the text
+gen = cut[len("O Brasil é"):]
+assert full.startswith(cut) and len(cut) < len(full) - 1, (full, cut)
+i = gen.find(stop)
+assert i >= 0 and len(gen) - (i + len(stop)) < 16, (gen, stop)  # ends within the token that completed it
+PY
+expect "... and says why it stopped" grep -q "stopped: stop string" "$T/gen.err"
 
 echo "e2e: epochs"
 head -c 60000 data/corpus_pt_br.txt >"$T/tiny.txt"

@@ -32,6 +32,10 @@ static const char usage[] =
     "  --top-k K          keep the K most likely tokens (default 0: off)\n"
     "  --top-p P          keep the smallest set with probability >= P (default 0.95)\n"
     "  --seed S           sampling seed (default: from the clock)\n"
+    "  --repeat-penalty P divide the logits of the last N tokens' ids by P (default 1: off)\n"
+    "  --repeat-last-n N  the window of that penalty (default 64)\n"
+    "  --stop STR         end an answer once it contains STR (\"\\n\" is not unescaped;\n"
+    "                     use $'\\n' in a shell for a newline)\n"
     "  --threads N        CPU threads (default: all cores)\n"
     CLI_DEVICE_HELP
     "  --educational      explain each answer's steps with the run's own numbers\n"
@@ -140,7 +144,8 @@ static int turn(chat_t *c, const char *line, char *err) {
     gen_opts_t go = {.sample = c->ex.sample, .max_tokens = (int)c->o.max_tokens, .rng = &c->rng,
                      .on_text = edu ? NULL : on_text, .on_token = on_token, .ctx = c,
                      .cands = c->ex.last_cands, .n_cands = EXPLAIN_NCANDS,
-                     .interrupt = &interrupted};
+                     .interrupt = &interrupted, .repeat_penalty = (float)c->o.repeat_penalty,
+                     .repeat_last_n = (int)c->o.repeat_last_n, .stop = c->o.stop};
     interrupted = 0;
     int first = c->hist_n - from;
     if (gen_run(c->kv, c->ck->tok, c->hist + from, first, &go, &c->last, err) != 0) goto done;

@@ -53,6 +53,10 @@ typedef struct {
     long seed;    /* < 0: from the clock (printed in the stats line) */
     long threads; /* 0: all cores */
     double temperature, top_p;
+    double repeat_penalty; /* 1: off */
+    long repeat_last_n;
+    const char *stop;        /* NULL: none */
+    const char *prompt_file; /* generate --prompt-file (NULL: none) */
     int show_tokens;
     int educational;  /* explain each step (src/explain) */
     int show_tensors; /* with educational: activation stats after each sublayer */
@@ -66,7 +70,9 @@ void cli_gen_defaults(cli_gen_opts_t *o);
     {"max-tokens", required_argument, 0, 'n'}, {"temperature", required_argument, 0, 't'},         \
         {"top-k", required_argument, 0, 'k'}, {"top-p", required_argument, 0, 'P'},                \
         {"seed", required_argument, 0, 's'}, {"show-tokens", no_argument, 0, 'v'},                 \
-        {"threads", required_argument, 0, 'j'}, CLI_DEVICE_OPTIONS
+        {"threads", required_argument, 0, 'j'}, {"repeat-penalty", required_argument, 0, 'r'},    \
+        {"repeat-last-n", required_argument, 0, 'N'}, {"stop", required_argument, 0, 'x'},         \
+        CLI_DEVICE_OPTIONS
 int cli_gen_flag(int c, const char *arg, cli_gen_opts_t *o, char *err);
 /* Loads path on the backend that o's --device, --precision and --threads
  * ask for; the caller frees it with ckpt_free. NULL with err set. */

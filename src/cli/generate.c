@@ -22,6 +22,10 @@ static const char usage[] =
     "  --top-k K          keep the K most likely tokens (default 0: off)\n"
     "  --top-p P          keep the smallest set with probability >= P (default 0.95)\n"
     "  --seed S           sampling seed (default: from the clock; printed)\n"
+    "  --repeat-penalty P divide the logits of the last N tokens' ids by P (default 1: off)\n"
+    "  --repeat-last-n N  the window of that penalty, prompt included (default 64)\n"
+    "  --stop STR         end once the new text contains STR (printed with it)\n"
+    "  --prompt-file F    the prompt is the text of file F (instead of --prompt)\n"
     "  --show-tokens      print the prompt's tokens and ids first\n"
     "  --threads N        CPU threads (default: all cores)\n"
     CLI_DEVICE_HELP
@@ -83,7 +87,8 @@ static void show_tokens(const bpe_t *tok, const int32_t *ids, size_t n) {
 
 void cli_gen_defaults(cli_gen_opts_t *o) {
     *o = (cli_gen_opts_t){.max_tokens = 200, .top_k = 0, .seed = -1, .threads = 0,
-                          .temperature = 0.8, .top_p = 0.95};
+                          .temperature = 0.8, .top_p = 0.95, .repeat_penalty = 1.0,
+                          .repeat_last_n = 64};
 }
 
 int cli_gen_flag(int c, const char *arg, cli_gen_opts_t *o, char *err) {
@@ -95,6 +100,15 @@ int cli_gen_flag(int c, const char *arg, cli_gen_opts_t *o, char *err) {
     case 's': return cli_int("seed", arg, 0, 1L << 62, &o->seed, err) ? -1 : 1;
     case 'v': o->show_tokens = 1; return 1;
     case 'j': return cli_int("threads", arg, 1, 1024, &o->threads, err) ? -1 : 1;
+    case 'r': return cli_float("repeat-penalty", arg, 0.01, 100, &o->repeat_penalty, err) ? -1 : 1;
+    case 'N': return cli_int("repeat-last-n", arg, 1, 1 << 20, &o->repeat_last_n, err) ? -1 : 1;
+    case 'x':
+        if (!*arg) {
+            mg_fail(err, "--stop: the stop string is empty");
+            return -1;
+        }
+        o->stop = arg;
+        return 1;
     case 'e': o->educational = 1; return 1;
     case 'T': o->show_tensors = 1; return 1;
     default: return cli_device_flag(c, arg, &o->device, &o->precision, err);
@@ -119,6 +133,7 @@ int cli_gen_parse(const char *cmd, const char *usage, const struct option *opts,
         switch (c) {
         case 'c': *path = optarg; break;
         case 'p': *prompt = optarg; break;
+        case 'F': o->prompt_file = optarg; break;
         case 'h': fputs(usage, stdout); return CLI_OK;
         default: return cli_bad_option(cmd, c, argv, err);
         }
@@ -159,7 +174,9 @@ int cli_run_generation(const ckpt_t *ck, const char *prompt, const cli_gen_opts_
     mg_rng_t rng;
     mg_rng_seed(&rng, (uint64_t)seed);
     gen_opts_t go = {.sample = {(float)o->temperature, (int)o->top_k, (float)o->top_p},
-                     .max_tokens = (int)o->max_tokens, .rng = &rng, .on_text = on_text};
+                     .max_tokens = (int)o->max_tokens, .rng = &rng, .on_text = on_text,
+                     .repeat_penalty = (float)o->repeat_penalty, .repeat_last_n = (int)o->repeat_last_n,
+                     .stop = o->stop};
     gen_stats_t st;
     if (edu) {
         if (explain_init(&edu->ex, kv, ck->tok, stdout, isatty(STDOUT_FILENO), o->show_tensors,
@@ -206,6 +223,7 @@ int cli_generate(int argc, char **argv, char *err) {
     static const struct option opts[] = {
         {"checkpoint", required_argument, 0, 'c'},
         {"prompt", required_argument, 0, 'p'},
+        {"prompt-file", required_argument, 0, 'F'},
         CLI_GEN_OPTIONS,
         {"educational", no_argument, 0, 'e'},
         {"show-tensors", no_argument, 0, 'T'},
@@ -213,17 +231,33 @@ int cli_generate(int argc, char **argv, char *err) {
         {0, 0, 0, 0},
     };
     const char *path = NULL, *prompt = NULL;
+    char *file_text = NULL;
     cli_gen_opts_t go;
     int rc = cli_gen_parse("generate", usage, opts, argc, argv, &go, &path, &prompt, err);
     if (rc >= 0) return rc;
+    if (go.prompt_file && prompt) {
+        mg_fail(err, "generate: give --prompt or --prompt-file, not both");
+        return CLI_USAGE;
+    }
+    if (go.prompt_file) {
+        size_t len;
+        if (!(file_text = mg_read_file(go.prompt_file, &len, err))) return CLI_ERR;
+        if (strlen(file_text) != len || len == 0) {
+            mg_fail(err, "generate: the prompt file '%s' is %s", go.prompt_file,
+                    len ? "binary (it holds a NUL byte)" : "empty");
+            mg_free(file_text);
+            return CLI_ERR;
+        }
+        prompt = file_text;
+    }
     if (!prompt || !*prompt) {
         mg_fail(err, "generate: --prompt TEXT is required (see 'minigpt generate --help')");
         return CLI_USAGE;
     }
     if (!path) path = cli_default_checkpoint("models");
     ckpt_t *ck = cli_open_checkpoint(path, &go, err);
-    if (!ck) return CLI_ERR;
-    rc = cli_run_generation(ck, prompt, &go, err) == 0 ? CLI_OK : CLI_ERR;
+    rc = ck && cli_run_generation(ck, prompt, &go, err) == 0 ? CLI_OK : CLI_ERR;
     ckpt_free(ck);
+    mg_free(file_text);
     return rc;
 }

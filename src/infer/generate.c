@@ -12,6 +12,7 @@ const char *gen_stop_name(gen_stop_t s) {
     case GEN_STOP_MAX_TOKENS: return "max tokens reached";
     case GEN_STOP_CONTEXT: return "context window full";
     case GEN_STOP_INTERRUPTED: return "interrupted";
+    case GEN_STOP_STRING: return "stop string";
     }
     return "?";
 }
@@ -51,18 +52,61 @@ static int feed(kv_state_t *kv, const int32_t *toks, int n, const gen_opts_t *o,
     return kv_feed_next(kv, toks, n, &o->sample, u, next, err);
 }
 
+/* Does the new text, whose last bytes are tail (n of them, at most the
+ * stop string's length plus a token's), now contain the stop string? The
+ * tail keeps the last len(stop) - 1 bytes between calls. */
+static int stop_seen(const char *stop, char *tail, size_t *n, const unsigned char *b, size_t len) {
+    size_t sl = strlen(stop);
+    memcpy(tail + *n, b, len);
+    *n += len;
+    int seen = 0;
+    for (size_t i = 0; i + sl <= *n && !seen; i++) seen = memcmp(tail + i, stop, sl) == 0;
+    size_t keep = MG_MIN(*n, sl - 1);
+    memmove(tail, tail + *n - keep, keep);
+    *n = keep;
+    return seen;
+}
+
 int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, const gen_opts_t *o,
             gen_stats_t *st, char *err) {
     const gpt_config_t *c = &kv->model->cfg;
+    int rc = -1;
+    int32_t *hist = NULL, *recent = NULL;
+    char *tail = NULL;
+    size_t tail_n = 0;
     memset(st, 0, sizeof *st);
     st->prompt_tokens = n;
     if (n < 1) return mg_fail(err, "the prompt is empty");
     if (kv->pos + n > c->ctx)
         return mg_fail(err, "the prompt has %d tokens but the context holds %d", n, c->ctx - kv->pos);
-    int direct = !o->on_token && !o->cands && o->max_tokens > 0;
+    /* the penalty changes the logits before the draw, so they come to the
+     * host: no direct (on-device) choice of the next token then */
+    int penalize = o->repeat_penalty > 0.0f && o->repeat_penalty != 1.0f && o->repeat_last_n > 0;
+    int stopping = o->stop && *o->stop;
+    int n_hist = 0;
+    if (penalize) {
+        hist = mg_malloc(((size_t)n + (size_t)MG_MAX(o->max_tokens, 0)) * sizeof *hist);
+        recent = mg_malloc((size_t)o->repeat_last_n * sizeof *recent);
+        if (!hist || !recent) {
+            mg_fail(err, "out of memory");
+            goto done;
+        }
+        memcpy(hist, prompt, (size_t)n * sizeof *hist);
+        n_hist = n;
+    }
+    if (stopping) { /* room for the kept bytes and the longest token */
+        size_t longest = 0, len;
+        for (int id = 0; id < bpe_vocab_size(tok); id++)
+            if (bpe_token_bytes(tok, id, &len)) longest = MG_MAX(longest, len);
+        if (!(tail = mg_malloc(strlen(o->stop) + longest))) {
+            mg_fail(err, "out of memory");
+            goto done;
+        }
+    }
+    int direct = !o->on_token && !o->cands && o->max_tokens > 0 && !penalize;
     int32_t next = 0;
     double t0 = mg_now();
-    if (feed(kv, prompt, n, o, direct, &next, err) != 0) return -1;
+    if (feed(kv, prompt, n, o, direct, &next, err) != 0) goto done;
     st->prefill_s = mg_now() - t0;
     pending_t pd = {.n = 0};
     double t1 = mg_now();
@@ -71,6 +115,11 @@ int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, cons
         if (o->interrupt && *o->interrupt) {
             st->stop = GEN_STOP_INTERRUPTED;
             break;
+        }
+        if (penalize) {
+            int m = MG_MIN(n_hist, o->repeat_last_n);
+            memcpy(recent, hist + n_hist - m, (size_t)m * sizeof *recent);
+            sample_repeat_penalty(kv->host_logits, c->vocab, recent, m, o->repeat_penalty);
         }
         int32_t id = direct ? next
                             : sample_token(kv->host_logits, c->vocab, &o->sample, o->rng, kv->scratch,
@@ -81,9 +130,16 @@ int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, cons
             break;
         }
         st->new_tokens++;
+        if (penalize) hist[n_hist++] = id;
         size_t len;
         const unsigned char *bytes = bpe_token_bytes(tok, id, &len);
-        if (bytes && id >= BPE_BYTE0) emit(o, &pd, bytes, len, 0);
+        if (bytes && id >= BPE_BYTE0) {
+            emit(o, &pd, bytes, len, 0);
+            if (stopping && stop_seen(o->stop, tail, &tail_n, bytes, len)) {
+                st->stop = GEN_STOP_STRING;
+                break;
+            }
+        }
         if (i + 1 == o->max_tokens) break;
         if (kv->pos >= c->ctx) {
             st->stop = GEN_STOP_CONTEXT;
@@ -93,9 +149,14 @@ int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, cons
             st->stop = GEN_STOP_INTERRUPTED;
             break;
         }
-        if (feed(kv, &id, 1, o, direct, &next, err) != 0) return -1;
+        if (feed(kv, &id, 1, o, direct, &next, err) != 0) goto done;
     }
     emit(o, &pd, NULL, 0, 1);
     st->decode_s = mg_now() - t1;
-    return 0;
+    rc = 0;
+done:
+    mg_free(hist);
+    mg_free(recent);
+    mg_free(tail);
+    return rc;
 }

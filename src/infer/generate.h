@@ -12,7 +12,13 @@
 
 #include <signal.h>
 
-typedef enum { GEN_STOP_EOS, GEN_STOP_MAX_TOKENS, GEN_STOP_CONTEXT, GEN_STOP_INTERRUPTED } gen_stop_t;
+typedef enum {
+    GEN_STOP_EOS,
+    GEN_STOP_MAX_TOKENS,
+    GEN_STOP_CONTEXT,
+    GEN_STOP_INTERRUPTED,
+    GEN_STOP_STRING
+} gen_stop_t;
 
 typedef struct {
     sample_opts_t sample;
@@ -31,6 +37,13 @@ typedef struct {
     /* optional: checked between tokens; when set, generation stops
      * (GEN_STOP_INTERRUPTED), e.g. from a SIGINT handler */
     volatile sig_atomic_t *interrupt;
+    /* optional (1/0: off): the repetition penalty over the last
+     * repeat_last_n tokens, prompt included (sample_repeat_penalty) */
+    float repeat_penalty;
+    int repeat_last_n;
+    /* optional (NULL: off): generation ends once the new text contains
+     * this string (GEN_STOP_STRING); the string itself is still emitted */
+    const char *stop;
 } gen_opts_t;
 
 typedef struct {
@@ -40,7 +53,8 @@ typedef struct {
 } gen_stats_t;
 
 /* Feeds prompt (n ids) at the cache's current position and generates.
- * Errors: empty prompt, prompt longer than the remaining context. */
+ * Errors: empty prompt, prompt longer than the remaining context, out of
+ * memory. */
 int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, const gen_opts_t *o,
             gen_stats_t *st, char *err);
 const char *gen_stop_name(gen_stop_t s);

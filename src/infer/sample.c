@@ -107,3 +107,17 @@ int sample_token_u(const float *logits, int V, const sample_opts_t *o, float u, 
     }
     return idx[n - 1];
 }
+
+static int by_id(const void *a, const void *b) {
+    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    return (i > j) - (i < j);
+}
+
+void sample_repeat_penalty(float *logits, int V, int32_t *recent, int n, float penalty) {
+    qsort(recent, (size_t)n, sizeof *recent, by_id);
+    for (int i = 0; i < n; i++) {
+        int32_t id = recent[i];
+        if ((i > 0 && recent[i - 1] == id) || id < 0 || id >= V) continue;
+        logits[id] = logits[id] > 0.0f ? logits[id] / penalty : logits[id] * penalty;
+    }
+}

@@ -3,6 +3,8 @@
 #ifndef MG_SAMPLE_H
 #define MG_SAMPLE_H
 
+#include <stdint.h>
+
 #include "util/common.h"
 
 typedef struct {
@@ -33,5 +35,11 @@ int sample_token(const float *logits, int V, const sample_opts_t *o, mg_rng_t *r
  * u times their mass. */
 int sample_token_u(const float *logits, int V, const sample_opts_t *o, float u, float *scratch,
                    sample_cand_t *cands, int n_cands);
+
+/* Repetition penalty (as llama.cpp's --repeat-penalty): each distinct id
+ * of recent (n ids, duplicates allowed) gets its logit divided by penalty
+ * when positive and multiplied by it when negative, so that penalty > 1
+ * makes every recently seen token less likely. recent is sorted in place. */
+void sample_repeat_penalty(float *logits, int V, int32_t *recent, int n, float penalty);
 
 #endif

@@ -126,6 +126,17 @@ static void test_sampling_matches_full_sort(void **state) {
     printf("  %d draws identical to the full-sort reference\n", draws);
 }
 
+/* The penalty applies once per distinct id, dividing positive logits and
+ * multiplying negative ones. */
+static void test_repeat_penalty(void **state) {
+    (void)state;
+    float logits[5] = {2.0f, -2.0f, 1.0f, 0.5f, 3.0f};
+    int32_t recent[4] = {1, 0, 1, 0};
+    sample_repeat_penalty(logits, 5, recent, 4, 2.0f);
+    const float want[5] = {1.0f, -4.0f, 1.0f, 0.5f, 3.0f};
+    for (int i = 0; i < 5; i++) assert_float_equal(logits[i], want[i], 0.0f);
+}
+
 static void test_sampling(void **state) {
     (void)state;
     float logits[5] = {1.0f, 3.0f, 2.9f, -1.0f, 0.0f}, scratch[10];
@@ -279,6 +290,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kv_matches_forward),
         cmocka_unit_test(test_sampling),
+        cmocka_unit_test(test_repeat_penalty),
         cmocka_unit_test(test_sampling_matches_full_sort),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_split_and_loader),
