@@ -41,8 +41,7 @@ static const char usage[] =
     "  --resume FILE      continue a run from a checkpoint (and its .optim file);\n"
     "                     shape and hyperparameters come from the checkpoint\n"
     "  --init-from FILE   fine-tune: start from a checkpoint's weights and tokenizer\n"
-    "                     on --data, with a new optimizer and schedule (default lr:\n"
-    "                     a tenth of training from scratch)\n"
+    "                     on --data, with a new optimizer and schedule\n"
     "  --log-every N      a log line every N steps when not on a terminal (10)\n"
     "  --save-tokens FILE write the train/validation token streams (safetensors),\n"
     "                     for reference trainers (bench/bench_recipe.sh)\n"
@@ -246,10 +245,6 @@ int cli_train(int argc, char **argv, char *err) {
     if (!lr_set && !o.resume && o.cfg.dim != 256) {
         o.lr = fminf(3e-3f, o.lr * 256.0f / o.cfg.dim);
         lr_why = " scaled to the width";
-    }
-    if (!lr_set && o.init_from) {
-        o.lr /= 10;
-        lr_why = o.cfg.dim != 256 ? " scaled to the width, a tenth for fine-tuning" : " a tenth for fine-tuning";
     }
     if (!batch_set && !o.resume && budget) {
         int base = o.batch;
