@@ -79,6 +79,26 @@ assert i >= 0 and len(gen) - (i + len(stop)) < 16, (gen, stop)  # ends within th
 PY
 expect "... and says why it stopped" grep -q "stopped: stop string" "$T/gen.err"
 
+echo "e2e: eval"
+head -c 20000 data/corpus_pt_br.txt >"$T/score.txt"
+ev() { "$MINIGPT" eval --checkpoint "$T/m1/mini_gpt.safetensors" --data "$T/score.txt" --threads 2 "$@"; }
+ev >"$T/ev1" 2>&1
+expect "eval exits 0" test $? -eq 0
+expect "... perplexity = exp(loss), bits per byte = nats / bytes / ln 2" /usr/bin/python3 - "$T/ev1" <<'PY'
+import math, re, sys
+t = open(sys.argv[1]).read()
+loss, ppl, bpb = map(float, re.search(r"loss ([0-9.]+) nats/token, perplexity ([0-9.]+), ([0-9.]+) bits per byte", t).groups())
+toks, nbytes = map(int, re.search(r"scored (\d+) tokens, (\d+) bytes", t).groups())
+assert abs(ppl - math.exp(loss)) < 1e-3 * ppl, (loss, ppl)
+assert abs(bpb - loss * toks / nbytes / math.log(2)) < 2e-3 * bpb, (loss, bpb, toks, nbytes)
+assert 0 < bpb < 8
+PY
+ev --batch 1 >"$T/ev2" 2>&1
+expect "... the same loss whatever the batch" \
+    test "$(grep -o 'loss [0-9.]* nats' "$T/ev1")" = "$(grep -o 'loss [0-9.]* nats' "$T/ev2")"
+expect_exit 2 "eval: a window longer than the model's context: exit 2" ev --ctx 100000
+expect_exit 1 "eval: a directory as the text: exit 1" "$MINIGPT" eval --checkpoint "$T/m1/mini_gpt.safetensors" --data "$T"
+
 echo "e2e: epochs"
 head -c 60000 data/corpus_pt_br.txt >"$T/tiny.txt"
 expect "train --epochs 2 exits 0" "$MINIGPT" train --data "$T/tiny.txt" --preset micro --epochs 2 \

@@ -75,7 +75,7 @@ int cli_eval(int argc, char **argv, char *err) {
         mg_fail(err, "eval: '%s' has %zu tokens; at least 2 are needed", data, n);
         goto done;
     }
-    if (gpt_alloc_training(ck->model, (int)batch, T, err)) goto done;
+    if (gpt_alloc_activations(ck->model, (int)batch, T, err)) goto done;
     eval_sum_t s;
     if (eval_tokens(ck->model, ck->tok, ids, n, (int)batch, T, &s, err)) goto done;
     double secs = mg_now() - t0;

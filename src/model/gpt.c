@@ -248,10 +248,7 @@ size_t gpt_training_bytes(const gpt_config_t *c, const ops_backend_t *ops, int B
 }
 
 int gpt_alloc_training(gpt_model_t *m, int B, int T, char *err) {
-    const gpt_config_t *c = &m->cfg;
     const ops_backend_t *ops = m->ops;
-    if (B < 1 || T < 1 || T > c->ctx)
-        return mg_fail(err, "batch %d x context %d does not fit the model (context %d)", B, T, c->ctx);
     if (!m->grads) {
         size_t bytes = m->num_floats * sizeof(float);
         m->grads = ops->alloc(bytes);
@@ -261,6 +258,14 @@ int gpt_alloc_training(gpt_model_t *m, int B, int T, char *err) {
             return mg_fail(err, "out of memory for gradients and optimizer state");
         fill_view(m, m->grads, &m->g);
     }
+    return gpt_alloc_activations(m, B, T, err);
+}
+
+int gpt_alloc_activations(gpt_model_t *m, int B, int T, char *err) {
+    const gpt_config_t *c = &m->cfg;
+    const ops_backend_t *ops = m->ops;
+    if (B < 1 || T < 1 || T > c->ctx)
+        return mg_fail(err, "batch %d x context %d does not fit the model (context %d)", B, T, c->ctx);
     free_training(m);
     size_t N = (size_t)B * T;
     /* one allocation for all activations */

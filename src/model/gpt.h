@@ -130,6 +130,10 @@ int gpt_init_weights(gpt_model_t *m, uint64_t seed, char *err);
 /* Allocates gradients, optimizer moments and activations for batches of
  * (B,T), T <= ctx. Can be called again with another shape. */
 int gpt_alloc_training(gpt_model_t *m, int B, int T, char *err);
+/* Only the activations (gpt_alloc_training without gradients and AdamW
+ * moments): enough for gpt_forward with targets (evaluation), not for
+ * gpt_backward. */
+int gpt_alloc_activations(gpt_model_t *m, int B, int T, char *err);
 const gpt_param_t *gpt_find_param(const gpt_model_t *m, const char *name);
 /* Bytes that training at (B,T) on ops needs: parameters, gradients, AdamW
  * moments and activations (what gpt_create + gpt_alloc_training allocate). */
