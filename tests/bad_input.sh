@@ -42,7 +42,8 @@ head -c 100000 data/corpus_pt_br.txt >"$T/slice.txt"
 # each case: the edit, then a word the one-line reason must contain
 for c in infinite-config:d_model fractional-config:n_layers heads-not-dividing:heads \
          missing-tensor:tensors extra-tensor:tensors wrong-shape:shape wrong-dtype:dtype \
-         merge-not-in-vocab:merge vocab-gap:vocab no-tokenizer:tokenizer offset-out-of-range:offsets; do
+         merge-not-in-vocab:merge vocab-gap:vocab no-tokenizer:tokenizer offset-out-of-range:offsets \
+         nan-weight:non-finite inf-weight:non-finite; do
     e=${c%%:*}
     /usr/bin/python3 tests/ckpt_edit.py "$T/ok/mini_gpt.safetensors" "$T/$e.safetensors" "$e"
     expect_exit 1 "checkpoint with $e: exit 1, one line" \

@@ -36,6 +36,9 @@ elif edit == "train-only":  # no validation loss, no timestamp: file mtime
     tm.update(val_loss=None, train_loss=9.5, step=5)
     m["training_metadata"] = json.dumps(tm)
     del m["creation_timestamp"]
+elif edit in ("nan-weight", "inf-weight"):  # header fine, one weight not finite
+    at = 8 + n + h["token_embedding.weight"]["data_offsets"][0] + 4 * 3
+    b = b[:at] + struct.pack("<f", float("nan" if edit == "nan-weight" else "-inf")) + b[at + 4:]
 elif edit == "renamed-tensor":  # header fine, model unloadable
     h["zz_renamed.weight"] = h.pop("token_embedding.weight")
 else:

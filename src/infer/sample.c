@@ -105,7 +105,7 @@ int sample_token_u(const float *logits, int V, const sample_opts_t *o, float u, 
         acc += p[idx[i]];
         if (r < acc) return idx[i];
     }
-    return idx[n - 1];
+    return n > 0 ? idx[n - 1] : best; /* n = 0: no finite probability (NaN logits) */
 }
 
 static int by_id(const void *a, const void *b) {

@@ -154,6 +154,18 @@ static void parse_meta(const char *tm, const char *pm, ckpt_meta_t *meta) {
     cJSON_Delete(p);
 }
 
+/* The index of the first NaN or infinity among n float32 values, or -1:
+ * such a weight would turn every logit into NaN. */
+static long first_nonfinite(const void *data, size_t n) {
+    const unsigned char *b = data;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, b + 4 * i, sizeof u);
+        if ((u & 0x7f800000u) == 0x7f800000u) return (long)i;
+    }
+    return -1;
+}
+
 ckpt_t *ckpt_load(const char *path, const ops_backend_t *ops, char *err) {
     char why[MG_ERR_LEN];
     gpt_config_t cfg;
@@ -201,6 +213,11 @@ ckpt_t *ckpt_load(const char *path, const ops_backend_t *ops, char *err) {
         if (t->dtype != ST_F32 || t->ndim != p->ndim || t->shape[0] != p->shape[0] ||
             (p->ndim == 2 && t->shape[1] != p->shape[1])) {
             mg_fail(why, "tensor '%s' has the wrong dtype or shape for the config", p->name);
+            goto fail;
+        }
+        long bad = first_nonfinite(t->data, p->numel);
+        if (bad >= 0) {
+            mg_fail(why, "tensor '%s' holds a non-finite value (NaN or infinity) at index %ld", p->name, bad);
             goto fail;
         }
         m->ops->upload(m->weights + p->offset, t->data, p->numel * sizeof(float));

@@ -145,6 +145,11 @@ static void test_sampling(void **state) {
     sample_opts_t greedy = {0.0f, 0, 1.0f}, topk1 = {1.0f, 1, 1.0f}, topp = {1.0f, 0, 0.01f};
     sample_opts_t topk2 = {1.0f, 2, 1.0f}, plain = {1.0f, 0, 1.0f};
     assert_int_equal(sample_token(logits, 5, &greedy, &rng, scratch, NULL, 0), 1);
+    /* NaN logits (a broken model): a valid id, not a read before the
+     * candidates (top-p once kept none and returned idx[-1]) */
+    const float nans[5] = {NAN, NAN, NAN, NAN, NAN};
+    assert_int_equal(sample_token_u(nans, 5, &topp, 0.5f, scratch, NULL, 0), 0);
+    assert_int_equal(sample_token_u(nans, 5, &plain, 0.5f, scratch, NULL, 0), 0);
     int counts[5] = {0};
     for (int i = 0; i < 2000; i++) {
         assert_int_equal(sample_token(logits, 5, &topk1, &rng, scratch, NULL, 0), 1);
