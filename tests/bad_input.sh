@@ -56,3 +56,15 @@ for cut in 7 100 $((size / 2)) $((size - 1)); do
     expect_exit 1 "checkpoint truncated to $cut bytes: exit 1" \
         "$MINIGPT" generate --prompt x --checkpoint "$T/cut.safetensors"
 done
+
+echo "bad input: plot and chat"
+printf '{"step":1,"tokens":100,"train_loss":1e7}\n{"step":2,"tokens":200,"train_loss":1e7}\n' >"$T/flat.jsonl"
+expect "plot: a flat curve at 1e7 ends with a small picture" \
+    bash -c "timeout 10 '$MINIGPT' plot '$T/flat.jsonl' --out '$T/flat.svg' >/dev/null && test \$(stat -c %s '$T/flat.svg') -lt 10000"
+printf '{"step":1,"tokens":100,"train_loss":5}\n{"step":2,"tokens":200,"train_loss":1e309}\n' >"$T/inf.jsonl"
+expect_exit 1 "plot: an infinite loss: exit 1" "$MINIGPT" plot "$T/inf.jsonl" --out "$T/inf.svg"
+expect_exit 1 "plot: a directory as the log: exit 1" "$MINIGPT" plot "$T"
+expect_exit 1 "plot: --out the log itself: exit 1, the log kept" "$MINIGPT" plot "$T/flat.jsonl" --out "$T/flat.jsonl"
+expect "... the log kept" grep -q train_loss "$T/flat.jsonl"
+expect_exit 1 "chat: stdin a directory: exit 1" \
+    bash -c "'$MINIGPT' chat --checkpoint '$T/ok/mini_gpt.safetensors' --threads 2 <'$T' >/dev/null"

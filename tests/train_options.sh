@@ -75,7 +75,11 @@ expect "... the default learning rate of the shape" grep -q 'lr 3.00e-03 (--lr) 
 expect "... a new schedule: its own 10 steps" grep -q '^step 10/10 ' "$T/ft.log"
 expect "... the tuned model generates" bash -c "'$MINIGPT' generate --checkpoint '$T/ft/mini_gpt.safetensors' \
     --prompt 'O Brasil' --max-tokens 5 --temperature 0 --threads 2 >/dev/null 2>&1"
-expect_exit 2 "--init-from with --preset: exit 2" train --init-from "$base" --steps 1 --out "$T/x"
+expect_exit 2 "--init-from with another --preset: exit 2" \
+    "$MINIGPT" train --init-from "$base" --preset tiny --steps 1 --out "$T/x"
+expect "... saying both shapes" grep -q "is L2 H2 d64 ctx64 V512, the shape flags ask for L2 H2 d128 ctx256" <<<"$LAST_ERR"
+expect_exit 2 "--resume with another --layers: exit 2" \
+    "$MINIGPT" train --resume "$T/ra/checkpoint_step_6.safetensors" --layers 3 --out "$T/x"
 expect_exit 2 "--init-from with --vocab: exit 2" \
     "$MINIGPT" train --init-from "$base" --vocab 600 --steps 1 --out "$T/x"
 expect_exit 2 "--init-from with --resume: exit 2" "$MINIGPT" train --init-from "$base" \

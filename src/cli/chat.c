@@ -6,6 +6,7 @@
  * Slash commands inspect the model, the run and the settings. */
 #define _POSIX_C_SOURCE 200809L
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -412,6 +413,10 @@ int cli_chat_run(const ckpt_t *ck, const char *path, const cli_gen_opts_t *o, ch
     }
     if (oom) {
         mg_fail(err, "out of memory reading a line of input");
+        goto done;
+    }
+    if (!c.tty && ferror(stdin)) { /* stdin a directory, say: not the end of a conversation */
+        mg_fail(err, "cannot read the input: %s", strerror(errno));
         goto done;
     }
     if (c.tty) printf("\n");

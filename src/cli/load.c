@@ -316,10 +316,14 @@ int cli_load(int argc, char **argv, char *err) {
         printf("checkpoint: %s\n", e->path);
     if (a.show_meta) show_metadata(ck, e);
     if (a.prompt) {
-        /* stdout stays exactly what `generate` prints; say which file on stderr */
-        fprintf(stderr, "[checkpoint %s]\n", e->path);
+        /* stdout stays exactly what `generate` prints; say which file on
+         * stderr, after the stats line (or in the one line of an error) */
         fflush(stdout);
-        if (cli_run_generation(ck, a.prompt, &a.gen, err) != 0) goto done;
+        if (cli_run_generation(ck, a.prompt, &a.gen, why) != 0) {
+            mg_fail(err, "load: %s: %s", e->path, why);
+            goto done;
+        }
+        fprintf(stderr, "[checkpoint %s]\n", e->path);
     } else if (a.mode == MODE_AUTO && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
         /* only with a person at a terminal: a script's `load` (stdin a pipe
          * that may never close, or after the menu) must still just show

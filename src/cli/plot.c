@@ -1,6 +1,8 @@
 /* plot.c - `minigpt plot LOG --out FILE.svg`: the loss curve of a run. */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "train/curve.h"
@@ -42,6 +44,9 @@ int cli_plot_log(const char *log, const char *out, char *err) {
         snprintf(path, sizeof path, "%.*sloss_curve.svg", slash ? (int)(slash - log + 1) : 0, log);
         out = path;
     }
+    struct stat a, b;
+    if (stat(log, &a) == 0 && stat(out, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        return mg_fail(err, "plot: '%s' is the log itself; give another --out", out);
     curve_t cv;
     if (curve_load(log, &cv, err)) return -1;
     int rc = curve_svg(&cv, "minigpt: loss against tokens seen", out, err);

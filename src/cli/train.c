@@ -110,8 +110,8 @@ static void on_event(void *ctx, const train_event_t *e) {
     fflush(stdout);
 }
 
-/* --init-from: the checkpoint's shape, read from its header (the weights
- * are loaded by the trainer), so that the batch is sized for it. */
+/* --init-from, --resume: the checkpoint's shape, read from its header (the
+ * weights are loaded by the trainer), so that the batch is sized for it. */
 static int init_config(const char *path, gpt_config_t *cfg, char *err) {
     catalog_t *c = catalog_file(path, err);
     if (!c) return -1;
@@ -119,9 +119,30 @@ static int init_config(const char *path, gpt_config_t *cfg, char *err) {
     if (c->e[0].ok)
         *cfg = c->e[0].cfg;
     else
-        rc = mg_fail(err, "train: cannot fine-tune from '%s': %s", path, c->e[0].why);
+        rc = mg_fail(err, "train: cannot use the checkpoint '%s': %s", path, c->e[0].why);
     catalog_free(c);
     return rc;
+}
+
+/* Whether the shape flags ask for another shape than the checkpoint's. A
+ * preset's vocabulary is a target that a small corpus may not reach, so
+ * only an explicit --vocab is compared with the tokenizer's size. */
+static int shape_conflict(const cli_shape_t *s, const gpt_config_t *ck, const char *path, char *err) {
+    gpt_config_t want = *ck;
+    if (s->preset && gpt_preset(s->preset, &want, err) != 0) return -1;
+    if (s->layers) want.layers = (int)s->layers;
+    if (s->heads) want.heads = (int)s->heads;
+    if (s->dim) want.dim = (int)s->dim;
+    if (s->ctx) want.ctx = (int)s->ctx;
+    want.vocab = s->vocab ? (int)s->vocab : ck->vocab;
+    if (want.layers == ck->layers && want.heads == ck->heads && want.dim == ck->dim &&
+        want.ctx == ck->ctx && want.vocab == ck->vocab)
+        return 0;
+    char have[64], asked[64];
+    catalog_shape(ck, have, sizeof have);
+    catalog_shape(&want, asked, sizeof asked);
+    return mg_fail(err, "train: '%s' is %s, the shape flags ask for %s; a checkpoint keeps its shape",
+                   path, have, asked);
 }
 
 int cli_train(int argc, char **argv, char *err) {
@@ -210,12 +231,12 @@ int cli_train(int argc, char **argv, char *err) {
         mg_fail(err, "train: give only one of --resume, --init-from");
         return CLI_USAGE;
     }
-    if (o.init_from && (shape.preset || shape.layers || shape.heads || shape.dim || shape.ctx || shape.vocab)) {
-        mg_fail(err, "train: --init-from keeps the checkpoint's shape and tokenizer; drop the shape flags");
-        return CLI_USAGE;
-    }
-    if (o.init_from) {
-        if (init_config(o.init_from, &o.cfg, err) != 0) return CLI_ERR;
+    if (o.init_from || o.resume) {
+        /* the checkpoint's shape; shape flags may repeat it (the command
+         * that started the run, with --resume added), not change it */
+        const char *from = o.init_from ? o.init_from : o.resume;
+        if (init_config(from, &o.cfg, err) != 0) return CLI_ERR;
+        if (shape_conflict(&shape, &o.cfg, from, err)) return CLI_USAGE;
     } else {
         if (!shape.preset) shape.preset = "tiny";
         if (cli_shape(&shape, &o.cfg, err) != 0) return CLI_USAGE;

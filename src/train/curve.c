@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -27,6 +28,11 @@ int curve_load(const char *path, curve_t *c, char *err) {
     c->last_bpb = NAN;
     FILE *f = fopen(path, "r");
     if (!f) return mg_fail(err, "cannot open '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return mg_fail(err, "cannot read '%s': %s", path, strerror(EISDIR));
+    }
     char line[4096];
     size_t cap_t = 0, cap_v = 0, lineno = 0;
     int rc = -1;
