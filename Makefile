@@ -12,7 +12,7 @@ OPT     ?= -O3 -march=native
 BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
 CFLAGS  += -std=c11 -Wall -Wextra -Werror -fopenmp $(OPT) -g -MMD -MP \
            -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp
-LDLIBS  += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lpcre2-8 -lcjson -ledit -lm -fopenmp
+LDLIBS  += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lpcre2-8 -lcjson -ledit -lmicrohttpd -lm -fopenmp
 
 SRC      := $(shell find src -name '*.c' -not -path 'src/ops/cuda/*' | sort)
 LIB_SRC  := $(filter-out src/main.c,$(SRC))

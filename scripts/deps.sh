@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # deps.sh - install the Debian packages minigpt needs, if any are missing.
 # Usage: scripts/deps.sh build|test
-#   build: compiler, OpenBLAS (OpenMP build), PCRE2, cJSON, libedit
+#   build: compiler, OpenBLAS (OpenMP build), PCRE2, cJSON, libedit, libmicrohttpd
 #   test:  the above plus cmocka, PyTorch with OpenBLAS (parity tests and
 #          benchmarks) and clang with its sanitizer runtime (fuzzing)
 set -eu
-want="gcc make libopenblas-openmp-dev libpcre2-dev libcjson-dev libedit-dev"
+want="gcc make libopenblas-openmp-dev libpcre2-dev libcjson-dev libedit-dev libmicrohttpd-dev"
 if [ "${1:-build}" = test ]; then
     want="$want libcmocka-dev python3-torch python3-numpy libopenblas0-pthread clang libclang-rt-14-dev"
 fi

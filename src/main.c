@@ -21,6 +21,7 @@ static const struct {
     {"list", cli_list, "list the checkpoints of a directory, best first"},
     {"load", cli_load, "choose and load a checkpoint (best, latest, search, menu)"},
     {"chat", cli_chat, "talk with a checkpoint (REPL on a terminal; --educational explains)"},
+    {"serve", cli_serve, "serve a checkpoint over HTTP (the OpenAI completions API)"},
     {"benchmark", cli_benchmark, "training and generation speed, MFU, per-op times, memory (random weights)"},
 };
 

@@ -24,6 +24,7 @@ MINIGPT=./minigpt bash tests/checkpoints.sh
 MINIGPT=./minigpt bash tests/chat.sh
 MINIGPT=./minigpt bash tests/crash.sh
 MINIGPT=./minigpt bash tests/train_options.sh
+MINIGPT=./minigpt bash tests/serve.sh
 MINIGPT=./minigpt bash tests/cuda_e2e.sh
 MINIGPT=./minigpt bash tests/benchmark.sh
 
@@ -31,6 +32,7 @@ echo "== sanitizers (ASan+UBSan)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 unit build-asan asan
 MINIGPT=build-asan/minigpt bash tests/bad_input.sh
+MINIGPT=build-asan/minigpt bash tests/serve.sh
 DUMP=build-asan/tools/parity_dump bash tests/parity.sh
 
 echo "== fuzz corpora replayed (libFuzzer, ASan+UBSan)"

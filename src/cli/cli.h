@@ -22,6 +22,7 @@ int cli_plot_log(const char *log, const char *out, char *err);
 int cli_list(int argc, char **argv, char *err);
 int cli_load(int argc, char **argv, char *err);
 int cli_chat(int argc, char **argv, char *err);
+int cli_serve(int argc, char **argv, char *err);
 int cli_benchmark(int argc, char **argv, char *err);
 
 /* The checkpoint table of `list`, also the menu of `load --mode

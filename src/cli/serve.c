@@ -1,0 +1,399 @@
+/* serve.c - `minigpt serve`: a checkpoint behind HTTP (libmicrohttpd), with
+ * the OpenAI completions API that llama.cpp's server also speaks:
+ *   GET  /health          {"status":"ok", ...}
+ *   GET  /v1/models       the one model served
+ *   POST /v1/completions  {"prompt": ..., "max_tokens": ..., ...} -> text
+ * Requests are answered one at a time: libmicrohttpd's internal polling
+ * thread runs them in turn, and they share one KV cache, reset for each. */
+#define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/cli.h"
+#include "infer/generate.h"
+#include "util/common.h"
+
+static const char usage[] =
+    "usage: minigpt serve [options]\n"
+    "  --checkpoint FILE  model to serve (default models/best_model.safetensors,\n"
+    "                     else models/mini_gpt.safetensors)\n"
+    "  --host ADDR        IPv4 address to listen on (default 127.0.0.1)\n"
+    "  --port N           TCP port (default 8080; 0: any free port, printed)\n"
+    "  --max-tokens N --temperature T --top-k K --top-p P --repeat-penalty P\n"
+    "  --repeat-last-n N --stop STR\n"
+    "                     defaults for the requests' fields (as in generate)\n"
+    "  --threads N        CPU threads (default: all cores)\n"
+    CLI_DEVICE_HELP
+    "Endpoints: GET /health, GET /v1/models, POST /v1/completions with a JSON body:\n"
+    "  prompt (string, required), max_tokens, temperature, top_p, top_k, seed,\n"
+    "  stop (a string or a list of one), repeat_penalty, repeat_last_n; stream and\n"
+    "  n > 1 are refused. Ctrl-C or SIGTERM stops the server.\n";
+
+enum { MAX_BODY = 1 << 20 }; /* request bodies past this get 413 */
+
+typedef struct {
+    const ckpt_t *ck;
+    kv_state_t *kv;
+    char name[256]; /* the model's id: its file name */
+    cli_gen_opts_t defaults;
+    long served;
+} server_t;
+
+/* one request's body, gathered as libmicrohttpd hands it over */
+typedef struct {
+    char *data;
+    size_t len;
+    int too_big, oom;
+} body_t;
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+    int oom;
+} text_t;
+
+static void on_text(void *ctx, const char *bytes, size_t n) {
+    text_t *t = ctx;
+    if (t->oom) return;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = (t->len + n + 1) * 2;
+        char *d = mg_realloc(t->data, cap);
+        if (!d) {
+            t->oom = 1;
+            return;
+        }
+        t->data = d;
+        t->cap = cap;
+    }
+    memcpy(t->data + t->len, bytes, n);
+    t->len += n;
+    t->data[t->len] = 0;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSON *j) {
+    char *s = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (!s) return MHD_NO; /* out of memory: drop the connection */
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_COPY);
+    cJSON_free(s);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* the OpenAI error shape: {"error": {"message": ..., "type": ...}} */
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg) {
+    cJSON *j = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(j, "error");
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "type", status >= 500 ? "server_error" : "invalid_request_error");
+    return send_json(c, status, j);
+}
+
+/* An optional number field within [lo, hi]: 0 (absent or set), -1 (err set). */
+static int field_num(const cJSON *req, const char *key, double lo, double hi, double *out, char *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, key);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi)
+        return mg_fail(err, "'%s' must be a number from %g to %g", key, lo, hi);
+    *out = v->valuedouble;
+    return 0;
+}
+
+static int field_int(const cJSON *req, const char *key, double lo, double hi, long *out, char *err) {
+    double d = (double)*out;
+    if (field_num(req, key, lo, hi, &d, err)) return -1;
+    if (d != floor(d)) return mg_fail(err, "'%s' must be a whole number", key);
+    *out = (long)d;
+    return 0;
+}
+
+/* The request's settings over the server's defaults; -1 with err for a
+ * field that is malformed or asks for what is not supported. */
+static int parse_request(const cJSON *req, cli_gen_opts_t *o, const char **prompt, char *err) {
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(req, "prompt");
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1) p = cJSON_GetArrayItem(p, 0);
+    if (!cJSON_IsString(p) || !*p->valuestring)
+        return mg_fail(err, "'prompt' must be a non-empty string (or a list of one)");
+    *prompt = p->valuestring;
+    const cJSON *stream = cJSON_GetObjectItemCaseSensitive(req, "stream");
+    if (cJSON_IsTrue(stream)) return mg_fail(err, "'stream' is not supported: the text comes whole");
+    long n = 1;
+    if (field_int(req, "n", 1, 1, &n, err)) return mg_fail(err, "'n' must be 1: one completion per request");
+    if (field_int(req, "max_tokens", 1, 1 << 24, &o->max_tokens, err) ||
+        field_num(req, "temperature", 0, 100, &o->temperature, err) ||
+        field_num(req, "top_p", 1e-6, 1, &o->top_p, err) ||
+        field_int(req, "top_k", 0, 1 << 24, &o->top_k, err) ||
+        field_int(req, "seed", 0, 9007199254740991.0, &o->seed, err) ||
+        field_num(req, "repeat_penalty", 0.01, 100, &o->repeat_penalty, err) ||
+        field_int(req, "repeat_last_n", 1, 1 << 20, &o->repeat_last_n, err))
+        return -1;
+    const cJSON *stop = cJSON_GetObjectItemCaseSensitive(req, "stop");
+    if (cJSON_IsArray(stop) && cJSON_GetArraySize(stop) <= 1)
+        stop = cJSON_GetArraySize(stop) ? cJSON_GetArrayItem(stop, 0) : NULL;
+    if (stop && !cJSON_IsNull(stop)) {
+        if (!cJSON_IsString(stop) || !*stop->valuestring)
+            return mg_fail(err, "'stop' must be a non-empty string or a list of one");
+        o->stop = stop->valuestring;
+    }
+    return 0;
+}
+
+/* POST /v1/completions */
+static enum MHD_Result complete(server_t *s, struct MHD_Connection *c, const body_t *b) {
+    char err[MG_ERR_LEN];
+    cJSON *req = cJSON_ParseWithLength(b->data ? b->data : "", b->len), *res = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    text_t text = {0};
+    enum MHD_Result ret;
+    cli_gen_opts_t o = s->defaults;
+    const char *prompt = NULL;
+    int ctx = s->ck->model->cfg.ctx;
+    if (!cJSON_IsObject(req)) {
+        ret = send_error(c, MHD_HTTP_BAD_REQUEST, "the body must be a JSON object");
+        goto done;
+    }
+    if (parse_request(req, &o, &prompt, err)) {
+        ret = send_error(c, MHD_HTTP_BAD_REQUEST, err);
+        goto done;
+    }
+    if (bpe_encode(s->ck->tok, prompt, strlen(prompt), &ids, &n, err) != 0) {
+        ret = send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, err);
+        goto done;
+    }
+    if (n > (size_t)ctx) {
+        snprintf(err, sizeof err, "the prompt is %zu tokens long but the model's context is %d", n, ctx);
+        ret = send_error(c, MHD_HTTP_BAD_REQUEST, err);
+        goto done;
+    }
+    long seed = o.seed >= 0 ? o.seed : (long)(time(NULL) ^ (s->served * 0x9E3779B9L));
+    mg_rng_t rng;
+    mg_rng_seed(&rng, (uint64_t)seed);
+    gen_opts_t go = {.sample = {(float)o.temperature, (int)o.top_k, (float)o.top_p},
+                     .max_tokens = (int)o.max_tokens, .rng = &rng, .on_text = on_text, .ctx = &text,
+                     .repeat_penalty = (float)o.repeat_penalty, .repeat_last_n = (int)o.repeat_last_n,
+                     .stop = o.stop};
+    gen_stats_t st;
+    kv_reset(s->kv);
+    if (gen_run(s->kv, s->ck->tok, ids, (int)n, &go, &st, err) != 0 || text.oom) {
+        ret = send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, text.oom ? "out of memory" : err);
+        goto done;
+    }
+    s->served++;
+    char id[48];
+    snprintf(id, sizeof id, "cmpl-%ld", s->served);
+    res = cJSON_CreateObject();
+    cJSON_AddStringToObject(res, "id", id);
+    cJSON_AddStringToObject(res, "object", "text_completion");
+    cJSON_AddNumberToObject(res, "created", (double)time(NULL));
+    cJSON_AddStringToObject(res, "model", s->name);
+    cJSON *choice = cJSON_CreateObject();
+    cJSON_AddNumberToObject(choice, "index", 0);
+    cJSON_AddStringToObject(choice, "text", text.data ? text.data : "");
+    cJSON_AddNullToObject(choice, "logprobs");
+    int stopped = st.stop == GEN_STOP_EOS || st.stop == GEN_STOP_STRING;
+    cJSON_AddStringToObject(choice, "finish_reason", stopped ? "stop" : "length");
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(res, "choices"), choice);
+    cJSON *usage = cJSON_AddObjectToObject(res, "usage");
+    cJSON_AddNumberToObject(usage, "prompt_tokens", st.prompt_tokens);
+    cJSON_AddNumberToObject(usage, "completion_tokens", st.new_tokens);
+    cJSON_AddNumberToObject(usage, "total_tokens", st.prompt_tokens + st.new_tokens);
+    /* beyond OpenAI's fields: the seed (to repeat a draw) and llama.cpp's timings */
+    cJSON_AddNumberToObject(res, "seed", (double)seed);
+    cJSON *tm = cJSON_AddObjectToObject(res, "timings");
+    cJSON_AddNumberToObject(tm, "prompt_ms", st.prefill_s * 1e3);
+    cJSON_AddNumberToObject(tm, "predicted_ms", st.decode_s * 1e3);
+    cJSON_AddNumberToObject(tm, "predicted_per_second", st.decode_s > 0 ? st.new_tokens / st.decode_s : 0);
+    printf("POST /v1/completions: %d prompt tokens, %d new in %.3f s (%s)\n", st.prompt_tokens,
+           st.new_tokens, st.prefill_s + st.decode_s, gen_stop_name(st.stop));
+    fflush(stdout);
+    ret = send_json(c, MHD_HTTP_OK, res);
+done:
+    cJSON_Delete(req);
+    mg_free(ids);
+    mg_free(text.data);
+    return ret;
+}
+
+static enum MHD_Result route(server_t *s, struct MHD_Connection *c, const char *url, const char *method,
+                             const body_t *b) {
+    int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+    if (strcmp(url, "/health") == 0 || strcmp(url, "/v1/models") == 0) {
+        if (!get) return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET");
+        cJSON *j = cJSON_CreateObject();
+        if (url[1] == 'h') {
+            cJSON_AddStringToObject(j, "status", "ok");
+            cJSON_AddStringToObject(j, "model", s->name);
+            cJSON_AddNumberToObject(j, "completions_served", (double)s->served);
+            return send_json(c, MHD_HTTP_OK, j);
+        }
+        const gpt_config_t *g = &s->ck->model->cfg;
+        cJSON_AddStringToObject(j, "object", "list");
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "id", s->name);
+        cJSON_AddStringToObject(m, "object", "model");
+        cJSON_AddStringToObject(m, "owned_by", "minigpt");
+        cJSON_AddNumberToObject(m, "context_length", g->ctx);
+        cJSON_AddNumberToObject(m, "vocab_size", g->vocab);
+        cJSON_AddNumberToObject(m, "n_layers", g->layers);
+        cJSON_AddNumberToObject(m, "d_model", g->dim);
+        cJSON_AddNumberToObject(m, "parameters", (double)s->ck->model->num_floats);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(j, "data"), m);
+        return send_json(c, MHD_HTTP_OK, j);
+    }
+    if (strcmp(url, "/v1/completions") == 0) {
+        if (!post) return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST");
+        if (b->too_big) return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "the body is over 1 MiB");
+        if (b->oom) return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        return complete(s, c, b);
+    }
+    return send_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint (GET /health, GET /v1/models, POST /v1/completions)");
+}
+
+/* libmicrohttpd calls this first with no data (set up the body), then with
+ * each piece of the upload, then once more with none: answer then. */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size,
+                                  void **con_cls) {
+    (void)version;
+    body_t *b = *con_cls;
+    if (!b) {
+        if (!(b = mg_calloc(1, sizeof *b))) return MHD_NO;
+        *con_cls = b;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (b->too_big || b->oom) return MHD_YES; /* drain it, answer at the end */
+        if (b->len + n > MAX_BODY) {
+            b->too_big = 1;
+            return MHD_YES;
+        }
+        char *d = mg_realloc(b->data, b->len + n + 1);
+        if (!d) {
+            b->oom = 1;
+            return MHD_YES;
+        }
+        memcpy(d + b->len, upload, n);
+        b->data = d;
+        b->len += n;
+        b->data[b->len] = 0;
+        return MHD_YES;
+    }
+    return route(cls, c, url, method, b);
+}
+
+static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why) {
+    (void)cls, (void)c, (void)why;
+    body_t *b = *con_cls;
+    if (b) mg_free(b->data);
+    mg_free(b);
+    *con_cls = NULL;
+}
+
+static volatile sig_atomic_t stop_requested;
+static void on_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+int cli_serve(int argc, char **argv, char *err) {
+    static const struct option opts[] = {
+        {"checkpoint", required_argument, 0, 'c'},
+        {"host", required_argument, 0, 'H'},
+        {"port", required_argument, 0, 'o'},
+        CLI_GEN_OPTIONS,
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    server_t s = {0};
+    const char *path = NULL, *host = "127.0.0.1";
+    long port = 8080;
+    struct MHD_Daemon *d = NULL;
+    ckpt_t *ck = NULL;
+    int rc = CLI_ERR, c, blocked = 0;
+    sigset_t sigs, old;
+    cli_gen_defaults(&s.defaults);
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        int r = cli_gen_flag(c, optarg, &s.defaults, err);
+        if (r < 0) return CLI_USAGE;
+        if (r > 0) continue;
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'H': host = optarg; break;
+        case 'o':
+            if (cli_int("port", optarg, 0, 65535, &port, err)) return CLI_USAGE;
+            break;
+        case 'h': fputs(usage, stdout); return CLI_OK;
+        default: return cli_bad_option("serve", c, argv, err);
+        }
+    }
+    if (optind < argc) {
+        mg_fail(err, "serve: unexpected argument '%s'", argv[optind]);
+        return CLI_USAGE;
+    }
+    if (s.defaults.show_tokens) {
+        mg_fail(err, "serve: --show-tokens is for generate");
+        return CLI_USAGE;
+    }
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        mg_fail(err, "serve: --host '%s' is not an IPv4 address", host);
+        return CLI_USAGE;
+    }
+    if (!path) path = cli_default_checkpoint("models");
+    if (!(ck = cli_open_checkpoint(path, &s.defaults, err))) goto done;
+    ops_cpu_set_threads((int)s.defaults.threads);
+    s.ck = ck;
+    if (!(s.kv = kv_create(ck->model, err))) goto done;
+    const char *slash = strrchr(path, '/');
+    snprintf(s.name, sizeof s.name, "%s", slash ? slash + 1 : path);
+    /* SIGINT and SIGTERM wait for sigsuspend in this thread: blocked
+     * before the daemon starts, so that its thread inherits the mask */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, &old);
+    blocked = 1;
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL, on_request, &s,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL,
+                         MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+                         MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END);
+    if (!d) {
+        mg_fail(err, "serve: cannot listen on %s:%ld: %s", host, port, strerror(errno ? errno : EADDRINUSE));
+        goto done;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    const gpt_config_t *g = &ck->model->cfg;
+    printf("minigpt serve: %s (%d layers, dim %d, context %d) on http://%s:%u\n"
+           "POST /v1/completions, GET /v1/models, GET /health; Ctrl-C stops\n",
+           path, g->layers, g->dim, g->ctx, host, info ? info->port : (unsigned)port);
+    fflush(stdout);
+    while (!stop_requested) sigsuspend(&old);
+    printf("minigpt serve: stopped after %ld completions\n", s.served);
+    rc = CLI_OK;
+done:
+    if (d) MHD_stop_daemon(d);
+    if (blocked) pthread_sigmask(SIG_SETMASK, &old, NULL);
+    kv_free(s.kv);
+    ckpt_free(ck);
+    return rc;
+}

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# serve.sh - `minigpt serve` over real HTTP: a server on a free port,
+# requests from Python's urllib. A greedy completion is exactly what
+# `generate` prints; a seed repeats a draw; stop strings, limits and the
+# errors (400, 404, 405, 413) answer as the OpenAI API does; SIGINT stops
+# the server with exit 0.
+set -u
+cd "$(dirname "$0")/.."
+. tests/lib.sh
+PY=/usr/bin/python3
+T=$(mktemp -d)
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$T"' EXIT
+head -c 150000 data/corpus_pt_br.txt >"$T/slice.txt"
+"$MINIGPT" train --data "$T/slice.txt" --preset micro --steps 40 --batch 4 --threads 2 --eval-every 0 \
+    --out "$T/m" >/dev/null 2>&1
+ck=$T/m/mini_gpt.safetensors
+
+echo "serve: start"
+"$MINIGPT" serve --checkpoint "$ck" --port 0 --threads 2 --max-tokens 20 >"$T/serve.log" 2>"$T/serve.err" &
+pid=$!
+port=
+for _ in $(seq 100); do
+    port=$(sed -n 's|.* on http://127.0.0.1:\([0-9]*\)$|\1|p' "$T/serve.log")
+    [ -n "$port" ] && break
+    sleep 0.1
+done
+expect "listening, on the port it printed ($port)" test -n "$port"
+# req METHOD PATH [BODY]: prints the status, a newline, then the body
+req() {
+    $PY - "$port" "$@" <<'EOF'
+import sys, urllib.request, urllib.error
+port, method, path = sys.argv[1:4]
+data = sys.argv[4].encode() if len(sys.argv) > 4 else None
+if data and data.startswith(b"@"):  # @FILE: the body is that file
+    data = open(data[1:], "rb").read()
+r = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
+                           headers={"Content-Type": "application/json"})
+try:
+    with urllib.request.urlopen(r, timeout=60) as f:
+        status, body = f.status, f.read()
+except urllib.error.HTTPError as e:
+    status, body = e.code, e.read()
+print(status)
+sys.stdout.write(body.decode())
+EOF
+}
+# field FILE EXPR: evaluates EXPR over the JSON body of a req output (as j)
+field() { $PY -c "import json,sys; t=open(sys.argv[1]).read().split('\n',1); j=json.loads(t[1]); print($2)" "$1"; }
+status() { head -1 "$1"; }
+
+req GET /health >"$T/h"
+expect "GET /health: 200, status ok" test "$(status "$T/h") $(field "$T/h" 'j["status"]')" = "200 ok"
+req GET /v1/models >"$T/models"
+expect "GET /v1/models: the checkpoint, with its context" \
+    test "$(field "$T/models" '(j["data"][0]["id"], j["data"][0]["context_length"])')" = "('mini_gpt.safetensors', 64)"
+
+echo "serve: completions"
+req POST /v1/completions '{"prompt": "O Brasil é", "max_tokens": 30, "temperature": 0}' >"$T/c1"
+expect "greedy completion: 200, object text_completion" \
+    test "$(status "$T/c1") $(field "$T/c1" 'j["object"]')" = "200 text_completion"
+"$MINIGPT" generate --checkpoint "$ck" --prompt "O Brasil é" --max-tokens 30 --temperature 0 --threads 2 \
+    >"$T/gen.txt" 2>/dev/null
+expect "... the same text as generate" $PY - "$T/c1" "$T/gen.txt" <<'EOF'
+import json, sys
+j = json.loads(open(sys.argv[1]).read().split("\n", 1)[1])
+gen = open(sys.argv[2], encoding="utf-8").read()
+assert "O Brasil é" + j["choices"][0]["text"] + "\n" == gen, (j, gen)
+EOF
+expect "... usage counts the tokens: 30 new, total = prompt + new" \
+    test "$(field "$T/c1" '(j["usage"]["completion_tokens"], j["usage"]["total_tokens"] - j["usage"]["prompt_tokens"], j["choices"][0]["finish_reason"])')" = "(30, 30, 'length')"
+req POST /v1/completions '{"prompt": "Era uma vez", "seed": 7, "temperature": 1.0}' >"$T/c2"
+req POST /v1/completions '{"prompt": "Era uma vez", "seed": 7, "temperature": 1.0}' >"$T/c3"
+req POST /v1/completions '{"prompt": "Era uma vez", "seed": 8, "temperature": 1.0}' >"$T/c4"
+expect "a seed repeats a draw; another seed draws another text" test \
+    "$(field "$T/c2" 'j["choices"][0]["text"]')" = "$(field "$T/c3" 'j["choices"][0]["text"]')" -a \
+    "$(field "$T/c2" 'j["choices"][0]["text"]')" != "$(field "$T/c4" 'j["choices"][0]["text"]')"
+expect "... the server's --max-tokens is the default: 20" test "$(field "$T/c2" 'j["usage"]["completion_tokens"]')" = 20
+stop=$(field "$T/c1" 'j["choices"][0]["text"][5:8]')
+req POST /v1/completions "$($PY -c 'import json,sys; print(json.dumps({"prompt": "O Brasil é", "max_tokens": 30, "temperature": 0, "stop": [sys.argv[1]]}))' "$stop")" >"$T/c5"
+expect "stop ['$stop']: finish_reason stop, a prefix of the greedy text that holds it" $PY - "$T/c1" "$T/c5" "$stop" <<'EOF'
+import json, sys
+full, cut = (json.loads(open(p).read().split("\n", 1)[1])["choices"][0] for p in sys.argv[1:3])
+assert cut["finish_reason"] == "stop" and sys.argv[3] in cut["text"], cut
+assert full["text"].startswith(cut["text"]) and len(cut["text"]) < len(full["text"]), (full, cut)
+EOF
+
+echo "serve: errors"
+req POST /v1/completions 'not json' >"$T/e1"
+expect "not JSON: 400, an OpenAI error object" \
+    test "$(status "$T/e1") $(field "$T/e1" 'j["error"]["type"]')" = "400 invalid_request_error"
+req POST /v1/completions '{"max_tokens": 5}' >"$T/e2"
+expect "no prompt: 400 naming the field" bash -c "test \$(head -1 '$T/e2') = 400 && grep -q prompt '$T/e2'"
+req POST /v1/completions '{"prompt": "x", "temperature": -1}' >"$T/e3"
+expect "temperature -1: 400" test "$(status "$T/e3")" = 400
+req POST /v1/completions '{"prompt": "x", "stream": true}' >"$T/e4"
+expect "stream: 400, not supported" bash -c "test \$(head -1 '$T/e4') = 400 && grep -q stream '$T/e4'"
+long=$($PY -c 'import json; print(json.dumps({"prompt": open("data/corpus_pt_br.txt", encoding="utf-8").read(3000)}))')
+req POST /v1/completions "$long" >"$T/e5"
+expect "a prompt longer than the context: 400 saying so" bash -c "test \$(head -1 '$T/e5') = 400 && grep -q context '$T/e5'"
+$PY -c 'print("{\"prompt\": \"" + "a" * 1100000 + "\"}")' >"$T/big.json"
+req POST /v1/completions "@$T/big.json" >"$T/e6"
+expect "a body over 1 MiB: 413" test "$(status "$T/e6")" = 413
+req GET /v1/completions >"$T/e7"
+expect "GET /v1/completions: 405" test "$(status "$T/e7")" = 405
+req GET /nope >"$T/e8"
+expect "unknown path: 404" test "$(status "$T/e8")" = 404
+req GET /health >"$T/h2"
+expect "still serving after the errors; 5 completions counted" \
+    test "$(status "$T/h2") $(field "$T/h2" 'j["completions_served"]')" = "200 5"
+
+echo "serve: stop"
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+pid=
+expect "SIGINT: exit 0" test "$rc" -eq 0
+expect "... saying how many it served" grep -q "stopped after 5 completions" "$T/serve.log"
+expect "... nothing on stderr" test ! -s "$T/serve.err"
+expect_exit 2 "serve: a bad --host: exit 2" "$MINIGPT" serve --checkpoint "$ck" --host nowhere
+expect_exit 1 "serve: a missing checkpoint: exit 1" "$MINIGPT" serve --checkpoint "$T/none.safetensors"
+"$MINIGPT" serve --checkpoint "$ck" --port 0 >"$T/s2.log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do
+    busy=$(sed -n 's|.* on http://127.0.0.1:\([0-9]*\)$|\1|p' "$T/s2.log")
+    [ -n "$busy" ] && break
+    sleep 0.1
+done
+expect_exit 1 "serve: a port in use: exit 1" "$MINIGPT" serve --checkpoint "$ck" --port "$busy"
+kill -TERM "$pid"
+wait "$pid"
+expect "SIGTERM: exit 0" test $? -eq 0
+pid=
