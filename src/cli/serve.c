@@ -388,7 +388,7 @@ int cli_serve(int argc, char **argv, char *err) {
            path, g->layers, g->dim, g->ctx, host, info ? info->port : (unsigned)port);
     fflush(stdout);
     while (!stop_requested) sigsuspend(&old);
-    printf("minigpt serve: stopped after %ld completions\n", s.served);
+    printf("minigpt serve: stopped after %ld completion%s\n", s.served, s.served == 1 ? "" : "s");
     rc = CLI_OK;
 done:
     if (d) MHD_stop_daemon(d);
