@@ -34,7 +34,7 @@ void data_split_free(data_split_t *s) {
     memset(s, 0, sizeof *s);
 }
 
-static void shuffle(loader_t *l) {
+static void shuffle(data_loader_t *l) {
     l->epoch_rng = l->rng;
     for (size_t i = 0; i < l->n_windows; i++) l->order[i] = (uint32_t)i;
     for (size_t i = l->n_windows; i > 1; i--) {
@@ -45,7 +45,7 @@ static void shuffle(loader_t *l) {
     }
 }
 
-int loader_init(loader_t *l, const int32_t *tokens, size_t n, int B, int T, uint64_t seed, char *err) {
+int data_loader_init(data_loader_t *l, const int32_t *tokens, size_t n, int B, int T, uint64_t seed, char *err) {
     memset(l, 0, sizeof *l);
     if (n < (size_t)T + 1)
         return mg_fail(err, "only %zu tokens: not enough for one window of %d", n, T + 1);
@@ -62,12 +62,12 @@ int loader_init(loader_t *l, const int32_t *tokens, size_t n, int B, int T, uint
     return 0;
 }
 
-void loader_free(loader_t *l) {
+void data_loader_free(data_loader_t *l) {
     mg_free(l->order);
     l->order = NULL;
 }
 
-int loader_next(loader_t *l, int32_t *x, int32_t *y) {
+int data_loader_next(data_loader_t *l, int32_t *x, int32_t *y) {
     for (int b = 0; b < l->B; b++) {
         const int32_t *w = l->tokens + (size_t)l->order[l->cursor++ % l->n_windows] * l->T;
         memcpy(x + (size_t)b * l->T, w, l->T * sizeof(int32_t));
@@ -84,7 +84,7 @@ int loader_next(loader_t *l, int32_t *x, int32_t *y) {
     return 0;
 }
 
-int loader_restore(loader_t *l, int epoch, size_t cursor, const mg_rng_t *epoch_rng, char *err) {
+int data_loader_restore(data_loader_t *l, int epoch, size_t cursor, const mg_rng_t *epoch_rng, char *err) {
     if (cursor > l->n_windows)
         return mg_fail(err, "saved data position %zu does not fit %zu windows", cursor, l->n_windows);
     l->rng = *epoch_rng;
@@ -94,7 +94,7 @@ int loader_restore(loader_t *l, int epoch, size_t cursor, const mg_rng_t *epoch_
     return 0;
 }
 
-size_t loader_steps_per_epoch(const loader_t *l) {
+size_t data_loader_steps_per_epoch(const data_loader_t *l) {
     size_t s = l->n_windows / l->B;
     return s ? s : 1;
 }

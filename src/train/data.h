@@ -34,15 +34,15 @@ typedef struct {
     int epoch;          /* completed epochs */
     mg_rng_t rng;       /* advances with each shuffle */
     mg_rng_t epoch_rng; /* rng as it was before this epoch's shuffle */
-} loader_t;
+} data_loader_t;
 
-int loader_init(loader_t *l, const int32_t *tokens, size_t n, int B, int T, uint64_t seed, char *err);
-void loader_free(loader_t *l);
+int data_loader_init(data_loader_t *l, const int32_t *tokens, size_t n, int B, int T, uint64_t seed, char *err);
+void data_loader_free(data_loader_t *l);
 /* Fills x and y (B*T each). Returns 1 when this batch completed an epoch. */
-int loader_next(loader_t *l, int32_t *x, int32_t *y);
-size_t loader_steps_per_epoch(const loader_t *l);
+int data_loader_next(data_loader_t *l, int32_t *x, int32_t *y);
+size_t data_loader_steps_per_epoch(const data_loader_t *l);
 /* Puts the loader back where a saved run was: same epoch, same shuffle
  * (replayed from epoch_rng), same cursor. */
-int loader_restore(loader_t *l, int epoch, size_t cursor, const mg_rng_t *epoch_rng, char *err);
+int data_loader_restore(data_loader_t *l, int epoch, size_t cursor, const mg_rng_t *epoch_rng, char *err);
 
 #endif

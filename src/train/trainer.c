@@ -54,7 +54,7 @@ typedef struct {
     gpt_model_t *model;
     bpe_t *tok;
     data_split_t split;
-    loader_t loader;
+    data_loader_t loader;
     int32_t *x, *y;
     train_state_t st;
     double t_start; /* wall clock at start of this process's run */
@@ -351,7 +351,7 @@ int train_run(const train_opts_t *opts, char *err) {
         if (!r.model || gpt_init_weights(r.model, r.o.seed, err)) goto done;
     }
     if (gpt_alloc_training(r.model, B, T, err)) goto done;
-    if (loader_init(&r.loader, r.split.train, r.split.n_train, B, T, r.o.seed ^ 0x5eed, err)) goto done;
+    if (data_loader_init(&r.loader, r.split.train, r.split.n_train, B, T, r.o.seed ^ 0x5eed, err)) goto done;
     r.x = mg_malloc((size_t)B * T * sizeof(int32_t));
     r.y = mg_malloc((size_t)B * T * sizeof(int32_t));
     if (!r.x || !r.y) {
@@ -359,10 +359,10 @@ int train_run(const train_opts_t *opts, char *err) {
         goto done;
     }
     int K = r.o.grad_accum;
-    long per_epoch = MG_MAX(1, (long)loader_steps_per_epoch(&r.loader) / K);
+    long per_epoch = MG_MAX(1, (long)data_loader_steps_per_epoch(&r.loader) / K);
     double budget = INFINITY;
     if (r.o.resume) {
-        if (loader_restore(&r.loader, r.st.epoch, r.st.cursor, &r.st.epoch_rng, err)) goto done;
+        if (data_loader_restore(&r.loader, r.st.epoch, r.st.cursor, &r.st.epoch_rng, err)) goto done;
         if (r.o.steps > 0) r.st.total_steps = r.o.steps; /* a longer (or shorter) schedule */
         if (r.st.step >= r.st.total_steps) {
             mg_fail(err, "'%s' is at step %ld, the end of its schedule: give --steps N with N > %ld to train on",
@@ -408,7 +408,7 @@ int train_run(const train_opts_t *opts, char *err) {
         int wrapped = 0;
         float loss = 0.0f;
         for (int k = 0; k < K; k++) {
-            wrapped |= loader_next(&r.loader, r.x, r.y);
+            wrapped |= data_loader_next(&r.loader, r.x, r.y);
             loss += gpt_forward(r.model, r.x, r.y, B, T) / K;
             gpt_backward(r.model);
         }
@@ -493,7 +493,7 @@ done:
     if (r.log) fclose(r.log);
     mg_free(r.x);
     mg_free(r.y);
-    loader_free(&r.loader);
+    data_loader_free(&r.loader);
     data_split_free(&r.split);
     gpt_free(r.model);
     bpe_free(r.tok);

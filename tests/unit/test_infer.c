@@ -207,14 +207,14 @@ static void test_split_and_loader(void **state) {
     assert_int_equal(s.val[0], 40);
     assert_int_equal(s.val[10], 90);
     assert_int_equal(s.train[40], 50);
-    loader_t l;
-    assert_int_equal(loader_init(&l, s.train, s.n_train, 2, 7, 11, err), 0);
+    data_loader_t l;
+    assert_int_equal(data_loader_init(&l, s.train, s.n_train, 2, 7, 11, err), 0);
     /* (80-1)/7 = 11 windows -> 5 batches per epoch */
-    assert_int_equal(loader_steps_per_epoch(&l), 5);
+    assert_int_equal(data_loader_steps_per_epoch(&l), 5);
     int32_t x[14], y[14];
     int seen[11] = {0};
     for (int step = 0; step < 5; step++) {
-        int wrapped = loader_next(&l, x, y);
+        int wrapped = data_loader_next(&l, x, y);
         assert_int_equal(wrapped, step == 4);
         for (int b = 0; b < 2; b++) {
             /* windows start at multiples of T within the train stream, and
@@ -233,7 +233,7 @@ static void test_split_and_loader(void **state) {
     int distinct = 0;
     for (int i = 0; i < 11; i++) distinct += seen[i] == 1;
     assert_int_equal(distinct, 10); /* each window at most once per epoch */
-    loader_free(&l);
+    data_loader_free(&l);
     data_split_free(&s);
 }
 
