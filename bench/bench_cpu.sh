@@ -7,6 +7,8 @@
 # minigpt's model FLOP utilisation. About 2-3 minutes on 2 cores.
 #   mini        d256 L4 H4 vocab 4096, context 256, batch 8
 #   GPT-2 124M  d768 L12 H12 vocab 50257, context 64, batch 4
+#   GPT-2 int8  the same, inference only: minigpt --quantize q8 against
+#               PyTorch's dynamic int8 linear layers (torch_bench.py --int8 1)
 # Usage: bench/bench_cpu.sh [threads]   (default 2; OPENBLAS_CORETYPE is honoured by both)
 set -eu
 cd "$(dirname "$0")/.."
@@ -53,21 +55,28 @@ shape mini --preset mini --batch 8 --iterations 10 -- \
     --dim 256 --layers 4 --heads 4 --vocab 4096 --ctx 256 --batch 8 --iterations 10
 shape gpt2-124M --preset gpt2 --ctx 64 --batch 4 --iterations 5 -- \
     --dim 768 --layers 12 --heads 12 --vocab 50257 --ctx 64 --batch 4 --iterations 3
+shape gpt2-int8 --preset gpt2 --ctx 64 --batch 1 --iterations 2 --quantize q8 -- \
+    --dim 768 --layers 12 --heads 12 --vocab 50257 --ctx 64 --iterations 3 --int8 1
 
 $py - "$out" <<'EOF'
 import json, os, sys
 d = sys.argv[1]
 print()
 print(f"{'shape':<11} {'figure':<26} {'minigpt':>10} {'pytorch':>10} {'ratio':>7}")
-for name in ["mini", "gpt2-124M"]:
+for name in ["mini", "gpt2-124M", "gpt2-int8"]:
     mg = json.load(open(os.path.join(d, name + ".mg.json")))
     pt = json.load(open(os.path.join(d, name + ".pt.json")))
-    rows = [("train tok/s", mg["train"]["tokens_per_s"], pt["train"]["tokens_per_s"]),
-            (f"prefill tok/s ({mg['prefill']['tokens']} tokens)", mg["prefill"]["tokens_per_s"],
+    rows = [(f"prefill tok/s ({mg['prefill']['tokens']} tokens)", mg["prefill"]["tokens_per_s"],
              pt["prefill"]["tokens_per_s"]),
             ("decode tok/s (batch 1)", mg["decode"]["tokens_per_s"], pt["decode"]["tokens_per_s"])]
+    if "train" in pt:
+        rows.insert(0, ("train tok/s", mg["train"]["tokens_per_s"], pt["train"]["tokens_per_s"]))
     for fig, a, b in rows:
         print(f"{name:<11} {fig:<26} {a:>10,.0f} {b:>10,.0f} {a / b:>6.2f}x")
+    if "train" not in pt:  # int8: inference only
+        print(f"{name:<11} minigpt: {mg['inference_weights']} weights for decoding (a prompt of more than 8 "
+              f"tokens is prefilled in float32); pytorch: {pt['quantized_engine']} dynamic int8 linear layers")
+        continue
     m = mg["model"]
     print(f"{name:<11} minigpt: {m['params'] / 1e6:.1f} M parameters, batch {mg['batch']} x {mg['seq']}, "
           f"step {mg['train']['step_ms']:.0f} ms (forward {mg['train']['forward_ms']:.0f}, backward "

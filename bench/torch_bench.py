@@ -10,8 +10,12 @@ measures itself, and printed as one JSON object:
            tokens after a one-token prompt
   blas     the BLAS library this process actually loaded (/proc/self/maps)
 
+With --int8 1: no training; prefill and decode run every linear layer and
+the classifier through PyTorch's dynamic int8 quantization
+(torch.ops.quantized.linear_dynamic, weights quantized per output row).
+
 usage: torch_bench.py --dim 256 --layers 4 --heads 4 --vocab 4096 --ctx 256
-                      --batch 8 --iterations 10 --threads 2
+                      --batch 8 --iterations 10 --threads 2 [--int8 1]
 """
 import argparse
 import json
@@ -67,10 +71,24 @@ class KVModel:
 
     def __init__(self, p, a):
         self.p, self.a = p, a
+        self.packed = {}  # --int8: name -> prepacked int8 weight
+        if a.int8:
+            names = [k for k in p if k.endswith(".weight") and p[k].dim() == 2 and "embedding" not in k]
+            for k in names + ["token_embedding.weight"]:
+                w = p[k].detach()
+                b = p.get(k[:-len("weight")] + "bias") if k != "token_embedding.weight" else None
+                s = (w.abs().amax(dim=1) / 127).clamp(min=1e-12)
+                wq = torch.quantize_per_channel(w, s, torch.zeros(w.shape[0], dtype=torch.long), 0, torch.qint8)
+                self.packed[k] = torch.ops.quantized.linear_prepack(wq, None if b is None else b.detach())
         hs = a.dim // a.heads
         self.k = torch.zeros(a.layers, a.heads, a.ctx, hs)
         self.v = torch.zeros(a.layers, a.heads, a.ctx, hs)
         self.pos = 0
+
+    def linear(self, x, name, bias=True):
+        if self.packed:
+            return torch.ops.quantized.linear_dynamic(x, self.packed[name])
+        return F.linear(x, self.p[name], self.p[name[:-len("weight")] + "bias"] if bias else None)
 
     def feed(self, tok):
         """tok: (n,) ids at positions pos..pos+n-1 -> logits of the last one."""
@@ -84,7 +102,8 @@ class KVModel:
         for l in range(a.layers):
             q = lambda s: p[f"transformer.layers.{l}.{s}"]  # noqa: E731
             h = F.layer_norm(x, (C,), q("ln1.weight"), q("ln1.bias"), 1e-5)
-            qq, kk, vv = F.linear(h, q("attn.qkv.weight"), q("attn.qkv.bias")).split(C, dim=1)
+            pre = f"transformer.layers.{l}."
+            qq, kk, vv = self.linear(h, pre + "attn.qkv.weight").split(C, dim=1)
             qq, kk, vv = (t.view(n, NH, HS).transpose(0, 1) for t in (qq, kk, vv))
             self.k[l, :, pos:pos + n] = kk
             self.v[l, :, pos:pos + n] = vv
@@ -92,13 +111,13 @@ class KVModel:
             if mask is not None:
                 att = att.masked_fill(~mask, float("-inf"))
             y = (att.softmax(dim=-1) @ self.v[l, :, :pos + n]).transpose(0, 1).reshape(n, C)
-            x = x + F.linear(y, q("attn.proj.weight"), q("attn.proj.bias"))
+            x = x + self.linear(y, pre + "attn.proj.weight")
             h = F.layer_norm(x, (C,), q("ln2.weight"), q("ln2.bias"), 1e-5)
-            h = F.gelu(F.linear(h, q("mlp.fc.weight"), q("mlp.fc.bias")), approximate="tanh")
-            x = x + F.linear(h, q("mlp.proj.weight"), q("mlp.proj.bias"))
+            h = F.gelu(self.linear(h, pre + "mlp.fc.weight"), approximate="tanh")
+            x = x + self.linear(h, pre + "mlp.proj.weight")
         self.pos += n
         x = F.layer_norm(x[-1:], (C,), p["ln_f.weight"], p["ln_f.bias"], 1e-5)
-        return (x @ p["token_embedding.weight"].T)[0]
+        return self.linear(x, "token_embedding.weight", bias=False)[0]
 
 
 def repeat(fn, n):
@@ -143,7 +162,7 @@ def inference(p, a):
 def main():
     ap = argparse.ArgumentParser()
     for k, v in dict(dim=256, layers=4, heads=4, vocab=4096, ctx=256, batch=8, seq=0,
-                     iterations=10, threads=2).items():
+                     iterations=10, threads=2, int8=0).items():
         ap.add_argument("--" + k, type=int, default=v)
     a = ap.parse_args()
     a.seq = a.seq or a.ctx
@@ -151,8 +170,11 @@ def main():
     torch.manual_seed(0)
     p = init_params(a.dim, a.layers, a.vocab, a.ctx)
     cfg = {"d_model": a.dim, "n_heads": a.heads, "n_layers": a.layers}
-    out = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-           "train": train(p, cfg, a)}
+    out = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    if not a.int8:
+        out["train"] = train(p, cfg, a)
+    else:
+        out["quantized_engine"] = torch.backends.quantized.engine
     out.update(inference(p, a))
     out["blas"] = loaded_blas()
     print(json.dumps(out))

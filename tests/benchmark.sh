@@ -113,9 +113,13 @@ expect "--no-fusion --json: one unfused column" bash -c "'$MINIGPT' benchmark --
     --threads 2 --no-fusion --detailed --json | /usr/bin/python3 -c 'import json, sys; d = json.load(sys.stdin); \
     sys.exit(not (d[\"no_fusion\"] is True and list(d[\"detailed\"]) == [\"no_fusion\"]))'"
 
+expect "--quantize q8 --json: decoding with int8 weights, said in the report" bash -c "'$MINIGPT' benchmark \
+    --preset micro --iterations 1 --threads 2 --device cpu --quantize q8 --json | /usr/bin/python3 -c \
+    'import json, sys; d = json.load(sys.stdin); sys.exit(not (d[\"inference_weights\"] == \"int8\" and d[\"decode\"][\"tokens_per_s\"] > 0))'"
+
 echo "benchmark: bad flags"
 for a in "--batch 0" "--iterations 0" "--bogus" "--iterations" "--preset nope" "--device gpu" \
-         "--precision fp8" "--seq 65" "--heads 3" "extra"; do
+         "--precision fp8" "--seq 65" "--heads 3" "--quantize q4" "extra"; do
     # shellcheck disable=SC2086
     expect_exit 2 "benchmark $a: exit 2, one line" "$MINIGPT" benchmark --preset micro $a
 done

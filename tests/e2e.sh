@@ -96,6 +96,20 @@ PY
 ev --batch 1 >"$T/ev2" 2>&1
 expect "... the same loss whatever the batch" \
     test "$(grep -o 'loss [0-9.]* nats' "$T/ev1")" = "$(grep -o 'loss [0-9.]* nats' "$T/ev2")"
+ev --incremental >"$T/ev3" 2>&1
+expect "eval --incremental (the KV cache, one token at a time): the loss of the batched eval" \
+    test "$(grep -o 'loss [0-9.]* nats' "$T/ev1")" = "$(grep -o 'loss [0-9.]* nats' "$T/ev3")"
+ev --quantize q8 >"$T/ev4" 2>&1
+expect "eval --quantize q8: int8 weights cost under 0.01 nats per token" /usr/bin/python3 - "$T/ev1" "$T/ev4" <<'PY'
+import re, sys
+a, b = (float(re.search(r"loss ([0-9.]+) nats", open(p).read()).group(1)) for p in sys.argv[1:3])
+print(f"  float32 {a:.4f}, int8 {b:.4f} nats per token")
+assert "int8 weights" in open(sys.argv[2]).read() and abs(a - b) < 0.01, (a, b)
+PY
+gen --quantize q8 --seed 3 >"$T/q1"; gen --quantize q8 --seed 3 >"$T/q2"
+expect "generate --quantize q8: one seed, one text" cmp -s "$T/q1" "$T/q2"
+expect "... and the stats line says int8 weights" grep -q "; int8 weights]" "$T/gen.err"
+expect_exit 2 "generate --quantize q4: exit 2" "$MINIGPT" generate --checkpoint "$T/m1/mini_gpt.safetensors" --prompt x --quantize q4
 expect_exit 2 "eval: a window longer than the model's context: exit 2" ev --ctx 100000
 expect_exit 1 "eval: a directory as the text: exit 1" "$MINIGPT" eval --checkpoint "$T/m1/mini_gpt.safetensors" --data "$T"
 

@@ -36,6 +36,7 @@ static const char usage[] =
     "  --show-memory      parameters, gradients, optimizer, activations, KV cache,\n"
     "                     backend allocations and the process's peak RSS\n"
     "  --no-fusion        run the unfused kernels everywhere\n"
+    "  --quantize q8      int8 weights for prefill and decode (CPU; none: float32)\n"
     "Weights and tokens are random. FLOPs count the matmuls of forward and\n"
     "backward (backward = 2x forward), the tied classifier included, and\n"
     "attention's QK^T and PV over the causal triangle; MFU divides the step's\n"
@@ -52,6 +53,7 @@ typedef struct {
     long batch, seq, threads, iterations;
     const char *device, *precision;
     int json, detailed, show_memory, no_fusion;
+    int q8; /* --quantize q8: int8 weights for prefill and decode */
 } bench_opts_t;
 
 /* one training configuration's per-op times (--detailed) */
@@ -76,6 +78,7 @@ typedef struct {
     bench_detail_t detail[2];
     int n_detail;
     size_t kv_bytes;
+    size_t q8_bytes; /* int8 weights (--quantize q8), else 0 */
 } bench_result_t;
 
 /* Model FLOPs of one training step at (B,T): forward matmuls (qkv, proj,
@@ -148,7 +151,7 @@ static void measure_detail(gpt_model_t *m, const int32_t *x, const int32_t *y, i
 
 /* Prefill of a full-context prompt (then the first token, greedy) and
  * batch-1 decode of up to DECODE_TOKENS tokens one at a time, greedy. */
-static int measure_inference(gpt_model_t *m, mg_rng_t *rng, int iters, bench_result_t *r,
+static int measure_inference(gpt_model_t *m, mg_rng_t *rng, int iters, int q8, bench_result_t *r,
                              char *err) {
     const ops_backend_t *ops = m->ops;
     const gpt_config_t *c = &m->cfg;
@@ -159,7 +162,9 @@ static int measure_inference(gpt_model_t *m, mg_rng_t *rng, int iters, bench_res
         if (!prompt) mg_fail(err, "out of memory");
         goto done;
     }
+    if (q8 && kv_quantize(kv, err)) goto done;
     r->kv_bytes = kv->block_bytes;
+    r->q8_bytes = kv->q8_bytes;
     for (int i = 0; i < P; i++) prompt[i] = (int32_t)mg_rng_below(rng, (uint32_t)c->vocab);
     /* prefill: one warm-up, then repeats */
     kv_reset(kv);
@@ -315,7 +320,10 @@ static void print_text(const bench_opts_t *o, const gpt_model_t *m, const char *
     printf("  optimizer   %9.2f ms  (AdamW, clipping, zero grad)\n", r->opt_s * 1e3);
     printf("  loss        %9.4f    (random tokens: about ln %d = %.4f)\n", r->loss, c->vocab,
            log((double)c->vocab));
-    printf("inference (batch 1, KV cache):\n");
+    if (r->q8_bytes)
+        printf("inference (batch 1, KV cache, int8 weights: %.1f MB):\n", r->q8_bytes / 1e6);
+    else
+        printf("inference (batch 1, KV cache):\n");
     printf("  prefill     %9.2f ms  %10.0f tok/s  (%d-token prompt, mean of %d)\n",
            r->prefill_s * 1e3, r->prefill_n / r->prefill_s, r->prefill_n, r->prefill_reps);
     printf("  first token %9.2f ms  (prefill + greedy pick)\n", r->ttft_s * 1e3);
@@ -418,6 +426,7 @@ static int print_json(const bench_opts_t *o, const gpt_model_t *m, const char *p
     cJSON_AddNumberToObject(t, "loss", r->loss);
     cJSON_AddNumberToObject(t, "flops_per_step", r->flops);
     cJSON_AddNumberToObject(t, "gflops", r->flops / step / 1e9);
+    cJSON_AddStringToObject(j, "inference_weights", r->q8_bytes ? "int8" : "float32");
     cJSON *p = cJSON_AddObjectToObject(j, "prefill");
     cJSON_AddNumberToObject(p, "tokens", r->prefill_n);
     cJSON_AddNumberToObject(p, "ms", r->prefill_s * 1e3);
@@ -471,7 +480,8 @@ int cli_benchmark(int argc, char **argv, char *err) {
         {"precision", required_argument, 0, 'P'}, {"iterations", required_argument, 0, 'n'},
         {"json", no_argument, 0, 'J'},            {"detailed", no_argument, 0, 'x'},
         {"show-memory", no_argument, 0, 'M'},     {"no-fusion", no_argument, 0, 'F'},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
+        {"quantize", required_argument, 0, 'Q'},  {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     bench_opts_t o = {.batch = 8, .iterations = 10, .device = "auto"};
     int c;
@@ -495,6 +505,13 @@ int cli_benchmark(int argc, char **argv, char *err) {
         case 'x': o.detailed = 1; break;
         case 'M': o.show_memory = 1; break;
         case 'F': o.no_fusion = 1; break;
+        case 'Q':
+            if (strcmp(optarg, "q8") != 0 && strcmp(optarg, "none") != 0) {
+                mg_fail(err, "benchmark: --quantize '%s' is not q8 or none", optarg);
+                return CLI_USAGE;
+            }
+            o.q8 = optarg[0] == 'q';
+            break;
         case 'h': fputs(usage, stdout); return CLI_OK;
         default: return cli_bad_option("benchmark", c, argv, err);
         }
@@ -559,7 +576,7 @@ int cli_benchmark(int argc, char **argv, char *err) {
             m->no_fusion = 0;
         }
     }
-    if (measure_inference(m, &rng, iters, &r, err)) goto fail;
+    if (measure_inference(m, &rng, iters, o.q8, &r, err)) goto fail;
     if (measure_peak(ops, &rng, iters, &r, err)) goto fail;
     if (o.show_memory) measure_memory(m, &r, B, T, &mem);
     if (o.json) {

@@ -37,6 +37,7 @@ static const char usage[] =
     "  --repeat-last-n N  the window of that penalty (default 64)\n"
     "  --stop STR         end an answer once it contains STR (\"\\n\" is not unescaped;\n"
     "                     use $'\\n' in a shell for a newline)\n"
+    "  --quantize q8      int8 weights in the matrix products (CPU; see generate)\n"
     "  --threads N        CPU threads (default: all cores)\n"
     CLI_DEVICE_HELP
     "  --educational      explain each answer's steps with the run's own numbers\n"
@@ -377,7 +378,7 @@ int cli_chat_run(const ckpt_t *ck, const char *path, const cli_gen_opts_t *o, ch
     c.seed = o->seed >= 0 ? o->seed : (long)time(NULL);
     mg_rng_seed(&c.rng, (uint64_t)c.seed);
     ops_cpu_set_threads((int)o->threads);
-    c.kv = kv_create(ck->model, err);
+    c.kv = cli_kv_create(ck, o, err);
     if (!c.kv) goto done;
     c.hist = mg_malloc((size_t)(ctx + 2) * sizeof *c.hist);
     c.turns = mg_malloc((size_t)(ctx + 2) * sizeof *c.turns);

@@ -7,6 +7,7 @@
 #include <getopt.h>
 
 #include "io/catalog.h"
+#include "infer/kv.h"
 #include "io/checkpoint.h"
 #include "model/gpt.h"
 
@@ -58,6 +59,7 @@ typedef struct {
     long repeat_last_n;
     const char *stop;        /* NULL: none */
     const char *prompt_file; /* generate --prompt-file (NULL: none) */
+    int q8;                  /* --quantize q8: int8 weights for decoding (kv_quantize) */
     int show_tokens;
     int educational;  /* explain each step (src/explain) */
     int show_tensors; /* with educational: activation stats after each sublayer */
@@ -73,8 +75,11 @@ void cli_gen_defaults(cli_gen_opts_t *o);
         {"seed", required_argument, 0, 's'}, {"show-tokens", no_argument, 0, 'v'},                 \
         {"threads", required_argument, 0, 'j'}, {"repeat-penalty", required_argument, 0, 'r'},    \
         {"repeat-last-n", required_argument, 0, 'N'}, {"stop", required_argument, 0, 'x'},         \
-        CLI_DEVICE_OPTIONS
+        {"quantize", required_argument, 0, 'Q'}, CLI_DEVICE_OPTIONS
 int cli_gen_flag(int c, const char *arg, cli_gen_opts_t *o, char *err);
+/* The KV cache for generating from ck as o asks (--quantize: int8
+ * weights); kv_free releases it. NULL with err set. */
+kv_state_t *cli_kv_create(const ckpt_t *ck, const cli_gen_opts_t *o, char *err);
 /* Loads path on the backend that o's --device, --precision and --threads
  * ask for; the caller frees it with ckpt_free. NULL with err set. */
 ckpt_t *cli_open_checkpoint(const char *path, const cli_gen_opts_t *o, char *err);

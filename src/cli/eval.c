@@ -16,6 +16,9 @@ static const char usage[] =
     "  --ctx T            window length (default: the model's context)\n"
     "  --batch B          windows per forward pass (default 8)\n"
     "  --threads N        CPU threads (default: all cores)\n"
+    "  --incremental      score through the KV cache one token at a time, as\n"
+    "                     generation runs (the same windows and scores)\n"
+    "  --quantize q8      incremental, with int8 weights (see generate)\n"
     CLI_DEVICE_HELP
     "Every token but the first is scored once, with at least T/2 tokens of context.\n"
     "Bits per byte = total nats / total bytes / ln 2: comparable across vocabularies.\n";
@@ -25,12 +28,13 @@ int cli_eval(int argc, char **argv, char *err) {
         {"checkpoint", required_argument, 0, 'c'}, {"data", required_argument, 0, 'd'},
         {"ctx", required_argument, 0, 'T'},        {"batch", required_argument, 0, 'b'},
         {"threads", required_argument, 0, 'j'},    {"help", no_argument, 0, 'h'},
+        {"incremental", no_argument, 0, 'i'},      {"quantize", required_argument, 0, 'Q'},
         CLI_DEVICE_OPTIONS,                        {0, 0, 0, 0},
     };
     const char *path = NULL, *data = NULL;
     long ctx = 0, batch = 8, threads = 0;
     const char *device = NULL, *precision = NULL;
-    int c, rc = CLI_ERR;
+    int c, rc = CLI_ERR, incremental = 0, q8 = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         int bad = 0;
@@ -40,6 +44,15 @@ int cli_eval(int argc, char **argv, char *err) {
         case 'T': bad = cli_int("ctx", optarg, 2, 1 << 16, &ctx, err); break;
         case 'b': bad = cli_int("batch", optarg, 1, 4096, &batch, err); break;
         case 'j': bad = cli_int("threads", optarg, 1, 1024, &threads, err); break;
+        case 'i': incremental = 1; break;
+        case 'Q':
+            if (strcmp(optarg, "q8") != 0 && strcmp(optarg, "none") != 0) {
+                mg_fail(err, "eval: --quantize '%s' is not q8 or none", optarg);
+                return CLI_USAGE;
+            }
+            q8 = optarg[0] == 'q';
+            incremental |= q8;
+            break;
         case 'h': fputs(usage, stdout); return CLI_OK;
         default:
             if ((bad = cli_device_flag(c, optarg, &device, &precision, err)) > 0) continue;
@@ -57,6 +70,7 @@ int cli_eval(int argc, char **argv, char *err) {
     }
     if (!path) path = cli_default_checkpoint("models");
     ckpt_t *ck = NULL;
+    kv_state_t *kv = NULL;
     char *text = NULL;
     int32_t *ids = NULL;
     size_t len, n;
@@ -75,11 +89,17 @@ int cli_eval(int argc, char **argv, char *err) {
         mg_fail(err, "eval: '%s' has %zu tokens; at least 2 are needed", data, n);
         goto done;
     }
-    if (gpt_alloc_activations(ck->model, (int)batch, T, err)) goto done;
     eval_sum_t s;
-    if (eval_tokens(ck->model, ck->tok, ids, n, (int)batch, T, &s, err)) goto done;
+    if (incremental) {
+        if (!(kv = kv_create(ck->model, err)) || (q8 && kv_quantize(kv, err)) ||
+            eval_tokens_incremental(kv, ck->tok, ids, n, T, &s, err))
+            goto done;
+    } else if (gpt_alloc_activations(ck->model, (int)batch, T, err) ||
+               eval_tokens(ck->model, ck->tok, ids, n, (int)batch, T, &s, err))
+        goto done;
     double secs = mg_now() - t0;
-    printf("eval: %s on %s (window %d, stride %d)\n", path, data, T, T / 2 > 0 ? T / 2 : 1);
+    printf("eval: %s on %s (window %d, stride %d%s)\n", path, data, T, T / 2 > 0 ? T / 2 : 1,
+           q8 ? "; one token at a time, int8 weights" : incremental ? "; one token at a time" : "");
     printf("scored %lld tokens, %lld bytes (of %zu tokens, %zu bytes) in %.1f s\n", s.tokens,
            s.bytes, n, len, secs);
     printf("loss %.4f nats/token, perplexity %.2f, %.4f bits per byte\n", eval_loss(&s),
@@ -88,6 +108,7 @@ int cli_eval(int argc, char **argv, char *err) {
 done:
     mg_free(text);
     mg_free(ids);
+    kv_free(kv);
     ckpt_free(ck);
     return rc;
 }

@@ -34,7 +34,7 @@ static const char usage[] =
     "  --prompt TEXT      generate once, exactly like 'minigpt generate'; these\n"
     "                     flags then apply as there: --max-tokens N --temperature T\n"
     "                     --top-k K --top-p P --seed S --threads N --show-tokens\n"
-    "                     --repeat-penalty P --repeat-last-n N --stop STR\n"
+    "                     --repeat-penalty P --repeat-last-n N --stop STR --quantize q8\n"
     "                     --device auto|cpu|cuda --precision bf16|fp32\n"
     "  --educational      explain the steps of generation (also in the chat)\n"
     "  --show-tensors     with --educational: activation stats after each sublayer\n"

@@ -29,7 +29,7 @@ static const char usage[] =
     "  --host ADDR        IPv4 address to listen on (default 127.0.0.1)\n"
     "  --port N           TCP port (default 8080; 0: any free port, printed)\n"
     "  --max-tokens N --temperature T --top-k K --top-p P --repeat-penalty P\n"
-    "  --repeat-last-n N --stop STR\n"
+    "  --repeat-last-n N --stop STR --quantize q8\n"
     "                     defaults for the requests' fields (as in generate)\n"
     "  --threads N        CPU threads (default: all cores)\n"
     CLI_DEVICE_HELP
@@ -358,7 +358,7 @@ int cli_serve(int argc, char **argv, char *err) {
     if (!(ck = cli_open_checkpoint(path, &s.defaults, err))) goto done;
     ops_cpu_set_threads((int)s.defaults.threads);
     s.ck = ck;
-    if (!(s.kv = kv_create(ck->model, err))) goto done;
+    if (!(s.kv = cli_kv_create(ck, &s.defaults, err))) goto done;
     const char *slash = strrchr(path, '/');
     snprintf(s.name, sizeof s.name, "%s", slash ? slash + 1 : path);
     /* SIGINT and SIGTERM wait for sigsuspend in this thread: blocked

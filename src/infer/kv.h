@@ -33,6 +33,9 @@ typedef struct kv_state {
     void *block;          /* the backend allocation behind all of the above */
     size_t block_bytes;   /* its size, for memory reports */
     void *graph;          /* the recorded one-token step, when the backend has graphs */
+    void **q8;            /* NULL, or int8 weights (kv_quantize): per layer qkv,
+                           * proj, fc, fc2, then the classifier */
+    size_t q8_bytes;      /* their size, for memory reports */
     kv_trace_fn trace;    /* NULL (default): no tracing, no timing calls */
     void *trace_ctx;
 } kv_state_t;
@@ -41,6 +44,15 @@ typedef struct kv_state {
 kv_state_t *kv_create(gpt_model_t *m, char *err);
 void kv_free(kv_state_t *s);
 void kv_reset(kv_state_t *s);
+/* From now on the matrix products (the four of each layer and the tied
+ * classifier) of feeds of up to 8 tokens (decoding) read int8 copies of
+ * the weights (ops.h, q8_make): a quarter of the bytes per token, at the
+ * cost of rounding each weight to within 1/254 of its block's largest.
+ * Longer feeds (a prompt's prefill) keep the float32 weights, which also
+ * stay for the embeddings.
+ * -1 with err when the backend has no int8 kernels or the width is not a
+ * multiple of 32. */
+int kv_quantize(kv_state_t *s, char *err);
 /* Runs n tokens at positions pos..pos+n-1 and leaves the logits of the
  * last one in s->host_logits. -1 if the context would overflow. */
 int kv_feed(kv_state_t *s, const int32_t *tokens, int n, char *err);

@@ -160,6 +160,19 @@ typedef struct ops_backend {
     void *(*graph_end)(void);
     void (*graph_launch)(void *graph);
     void (*graph_free)(void *graph);
+
+    /* ---- OPTIONAL int8 weights for inference (llama.cpp's Q8_0): each
+     * row of w is cut into blocks of 32, stored as int8 q and one float
+     * scale s = max|w| / 127 per block, so w ~ s * q. q8_make quantizes w
+     * (OC,C) into a backend object (NULL when C is not a multiple of 32,
+     * or out of memory); q8_matmul_forward is matmul_forward with it,
+     * accumulating in float32; q8_bytes is its size; q8_free releases it.
+     * NULL: the backend has none. ---- */
+    void *(*q8_make)(const float *w, int OC, int C);
+    void (*q8_matmul_forward)(float *out, const float *x, const void *wq, const float *bias, int N,
+                              int C, int OC);
+    size_t (*q8_bytes)(const void *wq);
+    void (*q8_free)(void *wq);
 } ops_backend_t;
 
 

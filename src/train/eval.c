@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "infer/kv.h"
 #include "util/common.h"
 
 void eval_accumulate(const float *losses, const bpe_t *tok, const int32_t *y, int B, int T,
@@ -23,6 +24,45 @@ double eval_loss(const eval_sum_t *s) { return s->tokens ? s->nats / s->tokens :
 double eval_perplexity(const eval_sum_t *s) { return exp(eval_loss(s)); }
 double eval_bpb(const eval_sum_t *s) { return s->bytes ? s->nats / s->bytes / log(2.0) : NAN; }
 
+/* the windows of eval_tokens: window k starts at *s0 and scores its
+ * targets from *from on; 0 when every target has been planned */
+static int next_window(size_t n, size_t W, size_t *s, size_t *planned, size_t *s0, int *from) {
+    if (*planned >= n - 1) return 0;
+    *s0 = MG_MIN(*s, n - 1 - W); /* the last window slides back to stay full */
+    *from = (int)(*planned - *s0);
+    *planned = *s0 + W;
+    *s += MG_MAX(1, W / 2);
+    return 1;
+}
+
+int eval_tokens_incremental(kv_state_t *kv, const bpe_t *tok, const int32_t *ids, size_t n, int T,
+                            eval_sum_t *out, char *err) {
+    memset(out, 0, sizeof *out);
+    if (n < 2) return mg_fail(err, "need at least 2 tokens to evaluate, have %zu", n);
+    int V = kv->model->cfg.vocab;
+    size_t W = MG_MIN((size_t)T, n - 1), s = 0, planned = 0, s0;
+    int from;
+    while (next_window(n, W, &s, &planned, &s0, &from)) {
+        kv_reset(kv);
+        for (size_t t = 0; t < W; t++) {
+            if (kv_feed(kv, ids + s0 + t, 1, err) != 0) return -1;
+            if ((int)t < from) continue;
+            /* -log softmax(logits)[target], in double */
+            const float *z = kv->host_logits;
+            int32_t y = ids[s0 + t + 1];
+            double mx = z[0], sum = 0.0;
+            for (int v = 1; v < V; v++) mx = fmax(mx, z[v]);
+            for (int v = 0; v < V; v++) sum += exp(z[v] - mx);
+            size_t len = 0;
+            bpe_token_bytes(tok, y, &len);
+            out->nats += log(sum) + mx - z[y];
+            out->bytes += (long long)len;
+            out->tokens++;
+        }
+    }
+    return 0;
+}
+
 int eval_tokens(gpt_model_t *m, const bpe_t *tok, const int32_t *ids, size_t n, int B, int T,
                 eval_sum_t *out, char *err) {
     memset(out, 0, sizeof *out);
@@ -38,16 +78,12 @@ int eval_tokens(gpt_model_t *m, const bpe_t *tok, const int32_t *ids, size_t n, 
     }
     /* window inputs ids[s0, s0+W) predict ids[s0+1, s0+W]; `planned` is
      * the last target index already given to some window */
-    size_t W = MG_MIN((size_t)T, n - 1), stride = MG_MAX(1, W / 2), s = 0, planned = 0;
+    size_t W = MG_MIN((size_t)T, n - 1), s = 0, planned = 0, s0;
     while (planned < n - 1) {
         int nb = 0;
-        while (nb < B && planned < n - 1) {
-            size_t s0 = MG_MIN(s, n - 1 - W); /* the last window slides back to stay full */
-            from[nb] = (int)(planned - s0);
+        while (nb < B && next_window(n, W, &s, &planned, &s0, &from[nb])) {
             memcpy(x + (size_t)nb * W, ids + s0, W * sizeof(int32_t));
             memcpy(y + (size_t)nb * W, ids + s0 + 1, W * sizeof(int32_t));
-            planned = s0 + W;
-            s += stride;
             nb++;
         }
         gpt_forward(m, x, y, nb, (int)W);

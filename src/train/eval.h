@@ -33,4 +33,11 @@ double eval_bpb(const eval_sum_t *s);        /* bits per byte */
 int eval_tokens(gpt_model_t *m, const bpe_t *tok, const int32_t *ids, size_t n, int B, int T,
                 eval_sum_t *out, char *err);
 
+/* The same windows and scores as eval_tokens, computed the way generation
+ * runs: through the KV cache kv, one token at a time (with its int8
+ * weights when kv_quantize was called). T <= the model's context. */
+struct kv_state;
+int eval_tokens_incremental(struct kv_state *kv, const bpe_t *tok, const int32_t *ids, size_t n, int T,
+                            eval_sum_t *out, char *err);
+
 #endif

@@ -62,6 +62,10 @@ static const ops_backend_t cpu_backend = {
     .matmul_bias_gelu_forward = cpu_matmul_bias_gelu_forward,
     .gelu_bias_backward = cpu_gelu_bias_backward,
     .adamw_clip = cpu_adamw_clip,
+    .q8_make = cpu_q8_make,
+    .q8_matmul_forward = cpu_q8_matmul_forward,
+    .q8_bytes = cpu_q8_bytes,
+    .q8_free = cpu_q8_free,
 };
 
 const ops_backend_t *ops_cpu(void) { return &cpu_backend; }

@@ -43,6 +43,12 @@ void cpu_attention_flash_backward(float *dqkv, const float *dout, const float *q
                                   const float *out, const float *lse, int B, int T, int C, int NH);
 void cpu_attention_cached(float *out, float *kcache, float *vcache, const float *qkv, int n,
                           int pos0, int C, int NH);
+/* int8 weights (cpu_q8.c; see ops.h) */
+void *cpu_q8_make(const float *w, int OC, int C);
+void cpu_q8_matmul_forward(float *out, const float *x, const void *wq, const float *bias, int N, int C,
+                           int OC);
+size_t cpu_q8_bytes(const void *wq);
+void cpu_q8_free(void *wq);
 void cpu_gelu_forward(float *out, const float *x, size_t n);
 void cpu_gelu_backward(float *dx, const float *x, const float *dout, size_t n);
 void cpu_add(float *out, const float *a, const float *b, size_t n);

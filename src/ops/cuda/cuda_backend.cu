@@ -173,6 +173,11 @@ static const ops_backend_t cuda_backend = {
     .graph_end = cu_graph_end,
     .graph_launch = cu_graph_launch,
     .graph_free = cu_graph_free,
+    /* int8 weights: the CPU's decoding option only (ops.h) */
+    .q8_make = NULL,
+    .q8_matmul_forward = NULL,
+    .q8_bytes = NULL,
+    .q8_free = NULL,
 };
 
 /* 0 when a GPU is usable; err says why not */
