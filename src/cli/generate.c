@@ -40,9 +40,7 @@ static const char usage[] =
  * that it does not interleave with the per-token lines */
 typedef struct {
     explain_t ex;
-    char *text;
-    size_t len, cap;
-    int oom;
+    mg_buf_t text;
 } edu_t;
 
 static void on_text(void *ctx, const char *bytes, size_t n) {
@@ -52,19 +50,7 @@ static void on_text(void *ctx, const char *bytes, size_t n) {
         fflush(stdout);
         return;
     }
-    if (e->len + n + 1 > e->cap) {
-        size_t cap = (e->len + n + 1) * 2;
-        char *t = mg_realloc(e->text, cap);
-        if (!t) {
-            e->oom = 1;
-            return;
-        }
-        e->text = t;
-        e->cap = cap;
-    }
-    memcpy(e->text + e->len, bytes, n);
-    e->len += n;
-    e->text[e->len] = 0;
+    mg_buf_put(&e->text, bytes, n);
 }
 
 static void on_token(void *ctx, int id, const float *logits) {
@@ -211,11 +197,11 @@ int cli_run_generation(const ckpt_t *ck, const char *prompt, const cli_gen_opts_
         fputs(prompt, stdout);
     if (gen_run(kv, ck->tok, ids, (int)n, &go, &st, err) != 0) goto done;
     if (edu) {
-        if (edu->ex.err[0] || edu->oom) {
+        if (edu->ex.err[0] || edu->text.oom) {
             mg_fail(err, "educational mode: %s", edu->ex.err[0] ? edu->ex.err : "out of memory");
             goto done;
         }
-        printf("== text ==\n%s%s", prompt, edu->text ? edu->text : "");
+        printf("== text ==\n%s%s", prompt, edu->text.data ? edu->text.data : "");
     }
     printf("\n");
     if (edu) explain_summary(stdout, &st);
@@ -230,7 +216,7 @@ int cli_run_generation(const ckpt_t *ck, const char *prompt, const cli_gen_opts_
 done:
     if (edu) {
         explain_free(&edu->ex);
-        mg_free(edu->text);
+        mg_free(edu->text.data);
         mg_free(edu);
     }
     mg_free(ids);

@@ -55,29 +55,7 @@ typedef struct {
     int too_big, oom;
 } body_t;
 
-typedef struct {
-    char *data;
-    size_t len, cap;
-    int oom;
-} text_t;
-
-static void on_text(void *ctx, const char *bytes, size_t n) {
-    text_t *t = ctx;
-    if (t->oom) return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = (t->len + n + 1) * 2;
-        char *d = mg_realloc(t->data, cap);
-        if (!d) {
-            t->oom = 1;
-            return;
-        }
-        t->data = d;
-        t->cap = cap;
-    }
-    memcpy(t->data + t->len, bytes, n);
-    t->len += n;
-    t->data[t->len] = 0;
-}
+static void on_text(void *ctx, const char *bytes, size_t n) { mg_buf_put(ctx, bytes, n); }
 
 static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSON *j) {
     char *s = j ? cJSON_PrintUnformatted(j) : NULL;
@@ -155,7 +133,7 @@ static enum MHD_Result complete(server_t *s, struct MHD_Connection *c, const bod
     cJSON *req = cJSON_ParseWithLength(b->data ? b->data : "", b->len), *res = NULL;
     int32_t *ids = NULL;
     size_t n = 0;
-    text_t text = {0};
+    mg_buf_t text = {0};
     enum MHD_Result ret;
     cli_gen_opts_t o = s->defaults;
     const char *prompt = NULL;

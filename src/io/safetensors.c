@@ -701,29 +701,9 @@ fail:
 }
 
 /* Growable byte buffer for the header; oom is sticky so callers check once. */
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf_t;
+typedef mg_buf_t sbuf_t;
 
-static void sb_put(sbuf_t *s, const char *d, size_t n) {
-    if (s->oom) return;
-    if (s->len + n > s->cap) {
-        size_t nc = s->cap ? s->cap : 256;
-        while (nc < s->len + n)
-            nc *= 2;
-        char *q = mg_realloc(s->p, nc);
-        if (!q) {
-            s->oom = 1;
-            return;
-        }
-        s->p = q;
-        s->cap = nc;
-    }
-    memcpy(s->p + s->len, d, n);
-    s->len += n;
-}
+static void sb_put(sbuf_t *s, const char *d, size_t n) { mg_buf_put(s, d, n); }
 
 static void sb_cstr(sbuf_t *s, const char *d) { sb_put(s, d, strlen(d)); }
 
@@ -849,7 +829,7 @@ int st_writer_save(st_writer_t *w, const char *path, char *err) {
     unsigned char lenbuf[8];
     for (int i = 0; i < 8; i++)
         lenbuf[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-    int bad = write_all(fd, lenbuf, 8) || write_all(fd, h.p, h.len);
+    int bad = write_all(fd, lenbuf, 8) || write_all(fd, h.data, h.len);
     for (int i = 0; i < w->n && !bad; i++)
         if (w->t[i].nbytes) bad = write_all(fd, w->t[i].data, w->t[i].nbytes);
     if (bad) {
@@ -897,6 +877,6 @@ fail: /* also the success path: the cleanup is the same */
     if (tmp_exists) unlink(tmp);
     mg_free(tmp);
     mg_free(dir);
-    mg_free(h.p);
+    mg_free(h.data);
     return rc;
 }

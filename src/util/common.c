@@ -81,6 +81,24 @@ char *mg_strdup(const char *s) {
     return d;
 }
 
+void mg_buf_put(mg_buf_t *b, const void *bytes, size_t n) {
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *d = mg_realloc(b->data, cap);
+        if (!d) {
+            b->oom = 1;
+            return;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, bytes, n);
+    b->len += n;
+    b->data[b->len] = 0;
+}
+
 size_t mg_mem_current(void) { return atomic_load(&mem_current); }
 size_t mg_mem_peak(void) { return atomic_load(&mem_peak); }
 

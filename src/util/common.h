@@ -30,6 +30,14 @@ void *mg_calloc(size_t n, size_t size);
 void *mg_realloc(void *p, size_t size);
 void mg_free(void *p);
 char *mg_strdup(const char *s);
+/* A growing byte buffer, kept NUL-terminated. After a failed allocation
+ * appends do nothing and oom stays set. The owner frees data (mg_free). */
+typedef struct {
+    char *data;
+    size_t len, cap;
+    int oom;
+} mg_buf_t;
+void mg_buf_put(mg_buf_t *b, const void *bytes, size_t n);
 size_t mg_mem_current(void); /* bytes live now */
 size_t mg_mem_peak(void);    /* high-water mark */
 
