@@ -17,11 +17,7 @@ const char *gen_stop_name(gen_stop_t s) {
     return "?";
 }
 
-/* bytes produced but not yet emitted because they end mid-character */
-typedef struct {
-    unsigned char buf[64];
-    size_t n;
-} pending_t;
+typedef gen_pending_t pending_t;
 
 static void emit(const gen_opts_t *o, pending_t *pd, const unsigned char *b, size_t n, int flush) {
     while (n > 0 || flush) {
@@ -67,96 +63,108 @@ static int stop_seen(const char *stop, char *tail, size_t *n, const unsigned cha
     return seen;
 }
 
-int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, const gen_opts_t *o,
-            gen_stats_t *st, char *err) {
+int gen_begin(gen_t *g, kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n,
+              const gen_opts_t *o, gen_stats_t *st, char *err) {
     const gpt_config_t *c = &kv->model->cfg;
-    int rc = -1;
-    int32_t *hist = NULL, *recent = NULL;
-    char *tail = NULL;
-    size_t tail_n = 0;
+    memset(g, 0, sizeof *g);
     memset(st, 0, sizeof *st);
+    g->kv = kv;
+    g->tok = tok;
+    g->o = o;
+    g->st = st;
+    g->done = 1; /* until the prefill is through */
     st->prompt_tokens = n;
     if (n < 1) return mg_fail(err, "the prompt is empty");
     if (kv->pos + n > c->ctx)
         return mg_fail(err, "the prompt has %d tokens but the context holds %d", n, c->ctx - kv->pos);
     /* the penalty changes the logits before the draw, so they come to the
      * host: no direct (on-device) choice of the next token then */
-    int penalize = o->repeat_penalty > 0.0f && o->repeat_penalty != 1.0f && o->repeat_last_n > 0;
-    int stopping = o->stop && *o->stop;
-    int n_hist = 0;
-    if (penalize) {
-        hist = mg_malloc(((size_t)n + (size_t)MG_MAX(o->max_tokens, 0)) * sizeof *hist);
-        recent = mg_malloc((size_t)o->repeat_last_n * sizeof *recent);
-        if (!hist || !recent) {
-            mg_fail(err, "out of memory");
-            goto done;
-        }
-        memcpy(hist, prompt, (size_t)n * sizeof *hist);
-        n_hist = n;
+    g->penalize = o->repeat_penalty > 0.0f && o->repeat_penalty != 1.0f && o->repeat_last_n > 0;
+    if (g->penalize) {
+        g->hist = mg_malloc(((size_t)n + (size_t)MG_MAX(o->max_tokens, 0)) * sizeof *g->hist);
+        g->recent = mg_malloc((size_t)o->repeat_last_n * sizeof *g->recent);
+        if (!g->hist || !g->recent) goto oom;
+        memcpy(g->hist, prompt, (size_t)n * sizeof *g->hist);
+        g->n_hist = n;
     }
-    if (stopping) { /* room for the kept bytes and the longest token */
+    if (o->stop && *o->stop) { /* room for the kept bytes and the longest token */
         size_t longest = 0, len;
         for (int id = 0; id < bpe_vocab_size(tok); id++)
             if (bpe_token_bytes(tok, id, &len)) longest = MG_MAX(longest, len);
-        if (!(tail = mg_malloc(strlen(o->stop) + longest))) {
-            mg_fail(err, "out of memory");
-            goto done;
-        }
+        if (!(g->tail = mg_malloc(strlen(o->stop) + longest))) goto oom;
     }
-    int direct = !o->on_token && !o->cands && o->max_tokens > 0 && !penalize;
-    int32_t next = 0;
+    g->direct = !o->on_token && !o->cands && o->max_tokens > 0 && !g->penalize;
     double t0 = mg_now();
-    if (feed(kv, prompt, n, o, direct, &next, err) != 0) goto done;
+    if (feed(kv, prompt, n, o, g->direct, &g->next, err) != 0) goto fail;
     st->prefill_s = mg_now() - t0;
-    pending_t pd = {.n = 0};
-    double t1 = mg_now();
     st->stop = GEN_STOP_MAX_TOKENS;
-    for (int i = 0; i < o->max_tokens; i++) {
-        if (o->interrupt && *o->interrupt) {
-            st->stop = GEN_STOP_INTERRUPTED;
-            break;
-        }
-        if (penalize) {
-            int m = MG_MIN(n_hist, o->repeat_last_n);
-            memcpy(recent, hist + n_hist - m, (size_t)m * sizeof *recent);
-            sample_repeat_penalty(kv->host_logits, c->vocab, recent, m, o->repeat_penalty);
-        }
-        int32_t id = direct ? next
-                            : sample_token(kv->host_logits, c->vocab, &o->sample, o->rng, kv->scratch,
-                                           o->cands, o->cands ? o->n_cands : 0);
-        if (o->on_token) o->on_token(o->ctx, id, kv->host_logits);
-        if (id == BPE_EOS) {
-            st->stop = GEN_STOP_EOS;
-            break;
-        }
-        st->new_tokens++;
-        if (penalize) hist[n_hist++] = id;
-        size_t len;
-        const unsigned char *bytes = bpe_token_bytes(tok, id, &len);
-        if (bytes && id >= BPE_BYTE0) {
-            emit(o, &pd, bytes, len, 0);
-            if (stopping && stop_seen(o->stop, tail, &tail_n, bytes, len)) {
-                st->stop = GEN_STOP_STRING;
-                break;
-            }
-        }
-        if (i + 1 == o->max_tokens) break;
-        if (kv->pos >= c->ctx) {
-            st->stop = GEN_STOP_CONTEXT;
-            break;
-        }
-        if (direct && o->interrupt && *o->interrupt) { /* before the feed draws for the next token */
-            st->stop = GEN_STOP_INTERRUPTED;
-            break;
-        }
-        if (feed(kv, &id, 1, o, direct, &next, err) != 0) goto done;
+    g->t1 = mg_now();
+    g->done = 0;
+    return 0;
+oom:
+    mg_fail(err, "out of memory");
+fail:
+    gen_end(g);
+    return -1;
+}
+
+/* the end of a generation: the held-back bytes go out, the clock stops */
+static int finish(gen_t *g, gen_stop_t why) {
+    g->st->stop = why;
+    emit(g->o, &g->pd, NULL, 0, 1);
+    g->st->decode_s = mg_now() - g->t1;
+    g->done = 1;
+    return 0;
+}
+
+int gen_next(gen_t *g, char *err) {
+    const gen_opts_t *o = g->o;
+    kv_state_t *kv = g->kv;
+    const gpt_config_t *c = &kv->model->cfg;
+    if (g->done) return 0;
+    if (g->i >= o->max_tokens) return finish(g, GEN_STOP_MAX_TOKENS);
+    if (o->interrupt && *o->interrupt) return finish(g, GEN_STOP_INTERRUPTED);
+    if (g->penalize) {
+        int m = MG_MIN(g->n_hist, o->repeat_last_n);
+        memcpy(g->recent, g->hist + g->n_hist - m, (size_t)m * sizeof *g->recent);
+        sample_repeat_penalty(kv->host_logits, c->vocab, g->recent, m, o->repeat_penalty);
     }
-    emit(o, &pd, NULL, 0, 1);
-    st->decode_s = mg_now() - t1;
-    rc = 0;
-done:
-    mg_free(hist);
-    mg_free(recent);
-    mg_free(tail);
-    return rc;
+    int32_t id = g->direct ? g->next
+                           : sample_token(kv->host_logits, c->vocab, &o->sample, o->rng, kv->scratch,
+                                          o->cands, o->cands ? o->n_cands : 0);
+    if (o->on_token) o->on_token(o->ctx, id, kv->host_logits);
+    if (id == BPE_EOS) return finish(g, GEN_STOP_EOS);
+    g->st->new_tokens++;
+    if (g->penalize) g->hist[g->n_hist++] = id;
+    size_t len;
+    const unsigned char *bytes = bpe_token_bytes(g->tok, id, &len);
+    if (bytes && id >= BPE_BYTE0) {
+        emit(o, &g->pd, bytes, len, 0);
+        if (g->tail && stop_seen(o->stop, g->tail, &g->tail_n, bytes, len)) return finish(g, GEN_STOP_STRING);
+    }
+    if (++g->i == o->max_tokens) return finish(g, GEN_STOP_MAX_TOKENS);
+    if (kv->pos >= c->ctx) return finish(g, GEN_STOP_CONTEXT);
+    /* before the feed draws the uniform number of the next token */
+    if (g->direct && o->interrupt && *o->interrupt) return finish(g, GEN_STOP_INTERRUPTED);
+    if (feed(kv, &id, 1, o, g->direct, &g->next, err) != 0) return -1;
+    return 1;
+}
+
+void gen_end(gen_t *g) {
+    mg_free(g->hist);
+    mg_free(g->recent);
+    mg_free(g->tail);
+    g->hist = g->recent = NULL;
+    g->tail = NULL;
+    g->done = 1;
+}
+
+int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, const gen_opts_t *o,
+            gen_stats_t *st, char *err) {
+    gen_t g;
+    if (gen_begin(&g, kv, tok, prompt, n, o, st, err) != 0) return -1;
+    int r;
+    while ((r = gen_next(&g, err)) > 0) {}
+    gen_end(&g);
+    return r < 0 ? -1 : 0;
 }

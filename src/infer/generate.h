@@ -52,9 +52,40 @@ typedef struct {
     gen_stop_t stop;
 } gen_stats_t;
 
-/* Feeds prompt (n ids) at the cache's current position and generates.
- * Errors: empty prompt, prompt longer than the remaining context, out of
- * memory. */
+/* bytes produced but not yet emitted because they end mid-character */
+typedef struct {
+    unsigned char buf[64];
+    size_t n;
+} gen_pending_t;
+
+/* A generation in progress (gen_begin .. gen_end), for callers that take
+ * the text a token at a time (a server streaming it). Fields are private. */
+typedef struct {
+    kv_state_t *kv;
+    const bpe_t *tok;
+    const gen_opts_t *o;
+    gen_stats_t *st;
+    int direct, penalize, done, i, n_hist;
+    int32_t next;
+    int32_t *hist, *recent; /* the penalty's tokens */
+    char *tail;             /* the stop string's window */
+    size_t tail_n;
+    gen_pending_t pd;
+    double t1;
+} gen_t;
+
+/* Prefills prompt (n ids) at the cache's current position. Errors: empty
+ * prompt, prompt longer than the remaining context, out of memory. o and
+ * st must outlive the generation; st is filled as it goes. */
+int gen_begin(gen_t *g, kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n,
+              const gen_opts_t *o, gen_stats_t *st, char *err);
+/* One more token (its text goes to o->on_text, whole characters only):
+ * 1 while the generation goes on, 0 once it has ended (st->stop says why;
+ * the last text is out), -1 on an error. */
+int gen_next(gen_t *g, char *err);
+/* Releases what gen_begin took (always call it, also after an error). */
+void gen_end(gen_t *g);
+/* The whole loop: gen_begin, gen_next until the end, gen_end. */
 int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, const gen_opts_t *o,
             gen_stats_t *st, char *err);
 const char *gen_stop_name(gen_stop_t s);
