@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # serve.sh - `minigpt serve` over real HTTP: a server on a free port,
 # requests from Python's urllib. A greedy completion is exactly what
-# `generate` prints; a seed repeats a draw; stop strings, limits and the
-# errors (400, 404, 405, 413) answer as the OpenAI API does; SIGINT stops
-# the server with exit 0.
+# `generate` prints, and streamed (server-sent events) it is the same text
+# in pieces; a seed repeats a draw; stop strings, limits and the errors
+# (400, 404, 405, 413) answer as the OpenAI API does; SIGINT stops the
+# server with exit 0.
 set -u
 cd "$(dirname "$0")/.."
 . tests/lib.sh
@@ -85,6 +86,30 @@ assert cut["finish_reason"] == "stop" and sys.argv[3] in cut["text"], cut
 assert full["text"].startswith(cut["text"]) and len(cut["text"]) < len(full["text"]), (full, cut)
 EOF
 
+echo "serve: streaming"
+$PY - "$port" "$T/c1" <<'EOF' >"$T/sse.log" 2>&1
+import json, sys, urllib.request
+port, whole = sys.argv[1], json.loads(open(sys.argv[2]).read().split("\n", 1)[1])
+body = {"prompt": "O Brasil é", "max_tokens": 30, "temperature": 0, "stream": True}
+r = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=json.dumps(body).encode())
+with urllib.request.urlopen(r, timeout=60) as f:
+    assert f.status == 200 and f.headers["Content-Type"] == "text/event-stream", f.headers
+    raw = f.read().decode()
+assert all(l.startswith("data: ") for l in raw.split("\n\n") if l), raw
+events = [l[len("data: "):] for l in raw.split("\n\n") if l]
+assert events[-1] == "[DONE]", events[-3:]
+chunks = [json.loads(e) for e in events[:-1]]
+text = "".join(c["choices"][0]["text"] for c in chunks)
+assert text == whole["choices"][0]["text"], (text, whole)
+assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
+last = chunks[-1]
+assert last["choices"][0]["finish_reason"] == "length" and last["usage"]["completion_tokens"] == 30, last
+assert len(chunks) > 10, len(chunks)  # the text came in pieces, not whole
+print(f"  {len(chunks)} events, then [DONE]")
+EOF
+expect "stream: server-sent events, the greedy text in pieces, finish_reason and usage last, [DONE]" \
+    bash -c "cat '$T/sse.log'; grep -q 'events, then' '$T/sse.log'"
+
 echo "serve: errors"
 req POST /v1/completions 'not json' >"$T/e1"
 expect "not JSON: 400, an OpenAI error object" \
@@ -93,8 +118,8 @@ req POST /v1/completions '{"max_tokens": 5}' >"$T/e2"
 expect "no prompt: 400 naming the field" bash -c "test \$(head -1 '$T/e2') = 400 && grep -q prompt '$T/e2'"
 req POST /v1/completions '{"prompt": "x", "temperature": -1}' >"$T/e3"
 expect "temperature -1: 400" test "$(status "$T/e3")" = 400
-req POST /v1/completions '{"prompt": "x", "stream": true}' >"$T/e4"
-expect "stream: 400, not supported" bash -c "test \$(head -1 '$T/e4') = 400 && grep -q stream '$T/e4'"
+req POST /v1/completions '{"prompt": "x", "stream": "yes"}' >"$T/e4"
+expect "stream not a boolean: 400" bash -c "test \$(head -1 '$T/e4') = 400 && grep -q stream '$T/e4'"
 long=$($PY -c 'import json; print(json.dumps({"prompt": open("data/corpus_pt_br.txt", encoding="utf-8").read(3000)}))')
 req POST /v1/completions "$long" >"$T/e5"
 expect "a prompt longer than the context: 400 saying so" bash -c "test \$(head -1 '$T/e5') = 400 && grep -q context '$T/e5'"
@@ -106,8 +131,8 @@ expect "GET /v1/completions: 405" test "$(status "$T/e7")" = 405
 req GET /nope >"$T/e8"
 expect "unknown path: 404" test "$(status "$T/e8")" = 404
 req GET /health >"$T/h2"
-expect "still serving after the errors; 5 completions counted" \
-    test "$(status "$T/h2") $(field "$T/h2" 'j["completions_served"]')" = "200 5"
+expect "still serving after the errors; 6 completions counted" \
+    test "$(status "$T/h2") $(field "$T/h2" 'j["completions_served"]')" = "200 6"
 
 echo "serve: stop"
 kill -INT "$pid"
@@ -115,7 +140,7 @@ wait "$pid"
 rc=$?
 pid=
 expect "SIGINT: exit 0" test "$rc" -eq 0
-expect "... saying how many it served" grep -q "stopped after 5 completions" "$T/serve.log"
+expect "... saying how many it served" grep -q "stopped after 6 completions" "$T/serve.log"
 expect "... nothing on stderr" test ! -s "$T/serve.err"
 expect_exit 2 "serve: a bad --host: exit 2" "$MINIGPT" serve --checkpoint "$ck" --host nowhere
 expect_exit 1 "serve: a missing checkpoint: exit 1" "$MINIGPT" serve --checkpoint "$T/none.safetensors"

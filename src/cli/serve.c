@@ -4,7 +4,8 @@
  *   GET  /v1/models       the one model served
  *   POST /v1/completions  {"prompt": ..., "max_tokens": ..., ...} -> text
  * Requests are answered one at a time: libmicrohttpd's internal polling
- * thread runs them in turn, and they share one KV cache, reset for each. */
+ * thread runs them in turn, and they share one KV cache, reset for each; a
+ * streamed completion holds it until its end (others get 503 meanwhile). */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,8 +36,9 @@ static const char usage[] =
     CLI_DEVICE_HELP
     "Endpoints: GET /health, GET /v1/models, POST /v1/completions with a JSON body:\n"
     "  prompt (string, required), max_tokens, temperature, top_p, top_k, seed,\n"
-    "  stop (a string or a list of one), repeat_penalty, repeat_last_n; stream and\n"
-    "  n > 1 are refused. Ctrl-C or SIGTERM stops the server.\n";
+    "  stop (a string or a list of one), repeat_penalty, repeat_last_n, stream (true:\n"
+    "  server-sent events as the tokens come); n > 1 is refused. Ctrl-C or SIGTERM\n"
+    "  stops the server.\n";
 
 enum { MAX_BODY = 1 << 20 }; /* request bodies past this get 413 */
 
@@ -46,6 +48,7 @@ typedef struct {
     char name[256]; /* the model's id: its file name */
     cli_gen_opts_t defaults;
     long served;
+    void *busy; /* the streamed completion in progress, NULL when none */
 } server_t;
 
 /* one request's body, gathered as libmicrohttpd hands it over */
@@ -96,16 +99,18 @@ static int field_int(const cJSON *req, const char *key, double lo, double hi, lo
     return 0;
 }
 
-/* The request's settings over the server's defaults; -1 with err for a
- * field that is malformed or asks for what is not supported. */
-static int parse_request(const cJSON *req, cli_gen_opts_t *o, const char **prompt, char *err) {
+/* The request's settings over the server's defaults, and whether it asks
+ * for a stream; -1 with err for a field that is malformed or asks for
+ * what is not supported. */
+static int parse_request(const cJSON *req, cli_gen_opts_t *o, const char **prompt, int *streamed, char *err) {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(req, "prompt");
     if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1) p = cJSON_GetArrayItem(p, 0);
     if (!cJSON_IsString(p) || !*p->valuestring)
         return mg_fail(err, "'prompt' must be a non-empty string (or a list of one)");
     *prompt = p->valuestring;
     const cJSON *stream = cJSON_GetObjectItemCaseSensitive(req, "stream");
-    if (cJSON_IsTrue(stream)) return mg_fail(err, "'stream' is not supported: the text comes whole");
+    if (stream && !cJSON_IsBool(stream) && !cJSON_IsNull(stream)) return mg_fail(err, "'stream' must be true or false");
+    *streamed = cJSON_IsTrue(stream);
     long n = 1;
     if (field_int(req, "n", 1, 1, &n, err)) return mg_fail(err, "'n' must be 1: one completion per request");
     if (field_int(req, "max_tokens", 1, 1 << 24, &o->max_tokens, err) ||
@@ -127,26 +132,153 @@ static int parse_request(const cJSON *req, cli_gen_opts_t *o, const char **promp
     return 0;
 }
 
+/* One completion, from the parsed request to the last byte sent: built
+ * by complete(), run to its end there, or (stream) a token at a time by
+ * stream_read as the client takes the events. */
+typedef struct {
+    server_t *s;
+    cJSON *req; /* kept: o.stop points into it */
+    cli_gen_opts_t o;
+    int32_t *ids;
+    int n, stream;
+    long seed;
+    char id[48];
+    mg_rng_t rng;
+    gen_opts_t go;
+    gen_stats_t st;
+    gen_t g;
+    mg_buf_t text; /* generated text not yet sent */
+    mg_buf_t out;  /* stream: event bytes not yet handed over, from `sent` on */
+    size_t sent;
+    int ended; /* stream: 1 when the final event is queued, 2 after [DONE] */
+} job_t;
+
+static void job_free(job_t *j) {
+    if (!j) return;
+    gen_end(&j->g);
+    if (j->s->busy == j) j->s->busy = NULL;
+    cJSON_Delete(j->req);
+    mg_free(j->ids);
+    mg_free(j->text.data);
+    mg_free(j->out.data);
+    mg_free(j);
+}
+
+/* The response object (final: with usage, seed and timings) or a streamed
+ * chunk of it: the text so far, and finish_reason once it has ended. */
+static cJSON *job_json(const job_t *j, const char *text, int final) {
+    const gen_stats_t *st = &j->st;
+    cJSON *res = cJSON_CreateObject(), *choice = cJSON_CreateObject();
+    cJSON_AddStringToObject(res, "id", j->id);
+    cJSON_AddStringToObject(res, "object", "text_completion");
+    cJSON_AddNumberToObject(res, "created", (double)time(NULL));
+    cJSON_AddStringToObject(res, "model", j->s->name);
+    cJSON_AddNumberToObject(choice, "index", 0);
+    cJSON_AddStringToObject(choice, "text", text);
+    cJSON_AddNullToObject(choice, "logprobs");
+    if (final)
+        cJSON_AddStringToObject(choice, "finish_reason",
+                                st->stop == GEN_STOP_EOS || st->stop == GEN_STOP_STRING ? "stop" : "length");
+    else
+        cJSON_AddNullToObject(choice, "finish_reason");
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(res, "choices"), choice);
+    if (!final) return res;
+    cJSON *usage = cJSON_AddObjectToObject(res, "usage");
+    cJSON_AddNumberToObject(usage, "prompt_tokens", st->prompt_tokens);
+    cJSON_AddNumberToObject(usage, "completion_tokens", st->new_tokens);
+    cJSON_AddNumberToObject(usage, "total_tokens", st->prompt_tokens + st->new_tokens);
+    /* beyond OpenAI's fields: the seed (to repeat a draw) and llama.cpp's timings */
+    cJSON_AddNumberToObject(res, "seed", (double)j->seed);
+    cJSON *tm = cJSON_AddObjectToObject(res, "timings");
+    cJSON_AddNumberToObject(tm, "prompt_ms", st->prefill_s * 1e3);
+    cJSON_AddNumberToObject(tm, "predicted_ms", st->decode_s * 1e3);
+    cJSON_AddNumberToObject(tm, "predicted_per_second", st->decode_s > 0 ? st->new_tokens / st->decode_s : 0);
+    return res;
+}
+
+static void job_log(const job_t *j) {
+    printf("POST /v1/completions%s: %d prompt tokens, %d new in %.3f s (%s)\n",
+           j->stream ? " (stream)" : "", j->st.prompt_tokens, j->st.new_tokens,
+           j->st.prefill_s + j->st.decode_s, gen_stop_name(j->st.stop));
+    fflush(stdout);
+}
+
+/* one server-sent event: "data: <json>\n\n" */
+static void put_event(job_t *j, cJSON *chunk) {
+    char *s = chunk ? cJSON_PrintUnformatted(chunk) : NULL;
+    cJSON_Delete(chunk);
+    if (!s) {
+        j->out.oom = 1;
+        return;
+    }
+    mg_buf_put(&j->out, "data: ", 6);
+    mg_buf_put(&j->out, s, strlen(s));
+    mg_buf_put(&j->out, "\n\n", 2);
+    cJSON_free(s);
+}
+
+/* libmicrohttpd asks for the next bytes of a streamed response: tokens are
+ * generated until some text is ready (or the end), sent as OpenAI's
+ * completion chunks, then a final chunk with finish_reason and usage, then
+ * "data: [DONE]". */
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    job_t *j = cls;
+    (void)pos;
+    while (j->sent == j->out.len) {
+        j->out.len = j->sent = 0;
+        if (j->ended == 2) return MHD_CONTENT_READER_END_OF_STREAM;
+        if (j->ended == 1) {
+            mg_buf_put(&j->out, "data: [DONE]\n\n", 14);
+            j->ended = 2;
+        } else {
+            char err[MG_ERR_LEN];
+            int r;
+            while ((r = gen_next(&j->g, err)) > 0 && j->text.len == 0) {}
+            if (r < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+            if (j->text.len) put_event(j, job_json(j, j->text.data, 0));
+            j->text.len = 0;
+            if (r == 0) {
+                put_event(j, job_json(j, "", 1));
+                j->ended = 1;
+                j->s->served++;
+                job_log(j);
+            }
+        }
+        if (j->out.oom || j->text.oom) return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    size_t n = MG_MIN(max, j->out.len - j->sent);
+    memcpy(buf, j->out.data + j->sent, n);
+    j->sent += n;
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls) { job_free(cls); }
+
 /* POST /v1/completions */
 static enum MHD_Result complete(server_t *s, struct MHD_Connection *c, const body_t *b) {
     char err[MG_ERR_LEN];
-    cJSON *req = cJSON_ParseWithLength(b->data ? b->data : "", b->len), *res = NULL;
-    int32_t *ids = NULL;
-    size_t n = 0;
-    mg_buf_t text = {0};
-    enum MHD_Result ret;
-    cli_gen_opts_t o = s->defaults;
     const char *prompt = NULL;
+    size_t n = 0;
     int ctx = s->ck->model->cfg.ctx;
-    if (!cJSON_IsObject(req)) {
+    enum MHD_Result ret;
+    job_t *j = mg_calloc(1, sizeof *j);
+    if (!j) return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    j->s = s;
+    j->o = s->defaults;
+    j->req = cJSON_ParseWithLength(b->data ? b->data : "", b->len);
+    if (!cJSON_IsObject(j->req)) {
         ret = send_error(c, MHD_HTTP_BAD_REQUEST, "the body must be a JSON object");
         goto done;
     }
-    if (parse_request(req, &o, &prompt, err)) {
+    if (parse_request(j->req, &j->o, &prompt, &j->stream, err)) {
         ret = send_error(c, MHD_HTTP_BAD_REQUEST, err);
         goto done;
     }
-    if (bpe_encode(s->ck->tok, prompt, strlen(prompt), &ids, &n, err) != 0) {
+    if (s->busy) { /* one KV cache: a streamed completion holds it until its end */
+        ret = send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "busy with a streamed completion; retry");
+        goto done;
+    }
+    if (bpe_encode(s->ck->tok, prompt, strlen(prompt), &j->ids, &n, err) != 0) {
         ret = send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, err);
         goto done;
     }
@@ -155,52 +287,44 @@ static enum MHD_Result complete(server_t *s, struct MHD_Connection *c, const bod
         ret = send_error(c, MHD_HTTP_BAD_REQUEST, err);
         goto done;
     }
-    long seed = o.seed >= 0 ? o.seed : (long)(time(NULL) ^ (s->served * 0x9E3779B9L));
-    mg_rng_t rng;
-    mg_rng_seed(&rng, (uint64_t)seed);
-    gen_opts_t go = {.sample = {(float)o.temperature, (int)o.top_k, (float)o.top_p},
-                     .max_tokens = (int)o.max_tokens, .rng = &rng, .on_text = on_text, .ctx = &text,
-                     .repeat_penalty = (float)o.repeat_penalty, .repeat_last_n = (int)o.repeat_last_n,
-                     .stop = o.stop};
-    gen_stats_t st;
+    j->n = (int)n;
+    j->seed = j->o.seed >= 0 ? j->o.seed : (long)(time(NULL) ^ (s->served * 0x9E3779B9L));
+    snprintf(j->id, sizeof j->id, "cmpl-%ld", s->served + 1);
+    mg_rng_seed(&j->rng, (uint64_t)j->seed);
+    j->go = (gen_opts_t){.sample = {(float)j->o.temperature, (int)j->o.top_k, (float)j->o.top_p},
+                         .max_tokens = (int)j->o.max_tokens, .rng = &j->rng, .on_text = on_text,
+                         .ctx = &j->text, .repeat_penalty = (float)j->o.repeat_penalty,
+                         .repeat_last_n = (int)j->o.repeat_last_n, .stop = j->o.stop};
     kv_reset(s->kv);
-    if (gen_run(s->kv, s->ck->tok, ids, (int)n, &go, &st, err) != 0 || text.oom) {
-        ret = send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, text.oom ? "out of memory" : err);
+    if (gen_begin(&j->g, s->kv, s->ck->tok, j->ids, j->n, &j->go, &j->st, err) != 0) {
+        ret = send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, err);
+        goto done;
+    }
+    if (j->stream) {
+        struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, j,
+                                                                   stream_free);
+        if (!r) {
+            ret = MHD_NO;
+            goto done;
+        }
+        s->busy = j; /* stream_free (at the end, or when the client leaves) frees j */
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    int r;
+    while ((r = gen_next(&j->g, err)) > 0) {}
+    if (r < 0 || j->text.oom) {
+        ret = send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, j->text.oom ? "out of memory" : err);
         goto done;
     }
     s->served++;
-    char id[48];
-    snprintf(id, sizeof id, "cmpl-%ld", s->served);
-    res = cJSON_CreateObject();
-    cJSON_AddStringToObject(res, "id", id);
-    cJSON_AddStringToObject(res, "object", "text_completion");
-    cJSON_AddNumberToObject(res, "created", (double)time(NULL));
-    cJSON_AddStringToObject(res, "model", s->name);
-    cJSON *choice = cJSON_CreateObject();
-    cJSON_AddNumberToObject(choice, "index", 0);
-    cJSON_AddStringToObject(choice, "text", text.data ? text.data : "");
-    cJSON_AddNullToObject(choice, "logprobs");
-    int stopped = st.stop == GEN_STOP_EOS || st.stop == GEN_STOP_STRING;
-    cJSON_AddStringToObject(choice, "finish_reason", stopped ? "stop" : "length");
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(res, "choices"), choice);
-    cJSON *usage = cJSON_AddObjectToObject(res, "usage");
-    cJSON_AddNumberToObject(usage, "prompt_tokens", st.prompt_tokens);
-    cJSON_AddNumberToObject(usage, "completion_tokens", st.new_tokens);
-    cJSON_AddNumberToObject(usage, "total_tokens", st.prompt_tokens + st.new_tokens);
-    /* beyond OpenAI's fields: the seed (to repeat a draw) and llama.cpp's timings */
-    cJSON_AddNumberToObject(res, "seed", (double)seed);
-    cJSON *tm = cJSON_AddObjectToObject(res, "timings");
-    cJSON_AddNumberToObject(tm, "prompt_ms", st.prefill_s * 1e3);
-    cJSON_AddNumberToObject(tm, "predicted_ms", st.decode_s * 1e3);
-    cJSON_AddNumberToObject(tm, "predicted_per_second", st.decode_s > 0 ? st.new_tokens / st.decode_s : 0);
-    printf("POST /v1/completions: %d prompt tokens, %d new in %.3f s (%s)\n", st.prompt_tokens,
-           st.new_tokens, st.prefill_s + st.decode_s, gen_stop_name(st.stop));
-    fflush(stdout);
-    ret = send_json(c, MHD_HTTP_OK, res);
+    job_log(j);
+    ret = send_json(c, MHD_HTTP_OK, job_json(j, j->text.data ? j->text.data : "", 1));
 done:
-    cJSON_Delete(req);
-    mg_free(ids);
-    mg_free(text.data);
+    job_free(j);
     return ret;
 }
 
