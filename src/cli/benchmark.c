@@ -36,7 +36,8 @@ static const char usage[] =
     "  --show-memory      parameters, gradients, optimizer, activations, KV cache,\n"
     "                     backend allocations and the process's peak RSS\n"
     "  --no-fusion        run the unfused kernels everywhere\n"
-    "  --quantize q8      int8 weights for prefill and decode (CPU; none: float32)\n"
+    "  --quantize q8      int8 weights for decoding (CPU, which --device auto then\n"
+    "                     picks; none: float32)\n"
     "Weights and tokens are random. FLOPs count the matmuls of forward and\n"
     "backward (backward = 2x forward), the tied classifier included, and\n"
     "attention's QK^T and PV over the causal triangle; MFU divides the step's\n"
@@ -538,6 +539,7 @@ int cli_benchmark(int argc, char **argv, char *err) {
     int B = (int)o.batch, T = o.seq ? (int)o.seq : cfg.ctx, iters = (int)o.iterations;
 
     char note[MG_ERR_LEN] = "";
+    if (o.q8 && strcmp(o.device, "auto") == 0) o.device = "cpu"; /* int8 weights are the CPU's */
     const ops_backend_t *ops = ops_select(o.device, o.precision, (int)o.threads, note, err);
     if (!ops) return CLI_ERR;
     if (note[0] && !o.json) printf("%s\n", note);

@@ -25,8 +25,8 @@ static const char usage[] =
     "  --repeat-penalty P divide the logits of the last N tokens' ids by P (default 1: off)\n"
     "  --repeat-last-n N  the window of that penalty, prompt included (default 64)\n"
     "  --stop STR         end once the new text contains STR (printed with it)\n"
-    "  --quantize q8      int8 weights in the matrix products (CPU): 4x fewer bytes\n"
-    "                     read per token; none (default) keeps float32\n"
+    "  --quantize q8      int8 weights in the matrix products (CPU; --device auto then\n"
+    "                     picks it): 4x fewer bytes read per token; none (default)\n"
     "  --prompt-file F    the prompt is the text of file F (instead of --prompt)\n"
     "  --show-tokens      print the prompt's tokens and ids first\n"
     "  --threads N        CPU threads (default: all cores)\n"
@@ -120,7 +120,9 @@ kv_state_t *cli_kv_create(const ckpt_t *ck, const cli_gen_opts_t *o, char *err) 
 }
 
 ckpt_t *cli_open_checkpoint(const char *path, const cli_gen_opts_t *o, char *err) {
-    const ops_backend_t *ops = cli_backend(o->device, o->precision, o->threads, err);
+    /* int8 weights are the CPU's: --device auto then means the CPU */
+    const char *device = o->q8 && (!o->device || strcmp(o->device, "auto") == 0) ? "cpu" : o->device;
+    const ops_backend_t *ops = cli_backend(device, o->precision, o->threads, err);
     return ops ? ckpt_load(path, ops, err) : NULL;
 }
 
