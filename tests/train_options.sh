@@ -54,6 +54,15 @@ expect "... keeps the 2 micro-batches" grep -q 'x 2 micro-batches' "$T/rb.log"
 expect "... steps 7-12 bit-identical" cmp -s <(steps "$T/ra.log" | sed -n '7,$p') <(steps "$T/rb.log")
 expect_exit 2 "--resume with --grad-accum: exit 2" \
     train --resume "$T/ra/checkpoint_step_6.safetensors" --grad-accum 4 --out "$T/rc"
+expect_exit 2 "--resume with --grad-accum 1 (not the run's 2): exit 2" \
+    train --resume "$T/ra/checkpoint_step_6.safetensors" --grad-accum 1 --out "$T/rc"
+head -c 20000 "$T/a.txt" >"$T/small.txt"
+"$MINIGPT" train --data "$T/small.txt" --preset micro --threads 2 --batch 8 --grad-accum 3 --epochs 2 \
+    --out "$T/ep" >"$T/ep.log" 2>&1
+"$MINIGPT" train --data "$T/small.txt" --preset micro --threads 2 --batch 24 --epochs 2 --out "$T/ep24" >"$T/ep24.log" 2>&1
+expect "--epochs 2 --grad-accum 3: two epochs of whole steps, as --batch 24 has" bash -c \
+    "test \$(grep -c '^epoch [12]: ' '$T/ep.log') = 2 && test -s '$T/ep/checkpoint_epoch_2.safetensors' &&
+     test \"\$(grep -o '[0-9]* steps per epoch' '$T/ep.log')\" = \"\$(grep -o '[0-9]* steps per epoch' '$T/ep24.log')\""
 expect_exit 2 "--grad-accum 0: exit 2" train --steps 1 --grad-accum 0 --out "$T/x"
 expect_exit 2 "--grad-accum x: exit 2" train --steps 1 --grad-accum x --out "$T/x"
 

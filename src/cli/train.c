@@ -169,7 +169,7 @@ int cli_train(int argc, char **argv, char *err) {
     o.data_path = "data/corpus_pt_br.txt";
     cli_shape_t shape = {0};
     long n, threads = 0, log_every = 10;
-    int batch_set = 0, lr_set = 0;
+    int batch_set = 0, lr_set = 0, accum_set = 0;
     const char *device = NULL, *precision = NULL;
     double f;
     int c;
@@ -189,7 +189,7 @@ int cli_train(int argc, char **argv, char *err) {
         case 'T': bad = cli_int("ctx", optarg, 1, 1 << 16, &shape.ctx, err); break;
         case 'V': bad = cli_int("vocab", optarg, 260, 1 << 20, &shape.vocab, err); break;
         case 'b': bad = cli_int("batch", optarg, 1, 1 << 16, &n, err); o.batch = (int)n; batch_set = 1; break;
-        case 'A': bad = cli_int("grad-accum", optarg, 1, 1 << 16, &n, err); o.grad_accum = (int)n; break;
+        case 'A': bad = cli_int("grad-accum", optarg, 1, 1 << 16, &n, err); o.grad_accum = (int)n; accum_set = 1; break;
         case 'l': bad = cli_float("lr", optarg, 1e-9, 10, &f, err); o.lr = (float)f; lr_set = 1; break;
         case 'w': bad = cli_int("warmup", optarg, 1, INT_MAX, &n, err); o.warmup = (int)n; break;
         case 'W': bad = cli_float("weight-decay", optarg, 0, 10, &f, err); o.wd = (float)f; break;
@@ -218,7 +218,7 @@ int cli_train(int argc, char **argv, char *err) {
         mg_fail(err, "train: give only one of --steps, --epochs, --minutes");
         return CLI_USAGE;
     }
-    if (o.resume && o.grad_accum > 1) {
+    if (o.resume && accum_set) {
         mg_fail(err, "train: --resume keeps the saved run's --grad-accum");
         return CLI_USAGE;
     }

@@ -351,15 +351,17 @@ int train_run(const train_opts_t *opts, char *err) {
         if (!r.model || gpt_init_weights(r.model, r.o.seed, err)) goto done;
     }
     if (gpt_alloc_training(r.model, B, T, err)) goto done;
-    if (data_loader_init(&r.loader, r.split.train, r.split.n_train, B, T, r.o.seed ^ 0x5eed, err)) goto done;
-    r.x = mg_malloc((size_t)B * T * sizeof(int32_t));
-    r.y = mg_malloc((size_t)B * T * sizeof(int32_t));
+    /* the loader hands out a step's K x B windows at once, so that epochs
+     * end on step boundaries and the windows are those of --batch K*B */
+    int K = r.o.grad_accum;
+    if (data_loader_init(&r.loader, r.split.train, r.split.n_train, K * B, T, r.o.seed ^ 0x5eed, err)) goto done;
+    r.x = mg_malloc((size_t)K * B * T * sizeof(int32_t));
+    r.y = mg_malloc((size_t)K * B * T * sizeof(int32_t));
     if (!r.x || !r.y) {
         mg_fail(err, "out of memory");
         goto done;
     }
-    int K = r.o.grad_accum;
-    long per_epoch = MG_MAX(1, (long)data_loader_steps_per_epoch(&r.loader) / K);
+    long per_epoch = (long)data_loader_steps_per_epoch(&r.loader);
     double budget = INFINITY;
     if (r.o.resume) {
         if (data_loader_restore(&r.loader, r.st.epoch, r.st.cursor, &r.st.epoch_rng, err)) goto done;
@@ -405,11 +407,10 @@ int train_run(const train_opts_t *opts, char *err) {
         double ts = mg_now();
         float lr = train_lr(&r.o, step, r.st.warmup, r.st.total_steps);
         gpt_zero_grad(r.model);
-        int wrapped = 0;
+        int wrapped = data_loader_next(&r.loader, r.x, r.y);
         float loss = 0.0f;
         for (int k = 0; k < K; k++) {
-            wrapped |= data_loader_next(&r.loader, r.x, r.y);
-            loss += gpt_forward(r.model, r.x, r.y, B, T) / K;
+            loss += gpt_forward(r.model, r.x + (size_t)k * B * T, r.y + (size_t)k * B * T, B, T) / K;
             gpt_backward(r.model);
         }
         float norm = gpt_adamw_step(r.model, lr, r.o.beta1, r.o.beta2, r.o.eps, r.o.wd, r.o.clip);
