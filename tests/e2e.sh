@@ -78,6 +78,10 @@ i = gen.find(stop)
 assert i >= 0 and len(gen) - (i + len(stop)) < 16, (gen, stop)  # ends within the token that completed it
 PY
 expect "... and says why it stopped" grep -q "stopped: stop string" "$T/gen.err"
+gen --temperature 0 --stop "qqqq" --stop "$stop" >"$T/g11"
+expect "--stop twice: the first met ends it" cmp -s "$T/g10" "$T/g11"
+expect_exit 2 "--stop a fifth time: exit 2" "$MINIGPT" generate --checkpoint "$T/m1/mini_gpt.safetensors" \
+    --prompt x --stop a --stop b --stop c --stop d --stop e
 
 echo "e2e: eval"
 head -c 20000 data/corpus_pt_br.txt >"$T/score.txt"

@@ -78,13 +78,21 @@ expect "a seed repeats a draw; another seed draws another text" test \
     "$(field "$T/c2" 'j["choices"][0]["text"]')" != "$(field "$T/c4" 'j["choices"][0]["text"]')"
 expect "... the server's --max-tokens is the default: 20" test "$(field "$T/c2" 'j["usage"]["completion_tokens"]')" = 20
 stop=$(field "$T/c1" 'j["choices"][0]["text"][5:8]')
-req POST /v1/completions "$($PY -c 'import json,sys; print(json.dumps({"prompt": "O Brasil é", "max_tokens": 30, "temperature": 0, "stop": [sys.argv[1]]}))' "$stop")" >"$T/c5"
-expect "stop ['$stop']: finish_reason stop, a prefix of the greedy text that holds it" $PY - "$T/c1" "$T/c5" "$stop" <<'EOF'
+stopreq() { $PY -c 'import json,sys; print(json.dumps({"prompt": "O Brasil é", "max_tokens": 30, "temperature": 0, "stream": sys.argv[1] == "1", "stop": sys.argv[2:]}))' "$@"; }
+req POST /v1/completions "$(stopreq 0 "$stop")" >"$T/c5"
+# cut TEXT-FILE STOP...: the greedy text up to the first of the stop strings
+expect "stop ['$stop']: finish_reason stop, the greedy text up to the stop string (OpenAI's cut)" \
+    $PY - "$T/c1" "$T/c5" "$stop" <<'EOF'
 import json, sys
 full, cut = (json.loads(open(p).read().split("\n", 1)[1])["choices"][0] for p in sys.argv[1:3])
-assert cut["finish_reason"] == "stop" and sys.argv[3] in cut["text"], cut
-assert full["text"].startswith(cut["text"]) and len(cut["text"]) < len(full["text"]), (full, cut)
+want = full["text"][:full["text"].index(sys.argv[3])]
+assert cut["finish_reason"] == "stop" and cut["text"] == want, (cut, want)
 EOF
+late=$(field "$T/c1" 'j["choices"][0]["text"][15:18]')
+req POST /v1/completions "$(stopreq 0 "zzzq" "$late" "$stop")" >"$T/c6"
+expect "a list of stop strings: the first met ends it" \
+    bash -c "test \"\$(head -1 '$T/c5'; tail -n +2 '$T/c5' | $PY -c 'import json,sys; print(json.load(sys.stdin)[\"choices\"][0][\"text\"])')\" = \"\$(head -1 '$T/c6'; tail -n +2 '$T/c6' | $PY -c 'import json,sys; print(json.load(sys.stdin)[\"choices\"][0][\"text\"])')\""
+expect "ids differ from completion to completion" test "$(field "$T/c2" 'j["id"]')" != "$(field "$T/c3" 'j["id"]')"
 
 echo "serve: streaming"
 $PY - "$port" "$T/c1" <<'EOF' >"$T/sse.log" 2>&1
@@ -109,6 +117,19 @@ print(f"  {len(chunks)} events, then [DONE]")
 EOF
 expect "stream: server-sent events, the greedy text in pieces, finish_reason and usage last, [DONE]" \
     bash -c "cat '$T/sse.log'; grep -q 'events, then' '$T/sse.log'"
+$PY - "$port" "$T/c5" "$stop" <<'EOF' >"$T/sse2.log" 2>&1
+import json, sys, urllib.request
+port, cut, stop = sys.argv[1], json.loads(open(sys.argv[2]).read().split("\n", 1)[1]), sys.argv[3]
+body = {"prompt": "O Brasil é", "max_tokens": 30, "temperature": 0, "stream": True, "stop": stop}
+r = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=json.dumps(body).encode())
+raw = urllib.request.urlopen(r, timeout=60).read().decode()
+chunks = [json.loads(l[6:]) for l in raw.split("\n\n") if l.startswith("data: {")]
+text = "".join(c["choices"][0]["text"] for c in chunks)
+assert text == cut["choices"][0]["text"] and chunks[-1]["choices"][0]["finish_reason"] == "stop", (text, cut)
+print("  streamed with a stop string: the same cut")
+EOF
+expect "stream with a stop string: the same text as whole, the stop string never sent" \
+    bash -c "cat '$T/sse2.log'; grep -q 'the same cut' '$T/sse2.log'"
 
 echo "serve: errors"
 req POST /v1/completions 'not json' >"$T/e1"
@@ -126,13 +147,26 @@ expect "a prompt longer than the context: 400 saying so" bash -c "test \$(head -
 $PY -c 'print("{\"prompt\": \"" + "a" * 1100000 + "\"}")' >"$T/big.json"
 req POST /v1/completions "@$T/big.json" >"$T/e6"
 expect "a body over 1 MiB: 413" test "$(status "$T/e6")" = 413
+req POST /v1/completions '{"prompt": "x", "echo": true}' >"$T/e9"
+expect "echo: 400, not supported (never silently ignored)" bash -c "test \$(head -1 '$T/e9') = 400 && grep -q echo '$T/e9'"
+req POST /v1/completions '{"prompt": "x", "logprobs": 1}' >"$T/e10"
+expect "logprobs: 400, not supported" test "$(status "$T/e10")" = 400
+req POST /v1/completions '{"prompt": "x", "logprobs": null, "echo": false, "seed": -1, "top_p": 0, "max_tokens": 3}' >"$T/e11"
+expect "their neutral values, seed -1 and top_p 0 are accepted" test "$(status "$T/e11")" = 200
 req GET /v1/completions >"$T/e7"
 expect "GET /v1/completions: 405" test "$(status "$T/e7")" = 405
+expect "... with an Allow header" $PY -c "
+import urllib.request, urllib.error
+try:
+    urllib.request.urlopen('http://127.0.0.1:$port/v1/completions')
+except urllib.error.HTTPError as e:
+    assert e.code == 405 and e.headers['Allow'] == 'POST', e.headers
+"
 req GET /nope >"$T/e8"
 expect "unknown path: 404" test "$(status "$T/e8")" = 404
 req GET /health >"$T/h2"
-expect "still serving after the errors; 6 completions counted" \
-    test "$(status "$T/h2") $(field "$T/h2" 'j["completions_served"]')" = "200 6"
+expect "still serving after the errors; 9 completions counted" \
+    test "$(status "$T/h2") $(field "$T/h2" 'j["completions_served"]')" = "200 9"
 
 echo "serve: stop"
 kill -INT "$pid"
@@ -140,7 +174,7 @@ wait "$pid"
 rc=$?
 pid=
 expect "SIGINT: exit 0" test "$rc" -eq 0
-expect "... saying how many it served" grep -q "stopped after 6 completions" "$T/serve.log"
+expect "... saying how many it served" grep -q "stopped after 9 completions" "$T/serve.log"
 expect "... nothing on stderr" test ! -s "$T/serve.err"
 expect_exit 2 "serve: a bad --host: exit 2" "$MINIGPT" serve --checkpoint "$ck" --host nowhere
 expect_exit 1 "serve: a missing checkpoint: exit 1" "$MINIGPT" serve --checkpoint "$T/none.safetensors"

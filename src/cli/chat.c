@@ -147,7 +147,9 @@ static int turn(chat_t *c, const char *line, char *err) {
                      .on_text = edu ? NULL : on_text, .on_token = on_token, .ctx = c,
                      .cands = c->ex.last_cands, .n_cands = EXPLAIN_NCANDS,
                      .interrupt = &interrupted, .repeat_penalty = (float)c->o.repeat_penalty,
-                     .repeat_last_n = (int)c->o.repeat_last_n, .stop = c->o.stop};
+                     .repeat_last_n = (int)c->o.repeat_last_n,
+                     .stop = {c->o.stop[0], c->o.stop[1], c->o.stop[2], c->o.stop[3]},
+                     .penalty_history = c->hist, .n_penalty_history = from};
     interrupted = 0;
     int first = c->hist_n - from;
     if (gen_run(c->kv, c->ck->tok, c->hist + from, first, &go, &c->last, err) != 0) goto done;

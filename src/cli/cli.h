@@ -7,6 +7,7 @@
 #include <getopt.h>
 
 #include "io/catalog.h"
+#include "infer/generate.h"
 #include "infer/kv.h"
 #include "io/checkpoint.h"
 #include "model/gpt.h"
@@ -57,7 +58,7 @@ typedef struct {
     double temperature, top_p;
     double repeat_penalty; /* 1: off */
     long repeat_last_n;
-    const char *stop;        /* NULL: none */
+    const char *stop[GEN_MAX_STOPS]; /* --stop, up to 4 (NULL: unused) */
     const char *prompt_file; /* generate --prompt-file (NULL: none) */
     int q8;                  /* --quantize q8: int8 weights for decoding (kv_quantize) */
     int show_tokens;

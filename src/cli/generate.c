@@ -24,7 +24,8 @@ static const char usage[] =
     "  --seed S           sampling seed (default: from the clock; printed)\n"
     "  --repeat-penalty P divide the logits of the last N tokens' ids by P (default 1: off)\n"
     "  --repeat-last-n N  the window of that penalty, prompt included (default 64)\n"
-    "  --stop STR         end once the new text contains STR (printed with it)\n"
+    "  --stop STR         end once the new text contains STR (printed with it);\n"
+    "                     up to 4, the first met ends it\n"
     "  --quantize q8      int8 weights in the matrix products (CPU; --device auto then\n"
     "                     picks it): 4x fewer bytes read per token; none (default)\n"
     "  --prompt-file F    the prompt is the text of file F (instead of --prompt)\n"
@@ -97,13 +98,16 @@ int cli_gen_flag(int c, const char *arg, cli_gen_opts_t *o, char *err) {
         }
         o->q8 = arg[0] == 'q';
         return 1;
-    case 'x':
-        if (!*arg) {
-            mg_fail(err, "--stop: the stop string is empty");
+    case 'x': {
+        int k = 0;
+        while (k < GEN_MAX_STOPS && o->stop[k]) k++;
+        if (!*arg || k == GEN_MAX_STOPS) {
+            mg_fail(err, "--stop: %s", *arg ? "at most 4 stop strings" : "the stop string is empty");
             return -1;
         }
-        o->stop = arg;
+        o->stop[k] = arg;
         return 1;
+    }
     case 'e': o->educational = 1; return 1;
     case 'T': o->show_tensors = 1; return 1;
     default: return cli_device_flag(c, arg, &o->device, &o->precision, err);
@@ -182,7 +186,7 @@ int cli_run_generation(const ckpt_t *ck, const char *prompt, const cli_gen_opts_
     gen_opts_t go = {.sample = {(float)o->temperature, (int)o->top_k, (float)o->top_p},
                      .max_tokens = (int)o->max_tokens, .rng = &rng, .on_text = on_text,
                      .repeat_penalty = (float)o->repeat_penalty, .repeat_last_n = (int)o->repeat_last_n,
-                     .stop = o->stop};
+                     .stop = {o->stop[0], o->stop[1], o->stop[2], o->stop[3]}};
     gen_stats_t st;
     if (edu) {
         if (explain_init(&edu->ex, kv, ck->tok, stdout, isatty(STDOUT_FILENO), o->show_tensors,

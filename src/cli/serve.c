@@ -36,9 +36,10 @@ static const char usage[] =
     CLI_DEVICE_HELP
     "Endpoints: GET /health, GET /v1/models, POST /v1/completions with a JSON body:\n"
     "  prompt (string, required), max_tokens, temperature, top_p, top_k, seed,\n"
-    "  stop (a string or a list of one), repeat_penalty, repeat_last_n, stream (true:\n"
-    "  server-sent events as the tokens come); n > 1 is refused. Ctrl-C or SIGTERM\n"
-    "  stops the server.\n";
+    "  stop (a string or a list of up to 4; the text ends before it), repeat_penalty,\n"
+    "  repeat_last_n, stream (true: server-sent events as the tokens come); n > 1,\n"
+    "  echo, logprobs, suffix, best_of, logit_bias and the presence and frequency\n"
+    "  penalties are refused. Ctrl-C or SIGTERM stops the server.\n";
 
 enum { MAX_BODY = 1 << 20 }; /* request bodies past this get 413 */
 
@@ -47,7 +48,8 @@ typedef struct {
     kv_state_t *kv;
     char name[256]; /* the model's id: its file name */
     cli_gen_opts_t defaults;
-    long served;
+    long served;   /* completions sent whole */
+    long accepted; /* completions begun: their ids and default seeds */
     void *busy; /* the streamed completion in progress, NULL when none */
 } server_t;
 
@@ -60,7 +62,9 @@ typedef struct {
 
 static void on_text(void *ctx, const char *bytes, size_t n) { mg_buf_put(ctx, bytes, n); }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSON *j) {
+/* header (NULL: none) is one more "Name", value pair for the response */
+static enum MHD_Result send_json_h(struct MHD_Connection *c, unsigned status, cJSON *j, const char *header,
+                                   const char *value) {
     char *s = j ? cJSON_PrintUnformatted(j) : NULL;
     cJSON_Delete(j);
     if (!s) return MHD_NO; /* out of memory: drop the connection */
@@ -68,17 +72,28 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSO
     cJSON_free(s);
     if (!r) return MHD_NO;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (header) MHD_add_response_header(r, header, value);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
 }
 
-/* the OpenAI error shape: {"error": {"message": ..., "type": ...}} */
-static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg) {
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSON *j) {
+    return send_json_h(c, status, j, NULL, NULL);
+}
+
+/* the OpenAI error shape: {"error": {"message": ..., "type": ...}}, with
+ * the header a 405 (Allow) or a 503 (Retry-After) should carry */
+static enum MHD_Result send_error_h(struct MHD_Connection *c, unsigned status, const char *msg,
+                                    const char *header, const char *value) {
     cJSON *j = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(j, "error");
     cJSON_AddStringToObject(e, "message", msg);
     cJSON_AddStringToObject(e, "type", status >= 500 ? "server_error" : "invalid_request_error");
-    return send_json(c, status, j);
+    return send_json_h(c, status, j, header, value);
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg) {
+    return send_error_h(c, status, msg, NULL, NULL);
 }
 
 /* An optional number field within [lo, hi]: 0 (absent or set), -1 (err set). */
@@ -113,21 +128,39 @@ static int parse_request(const cJSON *req, cli_gen_opts_t *o, const char **promp
     *streamed = cJSON_IsTrue(stream);
     long n = 1;
     if (field_int(req, "n", 1, 1, &n, err)) return mg_fail(err, "'n' must be 1: one completion per request");
-    if (field_int(req, "max_tokens", 1, 1 << 24, &o->max_tokens, err) ||
+    if (field_int(req, "max_tokens", 0, 1 << 24, &o->max_tokens, err) ||
         field_num(req, "temperature", 0, 100, &o->temperature, err) ||
-        field_num(req, "top_p", 1e-6, 1, &o->top_p, err) ||
+        field_num(req, "top_p", 0, 1, &o->top_p, err) ||
         field_int(req, "top_k", 0, 1 << 24, &o->top_k, err) ||
-        field_int(req, "seed", 0, 9007199254740991.0, &o->seed, err) ||
+        field_int(req, "seed", -1, 9007199254740991.0, &o->seed, err) || /* -1: random */
         field_num(req, "repeat_penalty", 0.01, 100, &o->repeat_penalty, err) ||
         field_int(req, "repeat_last_n", 1, 1 << 20, &o->repeat_last_n, err))
         return -1;
-    const cJSON *stop = cJSON_GetObjectItemCaseSensitive(req, "stop");
-    if (cJSON_IsArray(stop) && cJSON_GetArraySize(stop) <= 1)
-        stop = cJSON_GetArraySize(stop) ? cJSON_GetArrayItem(stop, 0) : NULL;
+    const cJSON *stop = cJSON_GetObjectItemCaseSensitive(req, "stop"), *item;
     if (stop && !cJSON_IsNull(stop)) {
-        if (!cJSON_IsString(stop) || !*stop->valuestring)
-            return mg_fail(err, "'stop' must be a non-empty string or a list of one");
-        o->stop = stop->valuestring;
+        int k = 0;
+        if (cJSON_IsString(stop)) {
+            o->stop[k++] = stop->valuestring;
+        } else if (cJSON_IsArray(stop) && cJSON_GetArraySize(stop) <= GEN_MAX_STOPS) {
+            cJSON_ArrayForEach(item, stop) o->stop[k++] = cJSON_IsString(item) ? item->valuestring : "";
+        } else {
+            return mg_fail(err, "'stop' must be a string or a list of up to 4");
+        }
+        for (int i = 0; i < k; i++)
+            if (!*o->stop[i]) return mg_fail(err, "'stop' strings must be non-empty strings");
+        for (int i = k; i < GEN_MAX_STOPS; i++) o->stop[i] = NULL;
+    }
+    /* fields of the API whose meaning this server does not give: refused
+     * rather than ignored, so that a client never reads a wrong answer */
+    static const char *unsupported[] = {"echo", "logprobs", "suffix", "best_of", "logit_bias",
+                                        "presence_penalty", "frequency_penalty"};
+    for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, unsupported[i]);
+        const char *k = unsupported[i];
+        int neutral = !v || cJSON_IsNull(v) || cJSON_IsFalse(v) || (cJSON_IsObject(v) && !v->child) ||
+                      (cJSON_IsString(v) && !*v->valuestring) ||
+                      (cJSON_IsNumber(v) && v->valuedouble == (strcmp(k, "best_of") ? 0 : 1) && strcmp(k, "logprobs"));
+        if (!neutral) return mg_fail(err, "'%s' is not supported", k);
     }
     return 0;
 }
@@ -150,8 +183,22 @@ typedef struct {
     mg_buf_t text; /* generated text not yet sent */
     mg_buf_t out;  /* stream: event bytes not yet handed over, from `sent` on */
     size_t sent;
-    int ended; /* stream: 1 when the final event is queued, 2 after [DONE] */
+    int ended;   /* stream: 1 when the final event is queued, 2 after [DONE] */
+    size_t hold; /* stream: bytes held back, in case a stop string starts there */
 } job_t;
+
+/* OpenAI's answer ends before its stop string: the length of the text up
+ * to the first stop string in it (all of it when none, or when the
+ * generation ended for another reason) */
+static size_t stop_cut(const job_t *j) {
+    size_t cut = j->text.len;
+    if (j->st.stop != GEN_STOP_STRING || !j->text.data) return cut;
+    for (int k = 0; k < GEN_MAX_STOPS && j->o.stop[k]; k++) {
+        const char *at = strstr(j->text.data, j->o.stop[k]);
+        if (at && (size_t)(at - j->text.data) < cut) cut = (size_t)(at - j->text.data);
+    }
+    return cut;
+}
 
 static void job_free(job_t *j) {
     if (!j) return;
@@ -233,10 +280,24 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         } else {
             char err[MG_ERR_LEN];
             int r;
-            while ((r = gen_next(&j->g, err)) > 0 && j->text.len == 0) {}
+            /* until some text can go: all of it but the bytes a stop
+             * string might start in, cut before a whole character */
+            size_t go = 0;
+            while ((r = gen_next(&j->g, err)) > 0) {
+                go = j->text.len > j->hold ? j->text.len - j->hold : 0;
+                while (go > 0 && (j->text.data[go] & 0xC0) == 0x80) go--;
+                if (go > 0) break;
+            }
             if (r < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
-            if (j->text.len) put_event(j, job_json(j, j->text.data, 0));
-            j->text.len = 0;
+            if (r == 0) go = stop_cut(j); /* the end: everything before a stop string */
+            if (go > 0) {
+                char keep = j->text.data[go];
+                j->text.data[go] = 0;
+                put_event(j, job_json(j, j->text.data, 0));
+                j->text.data[go] = keep;
+                memmove(j->text.data, j->text.data + go, j->text.len - go + 1);
+                j->text.len -= go;
+            }
             if (r == 0) {
                 put_event(j, job_json(j, "", 1));
                 j->ended = 1;
@@ -275,7 +336,8 @@ static enum MHD_Result complete(server_t *s, struct MHD_Connection *c, const bod
         goto done;
     }
     if (s->busy) { /* one KV cache: a streamed completion holds it until its end */
-        ret = send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "busy with a streamed completion; retry");
+        ret = send_error_h(c, MHD_HTTP_SERVICE_UNAVAILABLE, "busy with a streamed completion; retry",
+                           MHD_HTTP_HEADER_RETRY_AFTER, "1");
         goto done;
     }
     if (bpe_encode(s->ck->tok, prompt, strlen(prompt), &j->ids, &n, err) != 0) {
@@ -288,13 +350,16 @@ static enum MHD_Result complete(server_t *s, struct MHD_Connection *c, const bod
         goto done;
     }
     j->n = (int)n;
-    j->seed = j->o.seed >= 0 ? j->o.seed : (long)(time(NULL) ^ (s->served * 0x9E3779B9L));
-    snprintf(j->id, sizeof j->id, "cmpl-%ld", s->served + 1);
+    long k = ++s->accepted;
+    j->seed = j->o.seed >= 0 ? j->o.seed : (long)(((uint64_t)time(NULL) ^ ((uint64_t)k * 0x9E3779B97F4A7C15ull)) >> 1);
+    snprintf(j->id, sizeof j->id, "cmpl-%ld", k);
     mg_rng_seed(&j->rng, (uint64_t)j->seed);
     j->go = (gen_opts_t){.sample = {(float)j->o.temperature, (int)j->o.top_k, (float)j->o.top_p},
                          .max_tokens = (int)j->o.max_tokens, .rng = &j->rng, .on_text = on_text,
                          .ctx = &j->text, .repeat_penalty = (float)j->o.repeat_penalty,
-                         .repeat_last_n = (int)j->o.repeat_last_n, .stop = j->o.stop};
+                         .repeat_last_n = (int)j->o.repeat_last_n,
+                         .stop = {j->o.stop[0], j->o.stop[1], j->o.stop[2], j->o.stop[3]}};
+    for (int i = 0; i < GEN_MAX_STOPS && j->o.stop[i]; i++) j->hold = MG_MAX(j->hold, strlen(j->o.stop[i]) - 1);
     kv_reset(s->kv);
     if (gen_begin(&j->g, s->kv, s->ck->tok, j->ids, j->n, &j->go, &j->st, err) != 0) {
         ret = send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, err);
@@ -322,6 +387,7 @@ static enum MHD_Result complete(server_t *s, struct MHD_Connection *c, const bod
     }
     s->served++;
     job_log(j);
+    if (j->text.data) j->text.data[stop_cut(j)] = 0;
     ret = send_json(c, MHD_HTTP_OK, job_json(j, j->text.data ? j->text.data : "", 1));
 done:
     job_free(j);
@@ -332,7 +398,7 @@ static enum MHD_Result route(server_t *s, struct MHD_Connection *c, const char *
                              const body_t *b) {
     int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
     if (strcmp(url, "/health") == 0 || strcmp(url, "/v1/models") == 0) {
-        if (!get) return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET");
+        if (!get) return send_error_h(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET", MHD_HTTP_HEADER_ALLOW, "GET");
         cJSON *j = cJSON_CreateObject();
         if (url[1] == 'h') {
             cJSON_AddStringToObject(j, "status", "ok");
@@ -355,7 +421,7 @@ static enum MHD_Result route(server_t *s, struct MHD_Connection *c, const char *
         return send_json(c, MHD_HTTP_OK, j);
     }
     if (strcmp(url, "/v1/completions") == 0) {
-        if (!post) return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST");
+        if (!post) return send_error_h(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST", MHD_HTTP_HEADER_ALLOW, "POST");
         if (b->too_big) return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "the body is over 1 MiB");
         if (b->oom) return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
         return complete(s, c, b);
@@ -456,6 +522,14 @@ int cli_serve(int argc, char **argv, char *err) {
         mg_fail(err, "serve: --host '%s' is not an IPv4 address", host);
         return CLI_USAGE;
     }
+    /* SIGINT and SIGTERM wait for sigsuspend in this thread: blocked before
+     * any other thread starts (OpenMP's, libmicrohttpd's), which inherit
+     * the mask, so that none of them takes the signal instead */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, &old);
+    blocked = 1;
     if (!path) path = cli_default_checkpoint("models");
     if (!(ck = cli_open_checkpoint(path, &s.defaults, err))) goto done;
     ops_cpu_set_threads((int)s.defaults.threads);
@@ -463,13 +537,6 @@ int cli_serve(int argc, char **argv, char *err) {
     if (!(s.kv = cli_kv_create(ck, &s.defaults, err))) goto done;
     const char *slash = strrchr(path, '/');
     snprintf(s.name, sizeof s.name, "%s", slash ? slash + 1 : path);
-    /* SIGINT and SIGTERM wait for sigsuspend in this thread: blocked
-     * before the daemon starts, so that its thread inherits the mask */
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, &old);
-    blocked = 1;
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);

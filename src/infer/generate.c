@@ -48,16 +48,19 @@ static int feed(kv_state_t *kv, const int32_t *toks, int n, const gen_opts_t *o,
     return kv_feed_next(kv, toks, n, &o->sample, u, next, err);
 }
 
-/* Does the new text, whose last bytes are tail (n of them, at most the
- * stop string's length plus a token's), now contain the stop string? The
- * tail keeps the last len(stop) - 1 bytes between calls. */
-static int stop_seen(const char *stop, char *tail, size_t *n, const unsigned char *b, size_t len) {
-    size_t sl = strlen(stop);
+/* Does the new text now contain one of the stop strings? tail holds the
+ * last bytes seen (keep = the longest string's length - 1, between calls)
+ * and has room for them and a token. */
+static int stop_seen(const char *const *stop, char *tail, size_t *n, size_t keep, const unsigned char *b,
+                     size_t len) {
     memcpy(tail + *n, b, len);
     *n += len;
     int seen = 0;
-    for (size_t i = 0; i + sl <= *n && !seen; i++) seen = memcmp(tail + i, stop, sl) == 0;
-    size_t keep = MG_MIN(*n, sl - 1);
+    for (int k = 0; k < GEN_MAX_STOPS && stop[k] && !seen; k++) {
+        size_t sl = strlen(stop[k]);
+        for (size_t i = 0; i + sl <= *n && !seen; i++) seen = memcmp(tail + i, stop[k], sl) == 0;
+    }
+    keep = MG_MIN(*n, keep);
     memmove(tail, tail + *n - keep, keep);
     *n = keep;
     return seen;
@@ -80,18 +83,22 @@ int gen_begin(gen_t *g, kv_state_t *kv, const bpe_t *tok, const int32_t *prompt,
     /* the penalty changes the logits before the draw, so they come to the
      * host: no direct (on-device) choice of the next token then */
     g->penalize = o->repeat_penalty > 0.0f && o->repeat_penalty != 1.0f && o->repeat_last_n > 0;
-    if (g->penalize) {
-        g->hist = mg_malloc(((size_t)n + (size_t)MG_MAX(o->max_tokens, 0)) * sizeof *g->hist);
+    if (g->penalize) { /* the window: the end of the history, the prompt, the new tokens */
+        int before = MG_MIN(o->n_penalty_history, o->repeat_last_n);
+        g->hist = mg_malloc(((size_t)before + n + (size_t)MG_MAX(o->max_tokens, 0)) * sizeof *g->hist);
         g->recent = mg_malloc((size_t)o->repeat_last_n * sizeof *g->recent);
         if (!g->hist || !g->recent) goto oom;
-        memcpy(g->hist, prompt, (size_t)n * sizeof *g->hist);
-        g->n_hist = n;
+        if (before) memcpy(g->hist, o->penalty_history + o->n_penalty_history - before, (size_t)before * sizeof *g->hist);
+        memcpy(g->hist + before, prompt, (size_t)n * sizeof *g->hist);
+        g->n_hist = before + n;
     }
-    if (o->stop && *o->stop) { /* room for the kept bytes and the longest token */
+    for (int k = 0; k < GEN_MAX_STOPS && o->stop[k]; k++)
+        g->tail_keep = MG_MAX(g->tail_keep, strlen(o->stop[k]) - 1);
+    if (o->stop[0]) { /* room for the kept bytes and the longest token */
         size_t longest = 0, len;
         for (int id = 0; id < bpe_vocab_size(tok); id++)
             if (bpe_token_bytes(tok, id, &len)) longest = MG_MAX(longest, len);
-        if (!(g->tail = mg_malloc(strlen(o->stop) + longest))) goto oom;
+        if (!(g->tail = mg_malloc(g->tail_keep + longest + 1))) goto oom;
     }
     g->direct = !o->on_token && !o->cands && o->max_tokens > 0 && !g->penalize;
     double t0 = mg_now();
@@ -140,7 +147,8 @@ int gen_next(gen_t *g, char *err) {
     const unsigned char *bytes = bpe_token_bytes(g->tok, id, &len);
     if (bytes && id >= BPE_BYTE0) {
         emit(o, &g->pd, bytes, len, 0);
-        if (g->tail && stop_seen(o->stop, g->tail, &g->tail_n, bytes, len)) return finish(g, GEN_STOP_STRING);
+        if (g->tail && stop_seen(o->stop, g->tail, &g->tail_n, g->tail_keep, bytes, len))
+            return finish(g, GEN_STOP_STRING);
     }
     if (++g->i == o->max_tokens) return finish(g, GEN_STOP_MAX_TOKENS);
     if (kv->pos >= c->ctx) return finish(g, GEN_STOP_CONTEXT);

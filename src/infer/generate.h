@@ -20,6 +20,8 @@ typedef enum {
     GEN_STOP_STRING
 } gen_stop_t;
 
+enum { GEN_MAX_STOPS = 4 }; /* stop strings, as OpenAI's API allows */
+
 typedef struct {
     sample_opts_t sample;
     int max_tokens;
@@ -41,9 +43,14 @@ typedef struct {
      * repeat_last_n tokens, prompt included (sample_repeat_penalty) */
     float repeat_penalty;
     int repeat_last_n;
-    /* optional (NULL: off): generation ends once the new text contains
-     * this string (GEN_STOP_STRING); the string itself is still emitted */
-    const char *stop;
+    /* optional (NULL entries: off): generation ends once the new text
+     * contains one of these strings (GEN_STOP_STRING); the strings
+     * themselves are still emitted, with the rest of their token */
+    const char *stop[GEN_MAX_STOPS];
+    /* optional: tokens before the prompt (already in the cache) that the
+     * repetition penalty's window also covers (a chat's earlier turns) */
+    const int32_t *penalty_history;
+    int n_penalty_history;
 } gen_opts_t;
 
 typedef struct {
@@ -68,8 +75,8 @@ typedef struct {
     int direct, penalize, done, i, n_hist;
     int32_t next;
     int32_t *hist, *recent; /* the penalty's tokens */
-    char *tail;             /* the stop string's window */
-    size_t tail_n;
+    char *tail;             /* the stop strings' window */
+    size_t tail_n, tail_keep;
     gen_pending_t pd;
     double t1;
 } gen_t;
