@@ -74,7 +74,7 @@ for name in ["mini", "gpt2-124M", "gpt2-int8"]:
     for fig, a, b in rows:
         print(f"{name:<11} {fig:<26} {a:>10,.0f} {b:>10,.0f} {a / b:>6.2f}x")
     if "train" not in pt:  # int8: inference only
-        print(f"{name:<11} minigpt: {mg['inference_weights']} weights for decoding (a prompt of more than 8 "
+        print(f"{name:<11} minigpt: {mg['decode_weights']} weights for decoding (a prompt of more than 8 "
               f"tokens is prefilled in float32); pytorch: {pt['quantized_engine']} dynamic int8 linear layers")
         continue
     m = mg["model"]

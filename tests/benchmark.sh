@@ -115,7 +115,7 @@ expect "--no-fusion --json: one unfused column" bash -c "'$MINIGPT' benchmark --
 
 expect "--quantize q8 --json: decoding with int8 weights, said in the report" bash -c "'$MINIGPT' benchmark \
     --preset micro --iterations 1 --threads 2 --device cpu --quantize q8 --json | /usr/bin/python3 -c \
-    'import json, sys; d = json.load(sys.stdin); sys.exit(not (d[\"inference_weights\"] == \"int8\" and d[\"decode\"][\"tokens_per_s\"] > 0))'"
+    'import json, sys; d = json.load(sys.stdin); sys.exit(not (d[\"decode_weights\"] == \"int8\" and d[\"decode\"][\"tokens_per_s\"] > 0))'"
 
 echo "benchmark: bad flags"
 for a in "--batch 0" "--iterations 0" "--bogus" "--iterations" "--preset nope" "--device gpu" \

@@ -54,7 +54,7 @@ typedef struct {
     long batch, seq, threads, iterations;
     const char *device, *precision;
     int json, detailed, show_memory, no_fusion;
-    int q8; /* --quantize q8: int8 weights for prefill and decode */
+    int q8; /* --quantize q8: int8 weights for decoding (prefills of more than 8 tokens stay float32) */
 } bench_opts_t;
 
 /* one training configuration's per-op times (--detailed) */
@@ -322,7 +322,7 @@ static void print_text(const bench_opts_t *o, const gpt_model_t *m, const char *
     printf("  loss        %9.4f    (random tokens: about ln %d = %.4f)\n", r->loss, c->vocab,
            log((double)c->vocab));
     if (r->q8_bytes)
-        printf("inference (batch 1, KV cache, int8 weights: %.1f MB):\n", r->q8_bytes / 1e6);
+        printf("inference (batch 1, KV cache; decoding with int8 weights, %.1f MB):\n", r->q8_bytes / 1e6);
     else
         printf("inference (batch 1, KV cache):\n");
     printf("  prefill     %9.2f ms  %10.0f tok/s  (%d-token prompt, mean of %d)\n",
@@ -427,7 +427,7 @@ static int print_json(const bench_opts_t *o, const gpt_model_t *m, const char *p
     cJSON_AddNumberToObject(t, "loss", r->loss);
     cJSON_AddNumberToObject(t, "flops_per_step", r->flops);
     cJSON_AddNumberToObject(t, "gflops", r->flops / step / 1e9);
-    cJSON_AddStringToObject(j, "inference_weights", r->q8_bytes ? "int8" : "float32");
+    cJSON_AddStringToObject(j, "decode_weights", r->q8_bytes ? "int8" : "float32");
     cJSON *p = cJSON_AddObjectToObject(j, "prefill");
     cJSON_AddNumberToObject(p, "tokens", r->prefill_n);
     cJSON_AddNumberToObject(p, "ms", r->prefill_s * 1e3);
