@@ -211,6 +211,57 @@ static void interrupt_stops_generation(void **state) {
     gpt_free(m);
 }
 
+/* The repetition penalty's window covers the history before the prompt
+ * (a chat's earlier turns): greedy's first token, once in the history, is
+ * not picked; with the history left out, it is. */
+static int first_id;
+static void note_first(void *ctx, int id, const float *logits) {
+    (void)ctx;
+    (void)logits;
+    if (first_id < 0) first_id = id;
+}
+
+static int first_token(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n,
+                       const int32_t *history, int n_history, float penalty) {
+    char err[MG_ERR_LEN];
+    mg_rng_t rng;
+    mg_rng_seed(&rng, 1);
+    gen_opts_t go = {.sample = {0.0f, 0, 1.0f}, .max_tokens = 1, .rng = &rng, .on_token = note_first,
+                     .repeat_penalty = penalty, .repeat_last_n = 64, .penalty_history = history,
+                     .n_penalty_history = n_history};
+    gen_stats_t st;
+    first_id = -1;
+    kv_reset(kv);
+    assert_int_equal(gen_run(kv, tok, prompt, n, &go, &st, err), 0);
+    return first_id;
+}
+
+static void penalty_covers_history(void **state) {
+    (void)state;
+    char err[MG_ERR_LEN];
+    gpt_config_t cfg = {.vocab = 300, .ctx = 16, .dim = 8, .layers = 1, .heads = 2};
+    gpt_model_t *m = gpt_create(&cfg, ops_cpu(), err);
+    assert_non_null(m);
+    assert_int_equal(gpt_init_weights(m, 5, err), 0);
+    for (size_t i = 0; i < m->num_floats; i++) m->weights[i] *= 20.0f; /* logits of both signs, apart */
+    bpe_t *tok = bpe_train("abababab cdcdcd", 15, 262, err);
+    kv_state_t *kv = kv_create(m, err);
+    assert_non_null(tok);
+    assert_non_null(kv);
+    const int32_t p[2] = {10, 11};
+    int greedy = first_token(kv, tok, p, 2, NULL, 0, 1.0f);
+    assert_true(greedy != 10 && greedy != 11);
+    const int32_t history[3] = {40, greedy, 41};
+    int with = first_token(kv, tok, p, 2, history, 3, 50.0f);
+    int without = first_token(kv, tok, p, 2, history, 0, 50.0f);
+    printf("  greedy %d; penalized through the history %d; history not given %d\n", greedy, with, without);
+    assert_int_equal(without, greedy);
+    assert_true(with != greedy);
+    kv_free(kv);
+    bpe_free(tok);
+    gpt_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(heatmap_ascii),
@@ -219,6 +270,7 @@ int main(void) {
         cmocka_unit_test(cut_size),
         cmocka_unit_test(attention_from_model),
         cmocka_unit_test(interrupt_stops_generation),
+        cmocka_unit_test(penalty_covers_history),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
