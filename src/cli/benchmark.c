@@ -539,7 +539,7 @@ int cli_benchmark(int argc, char **argv, char *err) {
     int B = (int)o.batch, T = o.seq ? (int)o.seq : cfg.ctx, iters = (int)o.iterations;
 
     char note[MG_ERR_LEN] = "";
-    if (o.q8 && strcmp(o.device, "auto") == 0) o.device = "cpu"; /* int8 weights are the CPU's */
+    o.device = cli_device_q8(o.device, o.q8);
     const ops_backend_t *ops = ops_select(o.device, o.precision, (int)o.threads, note, err);
     if (!ops) return CLI_ERR;
     if (note[0] && !o.json) printf("%s\n", note);

@@ -45,6 +45,9 @@ int cli_device_flag(int c, const char *arg, const char **device, const char **pr
  * stderr which GPU it runs on when it picked one. NULL with err if the
  * device asked for is not usable. */
 const ops_backend_t *cli_backend(const char *device, const char *precision, long threads, char *err);
+/* The device for --device with --quantize (q8 set): int8 weights are the
+ * CPU's, so "auto" (or NULL) means the CPU then; otherwise device itself. */
+const char *cli_device_q8(const char *device, int q8);
 #define CLI_DEVICE_HELP                                                                            \
     "  --device D         auto (default: the GPU when usable), cpu or cuda\n"                      \
     "  --precision P      GPU matmuls: bf16 (default) or fp32 (exact)\n"

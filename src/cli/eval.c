@@ -75,8 +75,7 @@ int cli_eval(int argc, char **argv, char *err) {
     int32_t *ids = NULL;
     size_t len, n;
     if (!(text = mg_read_file(data, &len, err))) goto done;
-    if (q8 && (!device || strcmp(device, "auto") == 0)) device = "cpu"; /* int8 weights are the CPU's */
-    const ops_backend_t *ops = cli_backend(device, precision, threads, err);
+    const ops_backend_t *ops = cli_backend(cli_device_q8(device, q8), precision, threads, err);
     if (!ops || !(ck = ckpt_load(path, ops, err))) goto done;
     int T = ctx ? (int)ctx : ck->model->cfg.ctx;
     if (T > ck->model->cfg.ctx) {

@@ -124,9 +124,7 @@ kv_state_t *cli_kv_create(const ckpt_t *ck, const cli_gen_opts_t *o, char *err) 
 }
 
 ckpt_t *cli_open_checkpoint(const char *path, const cli_gen_opts_t *o, char *err) {
-    /* int8 weights are the CPU's: --device auto then means the CPU */
-    const char *device = o->q8 && (!o->device || strcmp(o->device, "auto") == 0) ? "cpu" : o->device;
-    const ops_backend_t *ops = cli_backend(device, o->precision, o->threads, err);
+    const ops_backend_t *ops = cli_backend(cli_device_q8(o->device, o->q8), o->precision, o->threads, err);
     return ops ? ckpt_load(path, ops, err) : NULL;
 }
 

@@ -80,3 +80,7 @@ const char *cli_default_checkpoint(const char *dir) {
     snprintf(path, sizeof path, "%s/mini_gpt.safetensors", dir);
     return path;
 }
+
+const char *cli_device_q8(const char *device, int q8) {
+    return q8 && (!device || strcmp(device, "auto") == 0) ? "cpu" : device;
+}
