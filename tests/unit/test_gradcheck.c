@@ -228,22 +228,29 @@ static void test_embed(void **state) {
 }
 
 /* ---- the whole model: a few elements of every parameter tensor ---- */
-static void test_model(void **state) {
-    (void)state;
+/* A two-layer model (vocab 13, dim 8, context 6) with training buffers
+ * for (B,6), weights larger than GPT-2's 0.02 so every path carries
+ * signal, and B x 6 random tokens and targets. */
+static gpt_model_t *small_model(uint64_t seed, int B, int32_t *tok, int32_t *tgt) {
     char err[MG_ERR_LEN];
     gpt_config_t cfg = {.vocab = 13, .ctx = 6, .dim = 8, .layers = 2, .heads = 2};
-    int B = 2, T = 6;
     gpt_model_t *m = gpt_create(&cfg, ops, err);
     assert_non_null(m);
-    assert_int_equal(gpt_init_weights(m, 7, err), 0);
-    assert_int_equal(gpt_alloc_training(m, B, T, err), 0);
-    /* larger weights than GPT-2's 0.02 so every path carries signal */
+    assert_int_equal(gpt_init_weights(m, seed, err), 0);
+    assert_int_equal(gpt_alloc_training(m, B, cfg.ctx, err), 0);
     for (size_t i = 0; i < m->num_floats; i++) m->weights[i] += mg_rng_normal(&rng) * 0.3f;
-    int32_t tok[12], tgt[12];
-    for (int i = 0; i < B * T; i++) {
+    for (int i = 0; i < B * cfg.ctx; i++) {
         tok[i] = (int32_t)mg_rng_below(&rng, cfg.vocab);
         tgt[i] = (int32_t)mg_rng_below(&rng, cfg.vocab);
     }
+    return m;
+}
+
+static void test_model(void **state) {
+    (void)state;
+    int B = 2, T = 6;
+    int32_t tok[12], tgt[12];
+    gpt_model_t *m = small_model(7, B, tok, tgt);
     gpt_zero_grad(m);
     gpt_forward(m, tok, tgt, B, T);
     gpt_backward(m);
@@ -275,19 +282,9 @@ static void test_model(void **state) {
  * give the gradient of one batch of 4 (fused and unfused kernels). */
 static void test_accumulation(void **state) {
     (void)state;
-    char err[MG_ERR_LEN];
-    gpt_config_t cfg = {.vocab = 13, .ctx = 6, .dim = 8, .layers = 2, .heads = 2};
     int B = 4, T = 6;
-    gpt_model_t *m = gpt_create(&cfg, ops, err);
-    assert_non_null(m);
-    assert_int_equal(gpt_init_weights(m, 11, err), 0);
-    assert_int_equal(gpt_alloc_training(m, B, T, err), 0);
-    for (size_t i = 0; i < m->num_floats; i++) m->weights[i] += mg_rng_normal(&rng) * 0.3f;
     int32_t tok[24], tgt[24];
-    for (int i = 0; i < B * T; i++) {
-        tok[i] = (int32_t)mg_rng_below(&rng, cfg.vocab);
-        tgt[i] = (int32_t)mg_rng_below(&rng, cfg.vocab);
-    }
+    gpt_model_t *m = small_model(11, B, tok, tgt);
     float *full = malloc(m->num_floats * sizeof(float));
     assert_non_null(full);
     for (int fused = 0; fused < 2; fused++) {
