@@ -46,7 +46,8 @@ FUZZERS := $(BUILD)/fuzz/fuzz_safetensors $(BUILD)/fuzz/fuzz_tokenizer_json
 
 # what `minigpt --version` prints: the version, the commit (-dirty with
 # uncommitted changes) and the backends built
-COMMIT   := $(or $(shell git rev-parse --short=12 HEAD 2>/dev/null),unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+COMMIT   := $(shell c=$$(git rev-parse --short=12 HEAD 2>/dev/null) && \
+              { git diff --quiet HEAD -- 2>/dev/null && echo $$c || echo $$c-dirty; } || echo unknown)
 BACKENDS := cpu$(if $(PLUGIN), cuda (minigpt_cuda.so))
 
 .PHONY: all demo test check asan clean deps deps-test unit fuzzers install uninstall readme-flags FORCE
