@@ -3,7 +3,12 @@
 #   make demo       install missing packages, build, train the default model, generate
 #   make test       install missing packages, build, run the whole test suite
 #   make asan       build the sanitizer (ASan+UBSan) variant under build-asan/
+#   make install    copy minigpt (and minigpt_cuda.so beside it) to $(DESTDIR)$(PREFIX)/bin
+#   make readme-flags  rewrite README.md's flag tables from the option table
 CC      ?= gcc
+VERSION ?= 0.1.0
+PREFIX  ?= /usr/local
+DESTDIR ?=
 .SECONDEXPANSION:
 BUILD   ?= build
 OPT     ?= -O3 -march=native
@@ -39,7 +44,13 @@ FUZZ_DEPS_fuzz_safetensors := src/util/common.c src/io/safetensors.c
 FUZZ_DEPS_fuzz_tokenizer_json := src/util/common.c $(wildcard src/tokenizer/*.c)
 FUZZERS := $(BUILD)/fuzz/fuzz_safetensors $(BUILD)/fuzz/fuzz_tokenizer_json
 
-.PHONY: all demo test check asan clean deps deps-test unit fuzzers
+# what `minigpt --version` prints: the version, the commit (-dirty with
+# uncommitted changes) and the backends built
+COMMIT   := $(shell c=$$(git rev-parse --short=12 HEAD 2>/dev/null) && \
+              { git diff --quiet HEAD -- 2>/dev/null && echo $$c || echo $$c-dirty; } || echo unknown)
+BACKENDS := cpu$(if $(PLUGIN), cuda (minigpt_cuda.so))
+
+.PHONY: all demo test check asan clean deps deps-test unit fuzzers install uninstall readme-flags FORCE
 all: minigpt
 
 minigpt: $(BUILD)/minigpt $(PLUGIN)
@@ -62,6 +73,15 @@ $(BUILD)/cuda/common.o: src/util/common.c
 $(BUILD)/minigpt: $(BUILD)/src/main.o $(BUILD)/libminigpt.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
+# rewritten only when its text changes, so that main.o rebuilds only then
+$(BUILD)/version.h: FORCE
+	@mkdir -p $(dir $@)
+	@printf '#define MG_VERSION "%s"\n#define MG_COMMIT "%s"\n#define MG_BACKENDS "%s"\n' \
+	    '$(VERSION)' '$(COMMIT)' '$(BACKENDS)' >$@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
+$(BUILD)/src/main.o: $(BUILD)/version.h
+$(BUILD)/src/main.o: CFLAGS += -I$(BUILD)
+
 $(BUILD)/libminigpt.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
@@ -83,6 +103,17 @@ fuzzers: $(FUZZERS)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $$(FUZZ_DEPS_%)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $^ -o $@ -lpcre2-8 -lcjson -lm
+
+# the CUDA plugin goes beside the binary, where src/ops/backend.c looks first
+install: minigpt
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 minigpt $(DESTDIR)$(PREFIX)/bin/minigpt
+	$(if $(PLUGIN),install -m 755 $(PLUGIN) $(DESTDIR)$(PREFIX)/bin/$(PLUGIN))
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/minigpt $(DESTDIR)$(PREFIX)/bin/minigpt_cuda.so
+
+readme-flags: minigpt
+	scripts/readme_flags.sh README.md
 
 deps:
 	@scripts/deps.sh build

@@ -1,6 +1,7 @@
-/* main.c - the minigpt command: dispatch to a subcommand, print its error,
- * exit with its code (0 ok, 1 runtime error, 2 usage error). The only
- * place that prints errors or exits. */
+/* main.c - the minigpt command: parse the command line with the option
+ * table (cli/args.h), run the subcommand, print its error, exit with its
+ * code (0 ok, 1 runtime error, 2 usage error). The only place that prints
+ * errors or exits. */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,28 +9,45 @@
 #include "cli/cli.h"
 #include "ops/ops.h"
 #include "util/common.h"
+#include "version.h" /* MG_VERSION, MG_COMMIT, MG_BACKENDS: written by the Makefile */
 
-static const struct {
-    const char *name;
-    int (*run)(int argc, char **argv, char *err);
-    const char *help;
-} commands[] = {
-    {"train", cli_train, "train a GPT on a text file (tokenizer included)"},
-    {"generate", cli_generate, "generate text from a checkpoint"},
-    {"eval", cli_eval, "loss, perplexity and bits per byte of a checkpoint on a text"},
-    {"plot", cli_plot, "draw a run's loss curve (SVG) from its train_log.jsonl"},
-    {"list", cli_list, "list the checkpoints of a directory, best first"},
-    {"load", cli_load, "choose and load a checkpoint (best, latest, search, menu)"},
-    {"chat", cli_chat, "talk with a checkpoint (REPL on a terminal; --educational explains)"},
-    {"serve", cli_serve, "serve a checkpoint over HTTP (the OpenAI completions API)"},
-    {"benchmark", cli_benchmark, "training and generation speed, MFU, per-op times, memory (random weights)"},
+static int (*const run[CLI_N_CMDS])(const cli_args_t *a, char *err) = {
+    [CLI_TRAIN] = cli_train, [CLI_GENERATE] = cli_generate, [CLI_EVAL] = cli_eval,
+    [CLI_PLOT] = cli_plot,   [CLI_LIST] = cli_list,         [CLI_LOAD] = cli_load,
+    [CLI_CHAT] = cli_chat,   [CLI_SERVE] = cli_serve,       [CLI_BENCHMARK] = cli_benchmark,
 };
 
 static void usage(FILE *f) {
     fprintf(f, "usage: minigpt <command> [options]\n\ncommands:\n");
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "\n'minigpt <command> --help' lists a command's options.\n");
+    for (int i = 0; i < CLI_N_CMDS; i++)
+        fprintf(f, "  %-10s %s\n", cli_commands[i].name, cli_commands[i].summary);
+    fprintf(f, "\n'minigpt <command> --help' (or 'minigpt help <command>') lists a command's options;\n"
+               "'minigpt help --markdown [command]' prints them as the README's tables;\n"
+               "'minigpt --version' prints the version, commit and backends.\n");
+}
+
+/* minigpt help [--markdown] [COMMAND] */
+static int help(int argc, char **argv, char *err) {
+    int markdown = 0, cmd = -1;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--markdown") == 0)
+            markdown = 1;
+        else if (cmd < 0 && (cmd = cli_command_find(argv[i])) >= 0)
+            continue;
+        else
+            return mg_fail(err, "help: unexpected argument '%s' (try 'minigpt --help')", argv[i]);
+    }
+    if (!markdown) {
+        if (cmd < 0) usage(stdout);
+        else cli_args_help(stdout, cmd);
+        return 0;
+    }
+    for (int i = 0; i < CLI_N_CMDS; i++) {
+        if (cmd >= 0 && i != cmd) continue;
+        if (cmd < 0) printf("%s### `minigpt %s`\n\n", i ? "\n" : "", cli_commands[i].name);
+        cli_args_markdown(stdout, i);
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -42,17 +60,34 @@ int main(int argc, char **argv) {
         fprintf(stderr, "minigpt: no command given (try 'minigpt --help')\n");
         return CLI_USAGE;
     }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(stdout);
         return CLI_OK;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        if (strcmp(argv[1], commands[i].name) == 0) {
-            int rc = commands[i].run(argc - 1, argv + 1, err);
-            if (rc != CLI_OK) fprintf(stderr, "minigpt: %s\n", err[0] ? err : "failed");
-            return rc;
-        }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("minigpt %s (commit %s; backends: %s)\n", MG_VERSION, MG_COMMIT, MG_BACKENDS);
+        return CLI_OK;
     }
-    fprintf(stderr, "minigpt: unknown command '%s' (try 'minigpt --help')\n", argv[1]);
-    return CLI_USAGE;
+    if (strcmp(argv[1], "help") == 0) {
+        if (help(argc, argv, err) == 0) return CLI_OK;
+        fprintf(stderr, "minigpt: %s\n", err);
+        return CLI_USAGE;
+    }
+    int cmd = cli_command_find(argv[1]);
+    if (cmd < 0) {
+        fprintf(stderr, "minigpt: unknown command '%s' (try 'minigpt --help')\n", argv[1]);
+        return CLI_USAGE;
+    }
+    cli_args_t a;
+    if (cli_args_parse(cmd, argc - 1, argv + 1, &a, err) != 0) {
+        fprintf(stderr, "minigpt: %s\n", err);
+        return CLI_USAGE;
+    }
+    if (a.help) {
+        cli_args_help(stdout, cmd);
+        return CLI_OK;
+    }
+    int rc = run[cmd](&a, err);
+    if (rc != CLI_OK) fprintf(stderr, "minigpt: %s\n", err[0] ? err : "failed");
+    return rc;
 }

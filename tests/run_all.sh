@@ -20,6 +20,7 @@ unit build unit
 bash tests/parity.sh
 MINIGPT=./minigpt bash tests/e2e.sh
 MINIGPT=./minigpt bash tests/bad_input.sh
+MINIGPT=./minigpt bash tests/cli.sh
 MINIGPT=./minigpt bash tests/checkpoints.sh
 MINIGPT=./minigpt bash tests/chat.sh
 MINIGPT=./minigpt bash tests/crash.sh

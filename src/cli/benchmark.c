@@ -18,32 +18,6 @@
 #include "util/common.h"
 #include "util/sysinfo.h"
 
-static const char usage[] =
-    "usage: minigpt benchmark [options]\n"
-    "  --preset NAME      micro, tiny, mini (default), small, gpt2\n"
-    "  --layers N --heads N --dim N --ctx N --vocab N\n"
-    "                     override the preset's shape (ctx: the model's context)\n"
-    "  --batch B          sequences per training step (default 8)\n"
-    "  --seq T            tokens per sequence (default: the model's context)\n"
-    "  --threads N        CPU threads (default: all cores)\n"
-    "  --device D         auto (default), cpu or cuda\n"
-    "  --precision P      fp32 or bf16 (GPU only; default: the device's)\n"
-    "  --iterations N     measured training steps, after 2 warm-up (default 10);\n"
-    "                     prefill and decode repeat up to N times, ~1 s each\n"
-    "  --json             one JSON object on stdout instead of the text report\n"
-    "  --detailed         per-op times of a training step (synchronized around each\n"
-    "                     op), with fused kernels and again with --no-fusion\n"
-    "  --show-memory      parameters, gradients, optimizer, activations, KV cache,\n"
-    "                     backend allocations and the process's peak RSS\n"
-    "  --no-fusion        run the unfused kernels everywhere\n"
-    "  --quantize q8      int8 weights for decoding (CPU, which --device auto then\n"
-    "                     picks; none: float32)\n"
-    "Weights and tokens are random. FLOPs count the matmuls of forward and\n"
-    "backward (backward = 2x forward), the tied classifier included, and\n"
-    "attention's QK^T and PV over the causal triangle; MFU divides the step's\n"
-    "FLOP rate by the best rate of one large matmul (2048x768 @ 768x3072, 32768\n"
-    "rows on a GPU) on the same backend (best of 5 to 20 runs).\n";
-
 #define WARMUP 2
 #define DECODE_TOKENS 64
 #define REPEAT_SECONDS 1.0 /* prefill, decode: stop repeating after */
@@ -471,69 +445,16 @@ static int print_json(const bench_opts_t *o, const gpt_model_t *m, const char *p
     return 0;
 }
 
-int cli_benchmark(int argc, char **argv, char *err) {
-    static const struct option opts[] = {
-        {"preset", required_argument, 0, 'p'},    {"layers", required_argument, 0, 'L'},
-        {"heads", required_argument, 0, 'H'},     {"dim", required_argument, 0, 'D'},
-        {"ctx", required_argument, 0, 'T'},       {"vocab", required_argument, 0, 'V'},
-        {"batch", required_argument, 0, 'b'},     {"seq", required_argument, 0, 'q'},
-        {"threads", required_argument, 0, 'j'},   {"device", required_argument, 0, 'd'},
-        {"precision", required_argument, 0, 'P'}, {"iterations", required_argument, 0, 'n'},
-        {"json", no_argument, 0, 'J'},            {"detailed", no_argument, 0, 'x'},
-        {"show-memory", no_argument, 0, 'M'},     {"no-fusion", no_argument, 0, 'F'},
-        {"quantize", required_argument, 0, 'Q'},  {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    bench_opts_t o = {.batch = 8, .iterations = 10, .device = "auto"};
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        int bad = 0;
-        switch (c) {
-        case 'p': o.shape.preset = optarg; break;
-        case 'L': bad = cli_int("layers", optarg, 1, 256, &o.shape.layers, err); break;
-        case 'H': bad = cli_int("heads", optarg, 1, 1 << 14, &o.shape.heads, err); break;
-        case 'D': bad = cli_int("dim", optarg, 1, 1 << 14, &o.shape.dim, err); break;
-        case 'T': bad = cli_int("ctx", optarg, 1, 1 << 16, &o.shape.ctx, err); break;
-        case 'V': bad = cli_int("vocab", optarg, 2, 1 << 20, &o.shape.vocab, err); break;
-        case 'b': bad = cli_int("batch", optarg, 1, 1 << 16, &o.batch, err); break;
-        case 'q': bad = cli_int("seq", optarg, 1, 1 << 16, &o.seq, err); break;
-        case 'j': bad = cli_int("threads", optarg, 1, 1024, &o.threads, err); break;
-        case 'd': o.device = optarg; break;
-        case 'P': o.precision = optarg; break;
-        case 'n': bad = cli_int("iterations", optarg, 1, 1000000, &o.iterations, err); break;
-        case 'J': o.json = 1; break;
-        case 'x': o.detailed = 1; break;
-        case 'M': o.show_memory = 1; break;
-        case 'F': o.no_fusion = 1; break;
-        case 'Q':
-            if (strcmp(optarg, "q8") != 0 && strcmp(optarg, "none") != 0) {
-                mg_fail(err, "benchmark: --quantize '%s' is not q8 or none", optarg);
-                return CLI_USAGE;
-            }
-            o.q8 = optarg[0] == 'q';
-            break;
-        case 'h': fputs(usage, stdout); return CLI_OK;
-        default: return cli_bad_option("benchmark", c, argv, err);
-        }
-        if (bad) return CLI_USAGE;
-    }
-    if (optind < argc) {
-        mg_fail(err, "benchmark: unexpected argument '%s'", argv[optind]);
-        return CLI_USAGE;
-    }
+int cli_benchmark(const cli_args_t *a, char *err) {
+    bench_opts_t o = {.shape = {a->preset, a->layers, a->heads, a->dim, a->ctx, a->vocab},
+                      .batch = a->batch, .seq = a->seq, .threads = a->threads,
+                      .iterations = a->iterations, .device = a->device, .precision = a->precision,
+                      .json = a->json, .detailed = a->detailed, .show_memory = a->show_memory,
+                      .no_fusion = a->no_fusion, .q8 = strcmp(a->quantize, "q8") == 0};
     gpt_config_t cfg;
     if (cli_shape(&o.shape, &cfg, err) != 0) return CLI_USAGE;
     if (o.seq > cfg.ctx) {
         mg_fail(err, "benchmark: --seq %ld exceeds the model's context %d (--ctx)", o.seq, cfg.ctx);
-        return CLI_USAGE;
-    }
-    if (strcmp(o.device, "auto") && strcmp(o.device, "cpu") && strcmp(o.device, "cuda")) {
-        mg_fail(err, "benchmark: --device '%s' is not one of auto, cpu, cuda", o.device);
-        return CLI_USAGE;
-    }
-    if (o.precision && strcmp(o.precision, "fp32") && strcmp(o.precision, "bf16")) {
-        mg_fail(err, "benchmark: --precision '%s' is not one of fp32, bf16", o.precision);
         return CLI_USAGE;
     }
     int B = (int)o.batch, T = o.seq ? (int)o.seq : cfg.ctx, iters = (int)o.iterations;

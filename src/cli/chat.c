@@ -24,28 +24,6 @@
 #include "util/common.h"
 #include "util/sysinfo.h"
 
-static const char usage[] =
-    "usage: minigpt chat [options]\n"
-    "  --checkpoint FILE  model to load (default models/best_model.safetensors,\n"
-    "                     else models/mini_gpt.safetensors)\n"
-    "  --max-tokens N     tokens per answer (default 200)\n"
-    "  --temperature T    0 is greedy (default 0.8)\n"
-    "  --top-k K          keep the K most likely tokens (default 0: off)\n"
-    "  --top-p P          keep the smallest set with probability >= P (default 0.95)\n"
-    "  --seed S           sampling seed (default: from the clock)\n"
-    "  --repeat-penalty P divide the logits of the last N tokens' ids by P (default 1: off)\n"
-    "  --repeat-last-n N  the window of that penalty (default 64)\n"
-    "  --stop STR         end an answer once it contains STR (\"\\n\" is not unescaped;\n"
-    "                     use $'\\n' in a shell for a newline)\n"
-    "  --quantize q8      int8 weights in the matrix products (CPU; see generate)\n"
-    "  --threads N        CPU threads (default: all cores)\n"
-    CLI_DEVICE_HELP
-    "  --educational      explain each answer's steps with the run's own numbers\n"
-    "  --show-tensors     with --educational: activation stats after each sublayer\n"
-    "On a terminal: a prompt with line editing and history; Ctrl-C stops an\n"
-    "answer, Ctrl-D leaves. Otherwise each input line is one turn. Type /help\n"
-    "for the slash commands.\n";
-
 static const char help_text[] =
     "/tokens-demo \"text\"  how a text is tokenized (pre-tokens, merges, ids)\n"
     "/explain            the pipeline, with the numbers of the last answer\n"
@@ -434,23 +412,11 @@ done:
     return rc;
 }
 
-int cli_chat(int argc, char **argv, char *err) {
-    static const struct option opts[] = {
-        {"checkpoint", required_argument, 0, 'c'},
-        CLI_GEN_OPTIONS,
-        {"educational", no_argument, 0, 'e'},
-        {"show-tensors", no_argument, 0, 'T'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    const char *path = NULL, *prompt = NULL; /* chat takes no --prompt */
+int cli_chat(const cli_args_t *a, char *err) {
+    const char *path = a->checkpoint;
     cli_gen_opts_t go;
-    int rc = cli_gen_parse("chat", usage, opts, argc, argv, &go, &path, &prompt, err);
-    if (rc >= 0) return rc;
-    if (go.show_tokens) {
-        mg_fail(err, "chat: --show-tokens is for generate; use /tokens-demo \"text\" or --educational");
-        return CLI_USAGE;
-    }
+    int rc;
+    cli_gen_from_args(a, &go);
     if (!path) path = cli_default_checkpoint("models");
     ckpt_t *ck = cli_open_checkpoint(path, &go, err);
     if (!ck) return CLI_ERR;

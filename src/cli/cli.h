@@ -1,11 +1,12 @@
-/* cli.h - subcommands and the option-parsing helpers they share.
- * A subcommand returns an exit code (CLI_OK, CLI_ERR, CLI_USAGE) and leaves
- * a one-line reason in err; main() prints it and exits. */
+/* cli.h - subcommands and the helpers they share. main() parses the
+ * command line with the option table (args.h) and calls the subcommand
+ * with the filled cli_args_t; it returns an exit code (CLI_OK, CLI_ERR,
+ * CLI_USAGE) and leaves a one-line reason in err; main() prints it and
+ * exits. */
 #ifndef MG_CLI_H
 #define MG_CLI_H
 
-#include <getopt.h>
-
+#include "cli/args.h"
 #include "io/catalog.h"
 #include "infer/generate.h"
 #include "infer/kv.h"
@@ -14,33 +15,24 @@
 
 enum { CLI_OK = 0, CLI_ERR = 1, CLI_USAGE = 2 };
 
-int cli_train(int argc, char **argv, char *err);
-int cli_generate(int argc, char **argv, char *err);
-int cli_eval(int argc, char **argv, char *err);
-int cli_plot(int argc, char **argv, char *err);
+int cli_train(const cli_args_t *a, char *err);
+int cli_generate(const cli_args_t *a, char *err);
+int cli_eval(const cli_args_t *a, char *err);
+int cli_plot(const cli_args_t *a, char *err);
 /* Draws LOG (train_log.jsonl) to out (NULL: loss_curve.svg beside LOG) and
  * prints a sparkline of the loss; -1 with err on failure. */
 int cli_plot_log(const char *log, const char *out, char *err);
-int cli_list(int argc, char **argv, char *err);
-int cli_load(int argc, char **argv, char *err);
-int cli_chat(int argc, char **argv, char *err);
-int cli_serve(int argc, char **argv, char *err);
-int cli_benchmark(int argc, char **argv, char *err);
+int cli_list(const cli_args_t *a, char *err);
+int cli_load(const cli_args_t *a, char *err);
+int cli_chat(const cli_args_t *a, char *err);
+int cli_serve(const cli_args_t *a, char *err);
+int cli_benchmark(const cli_args_t *a, char *err);
 
 /* The checkpoint table of `list`, also the menu of `load --mode
  * interactive`: the entries rows[0..n) of c (all of them when rows is
  * NULL), numbered 1..n when numbered is set. */
 void cli_catalog_table(const catalog_t *c, const int *rows, int n, int numbered);
 
-/* --device auto|cpu|cuda and --precision fp32|bf16, taken by every command
- * that runs the model: the getopt_long entries, and their parser (1 if c
- * was one of them, 0 if not, -1 for a bad value with err set). */
-enum { CLI_OPT_DEVICE = 0x101, CLI_OPT_PRECISION };
-#define CLI_DEVICE_OPTIONS                                                                         \
-    {"device", required_argument, 0, CLI_OPT_DEVICE}, {                                            \
-        "precision", required_argument, 0, CLI_OPT_PRECISION                                       \
-    }
-int cli_device_flag(int c, const char *arg, const char **device, const char **precision, char *err);
 /* The backend for --device/--precision/--threads (ops_select); says on
  * stderr which GPU it runs on when it picked one. NULL with err if the
  * device asked for is not usable. */
@@ -48,10 +40,6 @@ const ops_backend_t *cli_backend(const char *device, const char *precision, long
 /* The device for --device with --quantize (q8 set): int8 weights are the
  * CPU's, so "auto" (or NULL) means the CPU then; otherwise device itself. */
 const char *cli_device_q8(const char *device, int q8);
-#define CLI_DEVICE_HELP                                                                            \
-    "  --device D         auto (default: the GPU when usable), cpu or cuda\n"                      \
-    "  --precision P      GPU matmuls: bf16 (default) or fp32 (exact)\n"
-
 /* Generation settings, shared by `generate` and `load` so that both take
  * the same flags with the same ranges and generate the same text. */
 typedef struct {
@@ -69,31 +57,15 @@ typedef struct {
     int show_tensors; /* with educational: activation stats after each sublayer */
     const char *device, *precision; /* --device, --precision (NULL: auto, the device's) */
 } cli_gen_opts_t;
-void cli_gen_defaults(cli_gen_opts_t *o);
-/* The long options for the fields above (for a getopt_long table), and the
- * parser for what getopt_long returns for them: 1 if c was one of them,
- * 0 if not, -1 for a bad value (err set). */
-#define CLI_GEN_OPTIONS                                                                            \
-    {"max-tokens", required_argument, 0, 'n'}, {"temperature", required_argument, 0, 't'},         \
-        {"top-k", required_argument, 0, 'k'}, {"top-p", required_argument, 0, 'P'},                \
-        {"seed", required_argument, 0, 's'}, {"show-tokens", no_argument, 0, 'v'},                 \
-        {"threads", required_argument, 0, 'j'}, {"repeat-penalty", required_argument, 0, 'r'},    \
-        {"repeat-last-n", required_argument, 0, 'N'}, {"stop", required_argument, 0, 'x'},         \
-        {"quantize", required_argument, 0, 'Q'}, CLI_DEVICE_OPTIONS
-int cli_gen_flag(int c, const char *arg, cli_gen_opts_t *o, char *err);
+/* The generation settings of a parsed command line (generate, load,
+ * chat, serve). */
+void cli_gen_from_args(const cli_args_t *a, cli_gen_opts_t *o);
 /* The KV cache for generating from ck as o asks (--quantize: int8
  * weights); kv_free releases it. NULL with err set. */
 kv_state_t *cli_kv_create(const ckpt_t *ck, const cli_gen_opts_t *o, char *err);
 /* Loads path on the backend that o's --device, --precision and --threads
  * ask for; the caller frees it with ckpt_free. NULL with err set. */
 ckpt_t *cli_open_checkpoint(const char *path, const cli_gen_opts_t *o, char *err);
-/* The whole command line of `generate` and `chat`: the generation flags,
- * --checkpoint into *path, --prompt into *prompt (when opts has it),
- * --help (prints usage). Returns -1 to go on, or the exit code to return
- * (CLI_OK after --help, CLI_USAGE with err set). */
-int cli_gen_parse(const char *cmd, const char *usage, const struct option *opts, int argc,
-                  char **argv, cli_gen_opts_t *o, const char **path, const char **prompt,
-                  char *err);
 /* The chat session on a loaded checkpoint (also `load` without --prompt).
  * path is only shown by /checkpoint. */
 int cli_chat_run(const ckpt_t *ck, const char *path, const cli_gen_opts_t *o, char *err);
@@ -102,12 +74,10 @@ int cli_chat_run(const ckpt_t *ck, const char *path, const cli_gen_opts_t *o, ch
 int cli_run_generation(const ckpt_t *ck, const char *prompt, const cli_gen_opts_t *o, char *err);
 
 /* Strict number parsing for flag values: the whole string must be a number
- * in [min, max]. Return 0, or -1 with "--flag: ..." in err. */
+ * in [min, max]. Return 0, or -1 with "--flag: ..." in err (NULL: none);
+ * bounds that are whole numbers print as integers. */
 int cli_int(const char *flag, const char *s, long min, long max, long *out, char *err);
 int cli_float(const char *flag, const char *s, double min, double max, double *out, char *err);
-/* The message for getopt_long's '?' and ':' returns (opterr must be 0 and
- * optstring start with ':'). Returns CLI_USAGE. */
-int cli_bad_option(const char *cmd, int c, char **argv, char *err);
 /* Applies --preset and the shape flags; the preset is applied first. */
 typedef struct {
     const char *preset;

@@ -9,61 +9,12 @@
 #include "train/eval.h"
 #include "util/common.h"
 
-static const char usage[] =
-    "usage: minigpt eval --data FILE [options]\n"
-    "  --checkpoint FILE  model (default models/best_model.safetensors, else mini_gpt)\n"
-    "  --data FILE        text to score (required)\n"
-    "  --ctx T            window length (default: the model's context)\n"
-    "  --batch B          windows per forward pass (default 8)\n"
-    "  --threads N        CPU threads (default: all cores)\n"
-    "  --incremental      score through the KV cache one token at a time, as\n"
-    "                     generation runs (the same windows and scores)\n"
-    "  --quantize q8      incremental, with int8 weights (see generate)\n"
-    CLI_DEVICE_HELP
-    "Every token but the first is scored once, with at least T/2 tokens of context.\n"
-    "Bits per byte = total nats / total bytes / ln 2: comparable across vocabularies.\n";
-
-int cli_eval(int argc, char **argv, char *err) {
-    static const struct option opts[] = {
-        {"checkpoint", required_argument, 0, 'c'}, {"data", required_argument, 0, 'd'},
-        {"ctx", required_argument, 0, 'T'},        {"batch", required_argument, 0, 'b'},
-        {"threads", required_argument, 0, 'j'},    {"help", no_argument, 0, 'h'},
-        {"incremental", no_argument, 0, 'i'},      {"quantize", required_argument, 0, 'Q'},
-        CLI_DEVICE_OPTIONS,                        {0, 0, 0, 0},
-    };
-    const char *path = NULL, *data = NULL;
-    long ctx = 0, batch = 8, threads = 0;
-    const char *device = NULL, *precision = NULL;
-    int c, rc = CLI_ERR, incremental = 0, q8 = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        int bad = 0;
-        switch (c) {
-        case 'c': path = optarg; break;
-        case 'd': data = optarg; break;
-        case 'T': bad = cli_int("ctx", optarg, 2, 1 << 16, &ctx, err); break;
-        case 'b': bad = cli_int("batch", optarg, 1, 4096, &batch, err); break;
-        case 'j': bad = cli_int("threads", optarg, 1, 1024, &threads, err); break;
-        case 'i': incremental = 1; break;
-        case 'Q':
-            if (strcmp(optarg, "q8") != 0 && strcmp(optarg, "none") != 0) {
-                mg_fail(err, "eval: --quantize '%s' is not q8 or none", optarg);
-                return CLI_USAGE;
-            }
-            q8 = optarg[0] == 'q';
-            incremental |= q8;
-            break;
-        case 'h': fputs(usage, stdout); return CLI_OK;
-        default:
-            if ((bad = cli_device_flag(c, optarg, &device, &precision, err)) > 0) continue;
-            if (bad == 0) return cli_bad_option("eval", c, argv, err);
-        }
-        if (bad) return CLI_USAGE;
-    }
-    if (optind < argc) {
-        mg_fail(err, "eval: unexpected argument '%s'", argv[optind]);
-        return CLI_USAGE;
-    }
+int cli_eval(const cli_args_t *a, char *err) {
+    const char *path = a->checkpoint, *data = a->data;
+    long ctx = a->ctx, batch = a->batch, threads = a->threads;
+    const char *device = a->device, *precision = a->precision;
+    int q8 = strcmp(a->quantize, "q8") == 0, incremental = a->incremental || q8;
+    int rc = CLI_ERR;
     if (!data) {
         mg_fail(err, "eval: --data FILE is required (see 'minigpt eval --help')");
         return CLI_USAGE;

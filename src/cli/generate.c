@@ -13,30 +13,6 @@
 #include "io/checkpoint.h"
 #include "util/common.h"
 
-static const char usage[] =
-    "usage: minigpt generate --prompt TEXT [options]\n"
-    "  --checkpoint FILE  model to load (default models/best_model.safetensors,\n"
-    "                     else models/mini_gpt.safetensors)\n"
-    "  --max-tokens N     tokens to generate (default 200)\n"
-    "  --temperature T    0 is greedy (default 0.8)\n"
-    "  --top-k K          keep the K most likely tokens (default 0: off)\n"
-    "  --top-p P          keep the smallest set with probability >= P (default 0.95)\n"
-    "  --seed S           sampling seed (default: from the clock; printed)\n"
-    "  --repeat-penalty P divide the logits of the last N tokens' ids by P (default 1: off)\n"
-    "  --repeat-last-n N  the window of that penalty, prompt included (default 64)\n"
-    "  --stop STR         end once the new text contains STR (printed with it);\n"
-    "                     up to 4, the first met ends it\n"
-    "  --quantize q8      int8 weights in the matrix products (CPU; --device auto then\n"
-    "                     picks it): 4x fewer bytes read per token; none (default)\n"
-    "  --prompt-file F    the prompt is the text of file F (instead of --prompt)\n"
-    "  --show-tokens      print the prompt's tokens and ids first\n"
-    "  --threads N        CPU threads (default: all cores)\n"
-    CLI_DEVICE_HELP
-    "  --educational      explain each step with the run's own numbers: tokenization,\n"
-    "                     embeddings, layers and their times, an attention heatmap,\n"
-    "                     the candidates of each token, a summary\n"
-    "  --show-tensors     with --educational: activation stats after each sublayer\n";
-
 /* ctx: NULL streams to stdout; an explain run collects the text instead so
  * that it does not interleave with the per-token lines */
 typedef struct {
@@ -74,44 +50,16 @@ static void show_tokens(const bpe_t *tok, const int32_t *ids, size_t n) {
     }
 }
 
-void cli_gen_defaults(cli_gen_opts_t *o) {
-    *o = (cli_gen_opts_t){.max_tokens = 200, .top_k = 0, .seed = -1, .threads = 0,
-                          .temperature = 0.8, .top_p = 0.95, .repeat_penalty = 1.0,
-                          .repeat_last_n = 64};
-}
-
-int cli_gen_flag(int c, const char *arg, cli_gen_opts_t *o, char *err) {
-    switch (c) {
-    case 'n': return cli_int("max-tokens", arg, 1, 1 << 24, &o->max_tokens, err) ? -1 : 1;
-    case 't': return cli_float("temperature", arg, 0, 100, &o->temperature, err) ? -1 : 1;
-    case 'k': return cli_int("top-k", arg, 0, 1 << 24, &o->top_k, err) ? -1 : 1;
-    case 'P': return cli_float("top-p", arg, 1e-6, 1, &o->top_p, err) ? -1 : 1;
-    case 's': return cli_int("seed", arg, 0, 1L << 62, &o->seed, err) ? -1 : 1;
-    case 'v': o->show_tokens = 1; return 1;
-    case 'j': return cli_int("threads", arg, 1, 1024, &o->threads, err) ? -1 : 1;
-    case 'r': return cli_float("repeat-penalty", arg, 0.01, 100, &o->repeat_penalty, err) ? -1 : 1;
-    case 'N': return cli_int("repeat-last-n", arg, 1, 1 << 20, &o->repeat_last_n, err) ? -1 : 1;
-    case 'Q':
-        if (strcmp(arg, "q8") != 0 && strcmp(arg, "none") != 0) {
-            mg_fail(err, "--quantize: '%s' is not q8 or none", arg);
-            return -1;
-        }
-        o->q8 = arg[0] == 'q';
-        return 1;
-    case 'x': {
-        int k = 0;
-        while (k < GEN_MAX_STOPS && o->stop[k]) k++;
-        if (!*arg || k == GEN_MAX_STOPS) {
-            mg_fail(err, "--stop: %s", *arg ? "at most 4 stop strings" : "the stop string is empty");
-            return -1;
-        }
-        o->stop[k] = arg;
-        return 1;
-    }
-    case 'e': o->educational = 1; return 1;
-    case 'T': o->show_tensors = 1; return 1;
-    default: return cli_device_flag(c, arg, &o->device, &o->precision, err);
-    }
+void cli_gen_from_args(const cli_args_t *a, cli_gen_opts_t *o) {
+    *o = (cli_gen_opts_t){.max_tokens = a->max_tokens, .top_k = a->top_k, .seed = a->seed,
+                          .threads = a->threads, .temperature = a->temperature, .top_p = a->top_p,
+                          .repeat_penalty = a->repeat_penalty, .repeat_last_n = a->repeat_last_n,
+                          .prompt_file = a->prompt_file,
+                          .q8 = a->quantize && strcmp(a->quantize, "q8") == 0,
+                          .show_tokens = a->show_tokens, .educational = a->educational,
+                          .show_tensors = a->show_tensors, .device = a->device,
+                          .precision = a->precision};
+    for (int k = 0; k < GEN_MAX_STOPS; k++) o->stop[k] = a->stop[k];
 }
 
 kv_state_t *cli_kv_create(const ckpt_t *ck, const cli_gen_opts_t *o, char *err) {
@@ -126,31 +74,6 @@ kv_state_t *cli_kv_create(const ckpt_t *ck, const cli_gen_opts_t *o, char *err) 
 ckpt_t *cli_open_checkpoint(const char *path, const cli_gen_opts_t *o, char *err) {
     const ops_backend_t *ops = cli_backend(cli_device_q8(o->device, o->q8), o->precision, o->threads, err);
     return ops ? ckpt_load(path, ops, err) : NULL;
-}
-
-int cli_gen_parse(const char *cmd, const char *usage, const struct option *opts, int argc,
-                  char **argv, cli_gen_opts_t *o, const char **path, const char **prompt,
-                  char *err) {
-    int c;
-    cli_gen_defaults(o);
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        int r = cli_gen_flag(c, optarg, o, err);
-        if (r < 0) return CLI_USAGE;
-        if (r > 0) continue;
-        switch (c) {
-        case 'c': *path = optarg; break;
-        case 'p': *prompt = optarg; break;
-        case 'F': o->prompt_file = optarg; break;
-        case 'h': fputs(usage, stdout); return CLI_OK;
-        default: return cli_bad_option(cmd, c, argv, err);
-        }
-    }
-    if (optind < argc) {
-        mg_fail(err, "%s: unexpected argument '%s'", cmd, argv[optind]);
-        return CLI_USAGE;
-    }
-    return -1;
 }
 
 int cli_run_generation(const ckpt_t *ck, const char *prompt, const cli_gen_opts_t *o, char *err) {
@@ -228,22 +151,12 @@ done:
     return rc;
 }
 
-int cli_generate(int argc, char **argv, char *err) {
-    static const struct option opts[] = {
-        {"checkpoint", required_argument, 0, 'c'},
-        {"prompt", required_argument, 0, 'p'},
-        {"prompt-file", required_argument, 0, 'F'},
-        CLI_GEN_OPTIONS,
-        {"educational", no_argument, 0, 'e'},
-        {"show-tensors", no_argument, 0, 'T'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    const char *path = NULL, *prompt = NULL;
+int cli_generate(const cli_args_t *a, char *err) {
+    const char *path = a->checkpoint, *prompt = a->prompt;
     char *file_text = NULL;
     cli_gen_opts_t go;
-    int rc = cli_gen_parse("generate", usage, opts, argc, argv, &go, &path, &prompt, err);
-    if (rc >= 0) return rc;
+    int rc;
+    cli_gen_from_args(a, &go);
     if (go.prompt_file && prompt) {
         mg_fail(err, "generate: give --prompt or --prompt-file, not both");
         return CLI_USAGE;

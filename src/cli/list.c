@@ -12,12 +12,6 @@
 #include "io/catalog.h"
 #include "util/common.h"
 
-static const char usage[] = "usage: minigpt list [options]\n"
-                            "  --dir DIR          directory to scan (default models)\n"
-                            "  --json             a JSON array instead of the table\n"
-                            "Checkpoints are sorted best first: lowest validation loss (training\n"
-                            "loss where there is none); unreadable files are listed last.\n";
-
 static void fmt_size(long long b, char *buf, size_t n) {
     static const char *unit[] = {"kB", "MB", "GB", "TB"};
     if (b < 1000) {
@@ -152,28 +146,9 @@ static int print_json(const catalog_t *c, char *err) {
     return 0;
 }
 
-int cli_list(int argc, char **argv, char *err) {
-    static const struct option opts[] = {
-        {"dir", required_argument, 0, 'd'},
-        {"json", no_argument, 0, 'J'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    const char *dir = "models";
-    int json = 0, c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': dir = optarg; break;
-        case 'J': json = 1; break;
-        case 'h': fputs(usage, stdout); return CLI_OK;
-        default: return cli_bad_option("list", c, argv, err);
-        }
-    }
-    if (optind < argc) {
-        mg_fail(err, "list: unexpected argument '%s'", argv[optind]);
-        return CLI_USAGE;
-    }
+int cli_list(const cli_args_t *a, char *err) {
+    const char *dir = a->dir;
+    int json = a->json;
     char why[MG_ERR_LEN];
     catalog_t *cat = catalog_scan(dir, why);
     if (!cat) {

@@ -14,33 +14,6 @@
 #include "io/checkpoint.h"
 #include "util/common.h"
 
-static const char usage[] =
-    "usage: minigpt load [options]\n"
-    "choosing the checkpoint:\n"
-    "  --checkpoint FILE  this file (instead of choosing from --dir)\n"
-    "  --dir DIR          directory to choose from (default models)\n"
-    "  --mode MODE        auto (default): by --filter; interactive: from a\n"
-    "                     numbered menu on the terminal (q quits)\n"
-    "  --filter WHICH     best (default): lowest validation loss (training\n"
-    "                     loss where there is none); latest: newest by\n"
-    "                     creation time, then step (auto mode)\n"
-    "  --search TEXT      only files whose name or metadata contains TEXT\n"
-    "                     (case-insensitive; the tokenizer is not searched)\n"
-    "  --filter-max-loss X  only files whose loss is <= X\n"
-    "  --filter-min-step N  only files saved at step N or later\n"
-    "what to do with it:\n"
-    "  --show-metadata    print config, training metadata, performance metrics,\n"
-    "                     timestamp, tokenizer summary, tensor count and bytes\n"
-    "  --prompt TEXT      generate once, exactly like 'minigpt generate'; these\n"
-    "                     flags then apply as there: --max-tokens N --temperature T\n"
-    "                     --top-k K --top-p P --seed S --threads N --show-tokens\n"
-    "                     --repeat-penalty P --repeat-last-n N --stop STR --quantize q8\n"
-    "                     --device auto|cpu|cuda --precision bf16|fp32\n"
-    "  --educational      explain the steps of generation (also in the chat)\n"
-    "  --show-tensors     with --educational: activation stats after each sublayer\n"
-    "Without --prompt, prints what was loaded; then, in --mode auto on a\n"
-    "terminal, starts the chat on it (see 'minigpt chat --help').\n";
-
 enum { MODE_AUTO, MODE_INTERACTIVE };
 
 typedef struct {
@@ -188,81 +161,25 @@ static void show_loaded(const ckpt_t *ck, const char *path) {
     printf("  %-8s %s\n", "created", ck->created);
 }
 
-/* Parses argv into a; returns CLI_OK to go on, or an exit code (help
- * counts as done: -1). */
-static int parse(int argc, char **argv, load_args_t *a, char *err) {
-    static const struct option opts[] = {
-        {"checkpoint", required_argument, 0, 'c'},
-        {"dir", required_argument, 0, 'd'},
-        {"mode", required_argument, 0, 'm'},
-        {"filter", required_argument, 0, 'f'},
-        {"search", required_argument, 0, 'S'},
-        {"filter-max-loss", required_argument, 0, 'L'},
-        {"filter-min-step", required_argument, 0, 'M'},
-        {"show-metadata", no_argument, 0, 'i'},
-        {"educational", no_argument, 0, 'e'},
-        {"show-tensors", no_argument, 0, 'T'},
-        {"prompt", required_argument, 0, 'p'},
-        CLI_GEN_OPTIONS,
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        int r = cli_gen_flag(c, optarg, &a->gen, err);
-        if (r < 0) return CLI_USAGE;
-        if (r > 0) {
-            /* --educational and --show-tensors also shape the chat */
-            if (c != 'e' && c != 'T') a->gen_flags++;
-            continue;
-        }
-        switch (c) {
-        case 'c': a->checkpoint = optarg; break;
-        case 'd': a->dir = optarg; break;
-        case 'm':
-            if (strcmp(optarg, "auto") == 0)
-                a->mode = MODE_AUTO;
-            else if (strcmp(optarg, "interactive") == 0)
-                a->mode = MODE_INTERACTIVE;
-            else {
-                mg_fail(err, "--mode: '%s' is not auto or interactive", optarg);
-                return CLI_USAGE;
-            }
-            break;
-        case 'f':
-            if (strcmp(optarg, "best") == 0)
-                a->pick = CATALOG_BEST;
-            else if (strcmp(optarg, "latest") == 0)
-                a->pick = CATALOG_LATEST;
-            else {
-                mg_fail(err, "--filter: '%s' is not best or latest", optarg);
-                return CLI_USAGE;
-            }
-            a->filter_given = 1;
-            break;
-        case 'S': a->f.search = optarg; break;
-        case 'L':
-            if (cli_float("filter-max-loss", optarg, 0, 1e30, &a->f.max_loss, err))
-                return CLI_USAGE;
-            a->max_loss_arg = optarg;
-            break;
-        case 'M':
-            if (cli_int("filter-min-step", optarg, 0, 1L << 50, &a->f.min_step, err))
-                return CLI_USAGE;
-            a->min_step_arg = optarg;
-            break;
-        case 'i': a->show_meta = 1; break;
-        case 'p': a->prompt = optarg; break;
-        case 'h': fputs(usage, stdout); return -1;
-        default: return cli_bad_option("load", c, argv, err);
-        }
-    }
-    if (optind < argc) {
-        mg_fail(err, "load: unexpected argument '%s'", argv[optind]);
-        return CLI_USAGE;
-    }
-    if (a->checkpoint && a->dir) {
+/* The parsed options into a, and the checks between them; CLI_OK to go
+ * on, or CLI_USAGE with err set. */
+static int parse(const cli_args_t *o, load_args_t *a, char *err) {
+    a->checkpoint = o->checkpoint;
+    a->dir = o->dir;
+    a->prompt = o->prompt;
+    a->mode = strcmp(o->mode, "interactive") == 0 ? MODE_INTERACTIVE : MODE_AUTO;
+    a->pick = strcmp(o->filter, "latest") == 0 ? CATALOG_LATEST : CATALOG_BEST;
+    a->filter_given = cli_args_given(o, &o->filter);
+    a->show_meta = o->show_metadata;
+    a->f.search = o->search;
+    if (cli_args_given(o, &o->filter_max_loss)) a->f.max_loss = o->filter_max_loss;
+    if (cli_args_given(o, &o->filter_min_step)) a->f.min_step = o->filter_min_step;
+    a->max_loss_arg = cli_args_typed(o, &o->filter_max_loss);
+    a->min_step_arg = cli_args_typed(o, &o->filter_min_step);
+    /* --educational and --show-tensors also shape the chat */
+    a->gen_flags = cli_args_group_given(o, CLI_GROUP_GEN);
+    cli_gen_from_args(o, &a->gen);
+    if (a->checkpoint && cli_args_given(o, &o->dir)) {
         mg_fail(err, "load: give --checkpoint or --dir, not both");
         return CLI_USAGE;
     }
@@ -278,15 +195,13 @@ static int parse(int argc, char **argv, load_args_t *a, char *err) {
         mg_fail(err, "load: generation flags (--max-tokens, --seed, ...) need --prompt TEXT");
         return CLI_USAGE;
     }
-    if (!a->dir) a->dir = "models";
     return CLI_OK;
 }
 
-int cli_load(int argc, char **argv, char *err) {
+int cli_load(const cli_args_t *o, char *err) {
     load_args_t a = {.mode = MODE_AUTO, .pick = CATALOG_BEST, .f = CATALOG_NO_FILTER};
-    cli_gen_defaults(&a.gen);
-    int rc = parse(argc, argv, &a, err);
-    if (rc != CLI_OK) return rc < 0 ? CLI_OK : rc;
+    int rc = parse(o, &a, err);
+    if (rc != CLI_OK) return rc;
     if (a.mode == MODE_INTERACTIVE && !isatty(STDIN_FILENO)) {
         mg_fail(err, "load: --mode interactive needs a terminal on stdin (use --mode auto)");
         return CLI_ERR;

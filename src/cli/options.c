@@ -1,4 +1,5 @@
-/* options.c - parsing helpers shared by the subcommands. */
+/* options.c - helpers shared by the subcommands: strict numbers, the
+ * backend, the model shape, the default checkpoint. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
@@ -20,39 +21,26 @@ int cli_int(const char *flag, const char *s, long min, long max, long *out, char
     return 0;
 }
 
+/* v in buf: whole numbers as integers (20000000, not 2e+07), others %g */
+static const char *num(double v, char *buf) {
+    if (v == floor(v) && fabs(v) < 1e18)
+        snprintf(buf, 32, "%.0f", v);
+    else
+        snprintf(buf, 32, "%g", v);
+    return buf;
+}
+
 int cli_float(const char *flag, const char *s, double min, double max, double *out, char *err) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
     if (errno || end == s || *end || !isfinite(v))
         return mg_fail(err, "--%s: '%s' is not a number", flag, s);
-    if (v < min || v > max) return mg_fail(err, "--%s: %g is out of range [%g, %g]", flag, v, min, max);
+    if (v < min || v > max) {
+        char a[32], b[32], c[32];
+        return mg_fail(err, "--%s: %s is out of range [%s, %s]", flag, num(v, a), num(min, b), num(max, c));
+    }
     *out = v;
-    return 0;
-}
-
-int cli_bad_option(const char *cmd, int c, char **argv, char *err) {
-    const char *arg = argv[optind - 1];
-    if (c == ':')
-        mg_fail(err, "%s: option '%s' needs a value (see 'minigpt %s --help')", cmd, arg, cmd);
-    else
-        mg_fail(err, "%s: unknown option '%s' (see 'minigpt %s --help')", cmd, arg, cmd);
-    return CLI_USAGE;
-}
-
-int cli_device_flag(int c, const char *arg, const char **device, const char **precision, char *err) {
-    if (c == CLI_OPT_DEVICE) {
-        if (strcmp(arg, "auto") && strcmp(arg, "cpu") && strcmp(arg, "cuda"))
-            return mg_fail(err, "--device: '%s' is not one of auto, cpu, cuda", arg);
-        *device = arg;
-        return 1;
-    }
-    if (c == CLI_OPT_PRECISION) {
-        if (strcmp(arg, "fp32") && strcmp(arg, "bf16"))
-            return mg_fail(err, "--precision: '%s' is not one of fp32, bf16", arg);
-        *precision = arg;
-        return 1;
-    }
     return 0;
 }
 

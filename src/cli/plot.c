@@ -8,33 +8,12 @@
 #include "train/curve.h"
 #include "util/common.h"
 
-static const char usage[] =
-    "usage: minigpt plot LOG [--out FILE.svg]\n"
-    "  LOG                a run's train_log.jsonl (written by minigpt train)\n"
-    "  --out FILE.svg     the picture (default: loss_curve.svg beside LOG)\n"
-    "Draws train and validation loss against tokens seen; prints a sparkline.\n";
-
-int cli_plot(int argc, char **argv, char *err) {
-    static const struct option opts[] = {
-        {"out", required_argument, 0, 'o'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    const char *out = NULL;
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'o': out = optarg; break;
-        case 'h': fputs(usage, stdout); return CLI_OK;
-        default: return cli_bad_option("plot", c, argv, err);
-        }
-    }
-    if (optind != argc - 1) {
+int cli_plot(const cli_args_t *a, char *err) {
+    if (a->n_positional != 1) {
         mg_fail(err, "plot: give exactly one LOG file (see 'minigpt plot --help')");
         return CLI_USAGE;
     }
-    return cli_plot_log(argv[optind], out, err) ? CLI_ERR : CLI_OK;
+    return cli_plot_log(a->positional[0], a->out, err) ? CLI_ERR : CLI_OK;
 }
 
 int cli_plot_log(const char *log, const char *out, char *err) {

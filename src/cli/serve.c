@@ -23,24 +23,6 @@
 #include "infer/generate.h"
 #include "util/common.h"
 
-static const char usage[] =
-    "usage: minigpt serve [options]\n"
-    "  --checkpoint FILE  model to serve (default models/best_model.safetensors,\n"
-    "                     else models/mini_gpt.safetensors)\n"
-    "  --host ADDR        IPv4 address to listen on (default 127.0.0.1)\n"
-    "  --port N           TCP port (default 8080; 0: any free port, printed)\n"
-    "  --max-tokens N --temperature T --top-k K --top-p P --repeat-penalty P\n"
-    "  --repeat-last-n N --stop STR --quantize q8\n"
-    "                     defaults for the requests' fields (as in generate)\n"
-    "  --threads N        CPU threads (default: all cores)\n"
-    CLI_DEVICE_HELP
-    "Endpoints: GET /health, GET /v1/models, POST /v1/completions with a JSON body:\n"
-    "  prompt (string, required), max_tokens, temperature, top_p, top_k, seed,\n"
-    "  stop (a string or a list of up to 4; the text ends before it), repeat_penalty,\n"
-    "  repeat_last_n, stream (true: server-sent events as the tokens come); n > 1,\n"
-    "  echo, logprobs, suffix, best_of, logit_bias and the presence and frequency\n"
-    "  penalties are refused. Ctrl-C or SIGTERM stops the server.\n";
-
 enum { MAX_BODY = 1 << 20 }; /* request bodies past this get 413 */
 
 typedef struct {
@@ -477,46 +459,15 @@ static void on_signal(int sig) {
     stop_requested = 1;
 }
 
-int cli_serve(int argc, char **argv, char *err) {
-    static const struct option opts[] = {
-        {"checkpoint", required_argument, 0, 'c'},
-        {"host", required_argument, 0, 'H'},
-        {"port", required_argument, 0, 'o'},
-        CLI_GEN_OPTIONS,
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
+int cli_serve(const cli_args_t *a, char *err) {
     server_t s = {0};
-    const char *path = NULL, *host = "127.0.0.1";
-    long port = 8080;
+    const char *path = a->checkpoint, *host = a->host;
+    long port = a->port;
     struct MHD_Daemon *d = NULL;
     ckpt_t *ck = NULL;
-    int rc = CLI_ERR, c, blocked = 0;
+    int rc = CLI_ERR, blocked = 0;
     sigset_t sigs, old;
-    cli_gen_defaults(&s.defaults);
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        int r = cli_gen_flag(c, optarg, &s.defaults, err);
-        if (r < 0) return CLI_USAGE;
-        if (r > 0) continue;
-        switch (c) {
-        case 'c': path = optarg; break;
-        case 'H': host = optarg; break;
-        case 'o':
-            if (cli_int("port", optarg, 0, 65535, &port, err)) return CLI_USAGE;
-            break;
-        case 'h': fputs(usage, stdout); return CLI_OK;
-        default: return cli_bad_option("serve", c, argv, err);
-        }
-    }
-    if (optind < argc) {
-        mg_fail(err, "serve: unexpected argument '%s'", argv[optind]);
-        return CLI_USAGE;
-    }
-    if (s.defaults.show_tokens) {
-        mg_fail(err, "serve: --show-tokens is for generate");
-        return CLI_USAGE;
-    }
+    cli_gen_from_args(a, &s.defaults);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
         mg_fail(err, "serve: --host '%s' is not an IPv4 address", host);

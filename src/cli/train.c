@@ -1,7 +1,6 @@
-/* train.c - `minigpt train`: flags to train_opts_t, and progress display
+/* train.c - `minigpt train`: options to train_opts_t, and progress display
  * (a progress bar on a terminal, plain log lines otherwise). */
 #define _POSIX_C_SOURCE 200809L
-#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,38 +13,6 @@
 #include "train/trainer.h"
 #include "util/common.h"
 #include "util/sysinfo.h"
-
-static const char usage[] =
-    "usage: minigpt train [options]\n"
-    "  --data FILE        training text (default data/corpus_pt_br.txt)\n"
-    "  --out DIR          where checkpoints go (default models/)\n"
-    "  --steps N | --epochs N | --minutes M\n"
-    "                     training budget (default --minutes 5)\n"
-    "  --preset NAME      micro, tiny (default), mini, small, gpt2\n"
-    "  --layers N --heads N --dim N --ctx N --vocab N\n"
-    "                     override the preset's shape (vocab: tokenizer size)\n"
-    "  --batch B          sequences per micro-batch (default 8, or what fits memory)\n"
-    "  --grad-accum K     micro-batches per optimizer step: a step of K x B\n"
-    "                     sequences in the memory of B (default 1)\n"
-    "  --lr LR            peak learning rate (default 2e-3 x 256/dim, at most 3e-3;\n"
-    "                     on a GPU also times sqrt(batch/8), at most 4e-3)\n"
-    "  --warmup N         warm-up steps (default 100, at most a tenth of the run)\n"
-    "  --weight-decay W   AdamW decay on matrices (default 0.1)\n"
-    "  --eval-every N     validation every N steps (default 100; 0: epochs only)\n"
-    "  --eval-batches N   steps' worth of sequences per validation (default 10)\n"
-    "  --seed S           seed for weights and data order (default 1337)\n"
-    "  --threads N        CPU threads (default: all cores)\n"
-    CLI_DEVICE_HELP
-    "  --save-every N     also save checkpoint_step_N every N steps\n"
-    "  --keep K           keep only the K newest step checkpoints\n"
-    "  --resume FILE      continue a run from a checkpoint (and its .optim file);\n"
-    "                     shape and hyperparameters come from the checkpoint\n"
-    "  --init-from FILE   fine-tune: start from a checkpoint's weights and tokenizer\n"
-    "                     on --data, with a new optimizer and schedule\n"
-    "  --log-every N      a log line every N steps when not on a terminal (10)\n"
-    "  --save-tokens FILE write the train/validation token streams (safetensors),\n"
-    "                     for reference trainers (bench/bench_recipe.sh)\n"
-    "Ctrl-C (SIGINT) or SIGTERM: finish the step, save a checkpoint, exit 0.\n";
 
 /* set by SIGINT/SIGTERM; the trainer checks it after each step */
 static volatile sig_atomic_t stop_requested;
@@ -145,75 +112,33 @@ static int shape_conflict(const cli_shape_t *s, const gpt_config_t *ck, const ch
                    path, have, asked);
 }
 
-int cli_train(int argc, char **argv, char *err) {
-    static const struct option opts[] = {
-        {"data", required_argument, 0, 'd'},   {"out", required_argument, 0, 'o'},
-        {"steps", required_argument, 0, 's'},  {"epochs", required_argument, 0, 'e'},
-        {"minutes", required_argument, 0, 'm'}, {"preset", required_argument, 0, 'p'},
-        {"layers", required_argument, 0, 'L'}, {"heads", required_argument, 0, 'H'},
-        {"dim", required_argument, 0, 'D'},    {"ctx", required_argument, 0, 'T'},
-        {"vocab", required_argument, 0, 'V'},  {"batch", required_argument, 0, 'b'},
-        {"lr", required_argument, 0, 'l'},     {"warmup", required_argument, 0, 'w'},
-        {"weight-decay", required_argument, 0, 'W'}, {"eval-every", required_argument, 0, 'E'},
-        {"eval-batches", required_argument, 0, 'B'}, {"seed", required_argument, 0, 'S'},
-        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
-        {"save-every", required_argument, 0, 'Y'}, {"keep", required_argument, 0, 'K'},
-        {"resume", required_argument, 0, 'R'}, {"log-every", required_argument, 0, 'G'},
-        {"save-tokens", required_argument, 0, 'X'}, {"grad-accum", required_argument, 0, 'A'},
-        {"init-from", required_argument, 0, 'I'},
-        CLI_DEVICE_OPTIONS,
-        {0, 0, 0, 0},
-    };
+int cli_train(const cli_args_t *a, char *err) {
     train_opts_t o;
     train_defaults(&o);
-    o.data_path = "data/corpus_pt_br.txt";
-    cli_shape_t shape = {0};
-    long n, threads = 0, log_every = 10;
-    int batch_set = 0, lr_set = 0, accum_set = 0;
-    const char *device = NULL, *precision = NULL;
-    double f;
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        int bad = 0;
-        switch (c) {
-        case 'd': o.data_path = optarg; break;
-        case 'o': o.out_dir = optarg; break;
-        case 's': bad = cli_int("steps", optarg, 1, 1L << 40, &o.steps, err); break;
-        case 'e': bad = cli_int("epochs", optarg, 1, 1 << 20, &n, err); o.epochs = (int)n; break;
-        case 'm': bad = cli_float("minutes", optarg, 0.01, 1e6, &o.minutes, err); break;
-        case 'p': shape.preset = optarg; break;
-        case 'L': bad = cli_int("layers", optarg, 1, 256, &shape.layers, err); break;
-        case 'H': bad = cli_int("heads", optarg, 1, 1 << 14, &shape.heads, err); break;
-        case 'D': bad = cli_int("dim", optarg, 1, 1 << 14, &shape.dim, err); break;
-        case 'T': bad = cli_int("ctx", optarg, 1, 1 << 16, &shape.ctx, err); break;
-        case 'V': bad = cli_int("vocab", optarg, 260, 1 << 20, &shape.vocab, err); break;
-        case 'b': bad = cli_int("batch", optarg, 1, 1 << 16, &n, err); o.batch = (int)n; batch_set = 1; break;
-        case 'A': bad = cli_int("grad-accum", optarg, 1, 1 << 16, &n, err); o.grad_accum = (int)n; accum_set = 1; break;
-        case 'l': bad = cli_float("lr", optarg, 1e-9, 10, &f, err); o.lr = (float)f; lr_set = 1; break;
-        case 'w': bad = cli_int("warmup", optarg, 1, INT_MAX, &n, err); o.warmup = (int)n; break;
-        case 'W': bad = cli_float("weight-decay", optarg, 0, 10, &f, err); o.wd = (float)f; break;
-        case 'E': bad = cli_int("eval-every", optarg, 0, INT_MAX, &n, err); o.eval_every = (int)n; break;
-        case 'B': bad = cli_int("eval-batches", optarg, 1, 1 << 20, &n, err); o.eval_batches = (int)n; break;
-        case 'S': bad = cli_int("seed", optarg, 0, 1L << 62, &n, err); o.seed = (uint64_t)n; break;
-        case 't': bad = cli_int("threads", optarg, 1, 1024, &threads, err); break;
-        case 'Y': bad = cli_int("save-every", optarg, 1, 1L << 40, &o.save_every, err); break;
-        case 'K': bad = cli_int("keep", optarg, 1, 1 << 20, &n, err); o.keep = (int)n; break;
-        case 'R': o.resume = optarg; break;
-        case 'I': o.init_from = optarg; break;
-        case 'X': o.save_tokens = optarg; break;
-        case 'G': bad = cli_int("log-every", optarg, 1, 1L << 40, &log_every, err); break;
-        case 'h': fputs(usage, stdout); return CLI_OK;
-        default:
-            if ((bad = cli_device_flag(c, optarg, &device, &precision, err)) > 0) continue;
-            if (bad == 0) return cli_bad_option("train", c, argv, err);
-        }
-        if (bad) return CLI_USAGE;
-    }
-    if (optind < argc) {
-        mg_fail(err, "train: unexpected argument '%s'", argv[optind]);
-        return CLI_USAGE;
-    }
+    /* the trainer's defaults stay where they are not given */
+    o.data_path = a->data;
+    if (a->out) o.out_dir = a->out;
+    o.steps = a->steps;
+    o.epochs = (int)a->epochs;
+    o.minutes = a->minutes;
+    cli_shape_t shape = {a->preset, a->layers, a->heads, a->dim, a->ctx, a->vocab};
+    int batch_set = cli_args_given(a, &a->batch), lr_set = cli_args_given(a, &a->lr);
+    int accum_set = cli_args_given(a, &a->grad_accum);
+    if (batch_set) o.batch = (int)a->batch;
+    if (accum_set) o.grad_accum = (int)a->grad_accum;
+    if (lr_set) o.lr = (float)a->lr;
+    if (cli_args_given(a, &a->warmup)) o.warmup = (int)a->warmup;
+    if (cli_args_given(a, &a->weight_decay)) o.wd = (float)a->weight_decay;
+    if (cli_args_given(a, &a->eval_every)) o.eval_every = (int)a->eval_every;
+    if (cli_args_given(a, &a->eval_batches)) o.eval_batches = (int)a->eval_batches;
+    if (cli_args_given(a, &a->seed)) o.seed = (uint64_t)a->seed;
+    if (a->save_every) o.save_every = a->save_every;
+    if (a->keep) o.keep = (int)a->keep;
+    o.resume = a->resume;
+    o.init_from = a->init_from;
+    o.save_tokens = a->save_tokens;
+    long threads = a->threads, log_every = a->log_every;
+    const char *device = a->device, *precision = a->precision;
     if ((o.steps > 0) + (o.epochs > 0) + (o.minutes > 0) > 1) {
         mg_fail(err, "train: give only one of --steps, --epochs, --minutes");
         return CLI_USAGE;
