@@ -10,6 +10,8 @@
 
 #include "cli/cli.h"
 #include "io/catalog.h"
+#include "train/curve.h"
+#include "util/atomic.h"
 #include "ops/ops.h"
 #include "train/trainer.h"
 #include "util/common.h"
@@ -18,7 +20,9 @@
 static const char usage[] =
     "usage: minigpt train [options]\n"
     "  --data FILE        training text (default data/corpus_pt_br.txt)\n"
-    "  --out DIR          where checkpoints go (default models/)\n"
+    "  --out DIR          where checkpoints go (default models/); a folder\n"
+    "                     holding another run is refused (see --overwrite)\n"
+    "  --overwrite        replace the run in --out (its files are removed)\n"
     "  --steps N | --epochs N | --minutes M\n"
     "                     training budget (default --minutes 5)\n"
     "  --preset NAME      micro, tiny (default), mini, small, gpt2\n"
@@ -45,13 +49,30 @@ static const char usage[] =
     "  --log-every N      a log line every N steps when not on a terminal (10)\n"
     "  --save-tokens FILE write the train/validation token streams (safetensors),\n"
     "                     for reference trainers (bench/bench_recipe.sh)\n"
-    "Ctrl-C (SIGINT) or SIGTERM: finish the step, save a checkpoint, exit 0.\n";
+    "Ctrl-C (SIGINT) or SIGTERM: finish the step, save a checkpoint, exit 0;\n"
+    "a second one: stop at once (exit 130), the last checkpoint intact.\n";
 
-/* set by SIGINT/SIGTERM; the trainer checks it after each step */
+/* set by SIGINT/SIGTERM; the trainer checks it after each step. A second
+ * signal cannot wait for a step that may take minutes: it ends the process
+ * here (the one exit outside main.c), which leaves every checkpoint intact
+ * (they are written atomically) and, at worst, a temp file that the next
+ * run in the folder removes. Only async-signal-safe calls. */
 static volatile sig_atomic_t stop_requested;
+static void say(const char *msg, size_t n) {
+    ssize_t w = write(STDERR_FILENO, msg, n);
+    (void)w;
+}
 static void on_signal(int sig) {
-    (void)sig;
+    static const char first[] = "\nminigpt train: stopping after this step (a checkpoint is saved); "
+                                "signal again to stop at once\n";
+    static const char second[] = "\nminigpt train: stopped at once, without saving this step; the last "
+                                 "checkpoint is intact\n";
+    if (stop_requested) {
+        say(second, sizeof second - 1);
+        _exit(128 + sig);
+    }
     stop_requested = 1;
+    say(first, sizeof first - 1);
 }
 
 typedef struct {
@@ -145,6 +166,31 @@ static int shape_conflict(const cli_shape_t *s, const gpt_config_t *ck, const ch
                    path, have, asked);
 }
 
+/* loss_curve.svg beside the log, written atomically (temp + rename). A
+ * picture that cannot be drawn (a full disk, say) is a warning: the run and
+ * its checkpoints are done. */
+static void plot(const char *out_dir) {
+    char log[4096], svg[4096], tmp[4200], why[MG_ERR_LEN], spark[3 * 60 + 1];
+    snprintf(log, sizeof log, "%s/train_log.jsonl", out_dir);
+    snprintf(svg, sizeof svg, "%s/loss_curve.svg", out_dir);
+    curve_t cv;
+    if (mg_atomic_tmp(svg, tmp, sizeof tmp) || curve_load(log, &cv, why)) {
+        fprintf(stderr, "minigpt train: warning: no loss curve: %s\n", why);
+        return;
+    }
+    int rc = curve_svg(&cv, "minigpt: loss against tokens seen", tmp, why);
+    if (rc) unlink(tmp);
+    if (rc || mg_atomic_commit(tmp, svg, why)) {
+        fprintf(stderr, "minigpt train: warning: no loss curve: %s\n", why);
+    } else {
+        curve_sparkline(&cv, 60, spark);
+        printf("loss %s %.3f -> %.3f", spark, cv.train[0].loss, cv.train[cv.n_train - 1].loss);
+        if (cv.n_val) printf(" (val %.3f)", cv.val[cv.n_val - 1].loss);
+        printf("\nplot: %s\n", svg);
+    }
+    curve_free(&cv);
+}
+
 int cli_train(int argc, char **argv, char *err) {
     static const struct option opts[] = {
         {"data", required_argument, 0, 'd'},   {"out", required_argument, 0, 'o'},
@@ -160,7 +206,7 @@ int cli_train(int argc, char **argv, char *err) {
         {"save-every", required_argument, 0, 'Y'}, {"keep", required_argument, 0, 'K'},
         {"resume", required_argument, 0, 'R'}, {"log-every", required_argument, 0, 'G'},
         {"save-tokens", required_argument, 0, 'X'}, {"grad-accum", required_argument, 0, 'A'},
-        {"init-from", required_argument, 0, 'I'},
+        {"init-from", required_argument, 0, 'I'}, {"overwrite", no_argument, 0, 'O'},
         CLI_DEVICE_OPTIONS,
         {0, 0, 0, 0},
     };
@@ -188,19 +234,20 @@ int cli_train(int argc, char **argv, char *err) {
         case 'D': bad = cli_int("dim", optarg, 1, 1 << 14, &shape.dim, err); break;
         case 'T': bad = cli_int("ctx", optarg, 1, 1 << 16, &shape.ctx, err); break;
         case 'V': bad = cli_int("vocab", optarg, 260, 1 << 20, &shape.vocab, err); break;
-        case 'b': bad = cli_int("batch", optarg, 1, 1 << 16, &n, err); o.batch = (int)n; batch_set = 1; break;
-        case 'A': bad = cli_int("grad-accum", optarg, 1, 1 << 16, &n, err); o.grad_accum = (int)n; accum_set = 1; break;
-        case 'l': bad = cli_float("lr", optarg, 1e-9, 10, &f, err); o.lr = (float)f; lr_set = 1; break;
+        case 'b': bad = cli_int("batch", optarg, 1, 1 << 16, &n, err); o.hp.batch = (int)n; batch_set = 1; break;
+        case 'A': bad = cli_int("grad-accum", optarg, 1, 1 << 16, &n, err); o.hp.grad_accum = (int)n; accum_set = 1; break;
+        case 'l': bad = cli_float("lr", optarg, 1e-9, 10, &f, err); o.hp.lr = (float)f; lr_set = 1; break;
         case 'w': bad = cli_int("warmup", optarg, 1, INT_MAX, &n, err); o.warmup = (int)n; break;
-        case 'W': bad = cli_float("weight-decay", optarg, 0, 10, &f, err); o.wd = (float)f; break;
-        case 'E': bad = cli_int("eval-every", optarg, 0, INT_MAX, &n, err); o.eval_every = (int)n; break;
-        case 'B': bad = cli_int("eval-batches", optarg, 1, 1 << 20, &n, err); o.eval_batches = (int)n; break;
-        case 'S': bad = cli_int("seed", optarg, 0, 1L << 62, &n, err); o.seed = (uint64_t)n; break;
+        case 'W': bad = cli_float("weight-decay", optarg, 0, 10, &f, err); o.hp.wd = (float)f; break;
+        case 'E': bad = cli_int("eval-every", optarg, 0, INT_MAX, &n, err); o.hp.eval_every = (int)n; break;
+        case 'B': bad = cli_int("eval-batches", optarg, 1, 1 << 20, &n, err); o.hp.eval_batches = (int)n; break;
+        case 'S': bad = cli_int("seed", optarg, 0, 1L << 62, &n, err); o.hp.seed = (uint64_t)n; break;
         case 't': bad = cli_int("threads", optarg, 1, 1024, &threads, err); break;
         case 'Y': bad = cli_int("save-every", optarg, 1, 1L << 40, &o.save_every, err); break;
         case 'K': bad = cli_int("keep", optarg, 1, 1 << 20, &n, err); o.keep = (int)n; break;
         case 'R': o.resume = optarg; break;
         case 'I': o.init_from = optarg; break;
+        case 'O': o.overwrite = 1; break;
         case 'X': o.save_tokens = optarg; break;
         case 'G': bad = cli_int("log-every", optarg, 1, 1L << 40, &log_every, err); break;
         case 'h': fputs(usage, stdout); return CLI_OK;
@@ -245,40 +292,12 @@ int cli_train(int argc, char **argv, char *err) {
         mg_fail(err, "train: cannot read data file '%s'", o.data_path);
         return CLI_ERR;
     }
-    /* hardware-adaptive defaults. CPU: every core, and the largest batch
-     * up to the default whose training memory fits in half the available
-     * RAM. GPU: the largest batch up to 8x the default that fits in 80% of
-     * its memory (a GPU needs many rows to be busy), with the learning rate
-     * scaled by the square root of the batch ratio (as for Adam), capped. */
     mg_sysinfo_t sys;
     mg_sysinfo(&sys);
-    if (!threads) threads = sys.cores;
+    threads = train_threads(threads, &sys);
     if (!(o.ops = cli_backend(device, precision, threads, err))) return CLI_ERR;
-    size_t used, peak, capacity;
-    o.ops->memory(&used, &peak, &capacity);
-    int gpu = capacity > 0;
-    size_t budget = gpu ? capacity / 10 * 8 : sys.mem_available / 2;
-    const char *why = "", *lr_why = "";
-    /* the default learning rate scales as 1/width (Adam's updates per
-     * weight grow with it): 2e-3 was best at dim 256, 3e-3 at 128 to 192
-     * (docs/training-recipe.md), and GPT-2 124M gets 6.7e-4, near its
-     * published 6e-4 */
-    if (!lr_set && !o.resume && o.cfg.dim != 256) {
-        o.lr = fminf(3e-3f, o.lr * 256.0f / o.cfg.dim);
-        lr_why = " scaled to the width";
-    }
-    if (!batch_set && !o.resume && budget) {
-        int base = o.batch;
-        if (gpu)
-            while (o.batch < 8 * base && gpt_training_bytes(&o.cfg, o.ops, 2 * o.batch, o.cfg.ctx) <= budget)
-                o.batch *= 2;
-        while (o.batch > 1 && gpt_training_bytes(&o.cfg, o.ops, o.batch, o.cfg.ctx) > budget) o.batch /= 2;
-        why = gpu ? " chosen for the GPU's memory" : " chosen to fit memory";
-        if (gpu && !lr_set && o.batch > base) {
-            o.lr = fminf(o.lr * sqrtf((float)o.batch / base), 4e-3f);
-            lr_why = *lr_why ? " scaled to the width and the batch" : " scaled to the batch";
-        }
-    }
+    train_fit_t fit;
+    train_fit(&o, &sys, batch_set, lr_set, &fit);
     view_t view = {.tty = isatty(STDERR_FILENO), .log_every = log_every};
     o.on_event = on_event;
     o.ctx = &view;
@@ -291,12 +310,11 @@ int cli_train(int argc, char **argv, char *err) {
            o.resume ? o.resume : o.init_from ? o.init_from : shape.preset, o.data_path, o.ops->name,
            o.ops->describe());
     printf("settings: %ld threads of %d cores (--threads), batch %d (--batch)%s, lr %.2e (--lr)%s, "
-           "warmup %d (--warmup), %.0f MB for training of %.0f MB available%s\n",
-           threads, sys.cores, o.batch, why, o.lr, lr_why, o.warmup,
-           gpt_training_bytes(&o.cfg, o.ops, o.batch, o.cfg.ctx) / 1e6,
-           (gpu ? capacity : sys.mem_available) / 1e6, gpu ? " on the GPU" : "");
+           "%.0f MB for training of %.0f MB available%s\n",
+           threads, sys.cores, o.hp.batch, fit.batch_why, o.hp.lr, fit.lr_why,
+           gpt_training_bytes(&o.cfg, o.ops, o.hp.batch, o.cfg.ctx) / 1e6, fit.capacity / 1e6,
+           fit.gpu ? " on the GPU" : "");
     if (train_run(&o, err) != 0) return CLI_ERR;
-    char log[4096];
-    snprintf(log, sizeof log, "%s/train_log.jsonl", o.out_dir);
-    return cli_plot_log(log, NULL, err) ? CLI_ERR : CLI_OK;
+    plot(o.out_dir);
+    return CLI_OK;
 }
