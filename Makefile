@@ -91,7 +91,7 @@ deps-test:
 
 demo: deps
 	$(MAKE) minigpt
-	./minigpt train --minutes 5
+	./minigpt train --minutes 5 --overwrite
 	./minigpt generate --prompt "O Brasil é" --max-tokens 200 --temperature 0.8 --seed 42
 
 test: deps-test

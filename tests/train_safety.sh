@@ -47,6 +47,8 @@ wait_for() {
 echo "train_safety: a folder holding another run"
 M=$T/m
 expect "a first run into a new folder" "${TRAIN[@]}" --data "$T/s.txt" --steps 6 --save-every 2 --out "$M" >"$T/first.log" 2>&1
+expect "a 6-step run prints the warm-up it uses (1 step), not the asked 100" \
+    grep -q '^schedule: warmup 1 steps (--warmup 100, at most a tenth of the run)' "$T/first.log"
 model=$(sum "$M/mini_gpt.safetensors")
 log=$(sum "$M/train_log.jsonl")
 expect_exit 1 "a second run into it is refused" "${TRAIN[@]}" --data "$T/s.txt" --steps 3 --out "$M"

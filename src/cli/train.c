@@ -309,11 +309,15 @@ int cli_train(int argc, char **argv, char *err) {
     printf("minigpt train: %s on %s, backend %s: %s\n",
            o.resume ? o.resume : o.init_from ? o.init_from : shape.preset, o.data_path, o.ops->name,
            o.ops->describe());
-    printf("settings: %ld threads of %d cores (--threads), batch %d (--batch)%s, lr %.2e (--lr)%s, "
-           "%.0f MB for training of %.0f MB available%s\n",
-           threads, sys.cores, o.hp.batch, fit.batch_why, o.hp.lr, fit.lr_why,
-           gpt_training_bytes(&o.cfg, o.ops, o.hp.batch, o.cfg.ctx) / 1e6, fit.capacity / 1e6,
-           fit.gpu ? " on the GPU" : "");
+    if (o.resume) /* the saved run's batch and hyperparameters, printed by the trainer */
+        printf("settings: %ld threads of %d cores (--threads); batch, lr and schedule from the checkpoint\n",
+               threads, sys.cores);
+    else
+        printf("settings: %ld threads of %d cores (--threads), batch %d (--batch)%s, lr %.2e (--lr)%s, "
+               "%.0f MB for training of %.0f MB available%s\n",
+               threads, sys.cores, o.hp.batch, fit.batch_why, o.hp.lr, fit.lr_why,
+               gpt_training_bytes(&o.cfg, o.ops, o.hp.batch, o.cfg.ctx) / 1e6, fit.capacity / 1e6,
+               fit.gpu ? " on the GPU" : "");
     if (train_run(&o, err) != 0) return CLI_ERR;
     plot(o.out_dir);
     return CLI_OK;
