@@ -13,6 +13,7 @@ steps() { grep -E '^step [0-9]+/' "$1" | sed -E 's/ [0-9]+ tok\/s.*//'; }
 
 echo "crash: kill -9 at random moments"
 # a folder each: a folder that holds a run refuses a new one
+mkdir "$T/k"
 for i in 1 2 3 4 5 6; do
     "$MINIGPT" train "${args[@]}" --steps 100000 --save-every 1 --keep 3 --eval-every 2 --out "$T/k/$i" >"$T/k$i.log" 2>&1 &
     pid=$!
