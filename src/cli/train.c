@@ -174,7 +174,8 @@ static void plot(const char *out_dir) {
     snprintf(log, sizeof log, "%s/train_log.jsonl", out_dir);
     snprintf(svg, sizeof svg, "%s/loss_curve.svg", out_dir);
     curve_t cv;
-    if (mg_atomic_tmp(svg, tmp, sizeof tmp) || curve_load(log, &cv, why)) {
+    if ((mg_atomic_tmp(svg, tmp, sizeof tmp) && mg_fail(why, "path too long: '%s'", svg)) ||
+        curve_load(log, &cv, why)) {
         fprintf(stderr, "minigpt train: warning: no loss curve: %s\n", why);
         return;
     }
