@@ -12,21 +12,26 @@ train() { "$MINIGPT" train "${args[@]}" "$@"; }
 steps() { grep -E '^step [0-9]+/' "$1" | sed -E 's/ [0-9]+ tok\/s.*//'; }
 
 echo "crash: kill -9 at random moments"
+# a folder each: a folder that holds a run refuses a new one
+mkdir "$T/k"
 for i in 1 2 3 4 5 6; do
-    "$MINIGPT" train "${args[@]}" --steps 100000 --save-every 1 --keep 3 --eval-every 2 --out "$T/k" >/dev/null 2>&1 &
+    "$MINIGPT" train "${args[@]}" --steps 100000 --save-every 1 --keep 3 --eval-every 2 --out "$T/k/$i" >"$T/k$i.log" 2>&1 &
     pid=$!
-    sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.2f", 0.5 + rand() * 1.5 }')"
+    # once it saves (tokenizing takes a while on a loaded machine), at a random moment
+    for _ in $(seq 600); do grep -q '^saved' "$T/k$i.log" && break; sleep 0.1; done
+    sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.2f", rand() * 1.5 }')"
     kill -9 "$pid"
     wait "$pid" 2>/dev/null
 done
 n=0; bad=0
-for f in "$T"/k/*.safetensors; do
+for f in "$T"/k/*/*.safetensors; do
     case "$f" in *.optim.safetensors) continue ;; esac
     n=$((n + 1))
     "$MINIGPT" load --checkpoint "$f" >/dev/null 2>"$T/err" || { bad=$((bad + 1)); cat "$T/err"; }
 done
 expect "every checkpoint left by 6 kills loads ($n files)" test "$n" -ge 3 -a "$bad" -eq 0
-for f in "$T"/k/checkpoint_step_*.optim.safetensors; do
+for f in "$T"/k/*/checkpoint_step_*.optim.safetensors; do
+    [ -e "$f" ] || continue
     /usr/bin/python3 -c "import sys; sys.path.insert(0, 'tests'); import st_reader; st_reader.load(sys.argv[1])" "$f" ||
         bad=$((bad + 1))
 done
@@ -35,7 +40,8 @@ expect "every optimizer state left by the kills is a valid file" test "$bad" -eq
 echo "crash: full disk"
 train --steps 6 --eval-every 3 --out "$T/d" >/dev/null
 cp "$T/d/mini_gpt.safetensors" "$T/before"
-( ulimit -f 200; train --steps 6 --eval-every 3 --seed 9 --out "$T/d" >/dev/null 2>"$T/err" )
+# the run goes on (--resume) and its next save, at step 9, hits the limit
+( ulimit -f 200; train --resume "$T/d/mini_gpt.safetensors" --steps 12 --out "$T/d" >/dev/null 2>"$T/err" )
 rc=$?
 expect "a save that hits a file-size limit fails with exit 1" test "$rc" -eq 1
 expect "... one line naming the file" test "$(wc -l <"$T/err")" -eq 1 -a -n "$(grep -o 'best_model\|mini_gpt' "$T/err")"

@@ -25,6 +25,7 @@ MINIGPT=./minigpt bash tests/checkpoints.sh
 MINIGPT=./minigpt bash tests/chat.sh
 MINIGPT=./minigpt bash tests/crash.sh
 MINIGPT=./minigpt bash tests/train_options.sh
+MINIGPT=./minigpt bash tests/train_safety.sh
 MINIGPT=./minigpt bash tests/behaviour.sh
 MINIGPT=./minigpt bash tests/serve.sh
 MINIGPT=./minigpt bash tests/cuda_e2e.sh

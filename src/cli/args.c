@@ -15,7 +15,8 @@
 const cli_command_t cli_commands[CLI_N_CMDS] = {
     [CLI_TRAIN] = {"train", "train a GPT on a text file (tokenizer included)",
                    "minigpt train [options]",
-                   "Ctrl-C (SIGINT) or SIGTERM: finish the step, save a checkpoint, exit 0.\n", 0},
+                   "Ctrl-C (SIGINT) or SIGTERM: finish the step, save a checkpoint, exit 0;\n"
+                   "a second one: stop at once (exit 130), the last checkpoint intact.\n", 0},
     [CLI_GENERATE] = {"generate", "generate text from a checkpoint",
                       "minigpt generate --prompt TEXT [options]", NULL, 0},
     [CLI_EVAL] = {"eval", "loss, perplexity and bits per byte of a checkpoint on a text",
@@ -100,7 +101,10 @@ const cli_row_t cli_rows[] = {
     {"data", NULL, "FILE", CLI_T_STR, F(data), C(CLI_TRAIN), .def = "data/corpus_pt_br.txt",
      .help = "training text"},
     {"data", NULL, "FILE", CLI_T_STR, F(data), C(CLI_EVAL), .help = "text to score (required)"},
-    {"out", NULL, "DIR", CLI_T_STR, F(out), C(CLI_TRAIN), .def_doc = "models", .help = "where checkpoints go"},
+    {"out", NULL, "DIR", CLI_T_STR, F(out), C(CLI_TRAIN), .def_doc = "models",
+     .help = "where checkpoints go; a folder holding another run is refused (see --overwrite)"},
+    {"overwrite", NULL, NULL, CLI_T_FLAG, F(overwrite), C(CLI_TRAIN),
+     .help = "replace the run in --out (its files are removed)"},
     {"out", NULL, "FILE.svg", CLI_T_STR, F(out), C(CLI_PLOT), .def_doc = "loss_curve.svg beside LOG",
      .help = "the picture"},
     /* generation */

@@ -73,6 +73,7 @@ typedef struct {
     const char *preset;
     long layers, heads, dim, ctx, vocab;
     /* train */
+    int overwrite;
     long steps, epochs, batch, grad_accum, warmup, eval_every, eval_batches, save_every, keep,
         log_every;
     double minutes, lr, weight_decay;

@@ -9,16 +9,34 @@
 
 #include "cli/cli.h"
 #include "io/catalog.h"
+#include "train/curve.h"
+#include "util/atomic.h"
 #include "ops/ops.h"
 #include "train/trainer.h"
 #include "util/common.h"
 #include "util/sysinfo.h"
 
-/* set by SIGINT/SIGTERM; the trainer checks it after each step */
+/* set by SIGINT/SIGTERM; the trainer checks it after each step. A second
+ * signal cannot wait for a step that may take minutes: it ends the process
+ * here (the one exit outside main.c), which leaves every checkpoint intact
+ * (they are written atomically) and, at worst, a temp file that the next
+ * run in the folder removes. Only async-signal-safe calls. */
 static volatile sig_atomic_t stop_requested;
+static void say(const char *msg, size_t n) {
+    ssize_t w = write(STDERR_FILENO, msg, n);
+    (void)w;
+}
 static void on_signal(int sig) {
-    (void)sig;
+    static const char first[] = "\nminigpt train: stopping after this step (a checkpoint is saved); "
+                                "signal again to stop at once\n";
+    static const char second[] = "\nminigpt train: stopped at once, without saving this step; the last "
+                                 "checkpoint is intact\n";
+    if (stop_requested) {
+        say(second, sizeof second - 1);
+        _exit(128 + sig);
+    }
     stop_requested = 1;
+    say(first, sizeof first - 1);
 }
 
 typedef struct {
@@ -112,6 +130,32 @@ static int shape_conflict(const cli_shape_t *s, const gpt_config_t *ck, const ch
                    path, have, asked);
 }
 
+/* loss_curve.svg beside the log, written atomically (temp + rename). A
+ * picture that cannot be drawn (a full disk, say) is a warning: the run and
+ * its checkpoints are done. */
+static void plot(const char *out_dir) {
+    char log[4096], svg[4096], tmp[4200], why[MG_ERR_LEN], spark[3 * 60 + 1];
+    snprintf(log, sizeof log, "%s/train_log.jsonl", out_dir);
+    snprintf(svg, sizeof svg, "%s/loss_curve.svg", out_dir);
+    curve_t cv;
+    if ((mg_atomic_tmp(svg, tmp, sizeof tmp) && mg_fail(why, "path too long: '%s'", svg)) ||
+        curve_load(log, &cv, why)) {
+        fprintf(stderr, "minigpt train: warning: no loss curve: %s\n", why);
+        return;
+    }
+    int rc = curve_svg(&cv, "minigpt: loss against tokens seen", tmp, why);
+    if (rc) unlink(tmp);
+    if (rc || mg_atomic_commit(tmp, svg, why)) {
+        fprintf(stderr, "minigpt train: warning: no loss curve: %s\n", why);
+    } else {
+        curve_sparkline(&cv, 60, spark);
+        printf("loss %s %.3f -> %.3f", spark, cv.train[0].loss, cv.train[cv.n_train - 1].loss);
+        if (cv.n_val) printf(" (val %.3f)", cv.val[cv.n_val - 1].loss);
+        printf("\nplot: %s\n", svg);
+    }
+    curve_free(&cv);
+}
+
 int cli_train(const cli_args_t *a, char *err) {
     train_opts_t o;
     train_defaults(&o);
@@ -124,17 +168,18 @@ int cli_train(const cli_args_t *a, char *err) {
     cli_shape_t shape = {a->preset, a->layers, a->heads, a->dim, a->ctx, a->vocab};
     int batch_set = cli_args_given(a, &a->batch), lr_set = cli_args_given(a, &a->lr);
     int accum_set = cli_args_given(a, &a->grad_accum);
-    if (batch_set) o.batch = (int)a->batch;
-    if (accum_set) o.grad_accum = (int)a->grad_accum;
-    if (lr_set) o.lr = (float)a->lr;
+    if (batch_set) o.hp.batch = (int)a->batch;
+    if (accum_set) o.hp.grad_accum = (int)a->grad_accum;
+    if (lr_set) o.hp.lr = (float)a->lr;
     if (cli_args_given(a, &a->warmup)) o.warmup = (int)a->warmup;
-    if (cli_args_given(a, &a->weight_decay)) o.wd = (float)a->weight_decay;
-    if (cli_args_given(a, &a->eval_every)) o.eval_every = (int)a->eval_every;
-    if (cli_args_given(a, &a->eval_batches)) o.eval_batches = (int)a->eval_batches;
-    if (cli_args_given(a, &a->seed)) o.seed = (uint64_t)a->seed;
+    if (cli_args_given(a, &a->weight_decay)) o.hp.wd = (float)a->weight_decay;
+    if (cli_args_given(a, &a->eval_every)) o.hp.eval_every = (int)a->eval_every;
+    if (cli_args_given(a, &a->eval_batches)) o.hp.eval_batches = (int)a->eval_batches;
+    if (cli_args_given(a, &a->seed)) o.hp.seed = (uint64_t)a->seed;
     if (a->save_every) o.save_every = a->save_every;
     if (a->keep) o.keep = (int)a->keep;
     o.resume = a->resume;
+    o.overwrite = a->overwrite;
     o.init_from = a->init_from;
     o.save_tokens = a->save_tokens;
     long threads = a->threads, log_every = a->log_every;
@@ -170,40 +215,12 @@ int cli_train(const cli_args_t *a, char *err) {
         mg_fail(err, "train: cannot read data file '%s'", o.data_path);
         return CLI_ERR;
     }
-    /* hardware-adaptive defaults. CPU: every core, and the largest batch
-     * up to the default whose training memory fits in half the available
-     * RAM. GPU: the largest batch up to 8x the default that fits in 80% of
-     * its memory (a GPU needs many rows to be busy), with the learning rate
-     * scaled by the square root of the batch ratio (as for Adam), capped. */
     mg_sysinfo_t sys;
     mg_sysinfo(&sys);
-    if (!threads) threads = sys.cores;
+    threads = train_threads(threads, &sys);
     if (!(o.ops = cli_backend(device, precision, threads, err))) return CLI_ERR;
-    size_t used, peak, capacity;
-    o.ops->memory(&used, &peak, &capacity);
-    int gpu = capacity > 0;
-    size_t budget = gpu ? capacity / 10 * 8 : sys.mem_available / 2;
-    const char *why = "", *lr_why = "";
-    /* the default learning rate scales as 1/width (Adam's updates per
-     * weight grow with it): 2e-3 was best at dim 256, 3e-3 at 128 to 192
-     * (docs/training-recipe.md), and GPT-2 124M gets 6.7e-4, near its
-     * published 6e-4 */
-    if (!lr_set && !o.resume && o.cfg.dim != 256) {
-        o.lr = fminf(3e-3f, o.lr * 256.0f / o.cfg.dim);
-        lr_why = " scaled to the width";
-    }
-    if (!batch_set && !o.resume && budget) {
-        int base = o.batch;
-        if (gpu)
-            while (o.batch < 8 * base && gpt_training_bytes(&o.cfg, o.ops, 2 * o.batch, o.cfg.ctx) <= budget)
-                o.batch *= 2;
-        while (o.batch > 1 && gpt_training_bytes(&o.cfg, o.ops, o.batch, o.cfg.ctx) > budget) o.batch /= 2;
-        why = gpu ? " chosen for the GPU's memory" : " chosen to fit memory";
-        if (gpu && !lr_set && o.batch > base) {
-            o.lr = fminf(o.lr * sqrtf((float)o.batch / base), 4e-3f);
-            lr_why = *lr_why ? " scaled to the width and the batch" : " scaled to the batch";
-        }
-    }
+    train_fit_t fit;
+    train_fit(&o, &sys, batch_set, lr_set, &fit);
     view_t view = {.tty = isatty(STDERR_FILENO), .log_every = log_every};
     o.on_event = on_event;
     o.ctx = &view;
@@ -215,13 +232,16 @@ int cli_train(const cli_args_t *a, char *err) {
     printf("minigpt train: %s on %s, backend %s: %s\n",
            o.resume ? o.resume : o.init_from ? o.init_from : shape.preset, o.data_path, o.ops->name,
            o.ops->describe());
-    printf("settings: %ld threads of %d cores (--threads), batch %d (--batch)%s, lr %.2e (--lr)%s, "
-           "warmup %d (--warmup), %.0f MB for training of %.0f MB available%s\n",
-           threads, sys.cores, o.batch, why, o.lr, lr_why, o.warmup,
-           gpt_training_bytes(&o.cfg, o.ops, o.batch, o.cfg.ctx) / 1e6,
-           (gpu ? capacity : sys.mem_available) / 1e6, gpu ? " on the GPU" : "");
+    if (o.resume) /* the saved run's batch and hyperparameters, printed by the trainer */
+        printf("settings: %ld threads of %d cores (--threads); batch, lr and schedule from the checkpoint\n",
+               threads, sys.cores);
+    else
+        printf("settings: %ld threads of %d cores (--threads), batch %d (--batch)%s, lr %.2e (--lr)%s, "
+               "%.0f MB for training of %.0f MB available%s\n",
+               threads, sys.cores, o.hp.batch, fit.batch_why, o.hp.lr, fit.lr_why,
+               gpt_training_bytes(&o.cfg, o.ops, o.hp.batch, o.cfg.ctx) / 1e6, fit.capacity / 1e6,
+               fit.gpu ? " on the GPU" : "");
     if (train_run(&o, err) != 0) return CLI_ERR;
-    char log[4096];
-    snprintf(log, sizeof log, "%s/train_log.jsonl", o.out_dir);
-    return cli_plot_log(log, NULL, err) ? CLI_ERR : CLI_OK;
+    plot(o.out_dir);
+    return CLI_OK;
 }

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/atomic.h"
 #include "util/common.h"
 
 /* Tensor bytes are exposed and written as-is, and the format is
@@ -802,30 +803,26 @@ static int write_all(int fd, const void *buf, size_t n) {
 }
 
 int st_writer_save(st_writer_t *w, const char *path, char *err) {
-    int rc = -1, fd = -1, tmp_exists = 0;
-    char *tmp = NULL, *dir = NULL;
+    int rc = -1, fd = -1, created = 0;
+    char *tmp = NULL;
     sbuf_t h = {0};
     if (!w || !path || !*path) {
         mg_fail(err, "st_writer_save: no writer or empty path");
         goto fail;
     }
     if (build_header(w, &h, err)) goto fail;
-    size_t plen = strlen(path);
-    tmp = mg_malloc(plen + 32);
-    dir = mg_malloc(plen + 2);
-    if (!tmp || !dir) {
+    size_t tlen = strlen(path) + 32;
+    if (!(tmp = mg_malloc(tlen)) || mg_atomic_tmp(path, tmp, tlen)) {
         mg_fail(err, "out of memory");
         goto fail;
     }
-    /* Same directory as the target, so rename() is atomic (no cross-device
-     * move); the pid keeps concurrent savers from sharing a temp file. */
-    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
+    /* beside the target, so that the rename is atomic (see util/atomic.h) */
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666);
     if (fd < 0) {
         mg_fail(err, "cannot save '%s': cannot create '%s': %s", path, tmp, strerror(errno));
         goto fail;
     }
-    tmp_exists = 1;
+    created = 1;
     unsigned char lenbuf[8];
     for (int i = 0; i < 8; i++)
         lenbuf[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
@@ -836,47 +833,18 @@ int st_writer_save(st_writer_t *w, const char *path, char *err) {
         mg_fail(err, "cannot save '%s': write to '%s' failed: %s", path, tmp, strerror(errno));
         goto fail;
     }
-    /* Data must be on disk before the rename makes it the file: otherwise a
-     * crash can leave the new name pointing at missing blocks. */
-    if (fsync(fd) != 0) {
-        mg_fail(err, "cannot save '%s': fsync of '%s' failed: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
     int c = close(fd);
     fd = -1;
     if (c != 0) {
         mg_fail(err, "cannot save '%s': close of '%s' failed: %s", path, tmp, strerror(errno));
         goto fail;
     }
-    if (rename(tmp, path) != 0) {
-        mg_fail(err, "cannot save '%s': rename from '%s' failed: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    tmp_exists = 0;
-    /* The rename itself lives in the directory; sync it so it survives a
-     * crash. Some filesystems cannot fsync a directory (EINVAL): nothing
-     * more can be done there. */
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == path)
-        strcpy(dir, "/");
-    else {
-        memcpy(dir, path, (size_t)(slash - path));
-        dir[slash - path] = 0;
-    }
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL)) {
-        mg_fail(err, "saved '%s' but fsync of directory '%s' failed: %s", path, dir,
-                strerror(errno));
-        goto fail;
-    }
-    rc = 0;
+    created = 0; /* the commit removes it on failure */
+    rc = mg_atomic_commit(tmp, path, err); /* fsync, rename, fsync of the directory */
 fail: /* also the success path: the cleanup is the same */
     if (fd >= 0) close(fd);
-    if (tmp_exists) unlink(tmp);
+    if (created) unlink(tmp);
     mg_free(tmp);
-    mg_free(dir);
     mg_free(h.data);
     return rc;
 }

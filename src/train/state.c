@@ -1,8 +1,10 @@
-/* state.c - save and load the optimizer/data/schedule state for resume. */
+/* state.c - save and load the optimizer/data/schedule state for resume:
+ * every JSON field of training_state comes from one table. */
 #include "train/state.h"
 
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,13 +25,140 @@ char *state_path(const char *ckpt) {
     return p;
 }
 
+void train_corpus_fingerprint(const char *text, size_t len, train_corpus_t *c) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
+    c->bytes = (long long)len;
+    c->hash = h;
+}
+
+typedef enum {
+    F_INT, F_LONG, F_LLONG, F_SIZE, F_FLOAT, F_DOUBLE,
+    F_BEST, /* double; none yet (INFINITY) is saved as 1e308 */
+    F_LAST, /* double; none yet (NAN) is saved as -1 */
+    F_U64,  /* decimal string: JSON numbers are doubles and lose bits */
+    F_RNG,  /* mg_rng_t as 64 hex digits */
+} field_type_t;
+
+typedef struct {
+    const char *name;
+    field_type_t type;
+    double lo, hi; /* the accepted range of numbers on load */
+    size_t offset; /* in train_state_t */
+    int optional;  /* may be absent (older states): see the defaults in state_load */
+} field_t;
+
+#define BIG 9e15
+#define S(m) offsetof(train_state_t, m)
+/* in the order written; adam_t (the model's) comes first */
+static const field_t fields[] = {
+    {"step", F_LONG, 0, BIG, S(step), 0},
+    {"total_steps", F_LONG, 1, BIG, S(total_steps), 0},
+    {"warmup", F_LONG, 1, BIG, S(warmup), 0},
+    {"epoch", F_INT, 0, 2e9, S(epoch), 0},
+    {"cursor", F_SIZE, 0, BIG, S(cursor), 0},
+    {"epoch_rng", F_RNG, 0, 0, S(epoch_rng), 0},
+    {"tokens_seen", F_LLONG, 0, BIG, S(tokens_seen), 0},
+    {"best_val", F_BEST, -1, 1e308, S(best_val), 0},
+    {"val_loss", F_LAST, -1, 1e308, S(val_loss), 0},
+    {"epoch_loss_sum", F_DOUBLE, -1e308, 1e308, S(epoch_loss_sum), 0},
+    {"epoch_steps", F_LONG, 0, BIG, S(epoch_steps), 0},
+    {"seconds", F_DOUBLE, 0, 1e308, S(seconds), 0},
+    {"batch", F_INT, 1, 1 << 16, S(hp.batch), 0},
+    {"grad_accum", F_INT, 1, 1 << 16, S(hp.grad_accum), 1}, /* absent before accumulation: 1 */
+    {"eval_every", F_INT, 0, BIG, S(hp.eval_every), 0},
+    {"eval_batches", F_INT, 1, 1 << 20, S(hp.eval_batches), 0},
+    {"val_every", F_INT, 2, 1 << 20, S(hp.val_every), 0},
+    {"lr", F_FLOAT, 0, 10, S(hp.lr), 0},
+    {"min_lr_ratio", F_FLOAT, 0, 1, S(hp.min_lr_ratio), 0},
+    {"weight_decay", F_FLOAT, 0, 10, S(hp.wd), 0},
+    {"beta1", F_FLOAT, 0, 1, S(hp.beta1), 0},
+    {"beta2", F_FLOAT, 0, 1, S(hp.beta2), 0},
+    {"eps", F_FLOAT, 0, 1, S(hp.eps), 0},
+    {"clip", F_FLOAT, 0, 1e9, S(hp.clip), 0},
+    {"seed", F_U64, 0, 0, S(hp.seed), 0},
+    /* absent before fingerprints: has_corpus stays 0 */
+    {"corpus_bytes", F_LLONG, 0, BIG, S(corpus.bytes), 1},
+    {"corpus_hash", F_U64, 0, 0, S(corpus.hash), 1},
+};
+#undef S
+#define N_FIELDS (int)(sizeof fields / sizeof fields[0])
+
+static int is_corpus(const field_t *f) { return strncmp(f->name, "corpus_", 7) == 0; }
+
+static void put(cJSON *j, const field_t *f, const train_state_t *s) {
+    const char *p = (const char *)s + f->offset;
+    char txt[80];
+    double d = 0;
+    switch (f->type) {
+    case F_INT: d = *(const int *)p; break;
+    case F_LONG: d = (double)*(const long *)p; break;
+    case F_LLONG: d = (double)*(const long long *)p; break;
+    case F_SIZE: d = (double)*(const size_t *)p; break;
+    case F_FLOAT: d = *(const float *)p; break;
+    case F_DOUBLE: d = *(const double *)p; break;
+    case F_BEST: d = isfinite(*(const double *)p) ? *(const double *)p : 1e308; break;
+    case F_LAST: d = isfinite(*(const double *)p) ? *(const double *)p : -1; break;
+    case F_U64:
+        snprintf(txt, sizeof txt, "%" PRIu64, *(const uint64_t *)p);
+        cJSON_AddStringToObject(j, f->name, txt);
+        return;
+    case F_RNG: {
+        const uint64_t *w = ((const mg_rng_t *)p)->s;
+        snprintf(txt, sizeof txt, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, w[0], w[1],
+                 w[2], w[3]);
+        cJSON_AddStringToObject(j, f->name, txt);
+        return;
+    }
+    }
+    cJSON_AddNumberToObject(j, f->name, d);
+}
+
+/* reads one present field into s; a reason in why on failure */
+static int get(const cJSON *v, const field_t *f, train_state_t *s, char *why) {
+    char *p = (char *)s + f->offset;
+    if (f->type == F_U64 || f->type == F_RNG) {
+        size_t want = f->type == F_RNG ? 64 : 0;
+        const char *t = cJSON_IsString(v) ? v->valuestring : NULL;
+        if (!t || !*t || (want && strlen(t) != want) || (!want && strspn(t, "0123456789") != strlen(t)))
+            return mg_fail(why, "training_state: bad %s", f->name);
+        if (f->type == F_U64) {
+            *(uint64_t *)p = strtoull(t, NULL, 10);
+            return 0;
+        }
+        for (int i = 0; i < 4; i++) {
+            char part[17], *end;
+            memcpy(part, t + 16 * i, 16);
+            part[16] = 0;
+            ((mg_rng_t *)p)->s[i] = strtoull(part, &end, 16);
+            if (*end) return mg_fail(why, "training_state: bad %s", f->name);
+        }
+        return 0;
+    }
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < f->lo || v->valuedouble > f->hi)
+        return mg_fail(why, "training_state: '%s' missing or out of range", f->name);
+    double d = v->valuedouble;
+    switch (f->type) {
+    case F_INT: *(int *)p = (int)d; break;
+    case F_LONG: *(long *)p = (long)d; break;
+    case F_LLONG: *(long long *)p = (long long)d; break;
+    case F_SIZE: *(size_t *)p = (size_t)d; break;
+    case F_FLOAT: *(float *)p = (float)d; break;
+    case F_DOUBLE: *(double *)p = d; break;
+    case F_BEST: *(double *)p = d >= 1e308 ? INFINITY : d; break;
+    case F_LAST: *(double *)p = d < 0 ? NAN : d; break;
+    default: break;
+    }
+    return 0;
+}
+
 int state_save(const char *path, const gpt_model_t *m, const train_state_t *s, char *err) {
     int rc = -1;
     float *mm = mg_malloc(m->num_floats * sizeof(float));
     float *vv = mg_malloc(m->num_floats * sizeof(float));
     st_writer_t *w = st_writer_new();
     cJSON *j = cJSON_CreateObject();
-    char *json = NULL, rng[80];
+    char *json = NULL;
     if (!mm || !vv || !w || !j) {
         mg_fail(err, "out of memory saving '%s'", path);
         goto done;
@@ -37,37 +166,9 @@ int state_save(const char *path, const gpt_model_t *m, const train_state_t *s, c
     m->ops->download(mm, m->m, m->num_floats * sizeof(float));
     m->ops->download(vv, m->v, m->num_floats * sizeof(float));
     int64_t shape[1] = {(int64_t)m->num_floats};
-    /* u64 values as strings: JSON numbers are doubles and lose bits */
-    snprintf(rng, sizeof rng, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64,
-             s->epoch_rng.s[0], s->epoch_rng.s[1], s->epoch_rng.s[2], s->epoch_rng.s[3]);
-    char seed[24];
-    snprintf(seed, sizeof seed, "%" PRIu64, s->seed);
     cJSON_AddNumberToObject(j, "adam_t", m->adam_t);
-    cJSON_AddNumberToObject(j, "step", (double)s->step);
-    cJSON_AddNumberToObject(j, "total_steps", (double)s->total_steps);
-    cJSON_AddNumberToObject(j, "warmup", (double)s->warmup);
-    cJSON_AddNumberToObject(j, "epoch", s->epoch);
-    cJSON_AddNumberToObject(j, "cursor", (double)s->cursor);
-    cJSON_AddStringToObject(j, "epoch_rng", rng);
-    cJSON_AddNumberToObject(j, "tokens_seen", (double)s->tokens_seen);
-    cJSON_AddNumberToObject(j, "best_val", isfinite(s->best_val) ? s->best_val : 1e308);
-    cJSON_AddNumberToObject(j, "val_loss", isfinite(s->val_loss) ? s->val_loss : -1);
-    cJSON_AddNumberToObject(j, "epoch_loss_sum", s->epoch_loss_sum);
-    cJSON_AddNumberToObject(j, "epoch_steps", (double)s->epoch_steps);
-    cJSON_AddNumberToObject(j, "seconds", s->seconds);
-    cJSON_AddNumberToObject(j, "batch", s->batch);
-    cJSON_AddNumberToObject(j, "grad_accum", s->grad_accum);
-    cJSON_AddNumberToObject(j, "eval_every", s->eval_every);
-    cJSON_AddNumberToObject(j, "eval_batches", s->eval_batches);
-    cJSON_AddNumberToObject(j, "val_every", s->val_every);
-    cJSON_AddNumberToObject(j, "lr", s->lr);
-    cJSON_AddNumberToObject(j, "min_lr_ratio", s->min_lr_ratio);
-    cJSON_AddNumberToObject(j, "weight_decay", s->wd);
-    cJSON_AddNumberToObject(j, "beta1", s->beta1);
-    cJSON_AddNumberToObject(j, "beta2", s->beta2);
-    cJSON_AddNumberToObject(j, "eps", s->eps);
-    cJSON_AddNumberToObject(j, "clip", s->clip);
-    cJSON_AddStringToObject(j, "seed", seed);
+    for (int i = 0; i < N_FIELDS; i++)
+        if (s->has_corpus || !is_corpus(&fields[i])) put(j, &fields[i], s);
     char *printed = cJSON_PrintUnformatted(j);
     json = printed ? mg_strdup(printed) : NULL;
     cJSON_free(printed);
@@ -88,15 +189,6 @@ done:
     mg_free(mm);
     mg_free(vv);
     return rc;
-}
-
-/* a JSON number that must be finite and within [lo, hi] */
-static int num(const cJSON *j, const char *k, double lo, double hi, double *out, char *err) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi)
-        return mg_fail(err, "training_state: '%s' missing or out of range", k);
-    *out = v->valuedouble;
-    return 0;
 }
 
 int state_load(const char *path, gpt_model_t *m, train_state_t *s, char *err) {
@@ -121,67 +213,22 @@ int state_load(const char *path, gpt_model_t *m, train_state_t *s, char *err) {
         mg_fail(why, "training_state is not a JSON object");
         goto fail;
     }
-    double d[23] = {0};
-    const double big = 9e15;
-    if (num(j, "adam_t", 0, 2e9, &d[0], why) || num(j, "step", 0, big, &d[1], why) ||
-        num(j, "total_steps", 1, big, &d[2], why) || num(j, "warmup", 1, big, &d[3], why) ||
-        num(j, "epoch", 0, 2e9, &d[4], why) || num(j, "cursor", 0, big, &d[5], why) ||
-        num(j, "tokens_seen", 0, big, &d[6], why) || num(j, "best_val", -1, 1e308, &d[7], why) ||
-        num(j, "val_loss", -1, 1e308, &d[8], why) || num(j, "epoch_loss_sum", -1e308, 1e308, &d[9], why) ||
-        num(j, "epoch_steps", 0, big, &d[10], why) || num(j, "seconds", 0, 1e308, &d[11], why) ||
-        num(j, "batch", 1, 1 << 16, &d[12], why) || num(j, "eval_every", 0, big, &d[13], why) ||
-        num(j, "eval_batches", 1, 1 << 20, &d[14], why) || num(j, "val_every", 2, 1 << 20, &d[15], why) ||
-        num(j, "lr", 0, 10, &d[16], why) || num(j, "min_lr_ratio", 0, 1, &d[17], why) ||
-        num(j, "weight_decay", 0, 10, &d[18], why) || num(j, "beta1", 0, 1, &d[19], why) ||
-        num(j, "beta2", 0, 1, &d[20], why) || num(j, "eps", 0, 1, &d[21], why) ||
-        num(j, "clip", 0, 1e9, &d[22], why))
-        goto fail;
-    /* absent from states written before gradient accumulation: 1 */
-    double accum = 1;
-    if (cJSON_GetObjectItemCaseSensitive(j, "grad_accum") && num(j, "grad_accum", 1, 1 << 16, &accum, why))
-        goto fail;
-    const cJSON *rng = cJSON_GetObjectItemCaseSensitive(j, "epoch_rng");
-    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed");
-    if (!cJSON_IsString(rng) || strlen(rng->valuestring) != 64 || !cJSON_IsString(seed)) {
-        mg_fail(why, "training_state: bad epoch_rng or seed");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "adam_t");
+    if (!cJSON_IsNumber(t) || !isfinite(t->valuedouble) || t->valuedouble < 0 || t->valuedouble > 2e9) {
+        mg_fail(why, "training_state: 'adam_t' missing or out of range");
         goto fail;
     }
-    for (int i = 0; i < 4; i++) {
-        char part[17];
-        memcpy(part, rng->valuestring + 16 * i, 16);
-        part[16] = 0;
-        char *end;
-        s->epoch_rng.s[i] = strtoull(part, &end, 16);
-        if (*end) {
-            mg_fail(why, "training_state: bad epoch_rng");
-            goto fail;
-        }
+    memset(s, 0, sizeof *s);
+    s->hp.grad_accum = 1;
+    int corpus_fields = 0;
+    for (int i = 0; i < N_FIELDS; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, fields[i].name);
+        if (!v && fields[i].optional) continue;
+        if (get(v, &fields[i], s, why)) goto fail;
+        corpus_fields += is_corpus(&fields[i]);
     }
-    s->seed = strtoull(seed->valuestring, NULL, 10);
-    m->adam_t = (int)d[0];
-    s->step = (long)d[1];
-    s->total_steps = (long)d[2];
-    s->warmup = (long)d[3];
-    s->epoch = (int)d[4];
-    s->cursor = (size_t)d[5];
-    s->tokens_seen = (long long)d[6];
-    s->best_val = d[7] >= 1e308 ? INFINITY : d[7];
-    s->val_loss = d[8] < 0 ? NAN : d[8];
-    s->epoch_loss_sum = d[9];
-    s->epoch_steps = (long)d[10];
-    s->seconds = d[11];
-    s->batch = (int)d[12];
-    s->grad_accum = (int)accum;
-    s->eval_every = (int)d[13];
-    s->eval_batches = (int)d[14];
-    s->val_every = (int)d[15];
-    s->lr = d[16];
-    s->min_lr_ratio = d[17];
-    s->wd = d[18];
-    s->beta1 = d[19];
-    s->beta2 = d[20];
-    s->eps = d[21];
-    s->clip = d[22];
+    s->has_corpus = corpus_fields == 2;
+    m->adam_t = (int)t->valuedouble;
     m->ops->upload(m->m, tm->data, tm->nbytes);
     m->ops->upload(m->v, tv->data, tv->nbytes);
     rc = 0;

@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #include "model/gpt.h"
+#include "train/state.h"
+#include "util/sysinfo.h"
 
 typedef enum { TE_INFO, TE_STEP, TE_EVAL, TE_EPOCH, TE_SAVE } train_event_kind_t;
 
@@ -26,21 +28,19 @@ typedef struct {
     const char *data_path;
     const char *out_dir;
     gpt_config_t cfg; /* cfg.vocab is the tokenizer's target size */
-    int batch;
-    int grad_accum; /* micro-batches of `batch` per optimizer step (1: none) */
-    float lr, min_lr_ratio, wd, beta1, beta2, eps, clip;
-    int warmup;
+    train_hparams_t hp; /* saved with each checkpoint; --resume restores them */
+    int warmup; /* asked for; the run uses at most a tenth of its steps */
     /* budget: the first non-zero of steps, epochs, minutes */
     long steps;
     int epochs;
     double minutes;
-    uint64_t seed;
-    int eval_every, eval_batches;
-    int val_every; /* every val_every-th chunk of the stream is validation */
     const char *resume; /* continue from this checkpoint and its .optim file */
     /* fine-tune: start from this checkpoint's weights and tokenizer (cfg
      * must be its config), with a new optimizer, schedule and data */
     const char *init_from;
+    /* out_dir may hold another run (its files are removed at start);
+     * otherwise such a folder is refused, unless resume's checkpoint is in it */
+    int overwrite;
     long save_every;    /* also save checkpoint_step_N every N steps (0: off) */
     int keep;           /* keep only the K newest step checkpoints (0: all) */
     /* write the train/validation token streams and each token's byte
@@ -55,14 +55,33 @@ typedef struct {
 
 /* Defaults for everything but the data path and the config. */
 void train_defaults(train_opts_t *o);
+/* The warm-up of a run of total steps: the asked one, at most a tenth. */
+long train_warmup(long asked, long total);
 /* The learning rate at a step: linear warm-up, then cosine decay to
  * lr * min_lr_ratio at total. */
-float train_lr(const train_opts_t *o, long step, long warmup, long total);
+float train_lr(const train_hparams_t *hp, long step, long warmup, long total);
+
+/* The hardware-adaptive defaults (train/defaults.c). */
+/* CPU threads: the asked number, or (0) every core. */
+long train_threads(long asked, const mg_sysinfo_t *sys);
+typedef struct {
+    int gpu;          /* the backend has its own memory */
+    size_t capacity;  /* the memory sized against: the GPU's, or available RAM */
+    const char *batch_why, *lr_why; /* "" or how the value was chosen */
+} train_fit_t;
+/* Sizes what the user did not set for o->ops and the machine: the batch
+ * (the largest up to the default whose training memory fits half the
+ * available RAM; on a GPU, up to 8x the default in 80% of its memory) and
+ * the learning rate (scaled as 1/width, and on a GPU by sqrt of the batch
+ * ratio). A resumed run keeps its saved values: nothing changes. */
+void train_fit(train_opts_t *o, const mg_sysinfo_t *sys, int batch_set, int lr_set, train_fit_t *fit);
+
 /* Trains; every checkpoint it writes is X.safetensors (weights, tokenizer,
  * metadata) plus X.optim.safetensors (see train/state.h). With o->resume,
  * the model, tokenizer, optimizer, data position, schedule and
  * hyperparameters come from the checkpoint, and the losses continue
- * bit-identically (same thread count). */
+ * bit-identically (same thread count). Nothing in out_dir is changed
+ * before the data, checkpoints and memory have been checked. */
 int train_run(const train_opts_t *o, char *err);
 
 #endif

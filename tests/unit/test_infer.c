@@ -241,13 +241,13 @@ static void test_lr_schedule(void **state) {
     (void)state;
     train_opts_t o;
     train_defaults(&o);
-    o.lr = 1.0f;
-    o.min_lr_ratio = 0.1f;
-    assert_float_equal(train_lr(&o, 0, 10, 110), 0.1f, 1e-6);
-    assert_float_equal(train_lr(&o, 9, 10, 110), 1.0f, 1e-6);
-    assert_float_equal(train_lr(&o, 10, 10, 110), 1.0f, 1e-6);
-    assert_float_equal(train_lr(&o, 60, 10, 110), 0.55f, 1e-6); /* cosine midpoint */
-    assert_float_equal(train_lr(&o, 110, 10, 110), 0.1f, 1e-6);
+    o.hp.lr = 1.0f;
+    o.hp.min_lr_ratio = 0.1f;
+    assert_float_equal(train_lr(&o.hp, 0, 10, 110), 0.1f, 1e-6);
+    assert_float_equal(train_lr(&o.hp, 9, 10, 110), 1.0f, 1e-6);
+    assert_float_equal(train_lr(&o.hp, 10, 10, 110), 1.0f, 1e-6);
+    assert_float_equal(train_lr(&o.hp, 60, 10, 110), 0.55f, 1e-6); /* cosine midpoint */
+    assert_float_equal(train_lr(&o.hp, 110, 10, 110), 0.1f, 1e-6);
 }
 
 /* The sliding-window evaluation scores every token but the first exactly
