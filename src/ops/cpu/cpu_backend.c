@@ -102,19 +102,18 @@ static int amd_avx512(void) {
 /* libgomp's idle threads spin 300000 times (~3 ms) before they sleep. On
  * a machine where another program keeps a core busy, a thread that waits
  * at a barrier for one the scheduler has put aside burns the core that
- * thread needs: 2-thread decoding fell from ~2000 to 6 tokens/s. A short
- * spin keeps the quiet speed (the gaps between parallel regions are
- * microseconds) and sleeps soon when a peer is not running; see
- * bench/RESULTS.md, "Beside a busy process". libgomp reads the variable in
- * its constructor, before main, hence the restart. */
-#define MG_GOMP_SPINCOUNT "30000"
-
+ * thread needs: 2-thread decoding of tiny fell from ~2000 to 6 tokens/s.
+ * Measured beside busy processes, every spin cost speed (300000, 30000,
+ * 3000, 300 spins: 14-59, 18-56, 191-411, ~1220 tokens/s) and sleeping at
+ * once was fastest (3000-5400); see bench/RESULTS.md, "Beside a busy
+ * process". libgomp reads the variable in its constructor, before main,
+ * hence the restart. */
 void ops_cpu_select_kernels(char **argv) {
     int again = 0;
     if (!getenv("OPENBLAS_CORETYPE") && amd_avx512())
         again |= setenv("OPENBLAS_CORETYPE", "SkylakeX", 1) == 0;
     if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT"))
-        again |= setenv("GOMP_SPINCOUNT", MG_GOMP_SPINCOUNT, 1) == 0;
+        again |= setenv("OMP_WAIT_POLICY", "PASSIVE", 1) == 0;
     if (again) execv("/proc/self/exe", argv);
 }
 
