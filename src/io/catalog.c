@@ -130,7 +130,8 @@ static void entry_read(catalog_entry_t *e, const char *search) {
     /* the tokenizer is left out of the searched metadata: its vocabulary
      * contains nearly every short string, so every file would match */
     for (int i = 0; search && !e->meta_hit && i < f->n_meta; i++)
-        e->meta_hit = strcmp(f->meta[i].key, "tokenizer") != 0 && contains_ci(f->meta[i].value, search);
+        e->meta_hit =
+            strcmp(f->meta[i].key, "tokenizer") != 0 && contains_ci(f->meta[i].value, search);
     e->ok = 1;
 done:
     st_close(f);

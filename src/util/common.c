@@ -218,7 +218,8 @@ char *mg_read_file(const char *path, size_t *len, char *err) {
         ssize_t n = read(fd, buf + got, size - got);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-            mg_fail(err, "cannot read '%s': %s", path, n < 0 ? strerror(errno) : "file shrank while read");
+            mg_fail(err, "cannot read '%s': %s", path,
+                    n < 0 ? strerror(errno) : "file shrank while read");
             goto fail;
         }
         got += (size_t)n;
