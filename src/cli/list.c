@@ -51,11 +51,16 @@ static const char *short_reason(const catalog_entry_t *e) {
     return e->why;
 }
 
+/* names and reasons are shown through mg_printable: a file name is
+ * anyone's text, and may hold escape sequences or newlines */
+#define SHOWN_LEN (4 * MG_ERR_LEN + 1)
+
 void cli_catalog_table(const catalog_t *c, const int *rows, int n, int numbered) {
     int wname = 4, wnum = numbered ? snprintf(NULL, 0, "%d", n) + 2 : 0, any_best = 0;
+    char name[SHOWN_LEN], why[SHOWN_LEN];
     for (int r = 0; r < n; r++) {
         const catalog_entry_t *e = &c->e[rows ? rows[r] : r];
-        wname = MG_MAX(wname, (int)strlen(e->name));
+        wname = MG_MAX(wname, (int)strlen(mg_printable(e->name, name, sizeof name)));
         any_best |= e->best;
     }
     printf("%*s  %-*s  %-14s %8s %5s %9s  %-19s  %s\n", wnum, "", wname, "name", "loss", "step",
@@ -64,9 +69,10 @@ void cli_catalog_table(const catalog_t *c, const int *rows, int n, int numbered)
         const catalog_entry_t *e = &c->e[rows ? rows[r] : r];
         char num[24] = "";
         if (numbered) snprintf(num, sizeof num, "%d)", r + 1);
-        printf("%*s%c %-*s  ", wnum, num, e->best ? '*' : ' ', wname, e->name);
+        printf("%*s%c %-*s  ", wnum, num, e->best ? '*' : ' ', wname,
+               mg_printable(e->name, name, sizeof name));
         if (!e->ok) {
-            printf("unreadable: %s\n", short_reason(e));
+            printf("unreadable: %s\n", mg_printable(short_reason(e), why, sizeof why));
             continue;
         }
         char loss[32], size[32], created[32], shape[96];
@@ -150,7 +156,7 @@ int cli_list(const cli_args_t *a, char *err) {
     const char *dir = a->dir;
     int json = a->json;
     char why[MG_ERR_LEN];
-    catalog_t *cat = catalog_scan(dir, why);
+    catalog_t *cat = catalog_scan(dir, NULL, why);
     if (!cat) {
         mg_fail(err, "list: %s", why);
         return CLI_ERR;

@@ -211,7 +211,8 @@ int cli_load(const cli_args_t *o, char *err) {
     ckpt_t *ck = NULL;
     char why[MG_ERR_LEN];
     rc = CLI_ERR;
-    cat = a.checkpoint ? catalog_file(a.checkpoint, why) : catalog_scan(a.dir, why);
+    cat = a.checkpoint ? catalog_file(a.checkpoint, a.f.search, why)
+                       : catalog_scan(a.dir, a.f.search, why);
     if (!cat) {
         mg_fail(err, "load: %s", why);
         goto done;

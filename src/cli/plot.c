@@ -1,5 +1,6 @@
 /* plot.c - `minigpt plot LOG --out FILE.svg`: the loss curve of a run. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -30,9 +31,15 @@ int cli_plot_log(const char *log, const char *out, char *err) {
     if (curve_load(log, &cv, err)) return -1;
     int rc = curve_svg(&cv, "minigpt: loss against tokens seen", out, err);
     if (rc == 0) {
+        /* %.3f, but not 300 digits for a (corrupt) loss of 1e300 */
+        const char *fmt = "loss %s %.3f -> %.3f", *vfmt = " (val %.3f)";
+        double first = cv.train[0].loss, last = cv.train[cv.n_train - 1].loss;
+        double val = cv.n_val ? cv.val[cv.n_val - 1].loss : 0;
+        if (fmax(fabs(first), fmax(fabs(last), fabs(val))) >= 1e9)
+            fmt = "loss %s %.3g -> %.3g", vfmt = " (val %.3g)";
         curve_sparkline(&cv, 60, spark);
-        printf("loss %s %.3f -> %.3f", spark, cv.train[0].loss, cv.train[cv.n_train - 1].loss);
-        if (cv.n_val) printf(" (val %.3f)", cv.val[cv.n_val - 1].loss);
+        printf(fmt, spark, first, last);
+        if (cv.n_val) printf(vfmt, val);
         printf("\nplot: %s\n", out);
     }
     curve_free(&cv);

@@ -98,7 +98,7 @@ static void on_event(void *ctx, const train_event_t *e) {
 /* --init-from, --resume: the checkpoint's shape, read from its header (the
  * weights are loaded by the trainer), so that the batch is sized for it. */
 static int init_config(const char *path, gpt_config_t *cfg, char *err) {
-    catalog_t *c = catalog_file(path, err);
+    catalog_t *c = catalog_file(path, NULL, err);
     if (!c) return -1;
     int rc = 0;
     if (c->e[0].ok)

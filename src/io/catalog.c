@@ -92,7 +92,7 @@ static void read_training(catalog_entry_t *e, const char *json) {
 
 /* Fills e (path and name already set) from the file's header. Failures
  * are recorded in e->why, never returned: an unreadable file is an entry. */
-static void entry_read(catalog_entry_t *e) {
+static void entry_read(catalog_entry_t *e, const char *search) {
     char why[MG_ERR_LEN];
     struct stat sb;
     st_file_t *f = NULL;
@@ -127,34 +127,17 @@ static void entry_read(catalog_entry_t *e) {
     e->n_tensors = f->n_tensors;
     for (int i = 0; i < f->n_tensors; i++)
         e->tensor_bytes += (long long)f->tensors[i].nbytes;
-    /* the tokenizer is left out of the searchable metadata: its vocabulary
+    /* the tokenizer is left out of the searched metadata: its vocabulary
      * contains nearly every short string, so every file would match */
-    e->meta = mg_calloc((size_t)f->n_meta + 1, sizeof *e->meta);
-    if (!e->meta) {
-        mg_fail(e->why, "out of memory reading '%s'", e->path);
-        goto done;
-    }
-    for (int i = 0; i < f->n_meta; i++) {
-        if (strcmp(f->meta[i].key, "tokenizer") == 0) continue;
-        st_meta_t *m = &e->meta[e->n_meta++];
-        m->key = mg_strdup(f->meta[i].key);
-        m->value = mg_strdup(f->meta[i].value);
-        if (!m->key || !m->value) {
-            mg_fail(e->why, "out of memory reading '%s'", e->path);
-            goto done;
-        }
-    }
+    for (int i = 0; search && !e->meta_hit && i < f->n_meta; i++)
+        e->meta_hit =
+            strcmp(f->meta[i].key, "tokenizer") != 0 && contains_ci(f->meta[i].value, search);
     e->ok = 1;
 done:
     st_close(f);
 }
 
 static void entry_free(catalog_entry_t *e) {
-    for (int i = 0; i < e->n_meta; i++) {
-        mg_free(e->meta[i].key);
-        mg_free(e->meta[i].value);
-    }
-    mg_free(e->meta);
     mg_free(e->path);
     mg_free(e->name);
 }
@@ -169,7 +152,8 @@ void catalog_free(catalog_t *c) {
 }
 
 /* Appends an entry for path and reads it; -1 only when out of memory. */
-static int catalog_add(catalog_t *c, const char *path, const char *name, int *cap, char *err) {
+static int catalog_add(catalog_t *c, const char *path, const char *name, const char *search,
+                       int *cap, char *err) {
     if (c->n == *cap) {
         int ncap = *cap ? *cap * 2 : 16;
         catalog_entry_t *ne = mg_realloc(c->e, (size_t)ncap * sizeof *ne);
@@ -183,7 +167,7 @@ static int catalog_add(catalog_t *c, const char *path, const char *name, int *ca
     e->name = mg_strdup(name);
     c->n++; /* counted now so that catalog_free releases what was copied */
     if (!e->path || !e->name) return mg_fail(err, "out of memory");
-    entry_read(e);
+    entry_read(e, search);
     return 0;
 }
 
@@ -205,7 +189,7 @@ static void finish(catalog_t *c) {
     if (c->n > 0 && isfinite(catalog_loss(&c->e[0]))) c->e[0].best = 1;
 }
 
-catalog_t *catalog_scan(const char *dir, char *err) {
+catalog_t *catalog_scan(const char *dir, const char *search, char *err) {
     char *path = NULL;
     int cap = 0;
     catalog_t *c = mg_calloc(1, sizeof *c);
@@ -231,7 +215,7 @@ catalog_t *catalog_scan(const char *dir, char *err) {
             goto fail;
         }
         snprintf(path, n, "%s%s%s", dir, sep, de->d_name);
-        if (catalog_add(c, path, de->d_name, &cap, err) != 0) goto fail;
+        if (catalog_add(c, path, de->d_name, search, &cap, err) != 0) goto fail;
         mg_free(path);
         path = NULL;
         errno = 0;
@@ -250,7 +234,7 @@ fail:
     return NULL;
 }
 
-catalog_t *catalog_file(const char *path, char *err) {
+catalog_t *catalog_file(const char *path, const char *search, char *err) {
     int cap = 0;
     catalog_t *c = mg_calloc(1, sizeof *c);
     const char *slash = strrchr(path, '/');
@@ -266,7 +250,7 @@ catalog_t *catalog_file(const char *path, char *err) {
     }
     if (slash) snprintf(c->dir, (size_t)(slash - path) + 2, "%.*s", (int)(slash - path), path);
     if (slash && !c->dir[0]) strcpy(c->dir, "/");
-    if (catalog_add(c, path, slash ? slash + 1 : path, &cap, err) != 0) goto fail;
+    if (catalog_add(c, path, slash ? slash + 1 : path, search, &cap, err) != 0) goto fail;
     finish(c);
     return c;
 fail:
@@ -276,10 +260,7 @@ fail:
 
 int catalog_match(const catalog_entry_t *e, const catalog_filter_t *f) {
     if (f->search) {
-        int hit = contains_ci(e->name, f->search);
-        for (int i = 0; !hit && i < e->n_meta; i++)
-            hit = contains_ci(e->meta[i].value, f->search);
-        if (!hit) return 0;
+        if (!contains_ci(e->name, f->search) && !e->meta_hit) return 0;
     }
     if (!isnan(f->max_loss)) {
         double l = catalog_loss(e);

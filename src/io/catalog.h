@@ -34,8 +34,10 @@ typedef struct {
     int tok_vocab, tok_merges; /* -1 when the tokenizer does not say */
     int n_tensors;
     long long tensor_bytes;
-    int n_meta; /* the header's metadata except the tokenizer, for --search */
-    st_meta_t *meta;
+    /* whether a metadata value (the tokenizer excepted) contains the
+     * search given to the scan: decided while the header is mapped, so
+     * that no metadata is kept (a file's metadata can be any size) */
+    int meta_hit;
 } catalog_entry_t;
 
 typedef struct {
@@ -47,10 +49,14 @@ typedef struct {
 /* Every *.safetensors file of dir (not *.optim.safetensors, not temporary
  * *.tmp.* files), sorted best first: lowest loss (catalog_loss), then
  * higher step, then name; entries without a loss after those with one;
- * unreadable entries last. NULL with a reason if dir cannot be read. */
-catalog_t *catalog_scan(const char *dir, char *err);
+ * unreadable entries last. NULL with a reason if dir cannot be read.
+ * search (may be NULL) is the text a later catalog_filter_t.search will
+ * look for: the metadata is searched while each file is read, then let go.
+ * Memory is the entries (a few hundred bytes each) plus one file's header
+ * at a time, whatever the size of the metadata. */
+catalog_t *catalog_scan(const char *dir, const char *search, char *err);
 /* A catalog of one file (which may be unreadable). NULL only when out of memory. */
-catalog_t *catalog_file(const char *path, char *err);
+catalog_t *catalog_file(const char *path, const char *search, char *err);
 void catalog_free(catalog_t *c);
 
 /* val loss, else train loss; NAN if neither (or unreadable). */
@@ -59,7 +65,8 @@ double catalog_loss(const catalog_entry_t *e);
 void catalog_shape(const gpt_config_t *cfg, char *buf, size_t n);
 
 typedef struct {
-    const char *search; /* NULL: off; case-insensitive substring of the name or a metadata value */
+    const char *search; /* NULL: off; case-insensitive substring of the name or a metadata
+                           value; the metadata is searched only for the scan's search */
     double max_loss;    /* NAN: off; catalog_loss must be <= it */
     long min_step;      /* < 0: off */
 } catalog_filter_t;

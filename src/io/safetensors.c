@@ -480,21 +480,9 @@ fail:
 st_file_t *st_open(const char *path, char *err) {
     void *map = MAP_FAILED;
     size_t size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        mg_fail(err, "cannot open '%s': %s", path, strerror(errno));
-        goto fail;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        mg_fail(err, "cannot stat '%s': %s", path, strerror(errno));
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        mg_fail(err, "'%s' is not a regular file", path);
-        goto fail;
-    }
-    size = (size_t)st.st_size;
+    /* a FIFO named *.safetensors must not hang list, load or generate */
+    int fd = mg_open_regular(path, &size, err);
+    if (fd < 0) goto fail;
     if (size < 8) { /* mmap of an empty file fails; give the real reason */
         mg_fail(err, "'%s': file too short: %zu bytes, a safetensors file needs at least 8", path,
                 size);

@@ -196,9 +196,10 @@ const ops_backend_t *ops_cpu(void);
 void ops_cpu_set_threads(int n_threads);
 /* Call first thing in main(): on a CPU with AVX-512 that OpenBLAS does not
  * recognise as such, re-executes the program with OPENBLAS_CORETYPE set so
- * that OpenBLAS loads its AVX-512 kernels (about 2x the sgemm speed). Does
- * nothing when OPENBLAS_CORETYPE is already set (an explicit choice wins);
- * returns if exec fails. */
+ * that OpenBLAS loads its AVX-512 kernels (about 2x the sgemm speed); and
+ * with OMP_WAIT_POLICY=PASSIVE unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is
+ * set, so that a busy core elsewhere does not collapse the speed. An
+ * explicit setting wins; returns if exec fails. */
 void ops_cpu_select_kernels(char **argv);
 /* e.g. "OpenBLAS, SkylakeX kernels" */
 const char *ops_cpu_blas_info(void);

@@ -26,13 +26,8 @@ static int push(curve_point_t **v, size_t *n, size_t *cap, double x, double y) {
 int curve_load(const char *path, curve_t *c, char *err) {
     memset(c, 0, sizeof *c);
     c->last_bpb = NAN;
-    FILE *f = fopen(path, "r");
-    if (!f) return mg_fail(err, "cannot open '%s': %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        fclose(f);
-        return mg_fail(err, "cannot read '%s': %s", path, strerror(EISDIR));
-    }
+    FILE *f = mg_fopen_regular(path, err); /* a FIFO or a directory: one line */
+    if (!f) return -1;
     char line[4096];
     size_t cap_t = 0, cap_v = 0, lineno = 0;
     int rc = -1;
@@ -55,6 +50,11 @@ int curve_load(const char *path, curve_t *c, char *err) {
             (cJSON_IsNumber(vl) && !isfinite(vl->valuedouble))) {
             cJSON_Delete(j);
             mg_fail(err, "%s:%zu: tokens or a loss is not a finite number", path, lineno);
+            goto done;
+        }
+        if (tk->valuedouble < 0) {
+            cJSON_Delete(j);
+            mg_fail(err, "%s:%zu: tokens is negative", path, lineno);
             goto done;
         }
         int bad = push(&c->train, &c->n_train, &cap_t, tk->valuedouble, tl->valuedouble);
@@ -83,6 +83,13 @@ void curve_free(curve_t *c) {
     memset(c, 0, sizeof *c);
 }
 
+/* Losses are drawn clamped to +-CURVE_MAX: a finite loss can still be
+ * 1e308, and the span of two such (1e308 - -1e308) overflows to infinity,
+ * which would put "nan" coordinates into the SVG. No real loss comes near;
+ * the sparkline's sums of clamped losses stay finite too. */
+#define CURVE_MAX 1e290
+static double clamp_loss(double v) { return fmax(-CURVE_MAX, fmin(CURVE_MAX, v)); }
+
 /* a "nice" tick step (1, 2 or 5 x 10^k) giving about n ticks over span */
 static double tick_step(double span, int n) {
     double raw = span / n, p = pow(10.0, floor(log10(raw))), m = raw / p;
@@ -94,28 +101,33 @@ static void polyline(FILE *f, const curve_point_t *p, size_t n, double x0, doubl
     fprintf(f, "<polyline fill=\"none\" %s points=\"", style);
     for (size_t i = 0; i < n; i++)
         fprintf(f, "%.1f,%.1f ", 70 + (p[i].tokens - x0) / (x1 - x0) * 560,
-                30 + (y1 - p[i].loss) / (y1 - y0) * 340);
+                30 + (y1 - clamp_loss(p[i].loss)) / (y1 - y0) * 340);
     fprintf(f, "\"/>\n");
 }
 
 int curve_svg(const curve_t *c, const char *title, const char *path, char *err) {
+    /* an existing FIFO would block fopen until a reader came */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return mg_fail(err, "cannot write '%s': not a regular file", path);
     FILE *f = fopen(path, "w");
     if (!f) return mg_fail(err, "cannot write '%s': %s", path, strerror(errno));
     /* the data range, over both curves */
     double x0 = 0, x1 = 1, y0 = INFINITY, y1 = -INFINITY;
     for (size_t i = 0; i < c->n_train; i++) {
         x1 = fmax(x1, c->train[i].tokens);
-        y0 = fmin(y0, c->train[i].loss);
-        y1 = fmax(y1, c->train[i].loss);
+        y0 = fmin(y0, clamp_loss(c->train[i].loss));
+        y1 = fmax(y1, clamp_loss(c->train[i].loss));
     }
     for (size_t i = 0; i < c->n_val; i++) {
-        y0 = fmin(y0, c->val[i].loss);
-        y1 = fmax(y1, c->val[i].loss);
+        y0 = fmin(y0, clamp_loss(c->val[i].loss));
+        y1 = fmax(y1, clamp_loss(c->val[i].loss));
     }
     /* a flat curve gets a band around it: a span too small for its
-     * magnitude would give ticks that y += ys cannot step through */
+     * magnitude would give ticks that y += ys cannot step through, and a
+     * subnormal one (5e-324) a tick step that underflows to 0 */
     double span = y1 - y0, mag = fmax(fabs(y0), fabs(y1));
-    if (!(span > mag * 1e-6)) span = fmax(mag * 1e-3, 1e-3);
+    if (!(span > mag * 1e-6) || span < 1e-200) span = fmax(mag * 1e-3, 1e-3);
     double ys = tick_step(span, 6), xs = tick_step(x1 - x0, 6);
     y0 = floor(y0 / ys) * ys;
     y1 = ceil(y1 / ys) * ys;
@@ -147,7 +159,7 @@ int curve_svg(const curve_t *c, const char *title, const char *path, char *err) 
     for (size_t i = 0; i < c->n_val; i++)
         fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#d9534f\"/>\n",
                 70 + (c->val[i].tokens - x0) / (x1 - x0) * 560,
-                30 + (y1 - c->val[i].loss) / (y1 - y0) * 340);
+                30 + (y1 - clamp_loss(c->val[i].loss)) / (y1 - y0) * 340);
     fprintf(f, "<line x1=\"470\" x2=\"495\" y1=\"48\" y2=\"48\" stroke=\"#4a90d9\"/>"
                "<text x=\"500\" y=\"52\">train loss</text>\n"
                "<line x1=\"470\" x2=\"495\" y1=\"66\" y2=\"66\" stroke=\"#d9534f\" stroke-width=\"2.5\"/>"
@@ -166,8 +178,8 @@ void curve_sparkline(const curve_t *c, int width, char *buf) {
     int w = (int)MG_MIN((size_t)MG_MIN(width, 512), c->n_train);
     for (int i = 0; i < w; i++) {
         size_t a = c->n_train * i / w, b = c->n_train * (i + 1) / w;
-        double s = 0;
-        for (size_t k = a; k < b; k++) s += c->train[k].loss;
+        double s = 0; /* clamped terms: the sum stays finite */
+        for (size_t k = a; k < b; k++) s += clamp_loss(c->train[k].loss);
         v[i] = s / (double)(b - a);
         lo = fmin(lo, v[i]);
         hi = fmax(hi, v[i]);

@@ -1,8 +1,11 @@
-/* common.c - error formatting, counted allocator, RNG, clock, file reading. */
+/* common.c - error formatting, counted allocator, RNG, clock, opening and
+ * reading a user's regular file. */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -11,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 int mg_fail(char *err, const char *fmt, ...) {
     if (err) {
@@ -148,37 +152,107 @@ double mg_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-char *mg_read_file(const char *path, size_t *len, char *err) {
-    char *buf = NULL;
-    FILE *f = fopen(path, "rb");
+static const char *kind_of(mode_t m) {
+    return S_ISFIFO(m)   ? "a FIFO"
+           : S_ISCHR(m)  ? "a character device"
+           : S_ISBLK(m)  ? "a block device"
+           : S_ISSOCK(m) ? "a socket"
+                         : "a special file";
+}
+
+int mg_open_regular(const char *path, size_t *size, char *err) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return mg_fail(err, "cannot open '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        mg_fail(err, "cannot stat '%s': %s", path, strerror(errno));
+        goto fail;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        mg_fail(err, "cannot read '%s': %s", path, strerror(EISDIR));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        mg_fail(err, "cannot read '%s': %s, not a regular file", path, kind_of(st.st_mode));
+        goto fail;
+    }
+    if ((uintmax_t)st.st_size > SIZE_MAX - 1) {
+        mg_fail(err, "cannot read '%s': too large (%jd bytes)", path, (intmax_t)st.st_size);
+        goto fail;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        mg_fail(err, "cannot open '%s': %s", path, strerror(errno));
+        goto fail;
+    }
+    if (size) *size = (size_t)st.st_size;
+    return fd;
+fail:
+    close(fd);
+    return -1;
+}
+
+FILE *mg_fopen_regular(const char *path, char *err) {
+    int fd = mg_open_regular(path, NULL, err);
+    if (fd < 0) return NULL;
+    FILE *f = fdopen(fd, "rb");
     if (!f) {
         mg_fail(err, "cannot open '%s': %s", path, strerror(errno));
-        return NULL;
+        close(fd);
     }
-    /* a directory opens, and ftell then gives LONG_MAX on some systems */
-    struct stat st;
-    long size = -1;
-    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) errno = EISDIR;
-    else if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        mg_fail(err, "cannot read '%s': %s", path, strerror(errno ? errno : EIO));
-        goto fail;
-    }
-    buf = mg_malloc((size_t)size + 1);
+    return f;
+}
+
+char *mg_read_file(const char *path, size_t *len, char *err) {
+    char *buf = NULL;
+    size_t size = 0, got = 0;
+    int fd = mg_open_regular(path, &size, err);
+    if (fd < 0) return NULL;
+    buf = mg_malloc(size + 1);
     if (!buf) {
-        mg_fail(err, "out of memory reading '%s' (%ld bytes)", path, size);
+        mg_fail(err, "out of memory reading '%s' (%zu bytes)", path, size);
         goto fail;
     }
-    if (fread(buf, 1, (size_t)size, f) != (size_t)size) {
-        mg_fail(err, "cannot read '%s': %s", path, strerror(errno ? errno : EIO));
-        goto fail;
+    /* the size of the fstat: a file that grows meanwhile is read as it was */
+    while (got < size) {
+        ssize_t n = read(fd, buf + got, size - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            mg_fail(err, "cannot read '%s': %s", path,
+                    n < 0 ? strerror(errno) : "file shrank while read");
+            goto fail;
+        }
+        got += (size_t)n;
     }
     buf[size] = 0;
-    fclose(f);
-    if (len) *len = (size_t)size;
+    close(fd);
+    if (len) *len = size;
     return buf;
 fail:
     mg_free(buf);
-    fclose(f);
+    close(fd);
     return NULL;
+}
+
+const char *mg_printable(const char *s, char *out, size_t cap) {
+    size_t o = 0;
+    if (!cap) return out;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[9] = "";
+        if (*p < 0x20 || *p == 0x7f)
+            snprintf(esc, sizeof esc, "\\x%02x", *p);
+        else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) { /* C1 control, e.g. CSI */
+            snprintf(esc, sizeof esc, "\\xc2\\x%02x", p[1]);
+            p++;
+        }
+        size_t n = esc[0] ? strlen(esc) : 1;
+        if (o + n + 1 > cap) break;
+        if (esc[0])
+            memcpy(out + o, esc, n);
+        else
+            out[o] = (char)*p;
+        o += n;
+    }
+    out[o] = 0;
+    return out;
 }

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Functions that can fail take `char *err` (a buffer of MG_ERR_LEN bytes),
  * return -1 (or NULL) on failure and leave a one-line reason in it.
@@ -55,9 +56,29 @@ float mg_rng_normal(mg_rng_t *r);               /* standard normal */
 /* Monotonic wall clock in seconds. */
 double mg_now(void);
 
-/* Reads a whole file into a NUL-terminated buffer (owned by the caller,
- * free with mg_free). *len gets the size without the NUL. */
+/* Opens a user's file for reading, refusing anything but a regular file in
+ * one line ("cannot read 'P': Is a directory", "...: a FIFO, not a regular
+ * file"). The open itself cannot block: O_NONBLOCK keeps open() of a FIFO
+ * from waiting for a writer (and of a terminal device for a carrier); it
+ * is cleared again once the file is known to be regular. Every read of a
+ * path the user gave goes through here. Returns the descriptor (close-on-
+ * exec, the caller closes it) and its size in *size (may be NULL), or -1. */
+int mg_open_regular(const char *path, size_t *size, char *err);
+/* The same as a stdio stream ("rb"); the caller fcloses it. NULL on failure. */
+FILE *mg_fopen_regular(const char *path, char *err);
+
+/* Reads a whole regular file (mg_open_regular) into a NUL-terminated
+ * buffer (owned by the caller, free with mg_free). *len gets the size
+ * without the NUL. */
 char *mg_read_file(const char *path, size_t *len, char *err);
+
+/* s with its control characters (C0, DEL and the UTF-8 C1 range U+0080..
+ * U+009F) written as \xNN, for showing an untrusted name on a terminal: an
+ * escape sequence in it cannot recolour the terminal, a newline cannot
+ * split a table row. Other text (UTF-8 included) is kept. out holds cap
+ * bytes (4 * strlen(s) + 1 always suffice); a longer result is cut
+ * short. Returns out. */
+const char *mg_printable(const char *s, char *out, size_t cap);
 
 #define MG_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MG_MAX(a, b) ((a) > (b) ? (a) : (b))

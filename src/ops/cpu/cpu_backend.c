@@ -92,15 +92,29 @@ void ops_cpu_set_threads(int n_threads) {
  * OPENBLAS_CORETYPE, so the only way to change the choice is to set the
  * variable and start again. Measured on this project's 2-core Zen 4 machine:
  * one-thread sgemm 2048x768x256 at 96 GFLOP/s (Haswell) vs 193 (SkylakeX). */
-void ops_cpu_select_kernels(char **argv) {
-    if (getenv("OPENBLAS_CORETYPE")) return;
+static int amd_avx512(void) {
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
-        !__builtin_cpu_supports("avx512dq") || !__builtin_cpu_supports("avx512vl"))
-        return;
-    if (!__builtin_cpu_is("amd")) return; /* Intel parts are detected correctly */
-    if (setenv("OPENBLAS_CORETYPE", "SkylakeX", 1) != 0) return;
-    execv("/proc/self/exe", argv);
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_is("amd"); /* Intel parts are detected correctly */
+}
+
+/* libgomp's idle threads spin 300000 times (~3 ms) before they sleep. On
+ * a machine where another program keeps a core busy, a thread that waits
+ * at a barrier for one the scheduler has put aside burns the core that
+ * thread needs: 2-thread decoding of tiny fell from ~2000 to 6 tokens/s.
+ * Measured beside busy processes, every spin cost speed (300000, 30000,
+ * 3000, 300 spins: 14-59, 18-56, 191-411, ~1220 tokens/s) and sleeping at
+ * once was fastest (3000-5400); see bench/RESULTS.md, "Beside a busy
+ * process". libgomp reads the variable in its constructor, before main,
+ * hence the restart. */
+void ops_cpu_select_kernels(char **argv) {
+    int again = 0;
+    if (!getenv("OPENBLAS_CORETYPE") && amd_avx512())
+        again |= setenv("OPENBLAS_CORETYPE", "SkylakeX", 1) == 0;
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT"))
+        again |= setenv("OMP_WAIT_POLICY", "PASSIVE", 1) == 0;
+    if (again) execv("/proc/self/exe", argv);
 }
 
 const char *ops_cpu_blas_info(void) {

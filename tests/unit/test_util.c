@@ -1,0 +1,83 @@
+/* test_util.c - util/common: opening a user's file without blocking
+ * (FIFOs, devices and directories refused in one line) and the escaping
+ * of control characters for the terminal. */
+#define _POSIX_C_SOURCE 200809L
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "util/common.h"
+
+static char dir[64];
+
+static void test_open_regular(void **state) {
+    (void)state;
+    char err[MG_ERR_LEN], path[128];
+    size_t size = 0;
+    snprintf(path, sizeof path, "%s/file.txt", dir);
+    FILE *f = fopen(path, "w");
+    fputs("olá mundo", f);
+    fclose(f);
+    int fd = mg_open_regular(path, &size, err);
+    assert_true(fd >= 0);
+    assert_int_equal(size, strlen("olá mundo"));
+    close(fd);
+    char *text = mg_read_file(path, &size, err);
+    assert_string_equal(text, "olá mundo");
+    mg_free(text);
+
+    /* a FIFO with no writer: refused at once (without O_NONBLOCK, open()
+     * would wait for a writer and this test would hang) */
+    snprintf(path, sizeof path, "%s/pipe", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(mg_open_regular(path, &size, err), -1);
+    assert_non_null(strstr(err, "a FIFO, not a regular file"));
+    assert_null(mg_read_file(path, &size, err));
+    assert_null(mg_fopen_regular(path, err));
+    assert_null(strchr(err, '\n'));
+
+    assert_int_equal(mg_open_regular(dir, &size, err), -1);
+    assert_non_null(strstr(err, "Is a directory"));
+    assert_int_equal(mg_open_regular("/dev/null", &size, err), -1);
+    assert_non_null(strstr(err, "a character device"));
+    snprintf(path, sizeof path, "%s/missing", dir);
+    assert_int_equal(mg_open_regular(path, &size, err), -1);
+    assert_non_null(strstr(err, "No such file"));
+}
+
+static void test_printable(void **state) {
+    (void)state;
+    char out[64];
+    assert_string_equal(mg_printable("plain é.safetensors", out, sizeof out),
+                        "plain é.safetensors");
+    assert_string_equal(mg_printable("a\x1b[31mb\nc\x7f", out, sizeof out),
+                        "a\\x1b[31mb\\x0ac\\x7f");
+    /* U+009B, the one-byte CSI of 8-bit terminals, encoded in UTF-8 */
+    assert_string_equal(mg_printable("x\xc2\x9b" "2J", out, sizeof out), "x\\xc2\\x9b2J");
+    /* cut short, never past the buffer, never half an escape */
+    char small[6];
+    assert_string_equal(mg_printable("ab\ncd", small, sizeof small), "ab");
+    assert_string_equal(mg_printable("", small, sizeof small), "");
+}
+
+int main(void) {
+    snprintf(dir, sizeof dir, "/tmp/mgutilXXXXXX");
+    if (!mkdtemp(dir)) return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_open_regular),
+        cmocka_unit_test(test_printable),
+    };
+    int rc = cmocka_run_group_tests_name("util", tests, NULL, NULL);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) rc = 1;
+    return rc;
+}
