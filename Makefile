@@ -20,7 +20,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 ASAN_OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-TOOLS    := $(BUILD)/tools/parity_dump
+TOOLS    := $(BUILD)/tools/parity_dump $(BUILD)/tools/tok_encode
 
 # The CUDA backend, a plugin loaded at run time by src/ops/backend.c: built
 # when nvcc is found (CUDA=0 turns it off). CUDA_ARCH defaults to the H100.

@@ -22,6 +22,7 @@ static const struct {
     {"load", cli_load, "choose and load a checkpoint (best, latest, search, menu)"},
     {"chat", cli_chat, "talk with a checkpoint (REPL on a terminal; --educational explains)"},
     {"serve", cli_serve, "serve a checkpoint over HTTP (the OpenAI completions API)"},
+    {"convert", cli_convert, "convert models: Hugging Face GPT-2 in and out, GGUF (llama.cpp) out"},
     {"benchmark", cli_benchmark, "training and generation speed, MFU, per-op times, memory (random weights)"},
 };
 

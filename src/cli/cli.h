@@ -26,6 +26,7 @@ int cli_load(int argc, char **argv, char *err);
 int cli_chat(int argc, char **argv, char *err);
 int cli_serve(int argc, char **argv, char *err);
 int cli_benchmark(int argc, char **argv, char *err);
+int cli_convert(int argc, char **argv, char *err);
 
 /* The checkpoint table of `list`, also the menu of `load --mode
  * interactive`: the entries rows[0..n) of c (all of them when rows is

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "io/checkpoint.h"
+#include "io/outfile.h"
 #include "io/safetensors.h"
 #include "tokenizer/bpe.h"
 #include "train/data.h"
@@ -239,7 +240,7 @@ static int save_tokens(run_t *r, char *err) {
     for (int i = 0; i < V; i++) {
         size_t len = 0;
         bpe_token_bytes(r->tok, i, &len);
-        bytes[i] = i >= BPE_BYTE0 ? (int32_t)len : 0;
+        bytes[i] = bpe_token_kind(r->tok, i) == BPE_TOKEN_SPECIAL ? 0 : (int32_t)len;
     }
     int64_t nt[1] = {(int64_t)r->split.n_train}, nv[1] = {(int64_t)r->split.n_val}, nb[1] = {V};
     if (st_writer_add(w, "train", ST_I32, 1, nt, r->split.train, err) ||
@@ -485,6 +486,12 @@ int train_run(const train_opts_t *opts, char *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", r.o.out_dir);
     if (bpe_save(r.tok, path, err)) goto done;
+    /* beside it, what Hugging Face loaders need to take the folder as is */
+    char *tc = bpe_config_json(r.tok, r.model->cfg.ctx, err);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", r.o.out_dir);
+    int tc_rc = tc ? io_write_file(path, tc, strlen(tc), err) : -1;
+    mg_free(tc);
+    if (tc_rc) goto done;
     if (fflush(r.log) != 0 || ferror(r.log)) { /* a full disk, say */
         mg_fail(err, "cannot write '%s'", log_path);
         goto done;
