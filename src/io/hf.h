@@ -16,7 +16,8 @@
 
 /* config.json text -> the model's shape; refuses what minigpt cannot run
  * the same (another model_type, layer_norm_epsilon other than 1e-5, an
- * activation other than tanh-GELU, untied heads, ...). -1 with err. */
+ * activation other than tanh-GELU, untied heads, ...). -1 with err.
+ * The sizes are positive integers; gpt_config_check judges them. */
 int hf_config_parse(const char *json, size_t len, gpt_config_t *cfg, char *err);
 
 /* DIR -> the checkpoint at out (metadata "source" says where from). */
