@@ -60,8 +60,9 @@ typedef struct {
 } bpe_spec_t;
 
 /* Builds any byte-level tokenizer: checks every merge (ids in range, normal
- * tokens, result spells left+right, no repeated pair), that the 256 single
- * bytes are normal tokens, and that normal tokens are distinct. */
+ * tokens, result spells left+right, no repeated pair) and that each of the
+ * 256 single bytes is exactly one normal token. (The JSON reader also
+ * refuses two normal tokens with the same bytes.) */
 bpe_t *bpe_build_general(const bpe_spec_t *s, char *err);
 
 /* minigpt's layout from its merge list (training): bpe_build_general on

@@ -1057,6 +1057,93 @@ static void test_json_rejects_malformed(void **state) {
     bpe_free(base);
 }
 
+
+/* GPT-2's byte alphabet (bytes_to_unicode), written here independently. */
+static void gpt2_char(int b, char out[3]) {
+    int printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+    int cp = b, n = 0;
+    if (!printable) {
+        for (int i = 0; i < b; i++)
+            n += !((i >= 0x21 && i <= 0x7e) || (i >= 0xa1 && i <= 0xac) || (i >= 0xae && i <= 0xff));
+        cp = 256 + n;
+    }
+    if (cp < 0x80) {
+        out[0] = (char)cp, out[1] = 0;
+    } else {
+        out[0] = (char)(0xc0 | (cp >> 6)), out[1] = (char)(0x80 | (cp & 0x3f)), out[2] = 0;
+    }
+}
+
+/* A vocabulary in another layout (bytes at 255 - b, two merges, one
+ * special token at the end), like GPT-2's: encodes, matches the special
+ * token only when asked, stops generation on it, and survives a
+ * tokenizer.json round trip unchanged. */
+static void test_general_layout(void **state) {
+    (void)state;
+    char err[MG_ERR_LEN], k[3];
+    cJSON *root = cJSON_CreateObject(), *model = cJSON_AddObjectToObject(root, "model");
+    cJSON *vocab = cJSON_AddObjectToObject(model, "vocab"), *merges = cJSON_AddArrayToObject(model, "merges");
+    for (int b = 0; b < 256; b++) {
+        gpt2_char(b, k);
+        cJSON_AddNumberToObject(vocab, k, 255 - b);
+    }
+    cJSON_AddNumberToObject(vocab, "ab", 256);
+    cJSON_AddNumberToObject(vocab, "abc", 257);
+    cJSON_AddNumberToObject(vocab, "<|endoftext|>", 258);
+    cJSON_AddItemToArray(merges, cJSON_CreateString("a b"));
+    cJSON_AddItemToArray(merges, cJSON_CreateString("ab c"));
+    cJSON *added = cJSON_AddArrayToObject(root, "added_tokens"), *a = cJSON_CreateObject();
+    cJSON_AddNumberToObject(a, "id", 258);
+    cJSON_AddStringToObject(a, "content", "<|endoftext|>");
+    cJSON_AddTrueToObject(a, "special");
+    cJSON_AddItemToArray(added, a);
+    char *txt = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    bpe_t *t = bpe_from_json(txt, strlen(txt), err);
+    cJSON_free(txt);
+    if (!t) fail_msg("bpe_from_json: %s", err);
+    assert_false(bpe_is_minigpt(t));
+    assert_int_equal(bpe_vocab_size(t), 259);
+    assert_int_equal(bpe_eot_id(t), 258);
+    assert_int_equal(bpe_byte_id(t, 'a'), 255 - 'a');
+    assert_int_equal(bpe_merge_rank(t, 257), 1);
+    assert_int_equal(bpe_token_kind(t, 258), BPE_TOKEN_SPECIAL);
+    static const char text[] = "abc abc<|endoftext|>x";
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(bpe_encode(t, text, strlen(text), &ids, &n, err), 0);
+    int32_t plain[] = {257, 255 - ' ', 257}; /* then "<|endoftext|>x" as bytes */
+    assert_true(n > 3);
+    assert_memory_equal(ids, plain, sizeof plain);
+    for (size_t i = 0; i < n; i++)
+        assert_int_not_equal(ids[i], 258);
+    char *back;
+    size_t blen;
+    assert_int_equal(bpe_decode(t, ids, n, &back, &blen, err), 0);
+    assert_string_equal(back, text);
+    mg_free(back);
+    mg_free(ids);
+    assert_int_equal(bpe_encode_ex(t, text, strlen(text), BPE_ENCODE_SPECIAL, &ids, &n, err), 0);
+    int32_t special[] = {257, 255 - ' ', 257, 258, 255 - 'x'};
+    assert_int_equal(n, 5);
+    assert_memory_equal(ids, special, sizeof special);
+    assert_int_equal(bpe_decode(t, ids, n, &back, &blen, err), 0);
+    assert_string_equal(back, "abc abcx"); /* a special token carries no text */
+    mg_free(back);
+    mg_free(ids);
+    size_t l1, l2;
+    char *j1 = bpe_to_json(t, &l1, err);
+    bpe_t *u = j1 ? bpe_from_json(j1, l1, err) : NULL;
+    char *j2 = u ? bpe_to_json(u, &l2, err) : NULL;
+    assert_non_null(j2);
+    assert_int_equal(l1, l2);
+    assert_memory_equal(j1, j2, l1);
+    mg_free(j1);
+    mg_free(j2);
+    bpe_free(u);
+    bpe_free(t);
+}
+
 /* Runs last: everything the tests allocated through the counted allocator
  * (PCRE2 included) has been given back. */
 static void test_no_leaks(void **state) {
@@ -1083,6 +1170,7 @@ int main(void) {
         cmocka_unit_test(test_json_roundtrip),
         cmocka_unit_test(test_json_pair_merges),
         cmocka_unit_test(test_json_rejects_malformed),
+        cmocka_unit_test(test_general_layout),
         cmocka_unit_test(test_no_leaks),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
