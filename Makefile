@@ -25,7 +25,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 ASAN_OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-TOOLS    := $(BUILD)/tools/parity_dump
+TOOLS    := $(BUILD)/tools/parity_dump $(BUILD)/tools/tok_encode $(BUILD)/tools/logits_dump
 
 # The CUDA backend, a plugin loaded at run time by src/ops/backend.c: built
 # when nvcc is found (CUDA=0 turns it off). CUDA_ARCH defaults to the H100.
@@ -42,7 +42,8 @@ PLUGIN   := $(if $(filter 1,$(CUDA)),minigpt_cuda.so)
 FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -Isrc
 FUZZ_DEPS_fuzz_safetensors := src/util/common.c src/util/atomic.c src/io/safetensors.c
 FUZZ_DEPS_fuzz_tokenizer_json := src/util/common.c $(wildcard src/tokenizer/*.c)
-FUZZERS := $(BUILD)/fuzz/fuzz_safetensors $(BUILD)/fuzz/fuzz_tokenizer_json
+FUZZ_DEPS_fuzz_hf_config := src/util/common.c src/io/hf_config.c
+FUZZERS := $(BUILD)/fuzz/fuzz_safetensors $(BUILD)/fuzz/fuzz_tokenizer_json $(BUILD)/fuzz/fuzz_hf_config
 
 # what `minigpt --version` prints: the version, the commit (-dirty with
 # uncommitted changes) and the backends built

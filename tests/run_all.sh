@@ -31,6 +31,7 @@ MINIGPT=./minigpt bash tests/serve.sh
 MINIGPT=./minigpt bash tests/cuda_e2e.sh
 MINIGPT=./minigpt bash tests/benchmark.sh
 MINIGPT=./minigpt bash tests/reliability.sh
+MINIGPT=./minigpt bash tests/interop.sh
 
 echo "== sanitizers (ASan+UBSan)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -40,7 +41,7 @@ MINIGPT=build-asan/minigpt bash tests/serve.sh
 DUMP=build-asan/tools/parity_dump bash tests/parity.sh
 
 echo "== fuzz corpora replayed (libFuzzer, ASan+UBSan)"
-for f in safetensors tokenizer_json; do
+for f in safetensors tokenizer_json hf_config; do
     expect "fuzz corpus of $f replays clean" build/fuzz/fuzz_$f -runs=0 tests/fuzz/corpus_$f 2>/dev/null
 done
 

@@ -64,6 +64,14 @@ const cli_command_t cli_commands[CLI_N_CMDS] = {
                        "FLOP rate by the best rate of one large matmul (2048x768 @ 768x3072, 32768\n"
                        "rows on a GPU) on the same backend (best of 5 to 20 runs).\n",
                        0},
+    [CLI_CONVERT] = {"convert",
+                     "Hugging Face GPT-2 in (--from-hf) and out (--to-hf); GGUF for llama.cpp (--to-gguf)",
+                     "minigpt convert --from-hf DIR --out FILE.safetensors\n"
+                     "       minigpt convert --checkpoint FILE --to-hf OUTDIR\n"
+                     "       minigpt convert --checkpoint FILE --to-gguf OUT.gguf [--type f32|f16|q8_0]",
+                     "See docs/interop.md: converting gpt2 and a Portuguese GPT-2, and running a\n"
+                     "minigpt model in llama.cpp, LM Studio and Ollama.\n",
+                     0},
 };
 
 #define F(field) offsetof(cli_args_t, field)
@@ -79,6 +87,8 @@ const cli_row_t cli_rows[] = {
     /* what to read and write */
     {"checkpoint", "-m", "FILE", CLI_T_STR, F(checkpoint), C(CLI_GENERATE) | C(CLI_EVAL) | C(CLI_CHAT) | C(CLI_SERVE),
      .def_doc = CKPT_DEFAULT, .help = "the model to load"},
+    {"checkpoint", "-m", "FILE", CLI_T_STR, F(checkpoint), C(CLI_CONVERT),
+     .help = "the minigpt checkpoint to export (with --to-hf or --to-gguf)"},
     {"checkpoint", "-m", "FILE", CLI_T_STR, F(checkpoint), C(CLI_LOAD),
      .help = "this file, instead of choosing one from --dir"},
     {"dir", NULL, "DIR", CLI_T_STR, F(dir), C(CLI_LIST) | C(CLI_LOAD), .def = "models",
@@ -105,6 +115,17 @@ const cli_row_t cli_rows[] = {
      .help = "where checkpoints go; a folder holding another run is refused (see --overwrite)"},
     {"overwrite", NULL, NULL, CLI_T_FLAG, F(overwrite), C(CLI_TRAIN),
      .help = "replace the run in --out (its files are removed)"},
+    {"out", NULL, "FILE.safetensors", CLI_T_STR, F(out), C(CLI_CONVERT),
+     .help = "the minigpt checkpoint to write (with --from-hf)"},
+    {"from-hf", NULL, "DIR", CLI_T_STR, F(from_hf), C(CLI_CONVERT),
+     .help = "a Hugging Face GPT-2 folder: config.json, model.safetensors, tokenizer.json (or "
+             "vocab.json + merges.txt)"},
+    {"to-hf", NULL, "OUTDIR", CLI_T_STR, F(to_hf), C(CLI_CONVERT),
+     .help = "export --checkpoint as a folder transformers loads (must not exist, or be empty)"},
+    {"to-gguf", NULL, "FILE", CLI_T_STR, F(to_gguf), C(CLI_CONVERT),
+     .help = "export --checkpoint as GGUF v3 for llama.cpp, LM Studio, Ollama"},
+    {"type", NULL, "T", CLI_T_CHOICE, F(gguf_type), C(CLI_CONVERT), .choices = "f32|f16|q8_0",
+     .def_doc = "f32", .help = "GGUF weights: f32 (exact), f16 or q8_0"},
     {"out", NULL, "FILE.svg", CLI_T_STR, F(out), C(CLI_PLOT), .def_doc = "loss_curve.svg beside LOG",
      .help = "the picture"},
     /* generation */

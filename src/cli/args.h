@@ -40,6 +40,7 @@ enum cli_cmd {
     CLI_CHAT,
     CLI_SERVE,
     CLI_BENCHMARK,
+    CLI_CONVERT,
     CLI_N_CMDS
 };
 
@@ -74,6 +75,8 @@ typedef struct {
     long layers, heads, dim, ctx, vocab;
     /* train */
     int overwrite;
+    /* convert */
+    const char *from_hf, *to_hf, *to_gguf, *gguf_type;
     long steps, epochs, batch, grad_accum, warmup, eval_every, eval_batches, save_every, keep,
         log_every;
     double minutes, lr, weight_decay;

@@ -69,7 +69,7 @@ static void on_text(void *ctx, const char *bytes, size_t n) {
 static void on_token(void *ctx, int id, const float *logits) {
     chat_t *c = ctx;
     explain_on_token(&c->ex, id, logits);
-    if (id != BPE_EOS && c->hist_n < c->ck->model->cfg.ctx + 1) c->hist[c->hist_n++] = id;
+    if (id != bpe_eot_id(c->ck->tok) && c->hist_n < c->ck->model->cfg.ctx + 1) c->hist[c->hist_n++] = id;
 }
 
 /* Drops the oldest turns until `need` more tokens fit; the cache is then

@@ -27,6 +27,7 @@ int cli_load(const cli_args_t *a, char *err);
 int cli_chat(const cli_args_t *a, char *err);
 int cli_serve(const cli_args_t *a, char *err);
 int cli_benchmark(const cli_args_t *a, char *err);
+int cli_convert(const cli_args_t *a, char *err);
 
 /* The checkpoint table of `list`, also the menu of `load --mode
  * interactive`: the entries rows[0..n) of c (all of them when rows is

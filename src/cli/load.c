@@ -140,6 +140,7 @@ static void show_metadata(const ckpt_t *ck, const catalog_entry_t *e) {
     printf("performance metrics:\n");
     print_num("tokens_per_second", m->tokens_per_second, "%.0f");
     printf("timestamp:\n  %-18s %s\n", "created", ck->created);
+    if (ck->source) printf("source:\n  %s\n", ck->source);
     printf("tokenizer:\n  %-18s %s\n  %-18s %d\n  %-18s %d\n", "type", e->tok_type, "vocab_size",
            bpe_vocab_size(ck->tok), "merges", bpe_num_merges(ck->tok));
     printf("tensors:\n  %-18s %d\n  %-18s %lld\n", "count", ck->file->n_tensors, "bytes",

@@ -176,7 +176,7 @@ static void on_merge(void *ctx, const char *pre, size_t len, int left, int right
     explain_token_str(t->tok, right, b, sizeof b);
     explain_token_str(t->tok, merged, m, sizeof m);
     fprintf(t->out, "    merge %3d: \"%s\" + \"%s\" -> \"%s\" (id %d, rank %d)\n", ++t->n_merges, a,
-            b, m, merged, merged - BPE_FIRST_MERGE);
+            b, m, merged, bpe_merge_rank(t->tok, merged));
 }
 
 int explain_tokenize(FILE *out, const bpe_t *tok, const char *text, size_t len, int32_t **ids,
@@ -184,7 +184,8 @@ int explain_tokenize(FILE *out, const bpe_t *tok, const char *text, size_t len, 
     tok_trace_t t = {.out = out, .tok = tok};
     fprintf(out, "== tokenization ==\n");
     fprintf(out, "text: %zu bytes, split by the GPT-2 regex into pre-tokens; each starts as\n"
-                 "bytes (ids 4..259) and the learned merges are applied by rank:\n", len);
+                 "bytes (%s) and the learned merges are applied by rank:\n", len,
+            bpe_is_minigpt(tok) ? "ids 4..259" : "one id per byte");
     if (bpe_encode_traced(tok, text, len, ids, n, on_merge, &t, err) != 0) return -1;
     if (t.n_merges == 0) fprintf(out, "  (no merge applies: every token is a single byte)\n");
     fprintf(out, "merges applied: %d; %zu bytes -> %zu tokens\n", t.n_merges, len, *n);

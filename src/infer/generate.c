@@ -140,12 +140,12 @@ int gen_next(gen_t *g, char *err) {
                            : sample_token(kv->host_logits, c->vocab, &o->sample, o->rng, kv->scratch,
                                           o->cands, o->cands ? o->n_cands : 0);
     if (o->on_token) o->on_token(o->ctx, id, kv->host_logits);
-    if (id == BPE_EOS) return finish(g, GEN_STOP_EOS);
+    if (id == bpe_eot_id(g->tok)) return finish(g, GEN_STOP_EOS); /* the model's own end of text */
     g->st->new_tokens++;
     if (g->penalize) g->hist[g->n_hist++] = id;
     size_t len;
     const unsigned char *bytes = bpe_token_bytes(g->tok, id, &len);
-    if (bytes && id >= BPE_BYTE0) {
+    if (bytes && bpe_token_kind(g->tok, id) != BPE_TOKEN_SPECIAL) {
         emit(o, &g->pd, bytes, len, 0);
         if (g->tail && stop_seen(o->stop, g->tail, &g->tail_n, g->tail_keep, bytes, len))
             return finish(g, GEN_STOP_STRING);

@@ -74,6 +74,11 @@ static void add_num(cJSON *j, const char *k, double v) {
 
 int ckpt_save(const char *path, const gpt_model_t *m, const bpe_t *tok, const ckpt_meta_t *meta,
               char *err) {
+    return ckpt_save_ex(path, m, tok, meta, NULL, NULL, err);
+}
+
+int ckpt_save_ex(const char *path, const gpt_model_t *m, const bpe_t *tok, const ckpt_meta_t *meta,
+                 const char *source, const char *created, char *err) {
     int rc = -1;
     float *host = NULL;
     char *cfg = NULL, *tj = NULL, *tm = NULL, *pm = NULL;
@@ -117,8 +122,9 @@ int ckpt_save(const char *path, const gpt_model_t *m, const bpe_t *tok, const ck
     if (st_writer_meta(w, "model_config", cfg, err) || st_writer_meta(w, "tokenizer", tj, err) ||
         st_writer_meta(w, "training_metadata", tm, err) ||
         st_writer_meta(w, "performance_metrics", pm, err) ||
-        st_writer_meta(w, "creation_timestamp", stamp, err) ||
-        st_writer_meta(w, "format", "minigpt-1", err))
+        st_writer_meta(w, "creation_timestamp", created ? created : stamp, err) ||
+        st_writer_meta(w, "format", "minigpt-1", err) ||
+        (source && st_writer_meta(w, "source", source, err)))
         goto done;
     rc = st_writer_save(w, path, err);
 done:
@@ -137,7 +143,7 @@ static double num_or_nan(const cJSON *o, const char *k) {
 }
 
 /* training_metadata is informative: missing fields read as "not measured" */
-static void parse_meta(const char *tm, const char *pm, ckpt_meta_t *meta) {
+void ckpt_meta_from_json(const char *tm, const char *pm, ckpt_meta_t *meta) {
     cJSON *t = tm ? cJSON_Parse(tm) : NULL, *p = pm ? cJSON_Parse(pm) : NULL;
     double step = num_or_nan(t, "step"), epoch = num_or_nan(t, "epoch");
     double seen = num_or_nan(t, "tokens_seen");
@@ -222,9 +228,10 @@ ckpt_t *ckpt_load(const char *path, const ops_backend_t *ops, char *err) {
         }
         m->ops->upload(m->weights + p->offset, t->data, p->numel * sizeof(float));
     }
-    parse_meta(st_meta(c->file, "training_metadata"), st_meta(c->file, "performance_metrics"), &c->meta);
+    ckpt_meta_from_json(st_meta(c->file, "training_metadata"), st_meta(c->file, "performance_metrics"), &c->meta);
     const char *stamp = st_meta(c->file, "creation_timestamp");
     snprintf(c->created, sizeof c->created, "%s", stamp ? stamp : "unknown");
+    c->source = st_meta(c->file, "source");
     return c;
 fail:
     mg_fail(err, "%s: %s", path, why);

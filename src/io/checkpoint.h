@@ -9,6 +9,8 @@
  *                             "val_bpb","tokens_seen","lr","seconds"}
  *   performance_metrics JSON {"tokens_per_second"}
  *   creation_timestamp  ISO 8601 UTC
+ *   source              (imported models only) JSON {"format","path",...}:
+ *                       where the weights came from (minigpt convert)
  * Saving is atomic (see st_writer_save). */
 #ifndef MG_CHECKPOINT_H
 #define MG_CHECKPOINT_H
@@ -29,12 +31,17 @@ typedef struct {
 
 int ckpt_save(const char *path, const gpt_model_t *m, const bpe_t *tok, const ckpt_meta_t *meta,
               char *err);
+/* ckpt_save with the optional `source` JSON and creation timestamp (NULL:
+ * none / now). */
+int ckpt_save_ex(const char *path, const gpt_model_t *m, const bpe_t *tok, const ckpt_meta_t *meta,
+                 const char *source, const char *created, char *err);
 
 typedef struct {
     gpt_model_t *model; /* weights uploaded to the backend */
     bpe_t *tok;
     ckpt_meta_t meta;
     char created[40];
+    const char *source; /* the source metadata (NULL: trained here); in file */
     st_file_t *file; /* still mapped, for metadata display */
 } ckpt_t;
 
@@ -47,6 +54,9 @@ void ckpt_free(ckpt_t *c);
  * ckpt_config_to_json is mg_malloc'd: the caller frees it with mg_free; NULL
  * when out of memory. */
 char *ckpt_config_to_json(const gpt_config_t *cfg);
+/* training_metadata and performance_metrics JSON (either may be NULL) to
+ * meta; missing or malformed fields read as "not measured". */
+void ckpt_meta_from_json(const char *tm, const char *pm, ckpt_meta_t *meta);
 int ckpt_config_from_json(const char *json, gpt_config_t *cfg, char *err);
 
 #endif

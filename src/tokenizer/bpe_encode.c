@@ -1,6 +1,9 @@
 /* bpe_encode.c - text -> ids. Each pre-token is merged exactly like the
  * Hugging Face `tokenizers` BPE model (lowest merge rank first, leftmost on
- * ties, with a heap so long pre-tokens stay O(n log n)). Repeated pre-tokens
+ * ties, with a heap so long pre-tokens stay O(n log n)). With
+ * BPE_ENCODE_SPECIAL the added tokens are cut out of the text first
+ * (leftmost, longest, like Hugging Face's added vocabulary) and the pieces
+ * between them are encoded on their own. Repeated pre-tokens
  * come from a per-thread cache; large inputs are cut at pre-token-safe
  * newlines and encoded by OpenMP threads, then concatenated in order. */
 #include <string.h>
@@ -95,7 +98,7 @@ static size_t merge_word(enc_state_t *st, const unsigned char *s, size_t n, int3
     uint64_t *heap = st->heap;
     size_t hn = 0;
     for (size_t i = 0; i < n; i++) {
-        sym[i] = BPE_BYTE0 + s[i];
+        sym[i] = t->byte_id[s[i]];
         prev[i] = (int32_t)i - 1;
         next[i] = i + 1 < n ? (int32_t)(i + 1) : -1;
     }
@@ -110,7 +113,7 @@ static size_t merge_word(enc_state_t *st, const unsigned char *s, size_t n, int3
         int32_t nx = next[pos];
         if (sym[pos] < 0 || nx < 0) continue;
         if (rank_of(t, sym[pos], sym[nx]) != r) continue; /* stale entry */
-        int32_t merged = BPE_FIRST_MERGE + r;
+        int32_t merged = t->result[r];
         if (st->fn) st->fn(st->fn_ctx, (const char *)s, n, sym[pos], sym[nx], merged);
         sym[pos] = merged;
         sym[nx] = -1;
@@ -136,7 +139,7 @@ static int on_pretoken(void *ctx, const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
     int32_t *dst = st->out + st->n;
     if (n == 1) {
-        dst[0] = BPE_BYTE0 + u[0];
+        dst[0] = st->t->byte_id[u[0]];
         st->n++;
         return 0;
     }
@@ -289,15 +292,71 @@ fail:
     return rc;
 }
 
-int bpe_encode(const bpe_t *t, const char *text, size_t len, int32_t **ids, size_t *n, char *err) {
-    *ids = NULL;
-    *n = 0;
+static int encode_plain(const bpe_t *t, const char *text, size_t len, int32_t **ids, size_t *n,
+                        char *err) {
     int threads = 1;
 #ifdef _OPENMP
     threads = omp_get_max_threads();
 #endif
     if (threads > 1 && len >= PAR_MIN_BYTES) return encode_parallel(t, text, len, ids, n, err);
     return encode_serial(t, text, len, ids, n, 1, NULL, NULL, err);
+}
+
+/* The added token that matches at text[i] (the longest one), or -1. */
+static int added_at(const bpe_t *t, const char *text, size_t len, size_t i, size_t *mlen) {
+    int best = -1;
+    *mlen = 0;
+    for (int k = 0; k < t->n_added; k++) {
+        int32_t id = t->added[k];
+        size_t l = t->tok_len[id];
+        if (l > *mlen && l <= len - i && memcmp(text + i, t->bytes + t->tok_off[id], l) == 0) {
+            best = id;
+            *mlen = l;
+        }
+    }
+    return best;
+}
+
+/* Plain pieces between added tokens, each encoded alone, then joined. */
+static int encode_special(const bpe_t *t, const char *text, size_t len, int32_t **ids, size_t *n,
+                          char *err) {
+    int32_t *all = mg_malloc(MG_MAX(len, (size_t)1) * sizeof *all), *part = NULL;
+    size_t total = 0, start = 0, i = 0, k, mlen;
+    if (!all) return mg_fail(err, "bpe_encode: out of memory for %zu ids", len);
+    while (start < len) {
+        int id = -1;
+        for (i = start; i < len && (id = added_at(t, text, len, i, &mlen)) < 0; i++) {}
+        if (i > start) {
+            if (encode_plain(t, text + start, i - start, &part, &k, err) != 0) {
+                mg_free(all);
+                return -1;
+            }
+            memcpy(all + total, part, k * sizeof *all);
+            total += k;
+            mg_free(part);
+        }
+        if (id >= 0) {
+            all[total++] = id;
+            i += mlen;
+        }
+        start = i;
+    }
+    *ids = fit(all, total);
+    *n = total;
+    return 0;
+}
+
+int bpe_encode_ex(const bpe_t *t, const char *text, size_t len, unsigned flags, int32_t **ids,
+                  size_t *n, char *err) {
+    *ids = NULL;
+    *n = 0;
+    if ((flags & BPE_ENCODE_SPECIAL) && t->n_added > 0)
+        return encode_special(t, text, len, ids, n, err);
+    return encode_plain(t, text, len, ids, n, err);
+}
+
+int bpe_encode(const bpe_t *t, const char *text, size_t len, int32_t **ids, size_t *n, char *err) {
+    return bpe_encode_ex(t, text, len, 0, ids, n, err);
 }
 
 int bpe_encode_traced(const bpe_t *t, const char *text, size_t len, int32_t **ids, size_t *n,

@@ -37,7 +37,7 @@ int64_t *bpe_strmap_put(bpe_strmap_t *m, const unsigned char *base, const unsign
                         size_t len, int *is_new);
 
 typedef struct {
-    uint64_t *keys; /* 0 = empty; ids are >= 4 so a real key is never 0 */
+    uint64_t *keys; /* 0 = empty; bpe_pair_key is never 0 (GPT-2 has id 0 in merges) */
     int32_t *vals;
     size_t cap;
     size_t n;
@@ -46,7 +46,7 @@ typedef struct {
 int bpe_pairmap_init(bpe_pairmap_t *m, size_t expected);
 void bpe_pairmap_free(bpe_pairmap_t *m);
 static inline uint64_t bpe_pair_key(int32_t left, int32_t right) {
-    return ((uint64_t)(uint32_t)left << 32) | (uint32_t)right;
+    return ((uint64_t)(uint32_t)(left + 1) << 32) | (uint32_t)(right + 1);
 }
 /* -1 if absent. */
 int32_t bpe_pairmap_get(const bpe_pairmap_t *m, uint64_t key);

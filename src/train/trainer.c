@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "io/checkpoint.h"
+#include "io/outfile.h"
 #include "io/safetensors.h"
 #include "tokenizer/bpe.h"
 #include "train/data.h"
@@ -239,7 +240,7 @@ static int save_tokens(run_t *r, char *err) {
     for (int i = 0; i < V; i++) {
         size_t len = 0;
         bpe_token_bytes(r->tok, i, &len);
-        bytes[i] = i >= BPE_BYTE0 ? (int32_t)len : 0;
+        bytes[i] = bpe_token_kind(r->tok, i) == BPE_TOKEN_SPECIAL ? 0 : (int32_t)len;
     }
     int64_t nt[1] = {(int64_t)r->split.n_train}, nv[1] = {(int64_t)r->split.n_val}, nb[1] = {V};
     if (st_writer_add(w, "train", ST_I32, 1, nt, r->split.train, err) ||
@@ -532,6 +533,12 @@ static int run_finish(run_t *r, char *err) {
     char *json = bpe_to_json(r->tok, &len, err);
     int rc = json ? mg_write_atomic(path, json, len, err) : -1;
     mg_free(json);
+    if (rc) return -1;
+    /* beside it, what Hugging Face loaders need to take the folder as is */
+    char *tc = bpe_config_json(r->tok, r->model->cfg.ctx, err);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", r->o.out_dir);
+    rc = tc ? mg_write_atomic(path, tc, strlen(tc), err) : -1;
+    mg_free(tc);
     if (rc) return -1;
     if (fflush(r->log) != 0 || ferror(r->log)) /* a full disk, say */
         return mg_fail(err, "cannot write '%s'", r->log_path);

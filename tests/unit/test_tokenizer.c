@@ -691,11 +691,11 @@ static void test_json_roundtrip(void **state) {
     assert_int_equal(cJSON_GetObjectItemCaseSensitive(vocab, "\xc4\x80")->valueint, ID('\0'));
     cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     assert_int_equal(cJSON_GetArraySize(merges), bpe_num_merges(fx.small));
+    /* minigpt's specials live in the vocab only: Hugging Face would match
+     * an added token's text in the input, minigpt reads it as text */
     cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
-    assert_int_equal(cJSON_GetArraySize(added), 4);
-    assert_string_equal(
-        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(added, 2), "content")->valuestring,
-        "<BOS>");
+    assert_int_equal(cJSON_GetArraySize(added), 0);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(vocab, "<BOS>")->valueint, 2);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(
                             cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), "type")
                             ->valuestring,
@@ -993,41 +993,42 @@ static void test_json_rejects_malformed(void **state) {
     static const struct {
         const char *name;
         mutate_fn fn;
+        int general; /* Hugging Face takes it too: loads, as a general layout */
     } muts[] = {
-        {"no model", m_no_model},
-        {"model string", m_model_string},
-        {"no vocab", m_no_vocab},
-        {"vocab array", m_vocab_array},
-        {"no merges", m_no_merges},
-        {"merges object", m_merges_object},
-        {"type", m_type_wordpiece},
-        {"id string", m_id_string},
-        {"id fraction", m_id_fraction},
-        {"id negative", m_id_negative},
-        {"id too big", m_id_too_big},
-        {"id duplicate", m_id_duplicate},
-        {"bytes swapped", m_bytes_swapped},
-        {"bad alphabet", m_bad_alphabet},
-        {"bad utf8", m_bad_utf8_key},
-        {"high code point", m_high_codepoint},
-        {"special renamed", m_special_renamed},
-        {"duplicate key", m_duplicate_key},
-        {"same text twice", m_same_text_twice},
-        {"merge part missing", m_merge_part_missing},
-        {"merge wrong token", m_merge_wrong_token},
-        {"merge spells left", m_merge_spells_left},
-        {"merge spells right", m_merge_spells_right},
-        {"merge later id", m_merge_later_id},
-        {"merge missing", m_merge_missing},
-        {"merge extra", m_merge_extra},
-        {"merge number", m_merge_number},
-        {"merge no space", m_merge_no_space},
-        {"merge two spaces", m_merge_two_spaces},
-        {"merge special part", m_merge_special_part},
-        {"vocab gap", m_vocab_gap},
-        {"pre_tokenizer", m_pretokenizer},
-        {"dropout", m_dropout},
-        {"added extra", m_added_extra},
+        {"no model", m_no_model, 0},
+        {"model string", m_model_string, 0},
+        {"no vocab", m_no_vocab, 0},
+        {"vocab array", m_vocab_array, 0},
+        {"no merges", m_no_merges, 0},
+        {"merges object", m_merges_object, 0},
+        {"type", m_type_wordpiece, 0},
+        {"id string", m_id_string, 0},
+        {"id fraction", m_id_fraction, 0},
+        {"id negative", m_id_negative, 0},
+        {"id too big", m_id_too_big, 0},
+        {"id duplicate", m_id_duplicate, 0},
+        {"bytes swapped", m_bytes_swapped, 1},
+        {"bad alphabet", m_bad_alphabet, 0},
+        {"bad utf8", m_bad_utf8_key, 0},
+        {"high code point", m_high_codepoint, 0},
+        {"special renamed", m_special_renamed, 1},
+        {"duplicate key", m_duplicate_key, 0},
+        {"same text twice", m_same_text_twice, 0},
+        {"merge part missing", m_merge_part_missing, 0},
+        {"merge wrong token", m_merge_wrong_token, 1},
+        {"merge spells left", m_merge_spells_left, 0},
+        {"merge spells right", m_merge_spells_right, 0},
+        {"merge later id", m_merge_later_id, 1},
+        {"merge missing", m_merge_missing, 1},
+        {"merge extra", m_merge_extra, 0},
+        {"merge number", m_merge_number, 0},
+        {"merge no space", m_merge_no_space, 0},
+        {"merge two spaces", m_merge_two_spaces, 0},
+        {"merge special part", m_merge_special_part, 0},
+        {"vocab gap", m_vocab_gap, 0},
+        {"pre_tokenizer", m_pretokenizer, 0},
+        {"dropout", m_dropout, 0},
+        {"added extra", m_added_extra, 0},
     };
     for (size_t i = 0; i < sizeof muts / sizeof muts[0]; i++) {
         cJSON *root = cJSON_Parse(json);
@@ -1039,6 +1040,13 @@ static void test_json_rejects_malformed(void **state) {
         assert_non_null(txt);
         err[0] = '\0';
         bpe_t *t = bpe_from_json(txt, strlen(txt), err);
+        if (t && muts[i].general) { /* a valid vocabulary, just not minigpt's layout */
+            assert_false(bpe_is_minigpt(t));
+            bpe_free(t);
+            cJSON_free(txt);
+            cJSON_Delete(root);
+            continue;
+        }
         if (t) fail_msg("accepted mutation \"%s\": %s", muts[i].name, txt);
         if (!err[0] || strchr(err, '\n'))
             fail_msg("mutation \"%s\": bad reason \"%s\"", muts[i].name, err);
@@ -1047,6 +1055,93 @@ static void test_json_rejects_malformed(void **state) {
     }
     mg_free(json);
     bpe_free(base);
+}
+
+
+/* GPT-2's byte alphabet (bytes_to_unicode), written here independently. */
+static void gpt2_char(int b, char out[3]) {
+    int printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+    int cp = b, n = 0;
+    if (!printable) {
+        for (int i = 0; i < b; i++)
+            n += !((i >= 0x21 && i <= 0x7e) || (i >= 0xa1 && i <= 0xac) || (i >= 0xae && i <= 0xff));
+        cp = 256 + n;
+    }
+    if (cp < 0x80) {
+        out[0] = (char)cp, out[1] = 0;
+    } else {
+        out[0] = (char)(0xc0 | (cp >> 6)), out[1] = (char)(0x80 | (cp & 0x3f)), out[2] = 0;
+    }
+}
+
+/* A vocabulary in another layout (bytes at 255 - b, two merges, one
+ * special token at the end), like GPT-2's: encodes, matches the special
+ * token only when asked, stops generation on it, and survives a
+ * tokenizer.json round trip unchanged. */
+static void test_general_layout(void **state) {
+    (void)state;
+    char err[MG_ERR_LEN], k[3];
+    cJSON *root = cJSON_CreateObject(), *model = cJSON_AddObjectToObject(root, "model");
+    cJSON *vocab = cJSON_AddObjectToObject(model, "vocab"), *merges = cJSON_AddArrayToObject(model, "merges");
+    for (int b = 0; b < 256; b++) {
+        gpt2_char(b, k);
+        cJSON_AddNumberToObject(vocab, k, 255 - b);
+    }
+    cJSON_AddNumberToObject(vocab, "ab", 256);
+    cJSON_AddNumberToObject(vocab, "abc", 257);
+    cJSON_AddNumberToObject(vocab, "<|endoftext|>", 258);
+    cJSON_AddItemToArray(merges, cJSON_CreateString("a b"));
+    cJSON_AddItemToArray(merges, cJSON_CreateString("ab c"));
+    cJSON *added = cJSON_AddArrayToObject(root, "added_tokens"), *a = cJSON_CreateObject();
+    cJSON_AddNumberToObject(a, "id", 258);
+    cJSON_AddStringToObject(a, "content", "<|endoftext|>");
+    cJSON_AddTrueToObject(a, "special");
+    cJSON_AddItemToArray(added, a);
+    char *txt = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    bpe_t *t = bpe_from_json(txt, strlen(txt), err);
+    cJSON_free(txt);
+    if (!t) fail_msg("bpe_from_json: %s", err);
+    assert_false(bpe_is_minigpt(t));
+    assert_int_equal(bpe_vocab_size(t), 259);
+    assert_int_equal(bpe_eot_id(t), 258);
+    assert_int_equal(bpe_byte_id(t, 'a'), 255 - 'a');
+    assert_int_equal(bpe_merge_rank(t, 257), 1);
+    assert_int_equal(bpe_token_kind(t, 258), BPE_TOKEN_SPECIAL);
+    static const char text[] = "abc abc<|endoftext|>x";
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(bpe_encode(t, text, strlen(text), &ids, &n, err), 0);
+    int32_t plain[] = {257, 255 - ' ', 257}; /* then "<|endoftext|>x" as bytes */
+    assert_true(n > 3);
+    assert_memory_equal(ids, plain, sizeof plain);
+    for (size_t i = 0; i < n; i++)
+        assert_int_not_equal(ids[i], 258);
+    char *back;
+    size_t blen;
+    assert_int_equal(bpe_decode(t, ids, n, &back, &blen, err), 0);
+    assert_string_equal(back, text);
+    mg_free(back);
+    mg_free(ids);
+    assert_int_equal(bpe_encode_ex(t, text, strlen(text), BPE_ENCODE_SPECIAL, &ids, &n, err), 0);
+    int32_t special[] = {257, 255 - ' ', 257, 258, 255 - 'x'};
+    assert_int_equal(n, 5);
+    assert_memory_equal(ids, special, sizeof special);
+    assert_int_equal(bpe_decode(t, ids, n, &back, &blen, err), 0);
+    assert_string_equal(back, "abc abcx"); /* a special token carries no text */
+    mg_free(back);
+    mg_free(ids);
+    size_t l1, l2;
+    char *j1 = bpe_to_json(t, &l1, err);
+    bpe_t *u = j1 ? bpe_from_json(j1, l1, err) : NULL;
+    char *j2 = u ? bpe_to_json(u, &l2, err) : NULL;
+    assert_non_null(j2);
+    assert_int_equal(l1, l2);
+    assert_memory_equal(j1, j2, l1);
+    mg_free(j1);
+    mg_free(j2);
+    bpe_free(u);
+    bpe_free(t);
 }
 
 /* Runs last: everything the tests allocated through the counted allocator
@@ -1075,6 +1170,7 @@ int main(void) {
         cmocka_unit_test(test_json_roundtrip),
         cmocka_unit_test(test_json_pair_merges),
         cmocka_unit_test(test_json_rejects_malformed),
+        cmocka_unit_test(test_general_layout),
         cmocka_unit_test(test_no_leaks),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
