@@ -173,7 +173,24 @@ typedef struct ops_backend {
                               int C, int OC);
     size_t (*q8_bytes)(const void *wq);
     void (*q8_free)(void *wq);
+
+    /* ---- OPTIONAL batched decoding of independent sequences (infer/kv.h,
+     * kv_feed_batch): pre (N,OC) = x (N,C) @ w^T + bias with each row
+     * exactly as matmul_forward gives it for that row alone (N = 1), and
+     * with out not NULL also out = GELU(pre) exactly as
+     * matmul_bias_gelu_forward gives it for one row, the weights read once
+     * for all N rows: a sequence's logits then do not depend on its
+     * batch-mates. NULL: batches run matmul_forward (whose rows may then
+     * differ from a lone row's in the last bits). ---- */
+    void (*matmul_rows_forward)(float *pre, float *out, const float *x, const float *w,
+                                const float *bias, int N, int C, int OC);
 } ops_backend_t;
+
+/* The layout version of ops_backend_t: the CUDA plugin, built separately,
+ * exports the version it was built with (mg_cuda_abi) and src/ops/backend.c
+ * refuses a plugin of another one. Bump it with every change to the table
+ * (a field added, removed, moved or retyped). */
+#define OPS_ABI_VERSION 2
 
 
 /* Backend selection for --device. device: "auto" (the GPU when one is

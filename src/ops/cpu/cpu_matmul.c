@@ -76,14 +76,17 @@ static inline void matvec_block(float *out, const float *x, const float *w, cons
     }
 }
 
-/* pre (OC) = w (OC,C) @ x (C) + bias (may be NULL); when out is not NULL,
- * also out = GELU(pre), each thread over its own rows while they are in
- * its cache (a vectorised pass: GELU row by row inside the blocks is
- * scalar). Each thread takes one contiguous range of row blocks, so it
- * streams one part of w from start to end; below 64K weights a second
- * thread costs more than it saves. */
-static void matvec(float *pre, float *out, const float *x, const float *w, const float *bias, int C,
-                   int OC) {
+/* pre (N,OC) = x (N,C) @ w (OC,C)^T + bias (may be NULL), row after row of x
+ * for each block of w; when out is not NULL, also out = GELU(pre), each
+ * thread over its own rows while they are in its cache (a vectorised pass:
+ * GELU row by row inside the blocks is scalar). Each thread takes one
+ * contiguous range of row blocks, so it streams one part of w from start
+ * to end once, whatever N (a block of 8 rows of w stays in L1 for the N
+ * rows of x); below 64K weights a second thread costs more than it saves.
+ * Every row of pre is the same function of its row of x whatever N and the
+ * threads: batched decoding gives each sequence what it gets alone. */
+static void matvec(float *pre, float *out, const float *x, const float *w, const float *bias, int N,
+                   int C, int OC) {
     int blocks = (OC + MATVEC_ROWS - 1) / MATVEC_ROWS;
 #pragma omp parallel if ((size_t)OC * C >= 65536)
     {
@@ -92,22 +95,35 @@ static void matvec(float *pre, float *out, const float *x, const float *w, const
         for (int b = b0; b < b1; b++) {
             int o = b * MATVEC_ROWS, R = OC - o < MATVEC_ROWS ? OC - o : MATVEC_ROWS;
             const float *wb = w + (size_t)o * C, *bb = bias ? bias + o : NULL;
-            if (R == MATVEC_ROWS)
-                matvec_block(pre + o, x, wb, bb, C, MATVEC_ROWS);
-            else /* the last, partial block, a row at a time */
-                for (int r = 0; r < R; r++)
-                    matvec_block(pre + o + r, x, wb + (size_t)r * C, bb ? bb + r : NULL, C, 1);
+            for (int n = 0; n < N; n++) {
+                const float *xn = x + (size_t)n * C;
+                float *pn = pre + (size_t)n * OC;
+                if (R == MATVEC_ROWS)
+                    matvec_block(pn + o, xn, wb, bb, C, MATVEC_ROWS);
+                else /* the last, partial block, a row at a time */
+                    for (int r = 0; r < R; r++)
+                        matvec_block(pn + o + r, xn, wb + (size_t)r * C, bb ? bb + r : NULL, C, 1);
+            }
         }
         if (out) {
             int o0 = b0 * MATVEC_ROWS, o1 = b1 * MATVEC_ROWS < OC ? b1 * MATVEC_ROWS : OC;
+            for (int n = 0; n < N; n++) {
+                const float *pn = pre + (size_t)n * OC;
+                float *on = out + (size_t)n * OC;
 #pragma omp simd
-            for (int o = o0; o < o1; o++) out[o] = cpu_gelu(pre[o]);
+                for (int o = o0; o < o1; o++) on[o] = cpu_gelu(pn[o]);
+            }
         }
     }
 }
 
+void cpu_matmul_rows_forward(float *pre, float *out, const float *x, const float *w,
+                             const float *bias, int N, int C, int OC) {
+    matvec(pre, out, x, w, bias, N, C, OC);
+}
+
 void cpu_matvec(float *out, const float *x, const float *w, const float *bias, int C, int OC) {
-    matvec(out, NULL, x, w, bias, C, OC);
+    matvec(out, NULL, x, w, bias, 1, C, OC);
 }
 
 void cpu_matmul_forward(float *out, const float *x, const float *w, const float *bias, int N, int C,
@@ -160,7 +176,7 @@ void cpu_bias_backward(float *dbias, const float *dout, int N, int OC) {
 void cpu_matmul_bias_gelu_forward(float *pre, float *out, const float *x, const float *w,
                                   const float *bias, int N, int C, int OC) {
     if (N == 1) {
-        matvec(pre, out, x, w, bias, C, OC);
+        matvec(pre, out, x, w, bias, 1, C, OC);
         return;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, x, C, w, C, 0.0f, pre, OC);
