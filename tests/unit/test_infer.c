@@ -68,6 +68,102 @@ static void test_kv_matches_forward(void **state) {
     gpt_free(m);
 }
 
+/* kv_feed_batch against kv_feed: n sequences (different prompts and
+ * lengths, so different positions) stepped together give each sequence the
+ * logits it gets fed alone, bit for bit (the CPU's matmul_rows_forward
+ * computes each row as the one-row product does), for 30 greedy steps,
+ * with float32 and int8 weights, fused kernels and not. The model is wide
+ * enough (fc: 512 x 128) for the products to run on several threads. */
+static void test_kv_batch_matches_single(void **state) {
+    (void)state;
+    char err[MG_ERR_LEN];
+    gpt_config_t cfg = {.vocab = 600, .ctx = 64, .dim = 128, .layers = 2, .heads = 4};
+    gpt_model_t *m = gpt_create(&cfg, ops_cpu(), err);
+    assert_non_null(m);
+    assert_int_equal(gpt_init_weights(m, 7, err), 0);
+    mg_rng_t rng;
+    mg_rng_seed(&rng, 21);
+    for (size_t i = 0; i < m->num_floats; i++) m->weights[i] = 5.0f * m->weights[i] + 0.2f * mg_rng_normal(&rng);
+    int sizes[] = {1, 2, 5};
+    for (int q8 = 0; q8 < 2; q8++)
+        for (int no_fusion = 0; no_fusion < 2; no_fusion++)
+            for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+                int n = sizes[k];
+                m->no_fusion = no_fusion;
+                kv_state_t *bat[5], *one[5];
+                int32_t next[5];
+                for (int i = 0; i < n; i++) {
+                    bat[i] = kv_create(m, err);
+                    one[i] = kv_create(m, err);
+                    assert_non_null(bat[i]);
+                    assert_non_null(one[i]);
+                    if (q8) {
+                        assert_int_equal(kv_quantize(bat[i], err), 0);
+                        assert_int_equal(kv_quantize(one[i], err), 0);
+                    }
+                    int32_t prompt[16];
+                    int len = 1 + 3 * i; /* positions 1, 4, 7, 10, 13 */
+                    for (int t = 0; t < len; t++) prompt[t] = (int32_t)mg_rng_below(&rng, cfg.vocab);
+                    assert_int_equal(kv_feed(bat[i], prompt, len, err), 0);
+                    assert_int_equal(kv_feed(one[i], prompt, len, err), 0);
+                    next[i] = sample_argmax(one[i]->host_logits, cfg.vocab);
+                }
+                for (int step = 0; step < 30; step++) {
+                    assert_int_equal(kv_feed_batch(bat, next, n, err), 0);
+                    for (int i = 0; i < n; i++) {
+                        assert_int_equal(kv_feed(one[i], &next[i], 1, err), 0);
+                        assert_int_equal(bat[i]->pos, one[i]->pos);
+                        assert_memory_equal(bat[i]->host_logits, one[i]->host_logits,
+                                            (size_t)cfg.vocab * sizeof(float));
+                        next[i] = sample_argmax(one[i]->host_logits, cfg.vocab);
+                    }
+                }
+                for (int i = 0; i < n; i++) {
+                    kv_free(bat[i]);
+                    kv_free(one[i]);
+                }
+            }
+    m->no_fusion = 0;
+    gpt_free(m);
+}
+
+/* kv_feed_batch refuses a full context, a token out of range, a state given
+ * twice and a mix of int8 and float32 states, and then changes nothing. */
+static void test_kv_batch_errors(void **state) {
+    (void)state;
+    char err[MG_ERR_LEN];
+    gpt_config_t cfg = {.vocab = 50, .ctx = 8, .dim = 32, .layers = 1, .heads = 2};
+    gpt_model_t *m = gpt_create(&cfg, ops_cpu(), err);
+    assert_non_null(m);
+    assert_int_equal(gpt_init_weights(m, 3, err), 0);
+    kv_state_t *a = kv_create(m, err), *b = kv_create(m, err);
+    assert_non_null(a);
+    assert_non_null(b);
+    int32_t fill[8] = {1, 2, 3, 4, 5, 6, 7, 8}, two[2] = {1, 2};
+    assert_int_equal(kv_feed(a, fill, 3, err), 0);
+    assert_int_equal(kv_feed(b, fill, 8, err), 0); /* b is full */
+    float first = a->host_logits[0];
+    kv_state_t *ab[2] = {a, b}, *aa[2] = {a, a};
+    assert_int_equal(kv_feed_batch(ab, two, 2, err), -1);
+    assert_non_null(strstr(err, "context full"));
+    assert_int_equal(a->pos, 3);
+    assert_true(a->host_logits[0] == first);
+    kv_reset(b);
+    int32_t bad[2] = {1, 50};
+    assert_int_equal(kv_feed_batch(ab, bad, 2, err), -1);
+    assert_non_null(strstr(err, "out of range"));
+    assert_int_equal(kv_feed_batch(aa, two, 2, err), -1);
+    assert_non_null(strstr(err, "twice"));
+    assert_int_equal(kv_quantize(b, err), 0);
+    assert_int_equal(kv_feed_batch(ab, two, 2, err), -1);
+    assert_non_null(strstr(err, "int8"));
+    assert_int_equal(a->pos, 3);
+    assert_int_equal(b->pos, 0);
+    kv_free(a);
+    kv_free(b);
+    gpt_free(m);
+}
+
 /* The reference draw: sort the whole vocabulary, cut to top-k, then to
  * the smallest prefix with mass >= top_p, draw with one uniform number. */
 static const float *ref_p;
@@ -294,6 +390,8 @@ static void test_eval_sliding_window(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kv_matches_forward),
+        cmocka_unit_test(test_kv_batch_matches_single),
+        cmocka_unit_test(test_kv_batch_errors),
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_repeat_penalty),
         cmocka_unit_test(test_sampling_matches_full_sort),
