@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "ops/cpu/cpu.h"
 #include "ops/ops.h"
 #include "util/common.h"
 

@@ -13,11 +13,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ops/cpu/cpu.h"
 #include "ops/ops.h"
 #include "util/common.h"
 
 /* what the plugin exports (src/ops/cuda/cuda_backend.cu) */
 typedef int (*probe_fn)(char *err);
+typedef int (*abi_fn)(void);
 typedef const ops_backend_t *(*open_fn)(const char *precision, size_t table_size, char *err);
 
 static void *plugin;
@@ -82,6 +84,14 @@ const ops_backend_t *ops_select(const char *device, const char *precision, int t
     ops_cpu_set_threads(threads);
     if (strcmp(device, "cpu") != 0) {
         if (cuda_usable(why)) {
+            /* the table's layout version first: a plugin built against
+             * another ops.h would hand over a table of another layout
+             * (the plugin also checks the table's size) */
+            abi_fn abi = (abi_fn)dlsym(plugin, "mg_cuda_abi");
+            int v = abi ? abi() : 0;
+            if (v != OPS_ABI_VERSION)
+                return mg_fail(err, "minigpt_cuda.so has backend table version %d, this minigpt %d: "
+                                    "rebuild it (make minigpt)", v, OPS_ABI_VERSION), NULL;
             open_fn open = (open_fn)dlsym(plugin, "mg_cuda_backend");
             if (!open) return mg_fail(err, "minigpt_cuda.so lacks mg_cuda_backend"), NULL;
             return open(precision, sizeof(ops_backend_t), err);

@@ -192,33 +192,18 @@ typedef struct ops_backend {
  * (a field added, removed, moved or retyped). */
 #define OPS_ABI_VERSION 2
 
-
 /* Backend selection for --device. device: "auto" (the GPU when one is
  * usable, else the CPU), "cpu" or "cuda"; precision (NULL: the device's
  * default): "fp32" for exact float32 everywhere, "bf16" for bfloat16
  * tensor-core matrix inputs with float32 accumulation, master weights and
  * optimizer state (GPU only). threads: CPU threads (<= 0: all cores), also
- * used for the host work of a GPU run. note (may be NULL, MG_ERR_LEN) gets
- * a line when auto fell back to the CPU, and why. NULL with err when the
+ * used for the host work of a GPU run (the one place that sets them). note
+ * (may be NULL, MG_ERR_LEN) gets a line when auto fell back to the CPU, and
+ * why. NULL with err when the
  * device asked for is not usable. */
 const ops_backend_t *ops_select(const char *device, const char *precision, int threads,
                                 char *note, char *err);
 /* Is a GPU backend usable here (without printing anything)? */
 int ops_cuda_available(void);
-
-/* The CPU backend: OpenMP + BLAS. Call ops_cpu_set_threads once before use
- * (n_threads <= 0 keeps the OpenMP default): it also sets up each thread's
- * floating-point mode. */
-const ops_backend_t *ops_cpu(void);
-void ops_cpu_set_threads(int n_threads);
-/* Call first thing in main(): on a CPU with AVX-512 that OpenBLAS does not
- * recognise as such, re-executes the program with OPENBLAS_CORETYPE set so
- * that OpenBLAS loads its AVX-512 kernels (about 2x the sgemm speed). Does
- * nothing when OPENBLAS_CORETYPE is already set (an explicit choice wins);
- * returns if exec fails. */
-void ops_cpu_select_kernels(char **argv);
-/* e.g. "OpenBLAS, SkylakeX kernels" */
-const char *ops_cpu_blas_info(void);
-int ops_cpu_threads(void);
 
 #endif

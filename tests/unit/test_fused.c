@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "model/gpt.h"
+#include "ops/cpu/cpu.h"
 #include "ops/cpu/cpu_kernels.h"
 #include "ops/ops.h"
 #include "util/common.h"

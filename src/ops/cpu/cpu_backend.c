@@ -9,6 +9,7 @@
 
 #include <cblas.h>
 
+#include "ops/cpu/cpu.h"
 #include "ops/cpu/cpu_kernels.h"
 #include "ops/ops.h"
 #include "util/common.h"
