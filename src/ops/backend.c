@@ -61,6 +61,14 @@ static int cuda_usable(char *err) {
         return mg_fail(err, "no NVIDIA GPU driver here (no /dev/nvidiactl)"), 0;
     void *h = open_plugin(err);
     if (!h) return 0;
+    /* the table's layout version first: a plugin built against another
+     * ops.h would hand over a table of another layout (the plugin also
+     * checks the table's size) */
+    abi_fn abi = (abi_fn)dlsym(h, "mg_cuda_abi");
+    int v = abi ? abi() : 0;
+    if (v != OPS_ABI_VERSION)
+        return mg_fail(err, "minigpt_cuda.so has backend table version %d, this minigpt %d: rebuild "
+                            "it (make minigpt)", v, OPS_ABI_VERSION), 0;
     probe_fn probe = (probe_fn)dlsym(h, "mg_cuda_probe");
     if (!probe) return mg_fail(err, "minigpt_cuda.so lacks mg_cuda_probe"), 0;
     return probe(err) == 0;
@@ -84,14 +92,6 @@ const ops_backend_t *ops_select(const char *device, const char *precision, int t
     ops_cpu_set_threads(threads);
     if (strcmp(device, "cpu") != 0) {
         if (cuda_usable(why)) {
-            /* the table's layout version first: a plugin built against
-             * another ops.h would hand over a table of another layout
-             * (the plugin also checks the table's size) */
-            abi_fn abi = (abi_fn)dlsym(plugin, "mg_cuda_abi");
-            int v = abi ? abi() : 0;
-            if (v != OPS_ABI_VERSION)
-                return mg_fail(err, "minigpt_cuda.so has backend table version %d, this minigpt %d: "
-                                    "rebuild it (make minigpt)", v, OPS_ABI_VERSION), NULL;
             open_fn open = (open_fn)dlsym(plugin, "mg_cuda_backend");
             if (!open) return mg_fail(err, "minigpt_cuda.so lacks mg_cuda_backend"), NULL;
             return open(precision, sizeof(ops_backend_t), err);
