@@ -13,6 +13,7 @@
 #define MG_GPT_BLOCK_H
 
 #include "model/gpt.h"
+#include "util/common.h" /* mg_now, for GPT_PROF */
 
 /* Where attention finds its keys and values. */
 typedef enum {

@@ -1,6 +1,7 @@
-/* gpt_train.c - the training forward and backward passes, each layer's
- * backward written beside the forward it undoes (in reverse), and the AdamW
- * step with global-norm clipping. Everything numeric goes through m->ops. */
+/* gpt_train.c - the training forward pass (its blocks are gpt_block.c's,
+ * which decoding runs too) with the loss, the backward pass that undoes it
+ * layer by layer, and the AdamW step with global-norm clipping. Everything
+ * numeric goes through m->ops. */
 #include <math.h>
 
 #include "model/gpt.h"
