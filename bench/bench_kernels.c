@@ -21,6 +21,7 @@
 
 #include "infer/kv.h"
 #include "model/gpt.h"
+#include "ops/cpu/cpu.h"
 #include "ops/cpu/cpu_kernels.h"
 #include "ops/cpu/cpu_math.h"
 #include "ops/ops.h"

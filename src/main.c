@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "ops/cpu/cpu.h"
 #include "ops/ops.h"
 #include "util/common.h"
 #include "version.h" /* MG_VERSION, MG_COMMIT, MG_BACKENDS: written by the Makefile */

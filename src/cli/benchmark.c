@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "infer/kv.h"
 #include "infer/sample.h"
+#include "ops/cpu/cpu.h"
 #include "ops/ops.h"
 #include "util/common.h"
 #include "util/sysinfo.h"

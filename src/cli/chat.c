@@ -21,6 +21,7 @@
 #include "explain/explain.h"
 #include "infer/generate.h"
 #include "io/checkpoint.h"
+#include "ops/cpu/cpu.h"
 #include "util/common.h"
 #include "util/sysinfo.h"
 
@@ -357,7 +358,6 @@ int cli_chat_run(const ckpt_t *ck, const char *path, const cli_gen_opts_t *o, ch
     int handler = 0;
     c.seed = o->seed >= 0 ? o->seed : (long)time(NULL);
     mg_rng_seed(&c.rng, (uint64_t)c.seed);
-    ops_cpu_set_threads((int)o->threads);
     c.kv = cli_kv_create(ck, o, err);
     if (!c.kv) goto done;
     c.hist = mg_malloc((size_t)(ctx + 2) * sizeof *c.hist);

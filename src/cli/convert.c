@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "io/gguf.h"
 #include "io/hf.h"
+#include "ops/cpu/cpu.h"
 #include "util/common.h"
 
 int cli_convert(const cli_args_t *a, char *err) {

@@ -83,7 +83,6 @@ int cli_run_generation(const ckpt_t *ck, const char *prompt, const cli_gen_opts_
     size_t n = 0;
     edu_t *edu = NULL;
     long seed = o->seed >= 0 ? o->seed : (long)time(NULL);
-    ops_cpu_set_threads((int)o->threads);
     if (o->educational) {
         edu = mg_calloc(1, sizeof *edu);
         if (!edu) {

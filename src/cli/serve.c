@@ -483,7 +483,6 @@ int cli_serve(const cli_args_t *a, char *err) {
     blocked = 1;
     if (!path) path = cli_default_checkpoint("models");
     if (!(ck = cli_open_checkpoint(path, &s.defaults, err))) goto done;
-    ops_cpu_set_threads((int)s.defaults.threads);
     s.ck = ck;
     if (!(s.kv = cli_kv_create(ck, &s.defaults, err))) goto done;
     const char *slash = strrchr(path, '/');

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "infer/utf8.h"
+#include "util/utf8.h"
 #include "util/common.h"
 
 void explain_stats(const float *x, size_t n, explain_stats_t *st) {
@@ -26,7 +26,7 @@ void explain_stats(const float *x, size_t n, explain_stats_t *st) {
 static size_t shade_at(const char *shades, int i, const char **at) {
     const unsigned char *p = (const unsigned char *)shades;
     for (;;) {
-        size_t len = *p < 0x80 ? 1 : *p < 0xE0 ? 2 : *p < 0xF0 ? 3 : 4;
+        size_t len = utf8_char_len(*p);
         if (i-- == 0) {
             *at = (const char *)p;
             return len;
@@ -49,7 +49,7 @@ char *explain_heatmap(const float *w, int rows, int cols, int unicode, const cha
         if (labels) { /* padded by characters, not bytes, so the grid lines up */
             int w = 0;
             for (const unsigned char *p = (const unsigned char *)labels[r]; *p && w < label_w; w++) {
-                size_t n = *p < 0x80 ? 1 : *p < 0xE0 ? 2 : *p < 0xF0 ? 3 : 4;
+                size_t n = utf8_char_len(*p);
                 while (n-- && *p) s[len++] = (char)*p++;
             }
             while (w++ < label_w) s[len++] = ' ';
@@ -145,7 +145,7 @@ void explain_token_str(const bpe_t *tok, int id, char *out, size_t cap) {
             o += (size_t)snprintf(out + o, cap - o, "\\x%02x", b[k]);
         else if (b[k] < 0x80) out[o++] = (char)b[k];
         else { /* a whole character, or none of it when it does not fit */
-            size_t n = b[k] < 0xE0 ? 2 : b[k] < 0xF0 ? 3 : 4;
+            size_t n = utf8_char_len(b[k]);
             if (o + n + 1 > cap) break;
             memcpy(out + o, b + k, n);
             o += n;

@@ -3,8 +3,8 @@
 
 #include <string.h>
 
-#include "infer/utf8.h"
 #include "util/common.h"
+#include "util/utf8.h"
 
 const char *gen_stop_name(gen_stop_t s) {
     switch (s) {

@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 #include "infer/sample.h"
+#include "model/gpt_block.h"
 #include "util/common.h"
 
 /* the hook, only when set: NULL costs one branch and no clock reads */
@@ -87,6 +88,7 @@ void kv_free(kv_state_t *s) {
         mg_free(s->q8);
     }
     if (s->graph) s->model->ops->graph_free(s->graph);
+    if (s->batch_logits) s->model->ops->free(s->batch_logits);
     if (s->block) s->model->ops->free(s->block);
     mg_free(s->host_logits);
     mg_free(s->scratch);
@@ -96,6 +98,44 @@ void kv_free(kv_state_t *s) {
 void kv_reset(kv_state_t *s) { s->pos = 0; }
 
 #define KV_Q8_ROWS 8
+
+/* the trace hook between sublayers (gpt_block_hook_fn): the sublayer's wall
+ * time runs from the last mark; the hook's own time is not the model's */
+typedef struct {
+    kv_state_t *s;
+    int rows;
+    double t0;
+} kv_trace_mark_t;
+
+static void kv_trace_sublayer(void *ctx, int layer, const char *stage, const float *r) {
+    kv_trace_mark_t *k = ctx;
+    kv_state_t *s = k->s;
+    double t1 = mg_now();
+    TRACE(layer, stage, r, k->rows, s->model->cfg.dim, t1 - k->t0);
+    k->t0 = mg_now();
+}
+
+/* The forward pass of the layers over rows x (rows,C), with the blocks run
+ * as run says; the residual stream stays in x (tmp is the block's other
+ * residual buffer). Fused (gpt_block.h), ln then holds ln_f of every row,
+ * else the caller takes it. */
+static void kv_layers(kv_state_t *s, gpt_block_run_t *run) {
+    gpt_model_t *m = s->model;
+    int L = m->cfg.layers, fuse_ln = gpt_block_fuse_ln(m);
+    for (int l = 0; l < L; l++) {
+        int last = l == L - 1;
+        /* r2 is tmp and r3 is x again: x + proj lands in tmp, x is free
+         * for fc2, and tmp + fc2 lands back in x */
+        gpt_block_bufs_t b = {
+            .x = s->x, .ln1 = s->ln, .qkv = s->qkv, .atty = s->atty, .r2 = s->tmp, .ln2 = s->ln,
+            .fch = s->fch, .fchg = s->fchg, .r3 = s->x, .next = s->ln,
+            .next_w = last ? m->w.lnfw : m->w.layer[l + 1].ln1w,
+            .next_b = last ? m->w.lnfb : m->w.layer[l + 1].ln1b,
+            .ln1_ready = fuse_ln && l > 0,
+        };
+        gpt_block_forward(run, l, &b);
+    }
+}
 
 /* The forward pass of n rows at positions s->pos.. into s->logits (and
  * their argmax into s->tok[ctx + 1] when greedy). With at_dev (one token,
@@ -107,66 +147,28 @@ static void step(kv_state_t *s, int n, int at_dev, int greedy) {
     gpt_model_t *m = s->model;
     const ops_backend_t *ops = m->ops;
     const gpt_config_t *c = &m->cfg;
-    int C = c->dim, NH = c->heads, V = c->vocab, L = c->layers;
-    int fuse_ln = !m->no_fusion && ops->residual_layernorm_forward;
-    int fuse_gelu = !m->no_fusion && ops->matmul_bias_gelu_forward && !(s->q8 && n <= KV_Q8_ROWS);
-    size_t cache = (size_t)c->ctx * C;
-    /* a product with float32 weights w, or their int8 copy k (kv_quantize)
-     * for up to KV_Q8_ROWS rows: a longer prompt's prefill is compute-bound
-     * and goes faster through BLAS on the float32 weights (GPT-2, 128
-     * tokens, 2 cores: 575 tokens/s against 303 with int8) */
+    int C = c->dim, V = c->vocab, L = c->layers;
+    int fuse_ln = gpt_block_fuse_ln(m);
+    /* products with the int8 copies of the weights (kv_quantize) for up to
+     * KV_Q8_ROWS rows: a longer prompt's prefill is compute-bound and goes
+     * faster through BLAS on the float32 weights (GPT-2, 128 tokens, 2
+     * cores: 575 tokens/s against 303 with int8) */
     int q8 = s->q8 && n <= KV_Q8_ROWS;
-#define MATMUL(out, in, w, bias, rows, cin, cout, k)                                               \
-    (q8 ? ops->q8_matmul_forward(out, in, s->q8[k], bias, rows, cin, cout)                         \
-        : ops->matmul_forward(out, in, w, bias, rows, cin, cout))
+    gpt_block_seq_t seq = {s->kcache, s->vcache, s->pos, n};
+    kv_trace_mark_t mark = {s, n, 0.0};
+    gpt_block_run_t run = {
+        .m = m, .rows = n, .attn = at_dev ? GPT_ATTN_CACHED_AT : GPT_ATTN_CACHED, .seq = &seq,
+        .nseq = 1, .pos_dev = s->tok + 1, .mm = q8 ? GPT_MM_Q8 : GPT_MM_FLOAT, .q8 = s->q8,
+        .hook = s->trace ? kv_trace_sublayer : NULL, .hook_ctx = &mark,
+    };
     /* tokens (n) -> x (n,C), positions pos.. */
     if (at_dev)
         ops->embed_forward_at(s->x, s->tok, m->w.wte, m->w.wpe, C, s->tok + 1);
     else
         ops->embed_forward(s->x, s->tok, m->w.wte, m->w.wpe, 1, n, C, s->pos);
     TRACE(-1, "embed", s->x, n, C, 0.0);
-    double t0 = s->trace ? mg_now() : 0.0;
-    for (int l = 0; l < L; l++) {
-        const gpt_layer_t *w = &m->w.layer[l];
-        float *kc = s->kcache + l * cache, *vc = s->vcache + l * cache;
-        /* fused: the previous sublayer left ln = LayerNorm1(x) */
-        if (l == 0 || !fuse_ln) ops->layernorm_forward(s->ln, NULL, NULL, s->x, w->ln1w, w->ln1b, n, C);
-        MATMUL(s->qkv, s->ln, w->qkvw, w->qkvb, n, C, 3 * C, 4 * l);
-        if (at_dev)
-            ops->attention_cached_at(s->atty, kc, vc, s->qkv, C, NH, s->tok + 1);
-        else
-            ops->attention_cached(s->atty, kc, vc, s->qkv, n, s->pos, C, NH);
-        MATMUL(s->tmp, s->atty, w->projw, w->projb, n, C, C, 4 * l + 1);
-        if (fuse_ln)
-            ops->residual_layernorm_forward(s->x, s->ln, NULL, NULL, s->x, s->tmp, w->ln2w, w->ln2b, n, C);
-        else {
-            ops->add(s->x, s->x, s->tmp, (size_t)n * C);
-            ops->layernorm_forward(s->ln, NULL, NULL, s->x, w->ln2w, w->ln2b, n, C);
-        }
-        if (s->trace) {
-            double t1 = mg_now();
-            TRACE(l, "attn", s->x, n, C, t1 - t0);
-            t0 = mg_now(); /* the hook's own time is not the model's */
-        }
-        if (fuse_gelu)
-            ops->matmul_bias_gelu_forward(s->fch, s->fchg, s->ln, w->fcw, w->fcb, n, C, 4 * C);
-        else {
-            MATMUL(s->fch, s->ln, w->fcw, w->fcb, n, C, 4 * C, 4 * l + 2);
-            ops->gelu_forward(s->fchg, s->fch, (size_t)n * 4 * C);
-        }
-        MATMUL(s->tmp, s->fchg, w->fc2w, w->fc2b, n, 4 * C, C, 4 * l + 3);
-        if (fuse_ln) { /* x += tmp, ln = the next LayerNorm (ln1 of l+1, or ln_f) */
-            const float *nw = l + 1 < L ? m->w.layer[l + 1].ln1w : m->w.lnfw;
-            const float *nb = l + 1 < L ? m->w.layer[l + 1].ln1b : m->w.lnfb;
-            ops->residual_layernorm_forward(s->x, s->ln, NULL, NULL, s->x, s->tmp, nw, nb, n, C);
-        } else
-            ops->add(s->x, s->x, s->tmp, (size_t)n * C);
-        if (s->trace) {
-            double t1 = mg_now();
-            TRACE(l, "mlp", s->x, n, C, t1 - t0);
-            t0 = mg_now();
-        }
-    }
+    mark.t0 = s->trace ? mg_now() : 0.0;
+    kv_layers(s, &run);
     /* only the last position's logits are needed: (1,C) -> (1,V) */
     const float *lnf = s->ln + (size_t)(n - 1) * C;
     if (!fuse_ln) {
@@ -174,9 +176,67 @@ static void step(kv_state_t *s, int n, int at_dev, int greedy) {
         ops->layernorm_forward(s->ln, NULL, NULL, s->x + (size_t)(n - 1) * C, m->w.lnfw, m->w.lnfb, 1, C);
     }
     TRACE(L, "ln_f", lnf, 1, C, 0.0);
-    MATMUL(s->logits, lnf, m->w.wte, NULL, 1, C, V, 4 * L);
+    if (q8)
+        ops->q8_matmul_forward(s->logits, lnf, s->q8[4 * L], NULL, 1, C, V);
+    else
+        ops->matmul_forward(s->logits, lnf, m->w.wte, NULL, 1, C, V);
     if (greedy && ops->argmax) ops->argmax(s->tok + c->ctx + 1, s->logits, V);
-#undef MATMUL
+}
+
+/* (n,C) -> (n,V) for batched rows: the classifier as each row gets it alone */
+static void kv_rows_logits(kv_state_t *s, float *logits, const float *ln, int n) {
+    gpt_model_t *m = s->model;
+    const ops_backend_t *ops = m->ops;
+    int C = m->cfg.dim, V = m->cfg.vocab;
+    if (s->q8)
+        ops->q8_matmul_forward(logits, ln, s->q8[4 * m->cfg.layers], NULL, n, C, V);
+    else if (ops->matmul_rows_forward)
+        ops->matmul_rows_forward(logits, NULL, ln, m->w.wte, NULL, n, C, V);
+    else
+        ops->matmul_forward(logits, ln, m->w.wte, NULL, n, C, V);
+}
+
+int kv_feed_batch(kv_state_t *const *seqs, const int32_t *tokens, int n, char *err) {
+    if (n < 1) return mg_fail(err, "nothing to feed");
+    kv_state_t *s = seqs[0]; /* its scratch serves the batch's rows */
+    gpt_model_t *m = s->model;
+    const ops_backend_t *ops = m->ops;
+    const gpt_config_t *c = &m->cfg;
+    int C = c->dim, V = c->vocab;
+    if (n > c->ctx) return mg_fail(err, "a batch of %d sequences exceeds the context (%d)", n, c->ctx);
+    for (int i = 0; i < n; i++) {
+        const kv_state_t *q = seqs[i];
+        if (q->model != m) return mg_fail(err, "batched sequences must share one model");
+        if (!q->q8 != !s->q8) return mg_fail(err, "batched sequences must all be int8 or all float32");
+        if (q->pos + 1 > c->ctx) return mg_fail(err, "context full: sequence %d holds %d tokens", i, q->pos);
+        if (tokens[i] < 0 || tokens[i] >= V) return mg_fail(err, "token id %d out of range", tokens[i]);
+        for (int j = 0; j < i; j++)
+            if (seqs[j] == q) return mg_fail(err, "sequence %d appears twice in the batch", i);
+    }
+    if (s->batch_rows < n) { /* logits of every row (n,V), kept for the next batches */
+        float *p = ops->alloc((size_t)n * V * sizeof(float));
+        if (!p) return mg_fail(err, "out of memory for the logits of %d sequences", n);
+        if (s->batch_logits) ops->free(s->batch_logits);
+        s->batch_logits = p;
+        s->batch_rows = n;
+    }
+    gpt_block_seq_t seq[n]; /* row i: one token after sequence i's cache */
+    for (int i = 0; i < n; i++) seq[i] = (gpt_block_seq_t){seqs[i]->kcache, seqs[i]->vcache, seqs[i]->pos, 1};
+    gpt_block_run_t run = {.m = m, .rows = n, .attn = GPT_ATTN_CACHED, .seq = seq, .nseq = n,
+                           .mm = s->q8 ? GPT_MM_Q8 : GPT_MM_ROWS, .q8 = s->q8};
+    /* tokens (n) -> x (n,C), row i at its sequence's position */
+    ops->upload(s->tok, tokens, (size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n; i++)
+        ops->embed_forward(s->x + (size_t)i * C, s->tok + i, m->w.wte, m->w.wpe, 1, 1, C, seqs[i]->pos);
+    kv_layers(s, &run);
+    if (!gpt_block_fuse_ln(m)) /* fused, the last block left ln_f of every row in ln */
+        ops->layernorm_forward(s->ln, NULL, NULL, s->x, m->w.lnfw, m->w.lnfb, n, C);
+    kv_rows_logits(s, s->batch_logits, s->ln, n);
+    for (int i = 0; i < n; i++) {
+        ops->download(seqs[i]->host_logits, s->batch_logits + (size_t)i * V, (size_t)V * sizeof(float));
+        seqs[i]->pos++;
+    }
+    return 0;
 }
 
 int kv_feed(kv_state_t *s, const int32_t *tokens, int n, char *err) {

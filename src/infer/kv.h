@@ -1,5 +1,7 @@
-/* kv.h - incremental inference with a KV cache (batch 1): feeding n tokens
- * costs work for those n only; earlier positions are read from the cache. */
+/* kv.h - incremental inference with a KV cache: feeding n tokens costs work
+ * for those n only; earlier positions are read from the cache. One sequence
+ * per state; kv_feed_batch steps several states at once. The layers
+ * themselves are model/gpt_block.c's. */
 #ifndef MG_KV_H
 #define MG_KV_H
 
@@ -36,6 +38,9 @@ typedef struct kv_state {
     void **q8;            /* NULL, or int8 weights (kv_quantize): per layer qkv,
                            * proj, fc, fc2, then the classifier */
     size_t q8_bytes;      /* their size, for memory reports */
+    float *batch_logits;  /* NULL, or (batch_rows, V) on the backend: kv_feed_batch's logits
+                           * when this state leads a batch */
+    int batch_rows;
     kv_trace_fn trace;    /* NULL (default): no tracing, no timing calls */
     void *trace_ctx;
 } kv_state_t;
@@ -64,5 +69,15 @@ int kv_feed_next(kv_state_t *s, const int32_t *tokens, int n, const sample_opts_
                  int32_t *next, char *err);
 /* kv_feed_next, greedy */
 int kv_feed_greedy(kv_state_t *s, const int32_t *tokens, int n, int32_t *next, char *err);
+/* One decoding step for n sequences at once: seqs[i] (n distinct states of the same model) takes
+ * tokens[i] at its own position seqs[i]->pos, which then advances by one. Each weight's matrix
+ * product runs once for all n rows; attention reads each sequence's own cache. Afterwards
+ * seqs[i]->host_logits holds that sequence's next-token logits, as kv_feed leaves them.
+ * 0, or -1 with err (a full context, a token out of range: nothing is changed then).
+ * The states must all be int8 (kv_quantize) or all float32; n <= the context (seqs[0]'s scratch
+ * holds the rows). On the CPU each sequence's logits are bit-identical to a kv_feed of its token
+ * alone (ops.h, matmul_rows_forward); s->logits on the backend is not updated and the trace hook
+ * is not called. */
+int kv_feed_batch(kv_state_t *const *seqs, const int32_t *tokens, int n, char *err);
 
 #endif

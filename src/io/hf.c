@@ -17,6 +17,7 @@
 #include "io/half.h"
 #include "io/outfile.h"
 #include "io/safetensors.h"
+#include "ops/cpu/cpu.h"
 #include "util/common.h"
 
 /* minigpt's per-layer names and GPT-2's; 1: a Conv1D matrix, (in, out) there */

@@ -20,6 +20,7 @@
 
 #include "util/atomic.h"
 #include "util/common.h"
+#include "util/utf8.h"
 
 /* Tensor bytes are exposed and written as-is, and the format is
  * little-endian, so a big-endian host would silently swap every value. */
@@ -76,47 +77,8 @@ static const char *show(char buf[ST_SHOW_LEN + 4], const char *s) {
     return buf;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if invalid
- * (overlong forms, surrogates and code points past U+10FFFF are invalid). */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c == 0xE0)
-        len = 3, lo = 0xA0;
-    else if (c >= 0xE1 && c <= 0xEC)
-        len = 3;
-    else if (c == 0xED)
-        len = 3, hi = 0x9F;
-    else if (c >= 0xEE && c <= 0xEF)
-        len = 3;
-    else if (c == 0xF0)
-        len = 4, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3)
-        len = 4;
-    else if (c == 0xF4)
-        len = 4, hi = 0x8F;
-    else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
-    return len;
-}
-
-static int utf8_valid(const char *s) {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = strlen(s);
-    for (size_t i = 0; i < n;) {
-        size_t k = utf8_seq(p + i, n - i);
-        if (!k) return 0;
-        i += k;
-    }
-    return 1;
-}
+/* a NUL-terminated name or metadata string */
+static int st_utf8_valid(const char *s) { return utf8_valid((const unsigned char *)s, strlen(s)); }
 
 static int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
@@ -585,7 +547,7 @@ int st_writer_add(st_writer_t *w, const char *name, st_dtype_t dtype, int ndim,
         mg_fail(err, "st_writer_add: no writer or no name");
         goto fail;
     }
-    if (!utf8_valid(name)) {
+    if (!st_utf8_valid(name)) {
         mg_fail(err, "tensor name '%s' is not valid UTF-8", show(nb, name));
         goto fail;
     }
@@ -662,7 +624,7 @@ int st_writer_meta(st_writer_t *w, const char *key, const char *value, char *err
         mg_fail(err, "st_writer_meta: no writer, key or value");
         goto fail;
     }
-    if (!utf8_valid(key) || !utf8_valid(value)) {
+    if (!st_utf8_valid(key) || !st_utf8_valid(value)) {
         mg_fail(err, "metadata '%s': key or value is not valid UTF-8", show(kb, key));
         goto fail;
     }

@@ -1,9 +1,11 @@
-/* gpt_train.c - the training forward and backward passes, each layer's
- * backward written beside the forward it undoes (in reverse), and the AdamW
- * step with global-norm clipping. Everything numeric goes through m->ops. */
+/* gpt_train.c - the training forward pass (its blocks are gpt_block.c's,
+ * which decoding runs too) with the loss, the backward pass that undoes it
+ * layer by layer, and the AdamW step with global-norm clipping. Everything
+ * numeric goes through m->ops. */
 #include <math.h>
 
 #include "model/gpt.h"
+#include "model/gpt_block.h"
 #include "util/common.h"
 
 const char *gpt_op_name(gpt_op_t op) {
@@ -15,20 +17,8 @@ const char *gpt_op_name(gpt_op_t op) {
     return op >= 0 && op < GPT_OP_COUNT ? names[op] : "?";
 }
 
-/* Profiling (m->prof set): synchronize, run the op, synchronize, add its
- * wall time to prof->seconds[phase][op]. Without m->prof: just the call. */
-#define PROF(phase, op, call)                                                                      \
-    do {                                                                                           \
-        if (m->prof) {                                                                             \
-            m->ops->synchronize();                                                                 \
-            double t0_ = mg_now();                                                                 \
-            call;                                                                                  \
-            m->ops->synchronize();                                                                 \
-            m->prof->seconds[phase][op] += mg_now() - t0_;                                         \
-        } else {                                                                                   \
-            call;                                                                                  \
-        }                                                                                          \
-    } while (0)
+/* per-op timing when m->prof is set (gpt.h) */
+#define PROF(phase, op, call) GPT_PROF(m->prof, m->ops, phase, op, call)
 #define FWD(op, call) PROF(GPT_PHASE_FORWARD, GPT_OP_##op, call)
 #define BWD(op, call) PROF(GPT_PHASE_BACKWARD, GPT_OP_##op, call)
 #define OPT(call) PROF(GPT_PHASE_OPTIMIZER, GPT_OP_ADAMW, call)
@@ -46,49 +36,31 @@ float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets,
 
     /* tokens (B,T) -> x (B,T,C) */
     FWD(EMBED, ops->embed_forward(a->encoded, a->tokens, m->w.wte, m->w.wpe, B, T, C, 0));
-    /* fused kernels, where the backend has them (ops.h): residual add +
-     * LayerNorm, matmul + bias + GELU */
-    int fuse_ln = !m->no_fusion && ops->residual_layernorm_forward;
-    int fuse_gelu = !m->no_fusion && ops->matmul_bias_gelu_forward;
+    /* the blocks (model/gpt_block.c), each keeping its activations for
+     * backward; fused (ops.h), ln1 of the layers after the first comes with
+     * the residual add that ended the layer before, and ln_f with the last */
+    int fuse_ln = gpt_block_fuse_ln(m);
+    gpt_block_run_t run = {.m = m, .rows = (int)N, .attn = GPT_ATTN_CAUSAL, .B = B, .T = T,
+                           .mm = GPT_MM_FLOAT, .prof = m->prof};
     const float *x = a->encoded;
     for (int l = 0; l < L; l++) {
-        const gpt_layer_t *w = &m->w.layer[l];
-        float *ln1 = a->ln1 + l * N * C, *qkv = a->qkv + l * N * 3 * C;
-        float *att = a->att + l * ops->attention_state_floats(B, NH, T), *atty = a->atty + l * N * C;
-        float *res2 = a->res2 + l * N * C, *ln2 = a->ln2 + l * N * C;
-        float *fch = a->fch + l * N * 4 * C, *fchg = a->fch_gelu + l * N * 4 * C;
-        float *res3 = a->res3 + l * N * C;
-        /* attention: x + proj(attn(ln1(x))); fused, ln1 of the layers after
-         * the first came with the residual add that ended the layer before */
-        if (!fuse_ln || l == 0)
-            FWD(LAYERNORM, ops->layernorm_forward(ln1, a->ln1_mean + l * N, a->ln1_rstd + l * N, x, w->ln1w, w->ln1b, N, C));
-        FWD(QKV, ops->matmul_forward(qkv, ln1, w->qkvw, w->qkvb, N, C, 3 * C)); /* (N,C) -> (N,3C) */
-        FWD(ATTENTION, ops->attention_forward(atty, att, qkv, B, T, C, NH));     /* (N,3C) -> (N,C) */
-        FWD(ATTN_PROJ, ops->matmul_forward(res2, atty, w->projw, w->projb, N, C, C));
-        /* MLP: res2 + fc2(gelu(fc(ln2(res2)))) */
-        if (fuse_ln) {
-            FWD(LAYERNORM, ops->residual_layernorm_forward(res2, ln2, a->ln2_mean + l * N, a->ln2_rstd + l * N, res2, x, w->ln2w, w->ln2b, N, C));
-        } else {
-            FWD(RESIDUAL, ops->add(res2, res2, x, N * C));
-            FWD(LAYERNORM, ops->layernorm_forward(ln2, a->ln2_mean + l * N, a->ln2_rstd + l * N, res2, w->ln2w, w->ln2b, N, C));
-        }
-        if (fuse_gelu) {
-            FWD(FC, ops->matmul_bias_gelu_forward(fch, fchg, ln2, w->fcw, w->fcb, N, C, 4 * C));
-        } else {
-            FWD(FC, ops->matmul_forward(fch, ln2, w->fcw, w->fcb, N, C, 4 * C)); /* (N,C) -> (N,4C) */
-            FWD(GELU, ops->gelu_forward(fchg, fch, N * 4 * C));
-        }
-        FWD(FC2, ops->matmul_forward(res3, fchg, w->fc2w, w->fc2b, N, 4 * C, C)); /* (N,4C) -> (N,C) */
-        if (fuse_ln) { /* res3 = res3 + res2, then the next layer's ln1 (or ln_f) of it */
-            int last = l == L - 1;
-            const gpt_layer_t *wn = last ? NULL : &m->w.layer[l + 1];
-            FWD(LAYERNORM, ops->residual_layernorm_forward(res3, last ? a->lnf : a->ln1 + (l + 1) * N * C,
-                last ? a->lnf_mean : a->ln1_mean + (l + 1) * N, last ? a->lnf_rstd : a->ln1_rstd + (l + 1) * N,
-                res3, res2, last ? m->w.lnfw : wn->ln1w, last ? m->w.lnfb : wn->ln1b, N, C));
-        } else {
-            FWD(RESIDUAL, ops->add(res3, res3, res2, N * C));
-        }
-        x = res3;
+        int last = l == L - 1;
+        gpt_block_bufs_t bl = {
+            .x = x, .ln1 = a->ln1 + l * N * C, .ln1_mean = a->ln1_mean + l * N,
+            .ln1_rstd = a->ln1_rstd + l * N, .qkv = a->qkv + l * N * 3 * C,
+            .att = a->att + l * ops->attention_state_floats(B, NH, T), .atty = a->atty + l * N * C,
+            .r2 = a->res2 + l * N * C, .ln2 = a->ln2 + l * N * C, .ln2_mean = a->ln2_mean + l * N,
+            .ln2_rstd = a->ln2_rstd + l * N, .fch = a->fch + l * N * 4 * C,
+            .fchg = a->fch_gelu + l * N * 4 * C, .r3 = a->res3 + l * N * C,
+            .next = last ? a->lnf : a->ln1 + (l + 1) * N * C,
+            .next_mean = last ? a->lnf_mean : a->ln1_mean + (l + 1) * N,
+            .next_rstd = last ? a->lnf_rstd : a->ln1_rstd + (l + 1) * N,
+            .next_w = last ? m->w.lnfw : m->w.layer[l + 1].ln1w,
+            .next_b = last ? m->w.lnfb : m->w.layer[l + 1].ln1b,
+            .ln1_ready = fuse_ln && l > 0,
+        };
+        gpt_block_forward(&run, l, &bl);
+        x = bl.r3;
     }
     if (!fuse_ln || L == 0)
         FWD(LAYERNORM, ops->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnfw, m->w.lnfb, N, C));

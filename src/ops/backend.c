@@ -13,11 +13,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ops/cpu/cpu.h"
 #include "ops/ops.h"
 #include "util/common.h"
 
 /* what the plugin exports (src/ops/cuda/cuda_backend.cu) */
 typedef int (*probe_fn)(char *err);
+typedef int (*abi_fn)(void);
 typedef const ops_backend_t *(*open_fn)(const char *precision, size_t table_size, char *err);
 
 static void *plugin;
@@ -59,6 +61,14 @@ static int cuda_usable(char *err) {
         return mg_fail(err, "no NVIDIA GPU driver here (no /dev/nvidiactl)"), 0;
     void *h = open_plugin(err);
     if (!h) return 0;
+    /* the table's layout version first: a plugin built against another
+     * ops.h would hand over a table of another layout (the plugin also
+     * checks the table's size) */
+    abi_fn abi = (abi_fn)dlsym(h, "mg_cuda_abi");
+    int v = abi ? abi() : 0;
+    if (v != OPS_ABI_VERSION)
+        return mg_fail(err, "minigpt_cuda.so has backend table version %d, this minigpt %d: rebuild "
+                            "it (make minigpt)", v, OPS_ABI_VERSION), 0;
     probe_fn probe = (probe_fn)dlsym(h, "mg_cuda_probe");
     if (!probe) return mg_fail(err, "minigpt_cuda.so lacks mg_cuda_probe"), 0;
     return probe(err) == 0;

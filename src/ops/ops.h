@@ -173,36 +173,37 @@ typedef struct ops_backend {
                               int C, int OC);
     size_t (*q8_bytes)(const void *wq);
     void (*q8_free)(void *wq);
+
+    /* ---- OPTIONAL batched decoding of independent sequences (infer/kv.h,
+     * kv_feed_batch): pre (N,OC) = x (N,C) @ w^T + bias with each row
+     * exactly as matmul_forward gives it for that row alone (N = 1), and
+     * with out not NULL also out = GELU(pre) exactly as
+     * matmul_bias_gelu_forward gives it for one row, the weights read once
+     * for all N rows: a sequence's logits then do not depend on its
+     * batch-mates. NULL: batches run matmul_forward (whose rows may then
+     * differ from a lone row's in the last bits). ---- */
+    void (*matmul_rows_forward)(float *pre, float *out, const float *x, const float *w,
+                                const float *bias, int N, int C, int OC);
 } ops_backend_t;
 
+/* The layout version of ops_backend_t: the CUDA plugin, built separately,
+ * exports the version it was built with (mg_cuda_abi) and src/ops/backend.c
+ * refuses a plugin of another one. Bump it with every change to the table
+ * (a field added, removed, moved or retyped). */
+#define OPS_ABI_VERSION 2
 
 /* Backend selection for --device. device: "auto" (the GPU when one is
  * usable, else the CPU), "cpu" or "cuda"; precision (NULL: the device's
  * default): "fp32" for exact float32 everywhere, "bf16" for bfloat16
  * tensor-core matrix inputs with float32 accumulation, master weights and
  * optimizer state (GPU only). threads: CPU threads (<= 0: all cores), also
- * used for the host work of a GPU run. note (may be NULL, MG_ERR_LEN) gets
- * a line when auto fell back to the CPU, and why. NULL with err when the
+ * used for the host work of a GPU run (the one place that sets them). note
+ * (may be NULL, MG_ERR_LEN) gets a line when auto fell back to the CPU, and
+ * why. NULL with err when the
  * device asked for is not usable. */
 const ops_backend_t *ops_select(const char *device, const char *precision, int threads,
                                 char *note, char *err);
 /* Is a GPU backend usable here (without printing anything)? */
 int ops_cuda_available(void);
-
-/* The CPU backend: OpenMP + BLAS. Call ops_cpu_set_threads once before use
- * (n_threads <= 0 keeps the OpenMP default): it also sets up each thread's
- * floating-point mode. */
-const ops_backend_t *ops_cpu(void);
-void ops_cpu_set_threads(int n_threads);
-/* Call first thing in main(): on a CPU with AVX-512 that OpenBLAS does not
- * recognise as such, re-executes the program with OPENBLAS_CORETYPE set so
- * that OpenBLAS loads its AVX-512 kernels (about 2x the sgemm speed); and
- * with OMP_WAIT_POLICY=PASSIVE unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is
- * set, so that a busy core elsewhere does not collapse the speed. An
- * explicit setting wins; returns if exec fails. */
-void ops_cpu_select_kernels(char **argv);
-/* e.g. "OpenBLAS, SkylakeX kernels" */
-const char *ops_cpu_blas_info(void);
-int ops_cpu_threads(void);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "io/checkpoint.h"
 #include "infer/kv.h"
+#include "ops/cpu/cpu.h"
 #include "util/common.h"
 
 int main(int argc, char **argv) {

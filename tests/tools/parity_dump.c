@@ -9,6 +9,7 @@
 
 #include "io/checkpoint.h"
 #include "model/gpt.h"
+#include "ops/cpu/cpu.h"
 #include "util/common.h"
 
 #define STEPS 10

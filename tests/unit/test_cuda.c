@@ -15,6 +15,7 @@
 #include "infer/kv.h"
 #include "infer/sample.h"
 #include "model/gpt.h"
+#include "ops/cpu/cpu.h"
 #include "ops/ops.h"
 #include "util/common.h"
 

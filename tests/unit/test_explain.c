@@ -17,6 +17,7 @@
 #include "explain/explain.h"
 #include "infer/kv.h"
 #include "model/gpt.h"
+#include "ops/cpu/cpu.h"
 #include "util/common.h"
 
 static void heatmap_ascii(void **state) {

@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "model/gpt.h"
+#include "ops/cpu/cpu.h"
 #include "ops/cpu/cpu_kernels.h"
 #include "ops/ops.h"
 #include "util/common.h"
@@ -420,7 +421,8 @@ static void test_xent_reference(void **state) {
  * N = 1 (decoding): the matrix-vector kernel (cpu_matmul.c: blocks of 8
  * rows, vectors of 4 or 8 floats, one range of row blocks per thread,
  * serial below 65536 weights) gives what the sgemm path and a double-precision
- * reference give, with and without the bias, and with the fused GELU.
+ * reference give, with and without the bias, and with the fused GELU; and
+ * matmul_rows_forward gives each of several rows exactly what it gives alone.
  * The shapes cover C below, at and off the vector width (odd C: every row
  * is unaligned), OC below one block, not a multiple of 8 (a partial last
  * block) and blocks that do not split evenly over the 2 threads, both
@@ -432,6 +434,24 @@ static void check_matvec(int C, int OC) {
     float *x = randn((size_t)N * C, 1.0f), *w = randn((size_t)OC * C, 0.1f), *bias = randn(OC, 1.0f);
     float *all = mg_calloc((size_t)N * OC, sizeof(float)), *all_g = mg_calloc((size_t)N * OC, sizeof(float));
     float *row = mg_calloc(OC, sizeof(float)), *pre = mg_calloc(OC, sizeof(float)), *ref = mg_calloc(OC, sizeof(float));
+    /* matmul_rows_forward (batched decoding): every row bit-identical to
+     * that row alone, with GELU and without, with a bias and without (N = 3:
+     * a pair of rows and a single one) */
+    float *rows = mg_calloc((size_t)N * OC, sizeof(float)), *rows_g = mg_calloc((size_t)N * OC, sizeof(float));
+    float *rows_nb = mg_calloc((size_t)N * OC, sizeof(float));
+    ops->matmul_rows_forward(rows, rows_g, x, w, bias, N, C, OC);
+    ops->matmul_rows_forward(rows_nb, NULL, x, w, NULL, N, C, OC);
+    for (int r = 0; r < N; r++) {
+        const float *xr = x + (size_t)r * C;
+        ops->matmul_forward(row, xr, w, NULL, 1, C, OC);
+        assert_memory_equal(rows_nb + (size_t)r * OC, row, (size_t)OC * sizeof(float));
+        ops->matmul_bias_gelu_forward(pre, row, xr, w, bias, 1, C, OC);
+        assert_memory_equal(rows + (size_t)r * OC, pre, (size_t)OC * sizeof(float));
+        assert_memory_equal(rows_g + (size_t)r * OC, row, (size_t)OC * sizeof(float));
+        ops->matmul_forward(row, xr, w, bias, 1, C, OC);
+        assert_memory_equal(rows + (size_t)r * OC, row, (size_t)OC * sizeof(float));
+    }
+    mg_free(rows); mg_free(rows_g); mg_free(rows_nb);
     ops->matmul_forward(all, x, w, bias, N, C, OC);
     ops->matmul_bias_gelu_forward(all, all_g, x, w, bias, N, C, OC);
     for (int r = 0; r < N; r++) {

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "model/gpt.h"
+#include "ops/cpu/cpu.h"
 #include "ops/ops.h"
 #include "util/common.h"
 

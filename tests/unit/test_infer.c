@@ -1,5 +1,5 @@
 /* test_infer.c - KV-cache inference against the training forward pass,
- * sampling rules, UTF-8 streaming helpers, the data split and loader. */
+ * batched decoding against one sequence at a time, and the sampling rules. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,11 +13,7 @@
 
 #include "infer/kv.h"
 #include "infer/sample.h"
-#include "infer/utf8.h"
-#include "train/data.h"
-#include "train/eval.h"
-#include "tokenizer/bpe.h"
-#include "train/trainer.h"
+#include "ops/cpu/cpu.h"
 #include "util/common.h"
 
 /* Logits from prefill + one-token steps equal the full forward's, at every
@@ -65,6 +61,103 @@ static void test_kv_matches_forward(void **state) {
         kv_free(kg);
     }
     m->no_fusion = 0;
+    gpt_free(m);
+}
+
+/* kv_feed_batch against kv_feed: n sequences (different prompts and
+ * lengths, so different positions) stepped together give each sequence the
+ * logits it gets fed alone, bit for bit (the CPU's matmul_rows_forward
+ * computes each row as the one-row product does), for 30 greedy steps,
+ * with float32 and int8 weights, fused kernels and not. The model is wide
+ * enough (fc: 512 x 128) for the products to run on several threads, and
+ * the vocabulary (605) leaves a partial block of rows in the classifier. */
+static void test_kv_batch_matches_single(void **state) {
+    (void)state;
+    char err[MG_ERR_LEN];
+    gpt_config_t cfg = {.vocab = 605, .ctx = 64, .dim = 128, .layers = 2, .heads = 4};
+    gpt_model_t *m = gpt_create(&cfg, ops_cpu(), err);
+    assert_non_null(m);
+    assert_int_equal(gpt_init_weights(m, 7, err), 0);
+    mg_rng_t rng;
+    mg_rng_seed(&rng, 21);
+    for (size_t i = 0; i < m->num_floats; i++) m->weights[i] = 5.0f * m->weights[i] + 0.2f * mg_rng_normal(&rng);
+    int sizes[] = {1, 2, 5};
+    for (int q8 = 0; q8 < 2; q8++)
+        for (int no_fusion = 0; no_fusion < 2; no_fusion++)
+            for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+                int n = sizes[k];
+                m->no_fusion = no_fusion;
+                kv_state_t *bat[5], *one[5];
+                int32_t next[5];
+                for (int i = 0; i < n; i++) {
+                    bat[i] = kv_create(m, err);
+                    one[i] = kv_create(m, err);
+                    assert_non_null(bat[i]);
+                    assert_non_null(one[i]);
+                    if (q8) {
+                        assert_int_equal(kv_quantize(bat[i], err), 0);
+                        assert_int_equal(kv_quantize(one[i], err), 0);
+                    }
+                    int32_t prompt[16];
+                    int len = 1 + 3 * i; /* positions 1, 4, 7, 10, 13 */
+                    for (int t = 0; t < len; t++) prompt[t] = (int32_t)mg_rng_below(&rng, cfg.vocab);
+                    assert_int_equal(kv_feed(bat[i], prompt, len, err), 0);
+                    assert_int_equal(kv_feed(one[i], prompt, len, err), 0);
+                    next[i] = sample_argmax(one[i]->host_logits, cfg.vocab);
+                }
+                for (int step = 0; step < 30; step++) {
+                    assert_int_equal(kv_feed_batch(bat, next, n, err), 0);
+                    for (int i = 0; i < n; i++) {
+                        assert_int_equal(kv_feed(one[i], &next[i], 1, err), 0);
+                        assert_int_equal(bat[i]->pos, one[i]->pos);
+                        assert_memory_equal(bat[i]->host_logits, one[i]->host_logits,
+                                            (size_t)cfg.vocab * sizeof(float));
+                        next[i] = sample_argmax(one[i]->host_logits, cfg.vocab);
+                    }
+                }
+                for (int i = 0; i < n; i++) {
+                    kv_free(bat[i]);
+                    kv_free(one[i]);
+                }
+            }
+    m->no_fusion = 0;
+    gpt_free(m);
+}
+
+/* kv_feed_batch refuses a full context, a token out of range, a state given
+ * twice and a mix of int8 and float32 states, and then changes nothing. */
+static void test_kv_batch_errors(void **state) {
+    (void)state;
+    char err[MG_ERR_LEN];
+    gpt_config_t cfg = {.vocab = 50, .ctx = 8, .dim = 32, .layers = 1, .heads = 2};
+    gpt_model_t *m = gpt_create(&cfg, ops_cpu(), err);
+    assert_non_null(m);
+    assert_int_equal(gpt_init_weights(m, 3, err), 0);
+    kv_state_t *a = kv_create(m, err), *b = kv_create(m, err);
+    assert_non_null(a);
+    assert_non_null(b);
+    int32_t fill[8] = {1, 2, 3, 4, 5, 6, 7, 8}, two[2] = {1, 2};
+    assert_int_equal(kv_feed(a, fill, 3, err), 0);
+    assert_int_equal(kv_feed(b, fill, 8, err), 0); /* b is full */
+    float first = a->host_logits[0];
+    kv_state_t *ab[2] = {a, b}, *aa[2] = {a, a};
+    assert_int_equal(kv_feed_batch(ab, two, 2, err), -1);
+    assert_non_null(strstr(err, "context full"));
+    assert_int_equal(a->pos, 3);
+    assert_true(a->host_logits[0] == first);
+    kv_reset(b);
+    int32_t bad[2] = {1, 50};
+    assert_int_equal(kv_feed_batch(ab, bad, 2, err), -1);
+    assert_non_null(strstr(err, "out of range"));
+    assert_int_equal(kv_feed_batch(aa, two, 2, err), -1);
+    assert_non_null(strstr(err, "twice"));
+    assert_int_equal(kv_quantize(b, err), 0);
+    assert_int_equal(kv_feed_batch(ab, two, 2, err), -1);
+    assert_non_null(strstr(err, "int8"));
+    assert_int_equal(a->pos, 3);
+    assert_int_equal(b->pos, 0);
+    kv_free(a);
+    kv_free(b);
     gpt_free(m);
 }
 
@@ -177,130 +270,14 @@ static void test_sampling(void **state) {
     assert_float_equal(c[0].prob, p1, 1e-5);
 }
 
-static void test_utf8(void **state) {
-    (void)state;
-    const unsigned char *s = (const unsigned char *)"a\xc3\xa7\xc3"; /* "aç" + half of "ã" */
-    assert_int_equal(utf8_complete_prefix(s, 4), 3);
-    assert_int_equal(utf8_complete_prefix(s, 3), 3);
-    assert_int_equal(utf8_complete_prefix((const unsigned char *)"\xe2\x82", 2), 0);
-    assert_int_equal(utf8_complete_prefix((const unsigned char *)"\xe2\x82\xac", 3), 3);
-    assert_int_equal(utf8_complete_prefix((const unsigned char *)"x\xff", 2), 2); /* never valid */
-    assert_true(utf8_valid((const unsigned char *)"a\xc3\xa7\xe2\x82\xac", 6));
-    assert_false(utf8_valid((const unsigned char *)"\xc0\xaf", 2)); /* overlong */
-    assert_false(utf8_valid((const unsigned char *)"\xed\xa0\x80", 3)); /* surrogate */
-    unsigned char out[32];
-    size_t n = utf8_repair((const unsigned char *)"a\xc3z\xff", 4, out);
-    assert_int_equal(n, 8);
-    assert_memory_equal(out, "a\xef\xbf\xbdz\xef\xbf\xbd", 8);
-}
-
-static void test_split_and_loader(void **state) {
-    (void)state;
-    char err[MG_ERR_LEN];
-    int32_t ids[100];
-    for (int i = 0; i < 100; i++) ids[i] = i;
-    data_split_t s;
-    assert_int_equal(data_split(ids, 100, 10, 5, &s, err), 0);
-    /* chunks 4 and 9 (ids 40..49, 90..99) are validation */
-    assert_int_equal(s.n_val, 20);
-    assert_int_equal(s.n_train, 80);
-    assert_int_equal(s.val[0], 40);
-    assert_int_equal(s.val[10], 90);
-    assert_int_equal(s.train[40], 50);
-    data_loader_t l;
-    assert_int_equal(data_loader_init(&l, s.train, s.n_train, 2, 7, 11, err), 0);
-    /* (80-1)/7 = 11 windows -> 5 batches per epoch */
-    assert_int_equal(data_loader_steps_per_epoch(&l), 5);
-    int32_t x[14], y[14];
-    int seen[11] = {0};
-    for (int step = 0; step < 5; step++) {
-        int wrapped = data_loader_next(&l, x, y);
-        assert_int_equal(wrapped, step == 4);
-        for (int b = 0; b < 2; b++) {
-            /* windows start at multiples of T within the train stream, and
-             * targets are the inputs shifted by one */
-            int start = -1;
-            for (int k = 0; k < 80; k++)
-                if (s.train[k] == x[b * 7]) start = k;
-            assert_int_equal(start % 7, 0);
-            for (int t = 0; t < 7; t++) {
-                assert_int_equal(x[b * 7 + t], s.train[start + t]);
-                assert_int_equal(y[b * 7 + t], s.train[start + t + 1]);
-            }
-            seen[start / 7]++;
-        }
-    }
-    int distinct = 0;
-    for (int i = 0; i < 11; i++) distinct += seen[i] == 1;
-    assert_int_equal(distinct, 10); /* each window at most once per epoch */
-    data_loader_free(&l);
-    data_split_free(&s);
-}
-
-static void test_lr_schedule(void **state) {
-    (void)state;
-    train_opts_t o;
-    train_defaults(&o);
-    o.hp.lr = 1.0f;
-    o.hp.min_lr_ratio = 0.1f;
-    assert_float_equal(train_lr(&o.hp, 0, 10, 110), 0.1f, 1e-6);
-    assert_float_equal(train_lr(&o.hp, 9, 10, 110), 1.0f, 1e-6);
-    assert_float_equal(train_lr(&o.hp, 10, 10, 110), 1.0f, 1e-6);
-    assert_float_equal(train_lr(&o.hp, 60, 10, 110), 0.55f, 1e-6); /* cosine midpoint */
-    assert_float_equal(train_lr(&o.hp, 110, 10, 110), 0.1f, 1e-6);
-}
-
-/* The sliding-window evaluation scores every token but the first exactly
- * once, counts the bytes of exactly those tokens, and on a text that fits
- * one window equals a plain forward pass. */
-static void test_eval_sliding_window(void **state) {
-    (void)state;
-    char err[MG_ERR_LEN];
-    const char *text = "O Brasil é um país de dimensões continentais; a ação do tempo.";
-    bpe_t *tok = bpe_train(text, strlen(text), 300, err);
-    assert_non_null(tok);
-    gpt_config_t cfg = {.vocab = 300, .ctx = 8, .dim = 16, .layers = 1, .heads = 2};
-    gpt_model_t *m = gpt_create(&cfg, ops_cpu(), err);
-    assert_non_null(m);
-    assert_int_equal(gpt_init_weights(m, 5, err), 0);
-    assert_int_equal(gpt_alloc_training(m, 3, 8, err), 0);
-    int32_t ids[40];
-    mg_rng_t rng;
-    mg_rng_seed(&rng, 4);
-    for (int i = 0; i < 40; i++) ids[i] = BPE_BYTE0 + (int32_t)mg_rng_below(&rng, 200);
-    size_t lens[] = {2, 8, 9, 10, 17, 23, 40};
-    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
-        size_t n = lens[k];
-        eval_sum_t s;
-        assert_int_equal(eval_tokens(m, tok, ids, n, 3, 8, &s, err), 0);
-        assert_int_equal(s.tokens, (long long)n - 1);
-        long long bytes = 0;
-        for (size_t i = 1; i < n; i++) {
-            size_t len;
-            bpe_token_bytes(tok, ids[i], &len);
-            bytes += (long long)len;
-        }
-        assert_int_equal(s.bytes, bytes);
-        if (n - 1 <= 8) { /* one window: the mean loss of a single forward */
-            float loss = gpt_forward(m, ids, ids + 1, 1, (int)n - 1);
-            assert_float_equal(eval_loss(&s), loss, 1e-5);
-        }
-        assert_float_equal(eval_bpb(&s), s.nats / s.bytes / log(2.0), 1e-12);
-    }
-    gpt_free(m);
-    bpe_free(tok);
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kv_matches_forward),
+        cmocka_unit_test(test_kv_batch_matches_single),
+        cmocka_unit_test(test_kv_batch_errors),
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_repeat_penalty),
         cmocka_unit_test(test_sampling_matches_full_sort),
-        cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_split_and_loader),
-        cmocka_unit_test(test_lr_schedule),
-        cmocka_unit_test(test_eval_sliding_window),
     };
-    return cmocka_run_group_tests_name("infer+train", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("infer", tests, NULL, NULL);
 }

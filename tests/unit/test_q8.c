@@ -19,6 +19,7 @@
 
 #include "infer/kv.h"
 #include "model/gpt.h"
+#include "ops/cpu/cpu.h"
 #include "ops/cpu/cpu_kernels.h"
 #include "ops/ops.h"
 #include "util/common.h"

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "io/safetensors.h"
+#include "ops/cpu/cpu.h"
 #include "ops/ops.h"
 #include "train/outdir.h"
 #include "train/state.h"

@@ -9,6 +9,7 @@
 
 #include <cblas.h>
 
+#include "ops/cpu/cpu.h"
 #include "ops/cpu/cpu_kernels.h"
 #include "ops/ops.h"
 #include "util/common.h"
@@ -66,6 +67,7 @@ static const ops_backend_t cpu_backend = {
     .q8_matmul_forward = cpu_q8_matmul_forward,
     .q8_bytes = cpu_q8_bytes,
     .q8_free = cpu_q8_free,
+    .matmul_rows_forward = cpu_matmul_rows_forward,
 };
 
 const ops_backend_t *ops_cpu(void) { return &cpu_backend; }

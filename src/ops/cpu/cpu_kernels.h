@@ -78,6 +78,9 @@ float cpu_adamw_clip(float *p, const float *g, float *m, float *v, const ops_seg
 void cpu_bias_add(float *out, const float *bias, int N, int OC);
 void cpu_bias_backward(float *dbias, const float *dout, int N, int OC);
 void cpu_bias_gelu(float *pre, float *out, const float *bias, int N, int OC);
+/* ops.h matmul_rows_forward: each row as cpu_matvec (and the fused GELU) gives it */
+void cpu_matmul_rows_forward(float *pre, float *out, const float *x, const float *w,
+                             const float *bias, int N, int C, int OC);
 /* out (OC) = w (OC,C) @ x (C) + bias (may be NULL): matmul_forward at N = 1 */
 void cpu_matvec(float *out, const float *x, const float *w, const float *bias, int C, int OC);
 

@@ -50,6 +50,20 @@ static inline matvec_vec_t matvec_load(const float *p) {
     return v;
 }
 
+/* One row's result from its accumulator: the lanes summed as a tree
+ * (halves added, log2 VW steps, not a chain of VW dependent adds), then
+ * the C % VW columns from i on, then the bias (may be NULL). */
+static inline float matvec_finish(matvec_vec_t acc, const float *x, const float *wr,
+                                  const float *bias, int i, int C) {
+    float t[MATVEC_VW];
+    memcpy(t, &acc, sizeof t);
+    for (int h = MATVEC_VW / 2; h > 0; h /= 2)
+        for (int k = 0; k < h; k++) t[k] += t[k + h];
+    float s = t[0];
+    for (int j = i; j < C; j++) s += wr[j] * x[j];
+    return bias ? s + *bias : s;
+}
+
 /* For the R (<= MATVEC_ROWS) rows at w: out[r] = w[r,:] . x + bias[r]
  * (bias may be NULL). R is a constant at both call sites, so the
  * accumulators stay in registers. Each row's result is finished and
@@ -63,27 +77,41 @@ static inline void matvec_block(float *out, const float *x, const float *w, cons
         matvec_vec_t xv = matvec_load(x + i);
         for (int r = 0; r < R; r++) acc[r] = MATVEC_FMA(matvec_load(w + (size_t)r * C + i), xv, acc[r]);
     }
-    for (int r = 0; r < R; r++) {
-        /* the lanes summed as a tree (halves added, log2 VW steps), not in
-         * a chain of VW dependent adds */
-        float t[MATVEC_VW];
-        memcpy(t, &acc[r], sizeof t);
-        for (int h = MATVEC_VW / 2; h > 0; h /= 2)
-            for (int k = 0; k < h; k++) t[k] += t[k + h];
-        float s = t[0];
-        for (int j = i; j < C; j++) s += w[(size_t)r * C + j] * x[j]; /* C % MATVEC_VW */
-        out[r] = bias ? s + bias[r] : s;
+    for (int r = 0; r < R; r++) out[r] = matvec_finish(acc[r], x, w + (size_t)r * C, bias ? bias + r : NULL, i, C);
+}
+
+/* matvec_block for two rows of x at once (batched decoding): each load of
+ * w feeds two products, and every result is the one matvec_block gives
+ * for its row of x alone (the same products, summed in the same order). */
+static inline void matvec_block2(float *out0, float *out1, const float *x0, const float *x1,
+                                 const float *w, const float *bias, int C) {
+    matvec_vec_t acc0[MATVEC_ROWS] = {0}, acc1[MATVEC_ROWS] = {0};
+    int i = 0;
+    for (; i + MATVEC_VW <= C; i += MATVEC_VW) {
+        matvec_vec_t xv0 = matvec_load(x0 + i), xv1 = matvec_load(x1 + i);
+        for (int r = 0; r < MATVEC_ROWS; r++) {
+            matvec_vec_t wv = matvec_load(w + (size_t)r * C + i);
+            acc0[r] = MATVEC_FMA(wv, xv0, acc0[r]);
+            acc1[r] = MATVEC_FMA(wv, xv1, acc1[r]);
+        }
+    }
+    for (int r = 0; r < MATVEC_ROWS; r++) {
+        out0[r] = matvec_finish(acc0[r], x0, w + (size_t)r * C, bias ? bias + r : NULL, i, C);
+        out1[r] = matvec_finish(acc1[r], x1, w + (size_t)r * C, bias ? bias + r : NULL, i, C);
     }
 }
 
-/* pre (OC) = w (OC,C) @ x (C) + bias (may be NULL); when out is not NULL,
- * also out = GELU(pre), each thread over its own rows while they are in
- * its cache (a vectorised pass: GELU row by row inside the blocks is
- * scalar). Each thread takes one contiguous range of row blocks, so it
- * streams one part of w from start to end; below 64K weights a second
- * thread costs more than it saves. */
-static void matvec(float *pre, float *out, const float *x, const float *w, const float *bias, int C,
-                   int OC) {
+/* pre (N,OC) = x (N,C) @ w (OC,C)^T + bias (may be NULL), row after row of x
+ * for each block of w; when out is not NULL, also out = GELU(pre), each
+ * thread over its own rows while they are in its cache (a vectorised pass:
+ * GELU row by row inside the blocks is scalar). Each thread takes one
+ * contiguous range of row blocks, so it streams one part of w from start
+ * to end once, whatever N (a block of 8 rows of w stays in L1 for the N
+ * rows of x); below 64K weights a second thread costs more than it saves.
+ * Every row of pre is the same function of its row of x whatever N and the
+ * threads: batched decoding gives each sequence what it gets alone. */
+static void matvec(float *pre, float *out, const float *x, const float *w, const float *bias, int N,
+                   int C, int OC) {
     int blocks = (OC + MATVEC_ROWS - 1) / MATVEC_ROWS;
 #pragma omp parallel if ((size_t)OC * C >= 65536)
     {
@@ -92,22 +120,40 @@ static void matvec(float *pre, float *out, const float *x, const float *w, const
         for (int b = b0; b < b1; b++) {
             int o = b * MATVEC_ROWS, R = OC - o < MATVEC_ROWS ? OC - o : MATVEC_ROWS;
             const float *wb = w + (size_t)o * C, *bb = bias ? bias + o : NULL;
-            if (R == MATVEC_ROWS)
-                matvec_block(pre + o, x, wb, bb, C, MATVEC_ROWS);
-            else /* the last, partial block, a row at a time */
-                for (int r = 0; r < R; r++)
-                    matvec_block(pre + o + r, x, wb + (size_t)r * C, bb ? bb + r : NULL, C, 1);
+            int n = 0;
+            if (R == MATVEC_ROWS) /* rows of x in pairs */
+                for (; n + 1 < N; n += 2)
+                    matvec_block2(pre + (size_t)n * OC + o, pre + (size_t)(n + 1) * OC + o,
+                                  x + (size_t)n * C, x + (size_t)(n + 1) * C, wb, bb, C);
+            for (; n < N; n++) {
+                const float *xn = x + (size_t)n * C;
+                float *pn = pre + (size_t)n * OC;
+                if (R == MATVEC_ROWS)
+                    matvec_block(pn + o, xn, wb, bb, C, MATVEC_ROWS);
+                else /* the last, partial block, a row at a time */
+                    for (int r = 0; r < R; r++)
+                        matvec_block(pn + o + r, xn, wb + (size_t)r * C, bb ? bb + r : NULL, C, 1);
+            }
         }
         if (out) {
             int o0 = b0 * MATVEC_ROWS, o1 = b1 * MATVEC_ROWS < OC ? b1 * MATVEC_ROWS : OC;
+            for (int n = 0; n < N; n++) {
+                const float *pn = pre + (size_t)n * OC;
+                float *on = out + (size_t)n * OC;
 #pragma omp simd
-            for (int o = o0; o < o1; o++) out[o] = cpu_gelu(pre[o]);
+                for (int o = o0; o < o1; o++) on[o] = cpu_gelu(pn[o]);
+            }
         }
     }
 }
 
+void cpu_matmul_rows_forward(float *pre, float *out, const float *x, const float *w,
+                             const float *bias, int N, int C, int OC) {
+    matvec(pre, out, x, w, bias, N, C, OC);
+}
+
 void cpu_matvec(float *out, const float *x, const float *w, const float *bias, int C, int OC) {
-    matvec(out, NULL, x, w, bias, C, OC);
+    matvec(out, NULL, x, w, bias, 1, C, OC);
 }
 
 void cpu_matmul_forward(float *out, const float *x, const float *w, const float *bias, int N, int C,
@@ -160,7 +206,7 @@ void cpu_bias_backward(float *dbias, const float *dout, int N, int OC) {
 void cpu_matmul_bias_gelu_forward(float *pre, float *out, const float *x, const float *w,
                                   const float *bias, int N, int C, int OC) {
     if (N == 1) {
-        matvec(pre, out, x, w, bias, C, OC);
+        matvec(pre, out, x, w, bias, 1, C, OC);
         return;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, x, C, w, C, 0.0f, pre, OC);

@@ -178,7 +178,13 @@ static const ops_backend_t cuda_backend = {
     .q8_matmul_forward = NULL,
     .q8_bytes = NULL,
     .q8_free = NULL,
+    /* batched decoding: cuBLAS matmul_forward (rows as in any product) */
+    .matmul_rows_forward = NULL,
 };
+
+/* the layout version of the table above (ops.h, OPS_ABI_VERSION), checked
+ * by src/ops/backend.c before it asks for the table */
+extern "C" __attribute__((visibility("default"))) int mg_cuda_abi(void) { return OPS_ABI_VERSION; }
 
 /* 0 when a GPU is usable; err says why not */
 extern "C" __attribute__((visibility("default"))) int mg_cuda_probe(char *err) {

@@ -1,5 +1,6 @@
-/* utf8.c - UTF-8 boundary helpers for streaming output. */
-#include "infer/utf8.h"
+/* utf8.c - UTF-8 validation, character lengths and the boundary helpers of
+ * streaming output. */
+#include "util/utf8.h"
 
 /* length of the sequence a lead byte announces; 0 if not a lead byte */
 static int seq_len(unsigned char c) {
@@ -22,8 +23,12 @@ size_t utf8_complete_prefix(const unsigned char *s, size_t n) {
     return n;
 }
 
-/* length of the valid sequence at s (n bytes available), 0 if invalid */
-static int valid_seq(const unsigned char *s, size_t n) {
+size_t utf8_char_len(unsigned char c) {
+    int len = seq_len(c);
+    return len ? (size_t)len : 1;
+}
+
+size_t utf8_seq(const unsigned char *s, size_t n) {
     int len = seq_len(s[0]);
     if (len == 0 || (size_t)len > n) return 0;
     for (int k = 1; k < len; k++)
@@ -33,12 +38,12 @@ static int valid_seq(const unsigned char *s, size_t n) {
     if (len == 3 && s[0] == 0xED && s[1] >= 0xA0) return 0;
     if (len == 4 && s[0] == 0xF0 && s[1] < 0x90) return 0;
     if (len == 4 && s[0] == 0xF4 && s[1] >= 0x90) return 0;
-    return len;
+    return (size_t)len;
 }
 
 int utf8_valid(const unsigned char *s, size_t n) {
     for (size_t i = 0; i < n;) {
-        int len = valid_seq(s + i, n - i);
+        size_t len = utf8_seq(s + i, n - i);
         if (!len) return 0;
         i += len;
     }
@@ -48,9 +53,9 @@ int utf8_valid(const unsigned char *s, size_t n) {
 size_t utf8_repair(const unsigned char *s, size_t n, unsigned char *out) {
     size_t o = 0;
     for (size_t i = 0; i < n;) {
-        int len = valid_seq(s + i, n - i);
+        size_t len = utf8_seq(s + i, n - i);
         if (len) {
-            for (int k = 0; k < len; k++) out[o++] = s[i + k];
+            for (size_t k = 0; k < len; k++) out[o++] = s[i + k];
             i += len;
         } else {
             out[o++] = 0xEF, out[o++] = 0xBF, out[o++] = 0xBD;
