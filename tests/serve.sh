@@ -144,9 +144,31 @@ expect "stream not a boolean: 400" bash -c "test \$(head -1 '$T/e4') = 400 && gr
 long=$($PY -c 'import json; print(json.dumps({"prompt": open("data/corpus_pt_br.txt", encoding="utf-8").read(3000)}))')
 req POST /v1/completions "$long" >"$T/e5"
 expect "a prompt longer than the context: 400 saying so" bash -c "test \$(head -1 '$T/e5') = 400 && grep -q context '$T/e5'"
-$PY -c 'print("{\"prompt\": \"" + "a" * 1100000 + "\"}")' >"$T/big.json"
-req POST /v1/completions "@$T/big.json" >"$T/e6"
-expect "a body over 1 MiB: 413" test "$(status "$T/e6")" = 413
+# raw BYTES: sends BYTES (a Python literal) on one connection, prints what comes back within 5 s
+raw() {
+    $PY - "$port" "$1" <<'EOF'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(5)
+t = time.time()
+try:
+    s.sendall(eval(sys.argv[2]))
+except OSError:
+    pass
+out = b""
+try:
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+except (socket.timeout, ConnectionResetError):
+    out += b"<no more>"
+sys.stdout.write(out.decode("latin-1") + f"\n<{time.time() - t:.1f} s>\n")
+EOF
+}
+raw "b'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1100000\r\n\r\n' + b'a' * 5000" >"$T/e6"
+expect "a body over 1 MiB: 413 at once, from its Content-Length" bash -c "head -1 '$T/e6' | grep -q ' 413 ' && grep -q '<0.[0-9] s>' '$T/e6'"
 req POST /v1/completions '{"prompt": "x", "echo": true}' >"$T/e9"
 expect "echo: 400, not supported (never silently ignored)" bash -c "test \$(head -1 '$T/e9') = 400 && grep -q echo '$T/e9'"
 req POST /v1/completions '{"prompt": "x", "logprobs": 1}' >"$T/e10"

@@ -62,6 +62,12 @@ int kv_feed(kv_state_t *s, const int32_t *tokens, int n, char *err);
  * crosses back, and s->host_logits is then stale. next NULL: kv_feed. */
 int kv_feed_next(kv_state_t *s, const int32_t *tokens, int n, const sample_opts_t *o, float u,
                  int32_t *next, char *err);
+/* One decoding step for n sequences at once: seqs[i] (n distinct states of the same model) takes
+ * tokens[i] at its own position seqs[i]->pos, which then advances by one. Each weight's matrix
+ * product runs once for all n rows; attention reads each sequence's own cache. Afterwards
+ * seqs[i]->host_logits holds that sequence's next-token logits, as kv_feed leaves them.
+ * 0, or -1 with err (a full context, a token out of range: nothing is changed then). */
+int kv_feed_batch(kv_state_t *const *seqs, const int32_t *tokens, int n, char *err);
 /* kv_feed_next, greedy */
 int kv_feed_greedy(kv_state_t *s, const int32_t *tokens, int n, int32_t *next, char *err);
 
