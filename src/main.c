@@ -22,6 +22,7 @@ static const struct {
     {"load", cli_load, "choose and load a checkpoint (best, latest, search, menu)"},
     {"chat", cli_chat, "talk with a checkpoint (REPL on a terminal; --educational explains)"},
     {"serve", cli_serve, "serve a checkpoint over HTTP (the OpenAI completions API)"},
+    {"tokenize", cli_tokenize, "a text's token ids and pieces (any length)"},
     {"benchmark", cli_benchmark, "training and generation speed, MFU, per-op times, memory (random weights)"},
 };
 

@@ -569,22 +569,6 @@ enum MHD_Result api_health(serve_req_t *r, struct MHD_Connection *c) {
     return http_json(r, c, MHD_HTTP_OK, j, NULL, NULL);
 }
 
-/* a token's bytes: a string when they are UTF-8, else the list of bytes */
-static cJSON *piece_json(const unsigned char *b, size_t len) {
-    if (utf8_valid(b, len)) {
-        char *t = mg_malloc(len + 1);
-        if (!t) return NULL;
-        memcpy(t, b, len);
-        t[len] = 0;
-        cJSON *j = cJSON_CreateString(t);
-        mg_free(t);
-        return j;
-    }
-    cJSON *arr = cJSON_CreateArray();
-    for (size_t i = 0; i < len; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(b[i]));
-    return arr;
-}
-
 /* POST /tokenize {"content", "with_pieces"?, "add_special"?} -> {"tokens": [...]} */
 enum MHD_Result api_tokenize(serve_req_t *r, struct MHD_Connection *c) {
     static const char *const fields[] = {"content", "with_pieces", "add_special", "parse_special", NULL};
@@ -622,11 +606,9 @@ enum MHD_Result api_tokenize(serve_req_t *r, struct MHD_Connection *c) {
             cJSON_AddItemToArray(toks, cJSON_CreateNumber(ids[i]));
             continue;
         }
-        size_t len;
-        const unsigned char *b = bpe_token_bytes(r->s->ck->tok, ids[i], &len);
         cJSON *t = cJSON_CreateObject();
         cJSON_AddNumberToObject(t, "id", ids[i]);
-        cJSON_AddItemToObject(t, "piece", piece_json(b, b ? len : 0));
+        cJSON_AddItemToObject(t, "piece", cli_token_piece_json(r->s->ck->tok, ids[i]));
         cJSON_AddItemToArray(toks, t);
     }
     r->tokens_in = (int)MG_MIN(n, (size_t)1 << 30);
