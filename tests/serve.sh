@@ -407,3 +407,150 @@ kill -TERM "$pid"
 wait "$pid"
 expect "SIGTERM: exit 0" test $? -eq 0
 pid=
+
+# start LOG ARGS...: a server on a free port (pid in $pid, port in $port)
+start() {
+    local log=$1; shift
+    "$MINIGPT" serve --port 0 --threads 1 "$@" >"$log" 2>&1 &
+    pid=$!
+    port=
+    for _ in $(seq 200); do
+        port=$(sed -n 's|.* on http://.*:\([0-9]*\)$|\1|p' "$log")
+        [ -n "$port" ] && break
+        sleep 0.1
+    done
+}
+stop() { kill -TERM "$pid"; wait "$pid"; local rc=$?; pid=; return $rc; }
+
+echo "serve: addresses"
+start "$T/a1.log" --checkpoint "$ck" --host localhost
+expect "--host localhost: listening, /health answers" bash -c "curl -sf 'http://localhost:$port/health' | grep -q ok"
+stop
+start "$T/a2.log" --checkpoint "$ck" --host ::1
+expect "--host ::1 (IPv6): listening on http://[::1]:PORT, /health answers" bash -c \
+    "grep -q 'http://\[::1\]:$port' '$T/a2.log' && curl -sf -g 'http://[::1]:$port/health' | grep -q ok"
+stop
+
+echo "serve: api key"
+start "$T/k.log" --checkpoint "$ck" --api-key s3cret
+code() { curl -s -o "$T/k.body" -w '%{http_code}' "$@"; }
+expect "--api-key: /health needs none" test "$(code "http://127.0.0.1:$port/health")" = 200
+expect "... /v1/models without a key: 401, OpenAI's error shape" bash -c \
+    "test \$(curl -s -o '$T/k1' -w '%{http_code}' 'http://127.0.0.1:$port/v1/models') = 401 && grep -q '\"code\":\"invalid_api_key\"' '$T/k1'"
+expect "... a wrong key: 401 (completions too, before the body)" test \
+    "$(code -H 'Authorization: Bearer nope' -d '{"prompt": "x"}' "http://127.0.0.1:$port/v1/completions")" = 401
+expect "... the key: 200" test "$(code -H 'Authorization: Bearer s3cret' "http://127.0.0.1:$port/v1/models")" = 200
+expect "... /metrics and /tokenize need it too" test \
+    "$(code "http://127.0.0.1:$port/metrics") $(code -d '{"content": "a"}' "http://127.0.0.1:$port/tokenize")" = "401 401"
+stop
+
+echo "serve: connection limits"
+start "$T/l.log" --checkpoint "$ck" --max-connections 4 --header-timeout 2
+$PY - "$port" <<'EOF' >"$T/l1.log" 2>&1
+import socket, sys, time, urllib.request
+port = int(sys.argv[1])
+idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+time.sleep(0.3)
+t = time.time()
+with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as f:
+    assert f.status == 200
+print(f"waited {time.time() - t:.1f} s, then served")
+EOF
+expect "--max-connections 4: a 5th client waits (not reset) and is served once the idle ones time out" \
+    bash -c "cat '$T/l1.log'; grep -q 'then served' '$T/l1.log'"
+stop
+start "$T/l2.log" --checkpoint "$ck" --max-connections-per-client 3
+$PY - "$port" <<'EOF' >"$T/l2.out" 2>&1
+import socket, sys, time, urllib.request
+port = int(sys.argv[1])
+idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+time.sleep(0.3)
+try:
+    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+    print("served")
+except Exception as e:
+    print("refused:", e)
+for s in idle:
+    s.close()
+time.sleep(0.3)
+urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+print("served after")
+EOF
+expect "--max-connections-per-client 3: a 4th from the same address is refused; served once they close" \
+    bash -c "cat '$T/l2.out'; grep -q refused '$T/l2.out' && grep -q 'served after' '$T/l2.out'"
+stop
+
+echo "serve: slots, queue, leaving clients, SIGTERM (a slower model)"
+"$MINIGPT" train --data "$T/slice.txt" --preset small --ctx 512 --vocab 512 --steps 1 --batch 1 \
+    --threads 1 --eval-every 0 --out "$T/big" >/dev/null 2>&1
+start "$T/q.log" --checkpoint "$T/big/mini_gpt.safetensors" --parallel 2 --queue 1
+$PY - "$port" <<'EOF' >"$T/q.out" 2>&1
+import http.client, json, sys, threading, time, urllib.request, urllib.error
+port = int(sys.argv[1])
+def metric(name):
+    for l in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode().splitlines():
+        if l.startswith(name + " "):
+            return float(l.split()[1])
+def open_stream(n):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("POST", "/v1/completions", json.dumps({"prompt": "O Brasil", "max_tokens": n, "stream": True}))
+    r = c.getresponse()
+    assert r.status == 200 and r.readline().startswith(b"data: ")
+    return c, r
+# two long streams take both slots
+a, b = open_stream(500), open_stream(500)
+assert metric("minigpt_slots_busy") == 2
+# a third waits in the queue, a fourth is refused
+third = {}
+def go():
+    try:
+        r = urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions",
+                                   data=json.dumps({"prompt": "Era", "max_tokens": 5}).encode()), timeout=60)
+        third["status"] = r.status
+    except urllib.error.HTTPError as e:
+        third["status"] = e.code
+t3 = threading.Thread(target=go)
+t3.start()
+time.sleep(0.3)
+assert metric("minigpt_queue_length") == 1, metric("minigpt_queue_length")
+try:
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions",
+                           data=json.dumps({"prompt": "Era", "max_tokens": 5}).encode()), timeout=60)
+    print("4th served?!")
+except urllib.error.HTTPError as e:
+    assert e.code == 503 and e.headers["Retry-After"], (e.code, dict(e.headers))
+    print("4th: 503 with Retry-After", e.headers["Retry-After"])
+# both stream clients leave: their slots free at once, the queued one is served
+before = metric("minigpt_generated_tokens_total")
+t = time.time()
+for c, r in (a, b):
+    r.close(); c.close()
+t3.join(30)
+print(f"queued request: {third.get('status')} {time.time() - t:.2f} s after the streams' clients left")
+assert third.get("status") == 200
+time.sleep(0.3)
+gen = metric("minigpt_generated_tokens_total") - before
+print(f"the two left streams generated {gen - 5:.0f} of their 1000 tokens")
+assert metric("minigpt_slots_busy") == 0 and gen - 5 < 800, gen
+print("queue ok")
+EOF
+expect "--parallel 2 --queue 1: 2 streams run, a 3rd queues, a 4th gets 503 + Retry-After; clients that leave free their slots" \
+    bash -c "cat '$T/q.out' | tail -4; grep -q 'queue ok' '$T/q.out'"
+$PY - "$port" <<'EOF' >"$T/term.out" 2>&1 &
+import json, sys, urllib.request
+port = sys.argv[1]
+r = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions",
+                           data=json.dumps({"prompt": "O Brasil", "max_tokens": 200, "stream": True}).encode())
+raw = urllib.request.urlopen(r, timeout=60).read().decode()
+events = [l[6:] for l in raw.split("\n\n") if l]
+assert events[-1] == "[DONE]", events[-2:]
+last = json.loads(events[-2])
+print("finished:", last["choices"][0]["finish_reason"], last["usage"]["completion_tokens"])
+EOF
+client=$!
+sleep 0.5
+stop
+rc=$?
+wait "$client"
+expect "SIGTERM during a stream: the stream finishes (200 tokens, [DONE]), then exit 0" \
+    bash -c "test $rc -eq 0 && cat '$T/term.out' && grep -q 'finished: length 200' '$T/term.out'"

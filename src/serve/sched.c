@@ -186,6 +186,10 @@ static void step(serve_sched_t *s) {
 
 static void *worker(void *arg) {
     serve_sched_t *s = arg;
+    /* OpenMP's thread count and the FTZ/DAZ bits are per thread: this one
+     * computes, so it gets the settings the CLI's own thread gets (and
+     * the same numbers as `generate`) */
+    ops_cpu_set_threads(s->threads);
     pthread_mutex_lock(&s->mu);
     for (;;) {
         retire(s);
@@ -213,6 +217,7 @@ int sched_start(serve_sched_t *s, const ckpt_t *ck, const cli_gen_opts_t *o, int
     s->ck = ck;
     s->metrics = m;
     s->queue_max = queue_max;
+    s->threads = (int)o->threads;
     kv_state_t *first = cli_kv_create(ck, o, err); /* with the int8 weights when asked */
     if (!first) return -1;
     if (parallel <= 0) { /* what fits a quarter of the available memory */

@@ -95,6 +95,7 @@ typedef struct serve_sched {
     serve_metrics_t *metrics;
     serve_slot_t *slots;
     int n_slots, n_active, queue_max, n_queued;
+    int threads; /* --threads, for the worker's OpenMP */
     serve_job_t *q_head, *q_tail;
     int stopping;
     volatile sig_atomic_t abort; /* set after the shutdown grace: running generations end */
