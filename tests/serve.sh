@@ -554,3 +554,17 @@ rc=$?
 wait "$client"
 expect "SIGTERM during a stream: the stream finishes (200 tokens, [DONE]), then exit 0" \
     bash -c "test $rc -eq 0 && cat '$T/term.out' && grep -q 'finished: length 200' '$T/term.out'"
+
+echo "serve: OpenAI's npm client"
+start "$T/n.log" --checkpoint "$ck" --parallel 4 --max-tokens 20
+if [ -d tests/node/node_modules/openai ] && command -v node >/dev/null; then
+    node tests/node/serve_openai.mjs "http://127.0.0.1:$port/v1" mini_gpt.safetensors >"$T/npm.out" 2>&1
+
+    while read -r st name; do
+        [ "$st" = ok ] && pass "$name" || fail "$name"
+    done < <(sed -n 's/^  \(ok\|FAIL\)  *\(openai npm: .*\)$/\1 \2/p' "$T/npm.out")
+    expect "openai npm: 7 checks, all passed" test "$(grep -c '^  ok   openai npm' "$T/npm.out")" -eq 7
+else
+    fail "openai npm: tests/node/node_modules/openai is missing (run scripts/deps.sh test)"
+fi
+stop
