@@ -212,7 +212,8 @@ static int chat_prompt(const serve_t *s, const cJSON *req, mg_buf_t *b, char *er
 /* ---- responses ---- */
 
 typedef struct {
-    serve_req_t *r;
+    serve_req_t *r; /* gone once the request completes: stream_free may come later */
+    serve_t *s;
     serve_job_t *j;
     int chat, usage_chunk;
     char id[48];
@@ -257,7 +258,7 @@ static cJSON *answer_json(const answer_t *a, const char *text, int streamed, int
     cJSON_AddStringToObject(res, "object", !a->chat ? "text_completion" : streamed ? "chat.completion.chunk"
                                                                                    : "chat.completion");
     cJSON_AddNumberToObject(res, "created", (double)a->created);
-    cJSON_AddStringToObject(res, "model", a->r->s->name);
+    cJSON_AddStringToObject(res, "model", a->s->name);
     cJSON_AddNumberToObject(choice, "index", 0);
     if (!a->chat) {
         cJSON_AddStringToObject(choice, "text", text ? text : "");
@@ -302,7 +303,7 @@ static void put_event(answer_t *a, cJSON *chunk) {
  * the client is still there; 0 ok, -1 the client left (job cancelled). */
 static int wait_job(answer_t *a, int whole, size_t need) {
     serve_job_t *j = a->j;
-    serve_sched_t *s = &a->r->s->sched;
+    serve_sched_t *s = &a->s->sched;
     while (j->state != JOB_DONE && (whole || j->text.len <= need)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -320,7 +321,7 @@ static int wait_job(answer_t *a, int whole, size_t need) {
 
 static void answer_free(answer_t *a) {
     if (!a) return;
-    sched_release(&a->r->s->sched, a->j);
+    sched_release(&a->s->sched, a->j);
     mg_free(a->out.data);
     mg_free(a);
 }
@@ -332,7 +333,7 @@ static void answer_free(answer_t *a) {
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     answer_t *a = cls;
     serve_job_t *j = a->j;
-    serve_sched_t *s = &a->r->s->sched;
+    serve_sched_t *s = &a->s->sched;
     (void)pos;
     while (a->sent == a->out.len) {
         a->out.len = a->sent = 0;
@@ -419,6 +420,7 @@ enum MHD_Result api_completion(serve_req_t *r, struct MHD_Connection *c, int cha
         return http_error(r, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     }
     a->r = r;
+    a->s = s;
     a->chat = chat;
     a->created = (long)time(NULL);
     if (!req) {
