@@ -113,7 +113,9 @@ assert text == whole["choices"][0]["text"], (text, whole)
 assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
 last = chunks[-1]
 assert last["choices"][0]["finish_reason"] == "length" and last["usage"]["completion_tokens"] == 30, last
-assert len(chunks) > 10, len(chunks)  # the text came in pieces, not whole
+# the worker generates ahead of the reader: how many tokens each event
+# carries depends on timing, so only that there is text before the last
+assert len(chunks) >= 2, len(chunks)
 print(f"  {len(chunks)} events, then [DONE]")
 EOF
 expect "stream: server-sent events, the greedy text in pieces, finish_reason and usage last, [DONE]" \
@@ -545,15 +547,17 @@ raw = urllib.request.urlopen(r, timeout=60).read().decode()
 events = [l[6:] for l in raw.split("\n\n") if l]
 assert events[-1] == "[DONE]", events[-2:]
 last = json.loads(events[-2])
-print("finished:", last["choices"][0]["finish_reason"], last["usage"]["completion_tokens"])
+why, n = last["choices"][0]["finish_reason"], last["usage"]["completion_tokens"]
+assert why == "stop" or n == 100, (why, n)  # its end of text, or all 100 tokens: not cut short
+print("finished whole:", why, n)
 EOF
 client=$!
 sleep 0.5
 stop
 rc=$?
 wait "$client"
-expect "SIGTERM during a stream: the stream finishes (100 tokens, [DONE]), then exit 0" \
-    bash -c "test $rc -eq 0 && cat '$T/term.out' && grep -q 'finished: length 100' '$T/term.out'"
+expect "SIGTERM during a stream: the stream finishes (its 100 tokens or its end of text, [DONE]), then exit 0" \
+    bash -c "cat '$T/term.out'; test $rc -eq 0 && grep -q 'finished whole' '$T/term.out'"
 
 echo "serve: OpenAI's npm client"
 start "$T/n.log" --checkpoint "$ck" --parallel 4 --max-tokens 20
