@@ -43,6 +43,8 @@ static const char usage[] =
     CLI_DEVICE_HELP
     "  --educational      explain each answer's steps with the run's own numbers\n"
     "  --show-tensors     with --educational: activation stats after each sublayer\n"
+    "Each turn goes to the model through the checkpoint's chat template, as the\n"
+    "server's /v1/chat/completions does (default: \"user: ...\\nassistant: \").\n"
     "On a terminal: a prompt with line editing and history; Ctrl-C stops an\n"
     "answer, Ctrl-D leaves. Otherwise each input line is one turn. Type /help\n"
     "for the slash commands.\n";
