@@ -16,7 +16,7 @@ static int (*const run[CLI_N_CMDS])(const cli_args_t *a, char *err) = {
     [CLI_TRAIN] = cli_train, [CLI_GENERATE] = cli_generate, [CLI_EVAL] = cli_eval,
     [CLI_PLOT] = cli_plot,   [CLI_LIST] = cli_list,         [CLI_LOAD] = cli_load,
     [CLI_CHAT] = cli_chat,   [CLI_SERVE] = cli_serve,       [CLI_BENCHMARK] = cli_benchmark,
-    [CLI_CONVERT] = cli_convert,
+    [CLI_CONVERT] = cli_convert, [CLI_TOKENIZE] = cli_tokenize,
 };
 
 static void usage(FILE *f) {

@@ -45,15 +45,14 @@ const cli_command_t cli_commands[CLI_N_CMDS] = {
                   "answer, Ctrl-D leaves. Otherwise each input line is one turn. Type /help\n"
                   "for the slash commands.\n",
                   0},
-    [CLI_SERVE] = {"serve", "serve a checkpoint over HTTP (the OpenAI completions API)",
+    [CLI_SERVE] = {"serve", "serve a checkpoint over HTTP (OpenAI's completions and chat API, tokenize)",
                    "minigpt serve [options]",
                    "The generation options are the defaults of the requests' fields.\n"
-                   "Endpoints: GET /health, GET /v1/models, POST /v1/completions with a JSON body:\n"
-                   "  prompt (string, required), max_tokens, temperature, top_p, top_k, seed,\n"
-                   "  stop (a string or a list of up to 4; the text ends before it), repeat_penalty,\n"
-                   "  repeat_last_n, stream (true: server-sent events as the tokens come); n > 1,\n"
-                   "  echo, logprobs, suffix, best_of, logit_bias and the presence and frequency\n"
-                   "  penalties are refused. Ctrl-C or SIGTERM stops the server.\n",
+                   "Endpoints (docs/server.md): GET /health, /v1/models, /v1/models/ID, /metrics;\n"
+                   "POST /v1/completions, /v1/chat/completions (OpenAI's API), /tokenize,\n"
+                   "/detokenize (llama.cpp's). One log line per request on stdout.\n"
+                   "Ctrl-C or SIGTERM: stop taking requests, let the running ones finish (up to\n"
+                   "--shutdown-timeout), exit 0.\n",
                    0},
     [CLI_BENCHMARK] = {"benchmark",
                        "training and generation speed, MFU, per-op times, memory (random weights)",
@@ -72,6 +71,12 @@ const cli_command_t cli_commands[CLI_N_CMDS] = {
                      "See docs/interop.md: converting gpt2 and a Portuguese GPT-2, and running a\n"
                      "minigpt model in llama.cpp, LM Studio and Ollama.\n",
                      0},
+    [CLI_TOKENIZE] = {"tokenize", "a text's token ids and pieces (any length)",
+                      "minigpt tokenize [options] [TEXT]",
+                      "The text is TEXT, else --file, else standard input. Default output: one token\n"
+                      "per line, its id, a tab, its piece as a JSON string (or, when its bytes are not\n"
+                      "UTF-8 on their own, the list of its bytes); then the count on stderr.\n",
+                      1},
 };
 
 #define F(field) offsetof(cli_args_t, field)
@@ -239,9 +244,38 @@ const cli_row_t cli_rows[] = {
     {"json", NULL, NULL, CLI_T_FLAG, F(json), C(CLI_BENCHMARK),
      .help = "one JSON object on stdout instead of the text report"},
     {"host", NULL, "ADDR", CLI_T_STR, F(host), C(CLI_SERVE), .def = "127.0.0.1",
-     .help = "IPv4 address to listen on"},
+     .help = "IPv4 or IPv6 address to listen on, or localhost"},
     {"port", NULL, "N", CLI_T_INT, F(port), C(CLI_SERVE), .min = 0, .max = 65535, .def = "8080",
      .help = "TCP port (0: any free port, printed)"},
+    {"parallel", "-np", "N", CLI_T_INT, F(parallel), C(CLI_SERVE), .min = 1, .max = 256,
+     .def_doc = "what fits a quarter of the free memory, 2 to 16",
+     .help = "slots: requests generated at once, batched into one forward pass per token"},
+    {"queue", NULL, "N", CLI_T_INT, F(queue), C(CLI_SERVE), .min = 0, .max = 1048576, .def = "64",
+     .help = "requests waiting for a slot before 503 + Retry-After"},
+    {"api-key", NULL, "KEY", CLI_T_STR, F(api_key), C(CLI_SERVE),
+     .help = "require 'Authorization: Bearer KEY' on every endpoint but /health"},
+    {"max-connections", NULL, "N", CLI_T_INT, F(max_conn), C(CLI_SERVE), .min = 1, .max = 65536,
+     .def = "1024", .help = "open connections; more wait to be accepted"},
+    {"max-connections-per-client", NULL, "N", CLI_T_INT, F(per_client), C(CLI_SERVE), .min = 1,
+     .max = 65536, .def = "512", .help = "open connections per client address; more are refused"},
+    {"header-timeout", NULL, "S", CLI_T_INT, F(header_timeout), C(CLI_SERVE), .min = 1, .max = 3600,
+     .def = "10", .help = "a request's headers must be in within S s of the connection's start or "
+                          "its previous answer; trickled bytes do not extend it"},
+    {"body-timeout", NULL, "S", CLI_T_INT, F(body_timeout), C(CLI_SERVE), .min = 1, .max = 3600,
+     .def = "30", .help = "a request's body must be in within S s of its headers"},
+    {"max-body", NULL, "BYTES", CLI_T_INT, F(max_body), C(CLI_SERVE), .min = 1, .max = 1073741824.0,
+     .def = "1048576", .help = "request bodies past this get 413"},
+    {"shutdown-timeout", NULL, "S", CLI_T_INT, F(shutdown_timeout), C(CLI_SERVE), .min = 0,
+     .max = 3600, .def = "10", .help = "on SIGTERM, running requests get S s to finish"},
+    {"tokenizer", NULL, "FILE", CLI_T_STR, F(tokenizer), C(CLI_TOKENIZE),
+     .help = "a tokenizer.json instead of a checkpoint's"},
+    {"file", NULL, "F", CLI_T_STR, F(file), C(CLI_TOKENIZE), .help = "the text is file F"},
+    {"ids", NULL, NULL, CLI_T_FLAG, F(ids), C(CLI_TOKENIZE),
+     .help = "only the ids, on one line, separated by spaces"},
+    {"json", NULL, NULL, CLI_T_FLAG, F(json), C(CLI_TOKENIZE),
+     .help = "a JSON list of {\"id\", \"piece\"} (as POST /tokenize gives)"},
+    {"special", NULL, NULL, CLI_T_FLAG, F(special), C(CLI_TOKENIZE),
+     .help = "match special tokens' text (<EOS>, <|endoftext|>); default: plain text"},
     {"seq", NULL, "T", CLI_T_INT, F(seq), C(CLI_BENCHMARK), .min = 1, .max = 65536,
      .def_doc = "the model's context", .help = "tokens per sequence"},
     {"iterations", NULL, "N", CLI_T_INT, F(iterations), C(CLI_BENCHMARK), .min = 1, .max = 1000000,

@@ -41,6 +41,7 @@ enum cli_cmd {
     CLI_SERVE,
     CLI_BENCHMARK,
     CLI_CONVERT,
+    CLI_TOKENIZE,
     CLI_N_CMDS
 };
 
@@ -88,8 +89,12 @@ typedef struct {
     double filter_max_loss; /* NaN: off */
     long filter_min_step;   /* < 0: off */
     /* serve */
-    const char *host;
-    long port;
+    const char *host, *api_key;
+    long port, parallel, queue, max_conn, per_client, header_timeout, body_timeout, max_body,
+        shutdown_timeout;
+    /* tokenize */
+    const char *tokenizer, *file;
+    int ids, special;
     /* benchmark */
     long seq, iterations;
     int detailed, show_memory, no_fusion;

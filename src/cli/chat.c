@@ -19,6 +19,7 @@
 
 #include "cli/cli.h"
 #include "explain/explain.h"
+#include "infer/chat_template.h"
 #include "infer/generate.h"
 #include "io/checkpoint.h"
 #include "ops/cpu/cpu.h"
@@ -45,6 +46,7 @@ static void on_sigint(int sig) {
 typedef struct {
     const ckpt_t *ck;
     const char *path;
+    const char *tmpl; /* the chat template (chat_template.h), as the server uses it */
     cli_gen_opts_t o;
     long seed;
     mg_rng_t rng;
@@ -91,12 +93,21 @@ static int make_room(chat_t *c, int need) {
 static int turn(chat_t *c, const char *line, char *err) {
     int rc = -1, ctx = c->ck->model->cfg.ctx;
     FILE *edu = c->o.educational ? stdout : NULL;
-    size_t len = strlen(line) + 2, n = 0;
+    size_t n = 0;
     int32_t *ids = NULL;
-    char *text = mg_malloc(len);
-    if (!text) return mg_fail(err, "out of memory");
-    /* a newline between turns, as the model saw between paragraphs */
-    snprintf(text, len, "%s%s", c->hist_n > 0 ? "\n" : "", line);
+    /* the turn through the chat template: the end of the last answer, the
+     * user's message, the start of the answer */
+    mg_buf_t tb = {0};
+    if (c->hist_n > 0) chat_template_close(&tb, c->tmpl, "assistant");
+    chat_template_open(&tb, c->tmpl, "user");
+    mg_buf_put(&tb, line, strlen(line));
+    chat_template_close(&tb, c->tmpl, "user");
+    chat_template_open(&tb, c->tmpl, "assistant");
+    char *text = tb.data;
+    if (tb.oom || !text) {
+        mg_free(text);
+        return mg_fail(err, "out of memory");
+    }
     if (edu) {
         if (explain_tokenize(stdout, c->ck->tok, text, strlen(text), &ids, &n, err) != 0)
             goto done;
@@ -356,6 +367,7 @@ int cli_chat_run(const ckpt_t *ck, const char *path, const cli_gen_opts_t *o, ch
     size_t cap = 0;
     struct sigaction sa = {.sa_handler = on_sigint}, old;
     int handler = 0;
+    if (!(c.tmpl = chat_template_of(ck, err))) return -1;
     c.seed = o->seed >= 0 ? o->seed : (long)time(NULL);
     mg_rng_seed(&c.rng, (uint64_t)c.seed);
     c.kv = cli_kv_create(ck, o, err);

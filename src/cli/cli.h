@@ -28,6 +28,11 @@ int cli_chat(const cli_args_t *a, char *err);
 int cli_serve(const cli_args_t *a, char *err);
 int cli_benchmark(const cli_args_t *a, char *err);
 int cli_convert(const cli_args_t *a, char *err);
+int cli_tokenize(const cli_args_t *a, char *err);
+/* A token's piece for JSON output (`tokenize`, POST /tokenize): a string
+ * when its bytes are UTF-8 on their own, else the list of its bytes. NULL
+ * when out of memory. */
+struct cJSON *cli_token_piece_json(const bpe_t *t, int id);
 
 /* The checkpoint table of `list`, also the menu of `load --mode
  * interactive`: the entries rows[0..n) of c (all of them when rows is

@@ -100,7 +100,7 @@ int gen_begin(gen_t *g, kv_state_t *kv, const bpe_t *tok, const int32_t *prompt,
             if (bpe_token_bytes(tok, id, &len)) longest = MG_MAX(longest, len);
         if (!(g->tail = mg_malloc(g->tail_keep + longest + 1))) goto oom;
     }
-    g->direct = !o->on_token && !o->cands && o->max_tokens > 0 && !g->penalize;
+    g->direct = !o->caller_feeds && !o->on_token && !o->cands && o->max_tokens > 0 && !g->penalize;
     double t0 = mg_now();
     if (feed(kv, prompt, n, o, g->direct, &g->next, err) != 0) goto fail;
     st->prefill_s = mg_now() - t0;
@@ -154,6 +154,10 @@ int gen_next(gen_t *g, char *err) {
     if (kv->pos >= c->ctx) return finish(g, GEN_STOP_CONTEXT);
     /* before the feed draws the uniform number of the next token */
     if (g->direct && o->interrupt && *o->interrupt) return finish(g, GEN_STOP_INTERRUPTED);
+    if (o->caller_feeds) {
+        g->next = id;
+        return 1;
+    }
     if (feed(kv, &id, 1, o, g->direct, &g->next, err) != 0) return -1;
     return 1;
 }

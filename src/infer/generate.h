@@ -51,6 +51,12 @@ typedef struct {
      * repetition penalty's window also covers (a chat's earlier turns) */
     const int32_t *penalty_history;
     int n_penalty_history;
+    /* optional (0: off): the caller feeds the new tokens (a server batching
+     * several generations into one kv_feed_batch): gen_next samples from
+     * kv->host_logits, emits, and, when it returns 1, leaves in gen_t.next
+     * the token to feed before the next gen_next. The text is the same as
+     * without it: the draws come from rng in the same order. */
+    int caller_feeds;
 } gen_opts_t;
 
 typedef struct {
@@ -73,7 +79,7 @@ typedef struct {
     const gen_opts_t *o;
     gen_stats_t *st;
     int direct, penalize, done, i, n_hist;
-    int32_t next;
+    int32_t next; /* with caller_feeds: the token to feed (gen_next returned 1) */
     int32_t *hist, *recent; /* the penalty's tokens */
     char *tail;             /* the stop strings' window */
     size_t tail_n, tail_keep;
