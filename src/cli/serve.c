@@ -22,6 +22,7 @@
 #include "cli/cli.h"
 #include "infer/generate.h"
 #include "util/common.h"
+#include "web/web.h"
 
 static const char usage[] =
     "usage: minigpt serve [options]\n"
@@ -33,6 +34,8 @@ static const char usage[] =
     "  --repeat-last-n N --stop STR --quantize q8\n"
     "                     defaults for the requests' fields (as in generate)\n"
     "  --threads N        CPU threads (default: all cores)\n"
+    "  --runs DIR         the app's training view compares the runs in DIR (its\n"
+    "                     train_log.jsonl and its subfolders')\n"
     CLI_DEVICE_HELP
     "Endpoints: GET /health, GET /v1/models, POST /v1/completions with a JSON body:\n"
     "  prompt (string, required), max_tokens, temperature, top_p, top_k, seed,\n"
@@ -51,6 +54,7 @@ typedef struct {
     long served;   /* completions sent whole */
     long accepted; /* completions begun: their ids and default seeds */
     void *busy; /* the streamed completion in progress, NULL when none */
+    web_t *web; /* the browser app: /, its files, /v1/explain, /v1/runs */
 } server_t;
 
 /* one request's body, gathered as libmicrohttpd hands it over */
@@ -426,6 +430,8 @@ static enum MHD_Result route(server_t *s, struct MHD_Connection *c, const char *
         if (b->oom) return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
         return complete(s, c, b);
     }
+    enum MHD_Result ret;
+    if (web_route(s->web, c, url, method, b->data, b->len, b->too_big || b->oom, &ret)) return ret;
     return send_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint (GET /health, GET /v1/models, POST /v1/completions)");
 }
 
@@ -482,12 +488,13 @@ int cli_serve(int argc, char **argv, char *err) {
         {"checkpoint", required_argument, 0, 'c'},
         {"host", required_argument, 0, 'H'},
         {"port", required_argument, 0, 'o'},
+        {"runs", required_argument, 0, 'u'},
         CLI_GEN_OPTIONS,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     server_t s = {0};
-    const char *path = NULL, *host = "127.0.0.1";
+    const char *path = NULL, *host = "127.0.0.1", *runs = NULL;
     long port = 8080;
     struct MHD_Daemon *d = NULL;
     ckpt_t *ck = NULL;
@@ -502,6 +509,7 @@ int cli_serve(int argc, char **argv, char *err) {
         switch (c) {
         case 'c': path = optarg; break;
         case 'H': host = optarg; break;
+        case 'u': runs = optarg; break;
         case 'o':
             if (cli_int("port", optarg, 0, 65535, &port, err)) return CLI_USAGE;
             break;
@@ -537,6 +545,7 @@ int cli_serve(int argc, char **argv, char *err) {
     if (!(s.kv = cli_kv_create(ck, &s.defaults, err))) goto done;
     const char *slash = strrchr(path, '/');
     snprintf(s.name, sizeof s.name, "%s", slash ? slash + 1 : path);
+    if (!(s.web = web_open(ck, s.name, runs, err))) goto done;
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
@@ -553,8 +562,9 @@ int cli_serve(int argc, char **argv, char *err) {
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     const gpt_config_t *g = &ck->model->cfg;
     printf("minigpt serve: %s (%d layers, dim %d, context %d) on http://%s:%u\n"
-           "POST /v1/completions, GET /v1/models, GET /health; Ctrl-C stops\n",
-           path, g->layers, g->dim, g->ctx, host, info ? info->port : (unsigned)port);
+           "the app: http://%s:%u/; POST /v1/completions, GET /v1/models, GET /health; Ctrl-C stops\n",
+           path, g->layers, g->dim, g->ctx, host, info ? info->port : (unsigned)port, host,
+           info ? info->port : (unsigned)port);
     fflush(stdout);
     while (!stop_requested) sigsuspend(&old);
     printf("minigpt serve: stopped after %ld completion%s\n", s.served, s.served == 1 ? "" : "s");
@@ -562,6 +572,7 @@ int cli_serve(int argc, char **argv, char *err) {
 done:
     if (d) MHD_stop_daemon(d);
     if (blocked) pthread_sigmask(SIG_SETMASK, &old, NULL);
+    web_close(s.web);
     kv_free(s.kv);
     ckpt_free(ck);
     return rc;

@@ -14,6 +14,7 @@
 #include "train/trainer.h"
 #include "util/common.h"
 #include "util/sysinfo.h"
+#include "web/dashboard.h"
 
 static const char usage[] =
     "usage: minigpt train [options]\n"
@@ -45,6 +46,9 @@ static const char usage[] =
     "  --log-every N      a log line every N steps when not on a terminal (10)\n"
     "  --save-tokens FILE write the train/validation token streams (safetensors),\n"
     "                     for reference trainers (bench/bench_recipe.sh)\n"
+    "  --dashboard [PORT] a live page of the run on http://127.0.0.1:PORT/ (default\n"
+    "                     8090; 0: any free port, printed): losses, learning rate,\n"
+    "                     speed, ETA and a sample at each evaluation\n"
     "Ctrl-C (SIGINT) or SIGTERM: finish the step, save a checkpoint, exit 0.\n";
 
 /* set by SIGINT/SIGTERM; the trainer checks it after each step */
@@ -57,6 +61,7 @@ static void on_signal(int sig) {
 typedef struct {
     int tty;
     long log_every;
+    dash_t *dash; /* --dashboard, else NULL */
 } view_t;
 
 static void fmt_time(double s, char *buf, size_t n) {
@@ -69,6 +74,7 @@ static void fmt_time(double s, char *buf, size_t n) {
 static void on_event(void *ctx, const train_event_t *e) {
     view_t *v = ctx;
     char eta[32], el[32];
+    dash_event(v->dash, e);
     switch (e->kind) {
     case TE_INFO:
         printf("%s\n", e->msg);
@@ -160,7 +166,7 @@ int cli_train(int argc, char **argv, char *err) {
         {"save-every", required_argument, 0, 'Y'}, {"keep", required_argument, 0, 'K'},
         {"resume", required_argument, 0, 'R'}, {"log-every", required_argument, 0, 'G'},
         {"save-tokens", required_argument, 0, 'X'}, {"grad-accum", required_argument, 0, 'A'},
-        {"init-from", required_argument, 0, 'I'},
+        {"init-from", required_argument, 0, 'I'}, {"dashboard", optional_argument, 0, 'Z'},
         CLI_DEVICE_OPTIONS,
         {0, 0, 0, 0},
     };
@@ -168,7 +174,7 @@ int cli_train(int argc, char **argv, char *err) {
     train_defaults(&o);
     o.data_path = "data/corpus_pt_br.txt";
     cli_shape_t shape = {0};
-    long n, threads = 0, log_every = 10;
+    long n, threads = 0, log_every = 10, dashboard_port = -1;
     int batch_set = 0, lr_set = 0, accum_set = 0;
     const char *device = NULL, *precision = NULL;
     double f;
@@ -202,6 +208,11 @@ int cli_train(int argc, char **argv, char *err) {
         case 'R': o.resume = optarg; break;
         case 'I': o.init_from = optarg; break;
         case 'X': o.save_tokens = optarg; break;
+        case 'Z': /* --dashboard, --dashboard=PORT or --dashboard PORT */
+            if (!optarg && optind < argc && argv[optind][0] >= '0' && argv[optind][0] <= '9') optarg = argv[optind++];
+            dashboard_port = 8090;
+            if (optarg) bad = cli_int("dashboard", optarg, 0, 65535, &dashboard_port, err);
+            break;
         case 'G': bad = cli_int("log-every", optarg, 1, 1L << 40, &log_every, err); break;
         case 'h': fputs(usage, stdout); return CLI_OK;
         default:
@@ -295,7 +306,14 @@ int cli_train(int argc, char **argv, char *err) {
            threads, sys.cores, o.batch, why, o.lr, lr_why, o.warmup,
            gpt_training_bytes(&o.cfg, o.ops, o.batch, o.cfg.ctx) / 1e6,
            (gpu ? capacity : sys.mem_available) / 1e6, gpu ? " on the GPU" : "");
-    if (train_run(&o, err) != 0) return CLI_ERR;
+    if (dashboard_port >= 0) {
+        if (!(view.dash = dash_start("127.0.0.1", (int)dashboard_port, err))) return CLI_ERR;
+        printf("dashboard: http://127.0.0.1:%d/\n", dash_port(view.dash));
+        fflush(stdout);
+    }
+    int trained = train_run(&o, err);
+    dash_stop(view.dash);
+    if (trained != 0) return CLI_ERR;
     char log[4096];
     snprintf(log, sizeof log, "%s/train_log.jsonl", o.out_dir);
     return cli_plot_log(log, NULL, err) ? CLI_ERR : CLI_OK;

@@ -449,7 +449,8 @@ int train_run(const train_opts_t *opts, char *err) {
             float val = evaluate(&r, &r.val_bpb);
             r.st.val_loss = val;
             emit(&r, (train_event_t){.kind = TE_EVAL, .step = r.st.step, .epoch = r.loader.epoch,
-                                     .loss = loss, .val_loss = val, .val_bpb = r.val_bpb});
+                                     .loss = loss, .val_loss = val, .val_bpb = r.val_bpb,
+                                     .model = r.model, .tok = r.tok});
             if (val < r.st.best_val) {
                 r.st.best_val = val;
                 if (save(&r, "best_model.safetensors", err)) goto done;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "model/gpt.h"
+#include "tokenizer/bpe.h"
 
 typedef enum { TE_INFO, TE_STEP, TE_EVAL, TE_EPOCH, TE_SAVE } train_event_kind_t;
 
@@ -20,6 +21,10 @@ typedef struct {
     double val_bpb; /* validation bits per byte, with val_loss */
     float lr, grad_norm;
     double tok_per_s, elapsed_s, eta_s;
+    /* TE_EVAL: the model being trained and its tokenizer, to sample from
+     * (the live dashboard); read-only, valid during the call only */
+    gpt_model_t *model;
+    const bpe_t *tok;
 } train_event_t;
 
 typedef struct {
