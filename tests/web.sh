@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# web.sh - the web app (web/, served by `minigpt serve` and by
+# `minigpt train --dashboard`) in a real headless Chromium, driven by
+# tests/node/web_test.mjs: chat, the inside view, past runs, the live
+# dashboard, XSS, both languages, keyboard and a phone-sized window, zero
+# console errors. SCREENSHOTS=1 also refreshes docs/web-*.png.
+set -u
+cd "$(dirname "$0")/.."
+. tests/lib.sh
+PY=/usr/bin/python3
+T=$(mktemp -d)
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$T"' EXIT
+if [ ! -x /usr/bin/chromium ] || [ ! -d tests/node/node_modules/playwright-core ]; then
+    fail "web: chromium and playwright-core are installed (scripts/deps.sh test)"
+    exit 0
+fi
+head -c 150000 data/corpus_pt_br.txt >"$T/slice.txt"
+mkdir -p "$T/runs"
+# two short runs, so that serve --runs has two to compare
+for r in a b; do
+    "$MINIGPT" train --data "$T/slice.txt" --preset micro --steps 30 --batch 4 --threads 2 --eval-every 10 \
+        --eval-batches 2 --lr "$([ $r = a ] && echo 3e-3 || echo 1e-3)" --out "$T/runs/$r" >/dev/null 2>&1
+done
+echo "web: start"
+"$MINIGPT" serve --checkpoint "$T/runs/a/mini_gpt.safetensors" --port 0 --threads 2 --runs "$T/runs" \
+    >"$T/serve.log" 2>"$T/serve.err" &
+pid=$!
+port=
+for _ in $(seq 100); do
+    port=$(sed -n 's|.* on http://127.0.0.1:\([0-9]*\)$|\1|p' "$T/serve.log")
+    [ -n "$port" ] && break
+    sleep 0.1
+done
+expect "web: serve listening ($port)" test -n "$port"
+# the page and its files come from the binary, with no CORS header
+hdr=$($PY -c "import urllib.request as u; r=u.urlopen('http://127.0.0.1:$port/'); print(r.status, r.headers.get('Content-Type'), r.headers.get('Access-Control-Allow-Origin'))")
+expect "web: GET / is the app, as HTML, without CORS headers ($hdr)" test "$hdr" = "200 text/html; charset=utf-8 None"
+code=$($PY -c "
+import urllib.request as u, urllib.error as e
+try: u.urlopen(u.Request('http://127.0.0.1:$port/v1/explain', data=b'{\"prompt\":\"\"}'))
+except e.HTTPError as x: print(x.code)")
+expect "web: POST /v1/explain with an empty prompt: 400 ($code)" test "$code" = 400
+timeout 120 node tests/node/web_test.mjs "http://127.0.0.1:$port" "$MINIGPT" "$T/slice.txt" "$T" >"$T/node.log" 2>&1
+rc=$?
+cat "$T/node.log" | sed 's/^/  /'
+while read -r verdict name; do
+    case $verdict in pass) pass "web: $name" ;; fail) fail "web: $name" ;; esac
+done <"$T/node.log"
+expect "web: the browser test exits 0 (exit $rc)" test "$rc" -eq 0
