@@ -48,3 +48,9 @@ while read -r verdict name; do
     case $verdict in pass) pass "web: $name" ;; fail) fail "web: $name" ;; esac
 done <"$T/node.log"
 expect "web: the browser test exits 0 (exit $rc)" test "$rc" -eq 0
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+pid=
+expect "web: serve stops with exit 0 on SIGINT (exit $rc), nothing on stderr" \
+    bash -c "test $rc -eq 0 && ! grep -q . '$T/serve.err' || { cat '$T/serve.err' | head -20; false; }"

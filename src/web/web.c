@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "web/web.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -11,7 +12,8 @@
 
 struct web {
     const ckpt_t *ck;
-    kv_state_t *kv; /* the explain endpoint's own cache: never the server's */
+    kv_state_t *kv; /* the explain endpoint's own cache, made at its first request: never the server's */
+    pthread_mutex_t kv_lock; /* held by an explain request, should a server answer several at once */
     char name[256];
     char *runs_dir;
 };
@@ -23,6 +25,7 @@ web_t *web_open(const ckpt_t *ck, const char *model_name, const char *runs_dir, 
         return NULL;
     }
     w->ck = ck;
+    pthread_mutex_init(&w->kv_lock, NULL);
     snprintf(w->name, sizeof w->name, "%s", model_name);
     if (runs_dir && access(runs_dir, R_OK | X_OK) != 0) {
         mg_fail(err, "serve: cannot read --runs folder '%s'", runs_dir);
@@ -32,7 +35,6 @@ web_t *web_open(const ckpt_t *ck, const char *model_name, const char *runs_dir, 
         mg_fail(err, "out of memory");
         goto fail;
     }
-    if (!(w->kv = kv_create(ck->model, err))) goto fail;
     return w;
 fail:
     web_close(w);
@@ -42,6 +44,7 @@ fail:
 void web_close(web_t *w) {
     if (!w) return;
     kv_free(w->kv);
+    pthread_mutex_destroy(&w->kv_lock);
     mg_free(w->runs_dir);
     mg_free(w);
 }
@@ -73,7 +76,11 @@ int web_route(web_t *w, struct MHD_Connection *c, const char *url, const char *m
             *ret = web_send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "the body is too large", NULL);
         } else {
             unsigned status = MHD_HTTP_OK;
-            cJSON *j = web_explain(w->kv, w->ck->tok, body, len, &status, err);
+            pthread_mutex_lock(&w->kv_lock);
+            if (!w->kv) w->kv = kv_create(w->ck->model, err);
+            cJSON *j = w->kv ? web_explain(w->kv, w->ck->tok, body, len, &status, err) : NULL;
+            if (!w->kv) status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+            pthread_mutex_unlock(&w->kv_lock);
             *ret = j ? web_send_json(c, MHD_HTTP_OK, j) : web_send_error(c, status, err, NULL);
         }
         return 1;

@@ -6,8 +6,8 @@
  *   GET  /v1/runs         the training logs under --runs DIR
  * The HTTP server owns the connection, body and access rules (binding,
  * API key, limits, CORS) and calls web_route for what it does not answer
- * itself. Requests must not run concurrently on one web_t (the server
- * answers one at a time). */
+ * itself. web_route may be called from several threads at once: the
+ * explain endpoint's KV cache is behind a lock. */
 #ifndef MG_WEB_H
 #define MG_WEB_H
 
@@ -23,7 +23,8 @@ typedef struct web web_t;
 
 /* ck is borrowed (it must outlive the web_t); model_name is copied;
  * runs_dir (NULL: none) is where `serve --runs DIR` looks for runs.
- * A KV cache of its own is made for the explain endpoint. NULL with err. */
+ * The explain endpoint makes a KV cache of its own at its first request.
+ * NULL with err (an unreadable runs_dir). */
 web_t *web_open(const ckpt_t *ck, const char *model_name, const char *runs_dir, char *err);
 void web_close(web_t *w);
 
