@@ -41,6 +41,20 @@ import urllib.request as u, urllib.error as e
 try: u.urlopen(u.Request('http://127.0.0.1:$port/v1/explain', data=b'{\"prompt\":\"\"}'))
 except e.HTTPError as x: print(x.code)")
 expect "web: POST /v1/explain with an empty prompt: 400 ($code)" test "$code" = 400
+long=$(printf 'palavra %.0s' $(seq 80))
+code=$($PY -c "
+import urllib.request as u, urllib.error as e, json, sys
+for body in (b'{\"prompt\":\"a\",\"extra_ids\":[512000]}', json.dumps({'prompt': sys.argv[1]}).encode(), b'[1]', b'{\"prompt\":\"a\",\"top_p\":2}'):
+    try: u.urlopen(u.Request('http://127.0.0.1:$port/v1/explain', data=body)); print(200, end=' ')
+    except e.HTTPError as x: print(x.code, end=' ')
+try: u.urlopen('http://127.0.0.1:$port/v1/explain')
+except e.HTTPError as x: print(x.code, x.headers.get('Allow'))" "$long")
+expect "web: /v1/explain refuses an id out of the vocabulary, over 64 tokens, not an object, top_p 2 (400), GET (405) ($code)" \
+    test "$code" = "400 400 400 400 405 POST"
+expect_exit 2 "web: train --dashboard with a bad port: exit 2, one line" \
+    "$MINIGPT" train --data "$T/slice.txt" --preset micro --steps 1 --out "$T/x" --dashboard 99999
+expect_exit 1 "web: serve --runs with a missing folder: exit 1, one line" \
+    "$MINIGPT" serve --checkpoint "$T/runs/a/mini_gpt.safetensors" --port 0 --runs "$T/none"
 timeout 120 node tests/node/web_test.mjs "http://127.0.0.1:$port" "$MINIGPT" "$T/slice.txt" "$T" >"$T/node.log" 2>&1
 rc=$?
 cat "$T/node.log" | sed 's/^/  /'

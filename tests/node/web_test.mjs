@@ -78,23 +78,27 @@ try {
   }
   await page.fill('#c-max', '24');
   await page.fill('#c-seed', '7');
-  await page.fill('#chat-input', `O Brasil é ${XSS}`);
+  const say = async (text, n) => {
+    await page.fill('#chat-input', text);
+    await page.keyboard.press('Enter');
+    await page.waitForFunction((k) => !document.querySelector('.msg[aria-busy]') &&
+      document.querySelectorAll('.msg').length === k, n);
+  };
   await page.evaluate(() => {
     window.__updates = 0;
     new MutationObserver(() => window.__updates++).observe(document.getElementById('messages'),
       { subtree: true, childList: true, characterData: true });
   });
-  await page.keyboard.press('Enter');
-  await page.waitForFunction(() => !document.querySelector('.msg[aria-busy]') && document.querySelectorAll('.msg').length === 2);
+  await say('O Rio de Janeiro é', 2);
   const answer = await page.locator('.msg.assistant .text').textContent();
   // (through the shim the answer comes in one piece: only the real endpoint is checked for pieces)
   check('chat: a message sent with Enter gets a streamed answer',
-    answer.length > 0 && (shim || (await page.evaluate(() => window.__updates)) > 2),
-    `answer ${JSON.stringify(answer)}`);
+    answer.length > 0 && (shim || (await page.evaluate(() => window.__updates)) > 2), `answer ${JSON.stringify(answer)}`);
   check('chat: tokens/s and time to first token shown', /tokens\/s/.test(await page.textContent('#chat-stats')));
-  check('chat: the user\'s <img onerror> is shown as text, never run',
-    (await page.locator('.msg.user .text').textContent()).includes(XSS) && (await noXSS(page)));
   if (shots) await page.screenshot({ path: 'docs/web-chat.png' });
+  await say(`O Brasil é ${XSS}`, 4);
+  check('chat: the user\'s <img onerror> is shown as text, never run',
+    (await page.locator('.msg.user .text').nth(1).textContent()).includes(XSS) && (await noXSS(page)));
 
   // --- inside the model
   const app = await (await fetch(`${base}/v1/app`)).json();
