@@ -44,7 +44,7 @@ async function main() {
     });
   }
   if (app.mode !== 'train') {
-    initChat();
+    initChat(app);
     initInside();
   }
   initTrain(app);

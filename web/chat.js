@@ -9,6 +9,7 @@ import { stream, showError } from './api.js';
 const $ = (id) => document.getElementById(id);
 let history = []; // [{role, content}]
 let controller = null;
+let modelId = 'minigpt';
 
 function bubble(role, text) {
   $('chat-hint').hidden = true;
@@ -52,7 +53,7 @@ async function send(text) {
   const t0 = performance.now();
   let first = 0, deltas = 0, usage = null, answer = '';
   try {
-    await stream('/v1/chat/completions', { model: 'minigpt', messages: history, stream: true, ...settings() },
+    await stream('/v1/chat/completions', { model: modelId, messages: history, stream: true, ...settings() },
       (chunk) => {
         if (chunk.usage) usage = chunk.usage;
         const d = chunk.choices?.[0]?.delta?.content;
@@ -86,7 +87,8 @@ async function send(text) {
   $('chat-input').focus();
 }
 
-export function initChat() {
+export function initChat(app) {
+  if (app.model?.id) modelId = app.model.id;
   for (const [id, digits] of [['c-temp', 2], ['c-topk', 0], ['c-topp', 2], ['c-rep', 2]]) {
     const show = () => { $(`${id}-out`).textContent = num(Number($(id).value), digits); };
     $(id).addEventListener('input', show);

@@ -35,7 +35,8 @@ const pt = {
   card_lr: 'Taxa de aprendizado', card_grad: 'Norma do gradiente', card_speed: 'Tokens/s', card_eta: 'Tempo restante',
   card_elapsed: 'Decorrido', train: 'treino', validation: 'validação', step: 'passo',
   live: 'Treinando ao vivo', ended: 'Treino concluído.', reconnecting: 'Conexão perdida; tentando de novo…',
-  sample_at: (s) => `passo ${s}`, error: 'Erro', no_runs: 'Nenhum train_log.jsonl encontrado.',
+  sample_at: (s) => `passo ${s}`, error: 'Erro', train_log: 'Registro do treino',
+  saved: (f, s) => `passo ${s}: salvo ${f}`, epoch_done: (e, l) => `fim da época ${e}: perda média ${l}`, no_runs: 'Nenhum train_log.jsonl encontrado.',
 };
 const en = {
   skip: 'Skip to content', tab_chat: 'Chat', tab_inside: 'Inside', tab_train: 'Training',
@@ -72,7 +73,8 @@ const en = {
   card_lr: 'Learning rate', card_grad: 'Gradient norm', card_speed: 'Tokens/s', card_eta: 'Time left',
   card_elapsed: 'Elapsed', train: 'training', validation: 'validation', step: 'step',
   live: 'Training live', ended: 'Training finished.', reconnecting: 'Connection lost; retrying…',
-  sample_at: (s) => `step ${s}`, error: 'Error', no_runs: 'No train_log.jsonl found.',
+  sample_at: (s) => `step ${s}`, error: 'Error', train_log: 'Training log',
+  saved: (f, s) => `step ${s}: saved ${f}`, epoch_done: (e, l) => `end of epoch ${e}: mean loss ${l}`, no_runs: 'No train_log.jsonl found.',
 };
 
 function pick() {

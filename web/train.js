@@ -75,6 +75,9 @@ function startLive() {
         li.append(el('span', 'sample-step', t('sample_at', ev.step)), el('p', 'sample-text', ev.sample));
         $('samples').prepend(li);
       }
+    } else if (ev.type === 'info' || ev.type === 'save' || ev.type === 'epoch') {
+      const msg = ev.type === 'info' ? ev.msg : ev.type === 'save' ? t('saved', ev.msg, ev.step) : t('epoch_done', ev.epoch, num(ev.loss, 4));
+      $('train-log').append(el('li', '', msg));
     } else if (ev.type === 'end') {
       es.close(); // the trainer is done: no reconnecting to a closed port
       $('train-status').textContent = t('ended');

@@ -236,9 +236,9 @@ void dash_event(dash_t *d, const train_event_t *e) {
     }
     case TE_INFO:
     case TE_SAVE:
-        cJSON_AddStringToObject(j, "type", "info");
+        cJSON_AddStringToObject(j, "type", e->kind == TE_SAVE ? "save" : "info");
         cJSON_AddStringToObject(j, "msg", e->msg ? e->msg : "");
-        if (e->kind == TE_SAVE) cJSON_AddNumberToObject(j, "step", (double)e->step);
+        cJSON_AddNumberToObject(j, "step", (double)e->step);
         break;
     case TE_EPOCH:
         cJSON_AddStringToObject(j, "type", "epoch");

@@ -3,7 +3,7 @@
  *   GET /, /app.js, ...        the web app (its training view)
  *   GET /v1/app                {"mode": "train"}
  *   GET /v1/train/events       server-sent events, one JSON per "data:"
- *       line: {"type": "step" | "eval" | "info" | "end", ...}; a client
+ *       line: {"type": "step" | "eval" | "epoch" | "info" | "save" | "end", ...}; a client
  *       that connects late gets every event from the start first
  * The trainer's event callback hands each event to dash_event. */
 #ifndef MG_DASHBOARD_H

@@ -168,9 +168,10 @@ static cJSON *answer(trace_t *t, kv_state_t *kv, const int32_t *ids, int n, int 
         mg_free(idx);
     }
     cJSON *s = cJSON_AddObjectToObject(j, "sample");
-    cJSON_AddNumberToObject(s, "temperature", e->sample.temperature);
+    /* the floats as the request gave them (0.8, not 0.800000011920929) */
+    cJSON_AddNumberToObject(s, "temperature", round(e->sample.temperature * 1e6) / 1e6);
     cJSON_AddNumberToObject(s, "top_k", e->sample.top_k);
-    cJSON_AddNumberToObject(s, "top_p", e->sample.top_p);
+    cJSON_AddNumberToObject(s, "top_p", round(e->sample.top_p * 1e6) / 1e6);
     cJSON_AddNumberToObject(s, "seed", seed);
     cJSON_AddNumberToObject(s, "id", e->last_id);
     cJSON_AddItemToObject(s, "text", token_text(t->tok, e->last_id));
