@@ -22,6 +22,16 @@ for r in a b; do
     "$MINIGPT" train --data "$T/slice.txt" --preset micro --steps 30 --batch 4 --threads 2 --eval-every 10 \
         --eval-batches 2 --lr "$([ $r = a ] && echo 3e-3 || echo 1e-3)" --out "$T/runs/$r" >/dev/null 2>&1
 done
+# the dashboard only watches: the same run with it has the same losses
+"$MINIGPT" train --data "$T/slice.txt" --preset micro --steps 30 --batch 4 --threads 2 --eval-every 10 \
+    --eval-batches 2 --lr 3e-3 --out "$T/a-dash" --dashboard 0 >"$T/a-dash.log" 2>&1
+expect "web: train --dashboard 0 prints its address and changes no loss (samples come from a cache of their own)" \
+    $PY -c "
+import json, sys
+a, b = ([json.loads(l) for l in open(f)] for f in sys.argv[1:3])
+sys.exit(not (len(a) == len(b) == 30 and all(x['train_loss'] == y['train_loss'] and x.get('val_loss') == y.get('val_loss')
+                                          for x, y in zip(a, b)) and 'dashboard: http://127.0.0.1:' in open(sys.argv[3]).read()))
+" "$T/runs/a/train_log.jsonl" "$T/a-dash/train_log.jsonl" "$T/a-dash.log"
 echo "web: start"
 "$MINIGPT" serve --checkpoint "$T/runs/a/mini_gpt.safetensors" --port 0 --threads 2 --runs "$T/runs" \
     >"$T/serve.log" 2>"$T/serve.err" &
