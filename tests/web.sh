@@ -65,7 +65,7 @@ expect_exit 2 "web: train --dashboard with a bad port: exit 2, one line" \
     "$MINIGPT" train --data "$T/slice.txt" --preset micro --steps 1 --out "$T/x" --dashboard 99999
 expect_exit 1 "web: serve --runs with a missing folder: exit 1, one line" \
     "$MINIGPT" serve --checkpoint "$T/runs/a/mini_gpt.safetensors" --port 0 --runs "$T/none"
-timeout 120 node tests/node/web_test.mjs "http://127.0.0.1:$port" "$MINIGPT" "$T/slice.txt" "$T" >"$T/node.log" 2>&1
+timeout 300 node tests/node/web_test.mjs "http://127.0.0.1:$port" "$MINIGPT" "$T/slice.txt" "$T" >"$T/node.log" 2>&1
 rc=$?
 cat "$T/node.log" | sed 's/^/  /'
 while read -r verdict name; do

@@ -30,7 +30,7 @@ const errors = [];
 async function open(url, opts = {}) {
   const ctx = await browser.newContext({ locale: 'pt-BR', viewport: { width: 1280, height: 860 }, ...opts });
   const page = await ctx.newPage();
-  page.setDefaultTimeout(15000);
+  page.setDefaultTimeout(30000); // generous: the test machine is shared and busy
   page.on('console', (m) => { if (m.type() === 'error') errors.push(`${url}: ${m.text()}`); });
   page.on('pageerror', (e) => errors.push(`${url}: ${e.message}`));
   await page.goto(url);
