@@ -24,7 +24,7 @@ const browser = await chromium.launch({
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   // (a fresh profile: playwright makes a new temporary --user-data-dir each launch)
-  timeout: 30000,
+  timeout: 60000,
 });
 const errors = [];
 async function open(url, opts = {}) {
@@ -136,7 +136,7 @@ try {
   await page.fill('#inside-prompt', XSS);
   await page.click('#inside-form button[type=submit]');
   const shown = await page.waitForFunction((x) => [...document.querySelectorAll('#tokens .tok-text')]
-    .map((e) => e.textContent).join('').replaceAll('\\"', '"').replaceAll('␣', ' ') === x, XSS, { timeout: 10000 })
+    .map((e) => e.textContent).join('').replaceAll('\\"', '"').replaceAll('␣', ' ') === x, XSS, { timeout: 30000 })
     .then(() => true, () => false);
   check('inside: a prompt with <img onerror> is shown as tokens of text, never run', shown && (await noXSS(page)));
 
