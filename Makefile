@@ -21,7 +21,11 @@ LDLIBS  += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lpcre2-8 -lcjson -le
 
 SRC      := $(shell find src -name '*.c' -not -path 'src/ops/cuda/*' | sort)
 LIB_SRC  := $(filter-out src/main.c,$(SRC))
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# the web app (web/), embedded in the binary: scripts/embed_web.sh writes its
+# bytes into a generated C file (src/web/assets.h)
+WEB_FILES := $(sort $(wildcard web/*.html web/*.css web/*.js web/*.svg))
+WEB_GEN  := $(BUILD)/gen/web_assets.c
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(WEB_GEN:%.c=%.o)
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 ASAN_OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -85,6 +89,13 @@ $(BUILD)/src/main.o: CFLAGS += -I$(BUILD)
 
 $(BUILD)/libminigpt.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
+
+$(WEB_GEN): scripts/embed_web.sh $(WEB_FILES)
+	@mkdir -p $(dir $@)
+	sh scripts/embed_web.sh $@ $(WEB_FILES)
+
+$(WEB_GEN:%.c=%.o): $(WEB_GEN)
+	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -3,14 +3,15 @@
 # Usage: scripts/deps.sh build|test
 #   build: compiler, OpenBLAS (OpenMP build), PCRE2, cJSON, libedit, libmicrohttpd
 #   test:  the above plus cmocka, PyTorch with OpenBLAS (parity tests and
-#          benchmarks), clang with its sanitizer runtime (fuzzing), and the
+#          benchmarks), clang with its sanitizer runtime (fuzzing), Chromium
+#          (the web app's browser test, tests/web.sh), and the
 #          real clients the tests talk to, from npm at the versions pinned in
 #          tests/node/package-lock.json (nothing is downloaded at test time)
 set -eu
 cd "$(dirname "$0")/.."
 want="gcc make libopenblas-openmp-dev libpcre2-dev libcjson-dev libedit-dev libmicrohttpd-dev"
 if [ "${1:-build}" = test ]; then
-    want="$want libcmocka-dev python3-torch python3-numpy libopenblas0-pthread clang libclang-rt-14-dev"
+    want="$want libcmocka-dev python3-torch python3-numpy libopenblas0-pthread clang libclang-rt-14-dev chromium"
     command -v node >/dev/null && command -v npm >/dev/null || want="$want nodejs npm"
 fi
 missing=""

@@ -10,7 +10,7 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 echo "cli"
 cmds=$("$MINIGPT" --help | awk '/^commands:/ {on = 1; next} on && /^  [a-z]/ {print $1}')
-expect "minigpt --help lists 9 commands" test "$(echo "$cmds" | wc -l)" -eq 9
+expect "minigpt --help lists 11 commands" test "$(echo "$cmds" | wc -l)" -eq 11
 
 # every long option of the whole table, for the misplaced-option checks
 "$MINIGPT" help --markdown >"$T/all.md"
@@ -50,7 +50,7 @@ sed 's/^| `--data FILE` | training text/| `--data FILE` | the training text/' RE
 expect "... and a README that differs is caught" \
     bash -c "! MINIGPT='$MINIGPT' scripts/readme_flags.sh --check '$T/README.md' 2>/dev/null"
 expect "README: no bare 'minigpt CMD' command line in a code block" \
-    bash -c "! awk '/^\`\`\`/ {c = !c; next} c' README.md | grep -E '^minigpt (train|generate|eval|plot|list|load|chat|serve|benchmark) '"
+    bash -c "! awk '/^\`\`\`/ {c = !c; next} c' README.md | grep -E '^minigpt (train|generate|eval|plot|list|load|chat|serve|benchmark|convert|tokenize) '"
 
 echo "cli: --version"
 "$MINIGPT" --version >"$T/v" 2>&1

@@ -28,6 +28,7 @@ MINIGPT=./minigpt bash tests/train_options.sh
 MINIGPT=./minigpt bash tests/train_safety.sh
 MINIGPT=./minigpt bash tests/behaviour.sh
 MINIGPT=./minigpt bash tests/serve.sh
+MINIGPT=./minigpt bash tests/web.sh
 MINIGPT=./minigpt bash tests/cuda_e2e.sh
 MINIGPT=./minigpt bash tests/benchmark.sh
 MINIGPT=./minigpt bash tests/reliability.sh

@@ -90,7 +90,7 @@ const cli_command_t cli_commands[CLI_N_CMDS] = {
 /* The order of the rows is the order of --help. */
 const cli_row_t cli_rows[] = {
     /* what to read and write */
-    {"checkpoint", "-m", "FILE", CLI_T_STR, F(checkpoint), C(CLI_GENERATE) | C(CLI_EVAL) | C(CLI_CHAT) | C(CLI_SERVE),
+    {"checkpoint", "-m", "FILE", CLI_T_STR, F(checkpoint), C(CLI_GENERATE) | C(CLI_EVAL) | C(CLI_CHAT) | C(CLI_SERVE) | C(CLI_TOKENIZE),
      .def_doc = CKPT_DEFAULT, .help = "the model to load"},
     {"checkpoint", "-m", "FILE", CLI_T_STR, F(checkpoint), C(CLI_CONVERT),
      .help = "the minigpt checkpoint to export (with --to-hf or --to-gguf)"},
@@ -118,6 +118,10 @@ const cli_row_t cli_rows[] = {
     {"data", NULL, "FILE", CLI_T_STR, F(data), C(CLI_EVAL), .help = "text to score (required)"},
     {"out", NULL, "DIR", CLI_T_STR, F(out), C(CLI_TRAIN), .def_doc = "models",
      .help = "where checkpoints go; a folder holding another run is refused (see --overwrite)"},
+    {"dashboard", NULL, "PORT", CLI_T_INT, F(dashboard), C(CLI_TRAIN), .min = 0, .max = 65535,
+     .def = "-1", .implicit = "8090", .def_doc = "none; PORT 8090 when not given",
+     .help = "a live page of the run on http://127.0.0.1:PORT/ (0: any free port, printed): losses, "
+             "learning rate, speed, ETA and a sample at each evaluation"},
     {"overwrite", NULL, NULL, CLI_T_FLAG, F(overwrite), C(CLI_TRAIN),
      .help = "replace the run in --out (its files are removed)"},
     {"out", NULL, "FILE.safetensors", CLI_T_STR, F(out), C(CLI_CONVERT),
@@ -252,6 +256,8 @@ const cli_row_t cli_rows[] = {
      .help = "slots: requests generated at once, batched into one forward pass per token"},
     {"queue", NULL, "N", CLI_T_INT, F(queue), C(CLI_SERVE), .min = 0, .max = 1048576, .def = "64",
      .help = "requests waiting for a slot before 503 + Retry-After"},
+    {"runs", NULL, "DIR", CLI_T_STR, F(runs), C(CLI_SERVE),
+     .help = "the app's training view shows the runs under DIR (their train_log.jsonl) on one chart"},
     {"api-key", NULL, "KEY", CLI_T_STR, F(api_key), C(CLI_SERVE),
      .help = "require 'Authorization: Bearer KEY' on every endpoint but /health"},
     {"max-connections", NULL, "N", CLI_T_INT, F(max_conn), C(CLI_SERVE), .min = 1, .max = 65536,
@@ -447,6 +453,8 @@ int cli_args_parse(int cmd, int argc, char **argv, cli_args_t *a, char *err) {
             if (eq) return mg_fail(err, "%s: option '--%s' takes no value", name, r->name);
         } else if (eq)
             v = eq + 1;
+        else if (r->implicit)
+            v = i + 1 < argc && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9' ? argv[++i] : r->implicit;
         else if (i + 1 < argc)
             v = argv[++i];
         else
@@ -490,7 +498,8 @@ static void names(const cli_row_t *r, int md, char *buf, size_t n) {
     char shrt[48] = "", lng[48] = "";
     if (r->alias && r->alias[1] != '-') snprintf(shrt, sizeof shrt, "%s%s%s, ", q, r->alias, q);
     if (r->alias && r->alias[1] == '-') snprintf(lng, sizeof lng, "%s, %s%s", q, q, r->alias);
-    snprintf(buf, n, "%s%s--%s%s%s%s%s", shrt, q, r->name, lng, value ? " " : "", value ? value : "", q);
+    snprintf(buf, n, "%s%s--%s%s%s%s%s%s%s", shrt, q, r->name, lng, value ? " " : "", r->implicit ? "[" : "",
+             value ? value : "", r->implicit ? "]" : "", q);
 }
 
 /* The help sentence with its default: "tokens to generate (default 200)". */

@@ -76,11 +76,12 @@ typedef struct {
     long layers, heads, dim, ctx, vocab;
     /* train */
     int overwrite;
-    /* convert */
-    const char *from_hf, *to_hf, *to_gguf, *gguf_type;
+    long dashboard; /* the dashboard's port; -1: none */
     long steps, epochs, batch, grad_accum, warmup, eval_every, eval_batches, save_every, keep,
         log_every;
     double minutes, lr, weight_decay;
+    /* convert */
+    const char *from_hf, *to_hf, *to_gguf, *gguf_type;
     /* eval */
     int incremental;
     /* list, load */
@@ -89,7 +90,7 @@ typedef struct {
     double filter_max_loss; /* NaN: off */
     long filter_min_step;   /* < 0: off */
     /* serve */
-    const char *host, *api_key;
+    const char *host, *api_key, *runs;
     long port, parallel, queue, max_conn, per_client, header_timeout, body_timeout, max_body,
         shutdown_timeout;
     /* tokenize */
@@ -123,6 +124,9 @@ typedef struct {
     const char *def_doc; /* the default in words when def alone would mislead */
     const char *help;    /* what it does, one sentence (wrapped when printed) */
     int group;           /* CLI_GROUP_* bits */
+    const char *implicit; /* the value when given without one ("--dashboard" alone): the value
+                           * is then optional, "--x=V" or a next word that starts with a digit
+                           * (NULL: a value is required) */
 } cli_row_t;
 extern const cli_row_t cli_rows[];
 extern const int cli_n_rows;

@@ -13,6 +13,8 @@
 #include "infer/chat_template.h"
 #include "serve/serve.h"
 #include "util/common.h"
+#include "web/web.h"
+#include "web/web.h"
 
 static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) {
@@ -55,6 +57,7 @@ int cli_serve(const cli_args_t *a, char *err) {
     if (!(s.tmpl = chat_template_of(ck, err))) goto done;
     const char *slash = strrchr(path, '/');
     snprintf(s.name, sizeof s.name, "%s", slash ? slash + 1 : path);
+    if (!(s.web = web_open(ck, s.name, a->runs, err))) goto done;
     struct stat st;
     s.created = stat(path, &st) == 0 ? (long)st.st_mtime : 0;
     metrics_init(&s.metrics);
@@ -72,9 +75,10 @@ int cli_serve(const cli_args_t *a, char *err) {
     const gpt_config_t *g = &ck->model->cfg;
     int v6 = strchr(host, ':') != NULL;
     printf("minigpt serve: %s (%d layers, dim %d, context %d), %d slots, on http://%s%s%s:%u\n"
-           "POST /v1/completions, /v1/chat/completions, /tokenize, /detokenize; GET /v1/models, /health, "
-           "/metrics; Ctrl-C stops\n",
-           path, g->layers, g->dim, g->ctx, s.sched.n_slots, v6 ? "[" : "", host, v6 ? "]" : "", bound);
+           "the app: http://%s%s%s:%u/ ; POST /v1/completions, /v1/chat/completions, /tokenize, /detokenize; "
+           "GET /v1/models, /health, /metrics; Ctrl-C stops\n",
+           path, g->layers, g->dim, g->ctx, s.sched.n_slots, v6 ? "[" : "", host, v6 ? "]" : "", bound,
+           v6 ? "[" : "", host, v6 ? "]" : "", bound);
     fflush(stdout);
     while (!stop_requested) sigsuspend(&old);
     /* no new connections; running requests finish (or are ended), then the rest closes */
@@ -90,6 +94,7 @@ done:
     http_stop(&s);
     if (blocked) pthread_sigmask(SIG_SETMASK, &old, NULL);
     metrics_free(&s.metrics);
+    web_close(s.web);
     ckpt_free(ck);
     return rc;
 }

@@ -15,6 +15,7 @@
 #include "train/trainer.h"
 #include "util/common.h"
 #include "util/sysinfo.h"
+#include "web/dashboard.h"
 
 /* set by SIGINT/SIGTERM; the trainer checks it after each step. A second
  * signal cannot wait for a step that may take minutes: it ends the process
@@ -42,6 +43,7 @@ static void on_signal(int sig) {
 typedef struct {
     int tty;
     long log_every;
+    dash_t *dash; /* --dashboard, else NULL */
 } view_t;
 
 static void fmt_time(double s, char *buf, size_t n) {
@@ -54,6 +56,7 @@ static void fmt_time(double s, char *buf, size_t n) {
 static void on_event(void *ctx, const train_event_t *e) {
     view_t *v = ctx;
     char eta[32], el[32];
+    dash_event(v->dash, e);
     switch (e->kind) {
     case TE_INFO:
         printf("%s\n", e->msg);
@@ -182,7 +185,7 @@ int cli_train(const cli_args_t *a, char *err) {
     o.overwrite = a->overwrite;
     o.init_from = a->init_from;
     o.save_tokens = a->save_tokens;
-    long threads = a->threads, log_every = a->log_every;
+    long threads = a->threads, log_every = a->log_every, dashboard_port = a->dashboard;
     const char *device = a->device, *precision = a->precision;
     if ((o.steps > 0) + (o.epochs > 0) + (o.minutes > 0) > 1) {
         mg_fail(err, "train: give only one of --steps, --epochs, --minutes");
@@ -241,7 +244,14 @@ int cli_train(const cli_args_t *a, char *err) {
                threads, sys.cores, o.hp.batch, fit.batch_why, o.hp.lr, fit.lr_why,
                gpt_training_bytes(&o.cfg, o.ops, o.hp.batch, o.cfg.ctx) / 1e6, fit.capacity / 1e6,
                fit.gpu ? " on the GPU" : "");
-    if (train_run(&o, err) != 0) return CLI_ERR;
+    if (dashboard_port >= 0) {
+        if (!(view.dash = dash_start("127.0.0.1", (int)dashboard_port, err))) return CLI_ERR;
+        printf("dashboard: http://127.0.0.1:%d/\n", dash_port(view.dash));
+        fflush(stdout);
+    }
+    int trained = train_run(&o, err);
+    dash_stop(view.dash);
+    if (trained != 0) return CLI_ERR;
     plot(o.out_dir);
     return CLI_OK;
 }

@@ -223,47 +223,59 @@ void explain_embeddings(FILE *out, const kv_state_t *kv, const bpe_t *tok, int i
 
 /* --- the kv hook --- */
 
-static void print_stats(explain_t *e, const kv_state_t *kv, const char *what, const float *t,
-                        int rows, int cols) {
-    size_t n = (size_t)rows * cols;
+/* head weights over the prefill, from this layer's q (s->qkv) and the K
+ * cache that attention_cached just filled: the drawn head into e->att, or
+ * (record_all) every head into its slot of e->att_all */
+static void capture_attention(explain_t *e, const kv_state_t *s, int layer, int rows) {
+    const gpt_model_t *m = s->model;
+    int C = m->cfg.dim, NH = m->cfg.heads, len = s->pos + rows;
+    size_t map = (size_t)rows * len;
+    float *qkv = mg_malloc((size_t)rows * 3 * C * sizeof(float));
+    float *keys = mg_malloc((size_t)len * C * sizeof(float));
+    float *att = layer == e->att_layer ? mg_malloc(map * sizeof(float)) : NULL;
+    if (!qkv || !keys || (layer == e->att_layer && !att)) {
+        mg_fail(e->err, "out of memory for the attention map");
+        goto done;
+    }
+    m->ops->download(qkv, s->qkv, (size_t)rows * 3 * C * sizeof(float));
+    m->ops->download(keys, s->kcache + (size_t)layer * m->cfg.ctx * C, (size_t)len * C * sizeof(float));
+    if (att) {
+        explain_attention_weights(qkv, keys, rows, s->pos, C, NH, e->att_head, att);
+        mg_free(e->att);
+        e->att = att;
+        att = NULL;
+        e->att_rows = rows;
+        e->att_cols = len;
+    }
+    if (e->record_all && e->att_all)
+        for (int h = 0; h < NH; h++)
+            explain_attention_weights(qkv, keys, rows, s->pos, C, NH, h,
+                                      e->att_all + ((size_t)layer * NH + h) * map);
+done:
+    mg_free(qkv);
+    mg_free(keys);
+    mg_free(att);
+}
+
+/* stats of a backend tensor of n floats into *st (zeros when out of memory) */
+static void record_stats(explain_t *e, const kv_state_t *kv, const float *t, size_t n, explain_stats_t *st) {
     float *h = mg_malloc(n * sizeof(float));
+    *st = (explain_stats_t){0};
     if (!h) {
         mg_fail(e->err, "out of memory for tensor stats");
         return;
     }
     kv->model->ops->download(h, t, n * sizeof(float));
-    explain_stats_t st;
-    explain_stats(h, n, &st);
-    fprintf(e->out, "    %-12s shape (%d, %d)  mean %+.4f  std %.4f  min %+.4f  max %+.4f\n", what,
-            rows, cols, st.mean, st.std, st.min, st.max);
+    explain_stats(h, n, st);
     mg_free(h);
 }
 
-/* the drawn head's weights over the prefill, from this layer's q (s->qkv)
- * and the K cache that attention_cached just filled */
-static void capture_attention(explain_t *e, const kv_state_t *s, int rows) {
-    const gpt_model_t *m = s->model;
-    int C = m->cfg.dim, len = s->pos + rows;
-    float *qkv = mg_malloc((size_t)rows * 3 * C * sizeof(float));
-    float *keys = mg_malloc((size_t)len * C * sizeof(float));
-    float *att = mg_malloc((size_t)rows * len * sizeof(float));
-    if (!qkv || !keys || !att) {
-        mg_fail(e->err, "out of memory for the attention map");
-        goto done;
-    }
-    m->ops->download(qkv, s->qkv, (size_t)rows * 3 * C * sizeof(float));
-    m->ops->download(keys, s->kcache + (size_t)e->att_layer * m->cfg.ctx * C,
-                     (size_t)len * C * sizeof(float));
-    explain_attention_weights(qkv, keys, rows, s->pos, C, m->cfg.heads, e->att_head, att);
-    mg_free(e->att);
-    e->att = att;
-    att = NULL;
-    e->att_rows = rows;
-    e->att_cols = len;
-done:
-    mg_free(qkv);
-    mg_free(keys);
-    mg_free(att);
+static void print_stats(explain_t *e, const kv_state_t *kv, const char *what, const float *t,
+                        int rows, int cols) {
+    explain_stats_t st;
+    record_stats(e, kv, t, (size_t)rows * cols, &st);
+    fprintf(e->out, "    %-12s shape (%d, %d)  mean %+.4f  std %.4f  min %+.4f  max %+.4f\n", what,
+            rows, cols, st.mean, st.std, st.min, st.max);
 }
 
 static void hook(void *ctx, const kv_state_t *s, int layer, const char *stage, const float *t,
@@ -274,6 +286,13 @@ static void hook(void *ctx, const kv_state_t *s, int layer, const char *stage, c
     if (strcmp(stage, "embed") == 0) {
         e->prefill_rows = rows;
         e->prefill_pos0 = s->pos;
+        if (e->record_all) {
+            const gpt_config_t *g = &s->model->cfg;
+            mg_free(e->att_all);
+            e->att_all = mg_calloc((size_t)e->layers * g->heads * rows * (s->pos + rows), sizeof(float));
+            if (!e->att_all) mg_fail(e->err, "out of memory for the attention maps");
+            record_stats(e, s, t, (size_t)rows * cols, &e->embed_st);
+        }
         if (print) {
             fprintf(e->out, "== layers (prefill of %d tokens at positions %d..%d) ==\n", rows,
                     s->pos, s->pos + rows - 1);
@@ -281,7 +300,8 @@ static void hook(void *ctx, const kv_state_t *s, int layer, const char *stage, c
         }
     } else if (strcmp(stage, "attn") == 0 && layer < EXPLAIN_MAX_LAYERS) {
         e->attn_s[layer] = seconds;
-        if (layer == e->att_layer) capture_attention(e, s, rows);
+        if (layer == e->att_layer || e->record_all) capture_attention(e, s, layer, rows);
+        if (e->record_all) record_stats(e, s, t, (size_t)rows * cols, &e->attn_st[layer]);
         if (print) {
             fprintf(e->out, "  layer %d: attention (ln1, qkv matmul, %d heads, proj, +residual) %.3f ms\n",
                     layer, s->model->cfg.heads, seconds * 1e3);
@@ -289,6 +309,7 @@ static void hook(void *ctx, const kv_state_t *s, int layer, const char *stage, c
         }
     } else if (strcmp(stage, "mlp") == 0 && layer < EXPLAIN_MAX_LAYERS) {
         e->mlp_s[layer] = seconds;
+        if (e->record_all) record_stats(e, s, t, (size_t)rows * cols, &e->mlp_st[layer]);
         if (print) {
             fprintf(e->out, "  layer %d: MLP (ln2, fc %d->%d, GELU, proj %d->%d, +residual) %.3f ms\n",
                     layer, cols, 4 * cols, 4 * cols, cols, seconds * 1e3);
@@ -296,6 +317,7 @@ static void hook(void *ctx, const kv_state_t *s, int layer, const char *stage, c
         }
     } else if (strcmp(stage, "ln_f") == 0) {
         e->in_prefill = 0;
+        if (e->record_all) record_stats(e, s, t, (size_t)rows * cols, &e->lnf_st);
         if (print && e->show_tensors) print_stats(e, s, "final ln", t, rows, cols);
         if (print && e->att) {
             int n = e->att_rows, show = MG_MIN(n, 32), off = n - show;
@@ -359,8 +381,10 @@ int explain_init(explain_t *e, kv_state_t *kv, const bpe_t *tok, FILE *out, int 
 void explain_free(explain_t *e) {
     mg_free(e->scratch);
     mg_free(e->att);
+    mg_free(e->att_all);
     e->scratch = NULL;
     e->att = NULL;
+    e->att_all = NULL;
 }
 
 void explain_begin(explain_t *e, const int32_t *ids, int n) {

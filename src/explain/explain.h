@@ -74,6 +74,12 @@ typedef struct {
     sample_cand_t last_cands[EXPLAIN_NCANDS];
     int last_id, last_kept;
     sample_opts_t sample;
+    /* the web view (record_all set by the caller after explain_init):
+     * every head's weights of the prefill, layers x heads x rows x cols
+     * (cols = pos0 + rows; mg_malloc'd), and each sublayer's stats */
+    int record_all;
+    float *att_all;
+    explain_stats_t embed_st, attn_st[EXPLAIN_MAX_LAYERS], mlp_st[EXPLAIN_MAX_LAYERS], lnf_st;
     float *scratch; /* 2*V floats for explain_cut_size */
     int V;
     char err[MG_ERR_LEN]; /* a download/alloc failure inside the hook */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "serve/serve.h"
+#include "web/web.h"
 
 /* An open connection, for the watchdog: deadline 0 while its request is
  * being answered (a generation may take long), else when it must have
@@ -133,7 +134,8 @@ static int key_ok(const char *got, const char *want) {
 static enum MHD_Result early(serve_req_t *r, struct MHD_Connection *c, const char *url, int *answered) {
     serve_t *s = r->s;
     *answered = 1;
-    if (s->cfg.api_key && strcmp(url, "/health") != 0) {
+    int get = !strcmp(r->method, "GET") || !strcmp(r->method, "HEAD");
+    if (s->cfg.api_key && strcmp(url, "/health") != 0 && !(get && web_is_asset(url))) {
         const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
         if (!auth || strncmp(auth, "Bearer ", 7) != 0 || !key_ok(auth + 7, s->cfg.api_key))
             return http_error_h(r, c, MHD_HTTP_UNAUTHORIZED,
@@ -179,9 +181,15 @@ static enum MHD_Result route(serve_req_t *r, struct MHD_Connection *c, const cha
         if (i < 2) return api_completion(r, c, i == 1);
         return i == 2 ? api_tokenize(r, c) : api_detokenize(r, c);
     }
+    enum MHD_Result ret;
+    unsigned st = web_route(r->s->web, c, url, m, r->body.data, r->body.len, r->body.oom, &ret);
+    if (st) {
+        r->status = st;
+        return ret;
+    }
     return http_error_h(r, c, MHD_HTTP_NOT_FOUND,
-                        "no such endpoint (GET /health, /v1/models, /metrics; POST /v1/completions, "
-                        "/v1/chat/completions, /tokenize, /detokenize)",
+                        "no such endpoint (GET /health, /v1/models, /metrics, the app at /; POST "
+                        "/v1/completions, /v1/chat/completions, /tokenize, /detokenize, /v1/explain)",
                         NULL, NULL, NULL);
 }
 

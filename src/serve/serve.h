@@ -130,6 +130,7 @@ typedef struct {
     serve_config_t cfg;
     serve_sched_t sched;
     serve_metrics_t metrics;
+    struct web *web;          /* the browser app (src/web/) */
     pthread_mutex_t conns_mu; /* the open connections, for their deadlines */
     pthread_cond_t conns_cv;  /* signalled when one closes */
     struct serve_conn *conns;

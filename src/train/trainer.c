@@ -474,7 +474,8 @@ static int after_step(run_t *r, int wrapped, float loss, float lr, float norm, d
         float val = evaluate(r, &r->val_bpb);
         r->st.val_loss = val;
         emit(r, (train_event_t){.kind = TE_EVAL, .step = r->st.step, .epoch = r->loader.epoch,
-                                .loss = loss, .val_loss = val, .val_bpb = r->val_bpb});
+                                .loss = loss, .val_loss = val, .val_bpb = r->val_bpb,
+                                .model = r->model, .tok = r->tok});
         if (val < r->st.best_val) {
             r->st.best_val = val;
             if (save(r, "best_model.safetensors", err)) return -1;

@@ -9,6 +9,7 @@
 #include "model/gpt.h"
 #include "train/state.h"
 #include "util/sysinfo.h"
+#include "tokenizer/bpe.h"
 
 typedef enum { TE_INFO, TE_STEP, TE_EVAL, TE_EPOCH, TE_SAVE } train_event_kind_t;
 
@@ -22,6 +23,10 @@ typedef struct {
     double val_bpb; /* validation bits per byte, with val_loss */
     float lr, grad_norm;
     double tok_per_s, elapsed_s, eta_s;
+    /* TE_EVAL: the model being trained and its tokenizer, to sample from
+     * (the live dashboard); read-only, valid during the call only */
+    gpt_model_t *model;
+    const bpe_t *tok;
 } train_event_t;
 
 typedef struct {

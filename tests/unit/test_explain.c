@@ -168,6 +168,46 @@ static void attention_from_model(void **state) {
     gpt_free(m);
 }
 
+/* the web view's record_all (POST /v1/explain): every head of every layer,
+ * the drawn one bit-identical to the terminal's map, rows summing to 1,
+ * and each sublayer's stats */
+static void record_all_heads(void **state) {
+    (void)state;
+    char err[MG_ERR_LEN];
+    gpt_config_t cfg = {.vocab = 20, .ctx = 8, .dim = 8, .layers = 2, .heads = 2};
+    ops_cpu_set_threads(1);
+    gpt_model_t *m = gpt_create(&cfg, ops_cpu(), err);
+    assert_non_null(m);
+    assert_int_equal(gpt_init_weights(m, 7, err), 0);
+    kv_state_t *kv = kv_create(m, err);
+    assert_non_null(kv);
+    explain_t e;
+    assert_int_equal(explain_init(&e, kv, NULL, NULL, 0, 0, err), 0);
+    e.record_all = 1;
+    e.att_layer = 1;
+    e.att_head = 1;
+    const int32_t toks[6] = {3, 17, 5, 5, 11, 0};
+    explain_begin(&e, toks, 6);
+    assert_int_equal(kv_feed(kv, toks, 6, err), 0);
+    assert_non_null(e.att_all);
+    assert_non_null(e.att);
+    const size_t map = 36;
+    assert_memory_equal(e.att_all + (1 * 2 + 1) * map, e.att, map * sizeof(float));
+    for (int lh = 0; lh < 4; lh++)
+        for (int i = 0; i < 6; i++) {
+            double sum = 0.0;
+            for (int s = 0; s < 6; s++) sum += e.att_all[lh * map + (size_t)i * 6 + s];
+            assert_true(fabs(sum - 1.0) < 1e-5);
+        }
+    /* the heads differ: each slot holds its own head */
+    assert_true(memcmp(e.att_all, e.att_all + map, map * sizeof(float)) != 0);
+    assert_true(e.embed_st.std > 0 && e.attn_st[0].std > 0 && e.mlp_st[1].std > 0 && e.lnf_st.std > 0);
+    assert_int_equal(e.err[0], 0);
+    explain_free(&e);
+    kv_free(kv);
+    gpt_free(m);
+}
+
 /* Ctrl-C in the chat sets gen_opts_t.interrupt: generation stops between
  * tokens; here the flag is raised from on_token after the third token */
 static volatile sig_atomic_t stop_flag;
@@ -270,6 +310,7 @@ int main(void) {
         cmocka_unit_test(stats_known),
         cmocka_unit_test(cut_size),
         cmocka_unit_test(attention_from_model),
+        cmocka_unit_test(record_all_heads),
         cmocka_unit_test(interrupt_stops_generation),
         cmocka_unit_test(penalty_covers_history),
     };
