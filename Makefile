@@ -132,9 +132,15 @@ deps:
 deps-test:
 	@scripts/deps.sh test
 
+# The demo trains into models/ and replaces only its own earlier run there
+# (marked by models/.demo-run): a run of the user's in models/ is refused.
 demo: deps
 	$(MAKE) minigpt
-	./minigpt train --minutes 5 --overwrite
+	@if [ ! -e models/.demo-run ] && { ls models/*.safetensors >/dev/null 2>&1 || [ -e models/train_log.jsonl ]; }; then \
+	    echo "make demo: models/ holds a run of yours; move it, or replace it with:" \
+	         "./minigpt train --minutes 5 --overwrite" >&2; exit 1; fi
+	./minigpt train --minutes 5 $$([ -e models/.demo-run ] && echo --overwrite)
+	touch models/.demo-run
 	./minigpt generate --prompt "O Brasil é" --max-tokens 200 --temperature 0.8 --seed 42
 
 test: deps-test
