@@ -22,7 +22,9 @@ echo "  files written: $(cd "$T/m1" && ls | tr '\n' ' ')"
 # capped at 3e-3, warm-up 100; the learning rate follows the width
 "$MINIGPT" train --data "$T/slice.txt" --steps 1 --eval-every 0 --out "$T/d" >"$T/logd" 2>&1
 expect "default preset is tiny" grep -q '^minigpt train: tiny ' "$T/logd"
-expect "... lr 3e-3, warm-up 100" grep -q 'lr 3.00e-03 (--lr) scaled to the width, warmup 100' "$T/logd"
+expect "... lr 3e-3 scaled to the width" grep -q 'lr 3.00e-03 (--lr) scaled to the width' "$T/logd"
+expect "... warm-up 100, at most a tenth of the run: 1 step here, as printed" \
+    grep -q '^schedule: warmup 1 steps (--warmup 100, at most a tenth of the run)' "$T/logd"
 expect "... with 2 layers, dim 128, vocab 8192" grep -q '(2 layers, 2 heads, dim 128, context 256, vocab 8192)' "$T/logd"
 "$MINIGPT" train --data "$T/slice.txt" --preset small --steps 1 --eval-every 0 --out "$T/s" >"$T/logs" 2>&1
 expect "dim 512: lr 1e-3 (2e-3 x 256/512)" grep -q 'lr 1.00e-03 (--lr) scaled to the width' "$T/logs"

@@ -242,6 +242,14 @@ print("chat stream ok")
 EOF
 expect "chat stream: role first, the same text in deltas, finish_reason, a usage chunk, [DONE]" \
     bash -c "cat '$T/chs.log' | tail -3; grep -q 'chat stream ok' '$T/chs.log'"
+long='A cidade do Rio de Janeiro era, naquele tempo, uma cidade de muitas ruas estreitas.'
+req POST /v1/chat/completions "{\"messages\": [{\"role\": \"user\", \"content\": \"$long\"}, {\"role\": \"assistant\", \"content\": \"$long\"}, {\"role\": \"user\", \"content\": \"Olá\"}], \"temperature\": 0, \"max_tokens\": 12}" >"$T/ch4"
+expect "chat longer than the context: the oldest turns give way (as minigpt chat), 200, prompt + answer fit" \
+    test "$(status "$T/ch4") $(field "$T/ch4" 'j["usage"]["prompt_tokens"] + 12 <= 64')" = "200 True"
+expect "... and the answer is the one to the turns that fit (here the last alone)" \
+    test "$(field "$T/ch4" 'j["choices"][0]["message"]["content"]')" = "$(field "$T/ch1" 'j["choices"][0]["message"]["content"]')"
+req POST /v1/chat/completions "{\"messages\": [{\"role\": \"user\", \"content\": \"$long $long\"}], \"max_tokens\": 12}" >"$T/ch5"
+expect "... a last message alone longer than the context: 400" test "$(status "$T/ch5")" = 400
 req POST /v1/chat/completions '{"messages": [{"role": "robot", "content": "x"}]}' >"$T/ch3"
 expect "chat: an unknown role: 400" test "$(status "$T/ch3")" = 400
 req GET "/v1/models/mini_gpt.safetensors" >"$T/mo1"

@@ -186,12 +186,17 @@ static int put_content(mg_buf_t *b, const cJSON *content, char *err) {
 }
 
 /* The chat's prompt: each message through the template, then the start
- * of the assistant's answer (chat_template.h). */
-static int chat_prompt(const serve_t *s, const cJSON *req, mg_buf_t *b, char *err) {
+ * of the assistant's answer (chat_template.h), leaving out the first skip
+ * messages that are not system messages (the oldest turns, when the whole
+ * conversation does not fit the context). *droppable: how many could be
+ * left out (all but the last of them). */
+static int chat_prompt(const serve_t *s, const cJSON *req, int skip, mg_buf_t *b, int *droppable, char *err) {
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(req, "messages"), *m;
     if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) < 1)
         return mg_fail(err, "'messages' must be a non-empty list");
     static const char *const msg_fields[] = {"role", "content", "name", NULL};
+    int turn = 0;
+    *droppable = 0;
     cJSON_ArrayForEach(m, msgs) {
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
         if (!cJSON_IsObject(m) || !cJSON_IsString(role))
@@ -201,11 +206,13 @@ static int chat_prompt(const serve_t *s, const cJSON *req, mg_buf_t *b, char *er
         if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "developer"))
             return mg_fail(err, "unknown role '%s' (system, developer, user, assistant)", r);
         if (!strcmp(r, "developer")) r = "system"; /* OpenAI's new name for it */
+        if (strcmp(r, "system") && turn++ < skip) continue;
         chat_template_open(b, s->tmpl, r);
         if (put_content(b, cJSON_GetObjectItemCaseSensitive(m, "content"), err)) return -1;
         chat_template_close(b, s->tmpl, r);
     }
     chat_template_open(b, s->tmpl, "assistant");
+    *droppable = MG_MAX(0, turn - 1);
     return b->oom ? mg_fail(err, "out of memory") : 0;
 }
 
@@ -440,9 +447,25 @@ enum MHD_Result api_completion(serve_req_t *r, struct MHD_Connection *c, int cha
     }
     a->usage_chunk = usage_chunk;
     if (chat) {
-        if (chat_prompt(s, req, &prompt, err)) {
-            ret = http_error(r, c, MHD_HTTP_BAD_REQUEST, err);
-            goto done;
+        /* as `minigpt chat` does, the oldest turns give way when the
+         * conversation and some answer (up to half the context) do not fit */
+        int skip = 0, droppable = 0;
+        size_t reserve = (size_t)MG_MIN(o.max_tokens, ctx / 2);
+        for (;; skip++) {
+            prompt.len = 0;
+            if (chat_prompt(s, req, skip, &prompt, &droppable, err)) {
+                ret = http_error(r, c, MHD_HTTP_BAD_REQUEST, err);
+                goto done;
+            }
+            if (skip >= droppable || prompt.oom) break;
+            size_t k = 0;
+            int32_t *ids = NULL;
+            if (bpe_encode(s->ck->tok, prompt.data, prompt.len, &ids, &k, err) != 0) {
+                ret = http_error(r, c, MHD_HTTP_INTERNAL_SERVER_ERROR, err);
+                goto done;
+            }
+            mg_free(ids);
+            if (k + reserve <= (size_t)ctx) break;
         }
     } else {
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(req, "prompt");
