@@ -523,7 +523,10 @@ def go():
         third["status"] = e.code
 t3 = threading.Thread(target=go)
 t3.start()
-time.sleep(0.3)
+for _ in range(100):  # the thread's request arrives (a busy machine can take a while)
+    if metric("minigpt_queue_length") == 1:
+        break
+    time.sleep(0.1)
 assert metric("minigpt_queue_length") == 1, metric("minigpt_queue_length")
 try:
     urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions",
