@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include "io/checkpoint.h"
-#include "io/outfile.h"
 #include "io/safetensors.h"
 #include "tokenizer/bpe.h"
 #include "train/data.h"
