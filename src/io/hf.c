@@ -492,11 +492,8 @@ int hf_export(const char *path, const char *outdir, char *err) {
     }
     mg_free(tmp);
     tmp = NULL;
-    char *parent = mg_strdup(outdir);
-    char *slash = parent ? strrchr(parent, '/') : NULL;
-    if (slash) *slash = '\0';
-    rc = parent ? mg_atomic_sync_dir(slash ? (parent[0] ? parent : "/") : ".", err) : 0;
-    mg_free(parent);
+    char parent[4096];
+    rc = mg_atomic_sync_dir(mg_parent_dir(outdir, parent, sizeof parent), err);
 done:
     if (tmp) remove_tmpdir(tmp);
     mg_free(tmp);

@@ -35,16 +35,9 @@ int mg_atomic_sync_dir(const char *dir, char *err) {
 
 /* fsync of the directory holding path, where the rename lives. */
 static int sync_parent(const char *path, char *err) {
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == path)
-        strcpy(dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    char why[MG_ERR_LEN];
-    if (mg_atomic_sync_dir(dir, why)) return mg_fail(err, "cannot save '%s': %s", path, why);
+    char dir[4096], why[MG_ERR_LEN];
+    if (mg_atomic_sync_dir(mg_parent_dir(path, dir, sizeof dir), why))
+        return mg_fail(err, "cannot save '%s': %s", path, why);
     return 0;
 }
 
