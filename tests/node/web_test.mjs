@@ -61,7 +61,11 @@ try {
   };
   await page.evaluate(() => {
     window.__updates = 0;
-    new MutationObserver(() => window.__updates++).observe(document.getElementById('messages'),
+    // the answer's own changes, counted by record, not by callback: a fast
+    // model's whole stream can arrive in one read, its deltas then shown in
+    // one task (one callback, a record each); an answer in one piece is 1
+    const mine = (n) => (n.nodeType === 1 ? n : n.parentElement)?.matches?.('.msg.assistant .text');
+    new MutationObserver((recs) => { window.__updates += recs.filter((r) => mine(r.target)).length; }).observe(document.getElementById('messages'),
       { subtree: true, childList: true, characterData: true });
   });
   await say('O Rio de Janeiro é', 2);
