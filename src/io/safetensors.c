@@ -1,5 +1,5 @@
 /* safetensors.c - strict safetensors reader (mmap, validates every byte it
- * trusts) and atomic writer (temp file + fsync + rename + directory fsync).
+ * trusts) and writer (atomic, through util/atomic.h).
  * The file is read hostile-first: sizes are checked before use, the JSON
  * header is pre-scanned so cJSON never sees deep nesting or long arrays, and
  * the tensors must tile the data block exactly. */
