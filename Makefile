@@ -45,7 +45,7 @@ PLUGIN   := $(if $(filter 1,$(CUDA)),minigpt_cuda.so)
 # libFuzzer targets (clang): the safetensors and tokenizer.json readers
 FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -Isrc
 FUZZ_DEPS_fuzz_safetensors := src/util/common.c src/util/atomic.c src/util/utf8.c src/io/safetensors.c
-FUZZ_DEPS_fuzz_tokenizer_json := src/util/common.c $(wildcard src/tokenizer/*.c)
+FUZZ_DEPS_fuzz_tokenizer_json := src/util/common.c src/util/atomic.c $(wildcard src/tokenizer/*.c)
 FUZZ_DEPS_fuzz_hf_config := src/util/common.c src/io/hf_config.c
 FUZZERS := $(BUILD)/fuzz/fuzz_safetensors $(BUILD)/fuzz/fuzz_tokenizer_json $(BUILD)/fuzz/fuzz_hf_config
 

@@ -10,7 +10,7 @@
 
 #include "io/half.h"
 #include "io/hf.h"
-#include "io/outfile.h"
+#include "util/atomic.h"
 #include "util/common.h"
 
 enum { GGUF_ALIGN = 32, QK8_0 = 32 };
@@ -107,15 +107,15 @@ static int gguf_name(const char *mg, char *out, size_t cap) {
     return -1;
 }
 
-static void write_tensor(io_out_t *o, const tensor_t *t, void *scratch) {
+static void write_tensor(mg_atomic_file_t *o, const tensor_t *t, void *scratch) {
     size_t n = (size_t)(t->ne[0] * t->ne[1]);
     if (t->type == GGML_F32) {
-        io_out_write(o, t->data, n * 4); /* x86-64 is little-endian, like GGUF */
+        mg_atomic_write(o, t->data, n * 4); /* x86-64 is little-endian, like GGUF */
     } else if (t->type == GGML_F16) {
         uint16_t *h = scratch;
         for (size_t i = 0; i < n; i++)
             h[i] = half_f32_to_f16(t->data[i]);
-        io_out_write(o, h, n * 2);
+        mg_atomic_write(o, h, n * 2);
     } else { /* Q8_0, as ggml's quantize_row_q8_0_ref */
         unsigned char *q = scratch;
         for (size_t blk = 0; blk < n / QK8_0; blk++) {
@@ -130,7 +130,7 @@ static void write_tensor(io_out_t *o, const tensor_t *t, void *scratch) {
             for (int i = 0; i < QK8_0; i++)
                 dst[2 + i] = (unsigned char)(int8_t)roundf(x[i] * id);
         }
-        io_out_write(o, q, n / QK8_0 * (2 + QK8_0));
+        mg_atomic_write(o, q, n / QK8_0 * (2 + QK8_0));
     }
 }
 
@@ -202,7 +202,7 @@ int gguf_write(const ckpt_t *ck, const char *path, gguf_out_type_t type, char *e
     tensor_t *ts = mg_calloc((size_t)m->n_params, sizeof *ts);
     void *scratch = NULL;
     mg_buf_t kv = {0}, hdr = {0};
-    io_out_t o = {0};
+    mg_atomic_file_t o = {0};
     if (!host || !ts) goto oom;
     m->ops->download(host, m->weights, m->num_floats * sizeof *host);
     size_t off = 0, widest = 0;
@@ -257,19 +257,19 @@ int gguf_write(const ckpt_t *ck, const char *path, gguf_out_type_t type, char *e
     }
     if (kv.oom || hdr.oom) goto oom;
     static const unsigned char zeros[GGUF_ALIGN];
-    if (io_out_open(&o, path, err)) goto fail;
-    io_out_write(&o, hdr.data, hdr.len);
-    io_out_write(&o, zeros, (GGUF_ALIGN - hdr.len % GGUF_ALIGN) % GGUF_ALIGN);
+    if (mg_atomic_open(&o, path, err)) goto fail;
+    mg_atomic_write(&o, hdr.data, hdr.len);
+    mg_atomic_write(&o, zeros, (GGUF_ALIGN - hdr.len % GGUF_ALIGN) % GGUF_ALIGN);
     for (int i = 0; i < m->n_params; i++) {
         write_tensor(&o, &ts[i], scratch);
-        io_out_write(&o, zeros, (GGUF_ALIGN - ts[i].bytes % GGUF_ALIGN) % GGUF_ALIGN);
+        mg_atomic_write(&o, zeros, (GGUF_ALIGN - ts[i].bytes % GGUF_ALIGN) % GGUF_ALIGN);
     }
-    rc = io_out_commit(&o, err);
+    rc = mg_atomic_close(&o, err);
     goto done;
 oom:
     mg_fail(err, "gguf: out of memory");
 fail:
-    io_out_abort(&o);
+    mg_atomic_abort(&o);
 done:
     mg_free(host);
     mg_free(ts);

@@ -15,9 +15,9 @@
 
 #include "io/checkpoint.h"
 #include "io/half.h"
-#include "io/outfile.h"
 #include "io/safetensors.h"
 #include "ops/cpu/cpu.h"
+#include "util/atomic.h"
 #include "util/common.h"
 
 /* minigpt's per-layer names and GPT-2's; 1: a Conv1D matrix, (in, out) there */
@@ -406,7 +406,7 @@ static int write_text(const char *dir, const char *name, const char *text, size_
         mg_free(p);
         return mg_fail(err, "out of memory writing %s", name);
     }
-    int rc = io_write_file(p, text, len, err);
+    int rc = mg_write_atomic(p, text, len, err);
     mg_free(p);
     return rc;
 }
@@ -464,7 +464,7 @@ int hf_export(const char *path, const char *outdir, char *err) {
         mg_fail(err, "out of memory");
         goto done;
     }
-    snprintf(tmp, n, "%s.tmp.%ld", outdir, (long)getpid());
+    mg_atomic_tmp(outdir, tmp, n); /* the trainer's cleaning knows the name */
     if (mkdir(tmp, 0777) != 0) {
         mg_fail(err, "cannot create '%s': %s", tmp, strerror(errno));
         mg_free(tmp);
@@ -484,7 +484,7 @@ int hf_export(const char *path, const char *outdir, char *err) {
         write_text(tmp, "merges.txt", mt, mtl, err) ||
         write_text(tmp, "tokenizer_config.json", tc, tc ? strlen(tc) : 0, err))
         goto done;
-    if (io_sync_dir(tmp, err)) goto done;
+    if (mg_atomic_sync_dir(tmp, err)) goto done;
     /* the empty folder, if any, is replaced by the complete one */
     if (rename(tmp, outdir) != 0) {
         mg_fail(err, "cannot create '%s': %s", outdir, strerror(errno));
@@ -492,11 +492,8 @@ int hf_export(const char *path, const char *outdir, char *err) {
     }
     mg_free(tmp);
     tmp = NULL;
-    char *parent = mg_strdup(outdir);
-    char *slash = parent ? strrchr(parent, '/') : NULL;
-    if (slash) *slash = '\0';
-    rc = parent ? io_sync_dir(slash ? (parent[0] ? parent : "/") : ".", err) : 0;
-    mg_free(parent);
+    char parent[4096];
+    rc = mg_atomic_sync_dir(mg_parent_dir(outdir, parent, sizeof parent), err);
 done:
     if (tmp) remove_tmpdir(tmp);
     mg_free(tmp);

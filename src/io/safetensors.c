@@ -1,5 +1,5 @@
 /* safetensors.c - strict safetensors reader (mmap, validates every byte it
- * trusts) and atomic writer (temp file + fsync + rename + directory fsync).
+ * trusts) and writer (atomic, through util/atomic.h).
  * The file is read hostile-first: sizes are checked before use, the JSON
  * header is pre-scanned so cJSON never sees deep nesting or long arrays, and
  * the tensors must tile the data block exactly. */
@@ -733,68 +733,26 @@ static int build_header(const st_writer_t *w, sbuf_t *s, char *err) {
     return 0;
 }
 
-/* write() until done: it may write less than asked (signals, big sizes). */
-static int write_all(int fd, const void *buf, size_t n) {
-    const char *p = buf;
-    while (n) {
-        ssize_t k = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (k == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 int st_writer_save(st_writer_t *w, const char *path, char *err) {
-    int rc = -1, fd = -1, created = 0;
-    char *tmp = NULL;
+    int rc = -1;
     sbuf_t h = {0};
+    mg_atomic_file_t f = {0};
     if (!w || !path || !*path) {
         mg_fail(err, "st_writer_save: no writer or empty path");
-        goto fail;
+        goto done;
     }
-    if (build_header(w, &h, err)) goto fail;
-    size_t tlen = strlen(path) + 32;
-    if (!(tmp = mg_malloc(tlen)) || mg_atomic_tmp(path, tmp, tlen)) {
-        mg_fail(err, "out of memory");
-        goto fail;
-    }
+    if (build_header(w, &h, err)) goto done;
     /* beside the target, so that the rename is atomic (see util/atomic.h) */
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666);
-    if (fd < 0) {
-        mg_fail(err, "cannot save '%s': cannot create '%s': %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    created = 1;
+    if (mg_atomic_open(&f, path, err)) goto done;
     unsigned char lenbuf[8];
     for (int i = 0; i < 8; i++)
         lenbuf[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-    int bad = write_all(fd, lenbuf, 8) || write_all(fd, h.data, h.len);
-    for (int i = 0; i < w->n && !bad; i++)
-        if (w->t[i].nbytes) bad = write_all(fd, w->t[i].data, w->t[i].nbytes);
-    if (bad) {
-        mg_fail(err, "cannot save '%s': write to '%s' failed: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    int c = close(fd);
-    fd = -1;
-    if (c != 0) {
-        mg_fail(err, "cannot save '%s': close of '%s' failed: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    created = 0; /* the commit removes it on failure */
-    rc = mg_atomic_commit(tmp, path, err); /* fsync, rename, fsync of the directory */
-fail: /* also the success path: the cleanup is the same */
-    if (fd >= 0) close(fd);
-    if (created) unlink(tmp);
-    mg_free(tmp);
+    mg_atomic_write(&f, lenbuf, 8);
+    mg_atomic_write(&f, h.data, h.len);
+    for (int i = 0; i < w->n; i++)
+        mg_atomic_write(&f, w->t[i].data, w->t[i].nbytes);
+    rc = mg_atomic_close(&f, err); /* close, fsync, rename, fsync of the directory */
+done:
     mg_free(h.data);
     return rc;
 }

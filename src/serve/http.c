@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "serve/serve.h"
+#include "web/http.h"
 #include "web/web.h"
 
 /* An open connection, for the watchdog: deadline 0 while its request is
@@ -90,13 +91,8 @@ int http_client_gone(int fd) {
 
 enum MHD_Result http_json(serve_req_t *r, struct MHD_Connection *c, unsigned status, cJSON *j,
                           const char *header, const char *value) {
-    char *txt = j ? cJSON_PrintUnformatted(j) : NULL;
-    cJSON_Delete(j);
-    if (!txt) return MHD_NO; /* out of memory: drop the connection */
-    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(txt), txt, MHD_RESPMEM_MUST_COPY);
-    cJSON_free(txt);
-    if (!resp) return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    struct MHD_Response *resp = web_json_response(j);
+    if (!resp) return MHD_NO; /* out of memory: drop the connection */
     if (header) MHD_add_response_header(resp, header, value);
     r->status = status;
     enum MHD_Result ret = MHD_queue_response(c, status, resp);

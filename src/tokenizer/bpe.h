@@ -110,6 +110,7 @@ bpe_t *bpe_from_vocab_merges(const char *vocab_json, size_t vlen, const char *me
  * text back as is) and, for minigpt's layout, split_special_tokens true
  * ("<EOS>" in a text is text, as here). mg_malloc'd; NULL when out of memory. */
 char *bpe_config_json(const bpe_t *t, int model_max_length, char *err);
+/* bpe_to_json written to path atomically (util/atomic.h). */
 int bpe_save(const bpe_t *t, const char *path, char *err);
 bpe_t *bpe_load(const char *path, char *err);
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "tokenizer/bpe_internal.h"
+#include "util/atomic.h"
 #include "util/common.h"
 
 /* ---- GPT-2 bytes_to_unicode ---- */
@@ -698,23 +699,7 @@ int bpe_save(const bpe_t *t, const char *path, char *err) {
     size_t len;
     char *txt = bpe_to_json(t, &len, err);
     if (!txt) return -1;
-    int rc = -1;
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        mg_fail(err, "bpe_save: cannot open %s: %s", path, strerror(errno));
-        goto fail;
-    }
-    if (fwrite(txt, 1, len, f) != len) {
-        mg_fail(err, "bpe_save: cannot write %s: %s", path, strerror(errno));
-        fclose(f);
-        goto fail;
-    }
-    if (fclose(f) != 0) {
-        mg_fail(err, "bpe_save: cannot write %s: %s", path, strerror(errno));
-        goto fail;
-    }
-    rc = 0;
-fail:
+    int rc = mg_write_atomic(path, txt, len, err);
     mg_free(txt);
     return rc;
 }

@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include "io/checkpoint.h"
-#include "io/outfile.h"
 #include "io/safetensors.h"
 #include "tokenizer/bpe.h"
 #include "train/data.h"
@@ -303,14 +302,7 @@ done:
 /* Whether path (a checkpoint) lies in the directory dir. */
 static int in_dir(const char *path, const char *dir) {
     char parent[PATH_MAX], a[PATH_MAX], b[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        strcpy(parent, ".");
-    else if (slash == path)
-        strcpy(parent, "/");
-    else
-        snprintf(parent, sizeof parent, "%.*s", (int)(slash - path), path);
-    return realpath(parent, a) && realpath(dir, b) && strcmp(a, b) == 0;
+    return realpath(mg_parent_dir(path, parent, sizeof parent), a) && realpath(dir, b) && strcmp(a, b) == 0;
 }
 
 /* The --out rules that need no data: a folder that exists is locked for

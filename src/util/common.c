@@ -234,6 +234,17 @@ fail:
     return NULL;
 }
 
+const char *mg_parent_dir(const char *path, char *buf, size_t n) {
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(buf, n, ".");
+    else if (slash == path)
+        snprintf(buf, n, "/");
+    else
+        snprintf(buf, n, "%.*s", (int)(slash - path), path);
+    return buf;
+}
+
 const char *mg_printable(const char *s, char *out, size_t cap) {
     size_t o = 0;
     if (!cap) return out;

@@ -72,6 +72,11 @@ FILE *mg_fopen_regular(const char *path, char *err);
  * without the NUL. */
 char *mg_read_file(const char *path, size_t *len, char *err);
 
+/* The folder holding path, into buf (n bytes): "." for a bare name, "/"
+ * for "/x", else path up to its last '/' (cut short if longer than buf).
+ * Returns buf. */
+const char *mg_parent_dir(const char *path, char *buf, size_t n);
+
 /* s with its control characters (C0, DEL and the UTF-8 C1 range U+0080..
  * U+009F) written as \xNN, for showing an untrusted name on a terminal: an
  * escape sequence in it cannot recolour the terminal, a newline cannot

@@ -8,7 +8,7 @@
 static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r,
                              const char *type) {
     if (!r) return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (type) MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     /* the app's text is only ever inserted as text; this tells the browser
      * not to guess types and to run no script from elsewhere */
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
@@ -17,26 +17,27 @@ static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct M
     return ret;
 }
 
-enum MHD_Result web_send_json(struct MHD_Connection *c, unsigned status, cJSON *j) {
+struct MHD_Response *web_json_response(cJSON *j) {
     char *s = j ? cJSON_PrintUnformatted(j) : NULL;
     cJSON_Delete(j);
-    if (!s) return MHD_NO;
+    if (!s) return NULL;
     struct MHD_Response *r = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_COPY);
     cJSON_free(s);
-    return queue(c, status, r, "application/json");
+    if (r) MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    return r;
+}
+
+enum MHD_Result web_send_json(struct MHD_Connection *c, unsigned status, cJSON *j) {
+    return queue(c, status, web_json_response(j), NULL);
 }
 
 enum MHD_Result web_send_error(struct MHD_Connection *c, unsigned status, const char *msg, const char *allow) {
     cJSON *j = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(j, "error");
     cJSON_AddStringToObject(e, "message", msg);
     cJSON_AddStringToObject(e, "type", status >= 500 ? "server_error" : "invalid_request_error");
-    char *s = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    if (!s) return MHD_NO;
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_COPY);
-    cJSON_free(s);
+    struct MHD_Response *r = web_json_response(j);
     if (r && allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-    return queue(c, status, r, "application/json");
+    return queue(c, status, r, NULL);
 }
 
 int web_send_asset(struct MHD_Connection *c, const char *url, enum MHD_Result *ret) {

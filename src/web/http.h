@@ -10,6 +10,10 @@
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
+/* j (consumed) as a response: its compact text, Content-Type
+ * application/json; NULL when out of memory (or j is NULL). The caller
+ * queues and destroys it. Also serve's answers (src/serve/http.c). */
+struct MHD_Response *web_json_response(cJSON *j);
 /* Sends j (consumed; NULL: out of memory, the connection is dropped). */
 enum MHD_Result web_send_json(struct MHD_Connection *c, unsigned status, cJSON *j);
 /* {"error": {"message": msg, "type": ...}}, as the OpenAI API answers;

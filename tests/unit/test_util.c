@@ -1,8 +1,10 @@
 /* test_util.c - util/: opening a user's file without blocking (FIFOs,
  * devices and directories refused in one line), the escaping of control
- * characters for the terminal, and the UTF-8 helpers (validation,
- * character lengths, the boundaries of streamed text). */
+ * characters for the terminal, the UTF-8 helpers (validation, character
+ * lengths, the boundaries of streamed text), a path's folder and the
+ * atomic writer written in pieces (util/atomic.h). */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "util/atomic.h"
 #include "util/common.h"
 #include "util/utf8.h"
 
@@ -99,6 +102,63 @@ static void test_utf8(void **state) {
     assert_int_equal(utf8_char_len(0x80), 1);
 }
 
+static void test_parent_dir(void **state) {
+    (void)state;
+    char b[64];
+    assert_string_equal(mg_parent_dir("x.safetensors", b, sizeof b), ".");
+    assert_string_equal(mg_parent_dir("/x", b, sizeof b), "/");
+    assert_string_equal(mg_parent_dir("/a/b/c.json", b, sizeof b), "/a/b");
+    assert_string_equal(mg_parent_dir("runs/a/", b, sizeof b), "runs/a");
+}
+
+/* how many "*.tmp.*" entries dir holds */
+static int temps(void) {
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "ls -A %s | grep -c '\\.tmp\\.' >/dev/null", dir);
+    return system(cmd) == 0;
+}
+
+static void test_atomic_file(void **state) {
+    (void)state;
+    char path[128], err[MG_ERR_LEN], *got;
+    size_t len;
+    snprintf(path, sizeof path, "%s/out.bin", dir);
+    mg_atomic_file_t f = {0};
+    mg_atomic_abort(&f); /* a zeroed writer: nothing to drop, fd 0 left alone */
+    assert_int_equal(mg_write_atomic(path, "old", 3, err), 0);
+    /* pieces, then the commit: the new content, no temp file */
+    assert_int_equal(mg_atomic_open(&f, path, err), 0);
+    mg_atomic_write(&f, "ab", 2);
+    mg_atomic_write(&f, "", 0);
+    mg_atomic_write(&f, "cd", 2);
+    assert_true(temps());
+    assert_int_equal(mg_atomic_close(&f, err), 0);
+    assert_non_null(got = mg_read_file(path, &len, err));
+    assert_int_equal(len, 4);
+    assert_memory_equal(got, "abcd", 4);
+    mg_free(got);
+    assert_false(temps());
+    /* an abort, and a failed write: the old file stays, no temp file */
+    assert_int_equal(mg_atomic_open(&f, path, err), 0);
+    mg_atomic_write(&f, "zz", 2);
+    mg_atomic_abort(&f);
+    mg_atomic_abort(&f);
+    assert_int_equal(mg_atomic_open(&f, path, err), 0);
+    mg_atomic_write(&f, "zz", 2);
+    f.failed = ENOSPC; /* as a full disk leaves it */
+    assert_int_equal(mg_atomic_close(&f, err), -1);
+    assert_non_null(strstr(err, "write to"));
+    assert_non_null(got = mg_read_file(path, &len, err));
+    assert_int_equal(len, 4);
+    mg_free(got);
+    assert_false(temps());
+    /* a missing folder: one line, nothing created */
+    snprintf(path, sizeof path, "%s/nope/out.bin", dir);
+    assert_int_equal(mg_atomic_open(&f, path, err), -1);
+    assert_non_null(strstr(err, "cannot create"));
+    mg_atomic_abort(&f);
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/mgutilXXXXXX");
     if (!mkdtemp(dir)) return 1;
@@ -106,6 +166,8 @@ int main(void) {
         cmocka_unit_test(test_open_regular),
         cmocka_unit_test(test_printable),
         cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_parent_dir),
+        cmocka_unit_test(test_atomic_file),
     };
     int rc = cmocka_run_group_tests_name("util", tests, NULL, NULL);
     char cmd[128];
