@@ -64,9 +64,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
         if (ci && (k = mg_calloc(1, sizeof *k))) {
             k->fd = ci->connect_fd;
             const union MHD_ConnectionInfo *ai = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-            if (ai && ai->client_addr)
-                memcpy(&k->addr, ai->client_addr,
-                       ai->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+            if (ai && ai->client_addr) {
+                int v6 = ai->client_addr->sa_family == AF_INET6;
+                memcpy(&k->addr, ai->client_addr, v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+            }
             k->deadline = mg_now() + s->cfg.header_timeout;
             k->next = s->conns;
             if (s->conns) s->conns->prev = k;
@@ -301,7 +302,7 @@ static void unpend(serve_t *s, int i, int close_it) {
 
 /* The answer to a malformed Content-Length: one OpenAI-shaped 400, then
  * the connection closes; logged and counted as any other request. */
-static void refuse(serve_t *s, int fd, const char *head, size_t n) {
+static void refuse(serve_t *s, int fd, const char *head /* NUL-terminated */, size_t n) {
     static const char body[] = "{\"error\":{\"message\":\"malformed Content-Length: not a plain non-negative "
                                "decimal, or several that disagree\",\"type\":\"invalid_request_error\","
                                "\"param\":null,\"code\":null}}";
@@ -317,10 +318,12 @@ static void refuse(serve_t *s, int fd, const char *head, size_t n) {
         while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {}
     }
     serve_req_t r = {.s = s, .t0 = mg_now()};
-    size_t i = 0, j = 0; /* the request line's method and path, for the log */
-    while (i < n && head[i] != ' ' && head[i] != '\r' && head[i] != '\n' && i + 1 < sizeof r.method) r.method[i] = head[i], i++;
-    while (i < n && head[i] != ' ' && head[i] != '\r' && head[i] != '\n') i++;
-    for (i++; i < n && head[i] != ' ' && head[i] != '\r' && head[i] != '\n' && j + 1 < sizeof r.path; i++) r.path[j++] = head[i];
+    /* the request line's method and path, for the log (cut to their fields) */
+    size_t i = strcspn(head, " \r\n"), m = i < n ? i : n;
+    memcpy(r.method, head, m < sizeof r.method ? m : sizeof r.method - 1);
+    const char *path = head + (m < n ? m + 1 : n);
+    size_t pn = strcspn(path, " \r\n");
+    memcpy(r.path, path, pn < sizeof r.path ? pn : sizeof r.path - 1);
     log_request(s, &r, MHD_HTTP_BAD_REQUEST);
 }
 
@@ -330,8 +333,9 @@ static void refuse(serve_t *s, int fd, const char *head, size_t n) {
 static void screen(serve_t *s, int i, short revents) {
     static char head[16384]; /* the acceptor's alone */
     serve_pending_t *q = &s->pending[i];
-    ssize_t got = recv(q->fd, head, sizeof head, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t got = recv(q->fd, head, sizeof head - 1, MSG_PEEK | MSG_DONTWAIT);
     if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    head[got > 0 ? got : 0] = '\0'; /* for refuse's string functions */
     int v = got > 0 ? http_head_check(head, (size_t)got) : 0;
     if (v < 0) {
         refuse(s, q->fd, head, (size_t)got);
@@ -344,7 +348,7 @@ static void screen(serve_t *s, int i, short revents) {
     }
     /* peeked bytes stay queued, so poll would report them again at once:
      * it is to wake only when more than these have come */
-    int lowat = v == 0 && (size_t)got < sizeof head ? (int)got + 1 : 1;
+    int lowat = v == 0 && (size_t)got < sizeof head - 1 ? (int)got + 1 : 1;
     setsockopt(q->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
     if (lowat > 1) return;
     if (MHD_add_connection(s->daemon, q->fd, (struct sockaddr *)&q->addr, q->len) != MHD_YES)
