@@ -301,6 +301,17 @@ raw "b'POST /v1/completions HTTP/1.1\\r\\nHost: x\\r\\nTransfer-Encoding: chunke
 expect "a chunk of 2^64 bytes: an error at once" bash -c "head -1 '$T/r2' | grep -q ' 4[0-9][0-9] ' && grep -q '<0.[0-9] s>' '$T/r2'"
 raw "b'HEAD /health HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n'" >"$T/r3"
 expect "HEAD /health: 200 (headers only), as GET" bash -c "head -1 '$T/r3' | grep -q ' 200 ' && ! grep -q status '$T/r3'"
+# one400 FILE: exactly one status line, a 400, with an OpenAI error naming Content-Length, then the close
+one400() { bash -c "test \$(grep -c '^HTTP/' '$1') = 1 && head -1 '$1' | grep -q '^HTTP/1.1 400 ' && grep -q '{\"error\":{\"message\":\"malformed Content-Length' '$1' && ! grep -q '<no more>' '$1'"; }
+n=0
+for cl in "'-1'" "'+5'" "'1 0'" "'16 '" "'5\\r\\nContent-Length: 6'"; do
+    n=$((n + 1))
+    raw "b'POST /v1/completions HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: ' + b$cl + b'\\r\\n\\r\\n'" >"$T/cl$n"
+    expect "Content-Length $cl: one well-formed 400 (JSON error), then the close" one400 "$T/cl$n"
+done
+raw "b'POST /tokenize HTTP/1.1\\r\\nHost: x\\r\\nContent-Length:  16\\r\\nConnection: close\\r\\n\\r\\n{\"content\": \"a\"}'" >"$T/clok"
+expect "... a plain Content-Length (white space before it) still works: 200" \
+    bash -c "head -1 '$T/clok' | grep -q ' 200 ' && grep -q tokens '$T/clok'"
 $PY - "$port" "$pid" <<'EOF' >"$T/chunks.log" 2>&1
 import os, socket, sys, time
 port, pid = int(sys.argv[1]), int(sys.argv[2])

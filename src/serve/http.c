@@ -2,7 +2,8 @@
  * connection; request bodies gathered (up to max_body); deadlines that
  * trickled bytes do not extend (a watchdog shuts down a connection whose
  * headers or body are late); the API key; the routes; one log line per
- * request (method, path, status, tokens, ms) with its metrics. */
+ * request (method, path, status, tokens, ms) with its metrics; the
+ * acceptor, which screens each connection's first request head (head.c). */
 #define _GNU_SOURCE /* POLLRDHUP */
 #include <errno.h>
 #include <netdb.h>
@@ -18,13 +19,14 @@
 #include "web/http.h"
 #include "web/web.h"
 
-/* An open connection, for the watchdog: deadline 0 while its request is
- * being answered (a generation may take long), else when it must have
- * sent its headers (or its body) by. */
+/* An open connection (handed to libmicrohttpd), for the watchdog:
+ * deadline 0 while its request is being answered (a generation may take
+ * long), else when it must have sent its headers (or its body) by. */
 typedef struct serve_conn {
     int fd;
     double deadline;
     int shut;
+    struct sockaddr_storage addr; /* the client's, for --max-connections-per-client */
     struct serve_conn *prev, *next;
 } serve_conn_t;
 
@@ -61,6 +63,11 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
         if (ci && (k = mg_calloc(1, sizeof *k))) {
             k->fd = ci->connect_fd;
+            const union MHD_ConnectionInfo *ai = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+            if (ai && ai->client_addr) {
+                int v6 = ai->client_addr->sa_family == AF_INET6;
+                memcpy(&k->addr, ai->client_addr, v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+            }
             k->deadline = mg_now() + s->cfg.header_timeout;
             k->next = s->conns;
             if (s->conns) s->conns->prev = k;
@@ -69,7 +76,6 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
         }
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
         s->n_conns--; /* counted by the acceptor */
-        pthread_cond_signal(&s->conns_cv);
     }
     if (toe != MHD_CONNECTION_NOTIFY_STARTED && k) {
         if (k->prev) k->prev->next = k->next;
@@ -234,13 +240,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return route(r, c, url);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why) {
-    serve_t *s = cls;
-    serve_req_t *r = *con_cls;
-    (void)c;
-    if (!r) return;
-    unsigned status = r->status ? r->status : 499; /* 499: the client left before an answer */
-    if (why != MHD_REQUEST_TERMINATED_COMPLETED_OK && status < 400) status = 499;
+/* The request's line in the log and its count in the metrics */
+static void log_request(serve_t *s, const serve_req_t *r, unsigned status) {
     metrics_request(&s->metrics, status);
     char stamp[32];
     time_t now = time(NULL);
@@ -251,42 +252,157 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
            (mg_now() - r->t0) * 1e3);
     fflush(stdout);
     funlockfile(stdout);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why) {
+    serve_t *s = cls;
+    serve_req_t *r = *con_cls;
+    (void)c;
+    if (!r) return;
+    unsigned status = r->status ? r->status : 499; /* 499: the client left before an answer */
+    if (why != MHD_REQUEST_TERMINATED_COMPLETED_OK && status < 400) status = 499;
+    log_request(s, r, status);
     set_deadline(s, r->conn, s->cfg.header_timeout); /* keep-alive: the next request's headers */
     mg_free(r->body.data);
     mg_free(r);
     *con_cls = NULL;
 }
 
+/* A connection accepted and not yet handed to libmicrohttpd: its head is
+ * being screened (http_head_check), by the header deadline. */
+typedef struct serve_pending {
+    int fd;
+    double deadline;
+    struct sockaddr_storage addr;
+    socklen_t len;
+} serve_pending_t;
+
+static int same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
+    if (a->ss_family != b->ss_family) return 0;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    return a->ss_family == AF_INET6 && !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                                               &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
+}
+
+static void uncount(serve_t *s) {
+    pthread_mutex_lock(&s->conns_mu);
+    s->n_conns--;
+    pthread_mutex_unlock(&s->conns_mu);
+}
+
+/* Takes pending connection i out of the list (closing it unless given) */
+static void unpend(serve_t *s, int i, int close_it) {
+    if (close_it) {
+        close(s->pending[i].fd);
+        uncount(s);
+    }
+    s->pending[i] = s->pending[--s->n_pending];
+}
+
+/* The answer to a malformed Content-Length: one OpenAI-shaped 400, then
+ * the connection closes; logged and counted as any other request. */
+static void refuse(serve_t *s, int fd, const char *head /* NUL-terminated */, size_t n) {
+    static const char body[] = "{\"error\":{\"message\":\"malformed Content-Length: not a plain non-negative "
+                               "decimal, or several that disagree\",\"type\":\"invalid_request_error\","
+                               "\"param\":null,\"code\":null}}";
+    char msg[512];
+    int len = snprintf(msg, sizeof msg,
+                       "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %zu\r\n\r\n%s",
+                       sizeof body - 1, body);
+    /* a fresh socket's send buffer takes these few hundred bytes at once */
+    if (send(fd, msg, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT) == len) {
+        shutdown(fd, SHUT_WR);
+        char sink[4096]; /* bytes left unread would make close() reset the connection, losing the answer */
+        while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {}
+    }
+    serve_req_t r = {.s = s, .t0 = mg_now()};
+    /* the request line's method and path, for the log (cut to their fields) */
+    size_t i = strcspn(head, " \r\n"), m = i < n ? i : n;
+    memcpy(r.method, head, m < sizeof r.method ? m : sizeof r.method - 1);
+    const char *path = head + (m < n ? m + 1 : n);
+    size_t pn = strcspn(path, " \r\n");
+    memcpy(r.path, path, pn < sizeof r.path ? pn : sizeof r.path - 1);
+    log_request(s, &r, MHD_HTTP_BAD_REQUEST);
+}
+
+/* Screens pending connection i, which poll says has news (revents):
+ * answers a bad head, hands a good (or too long to screen) one to
+ * libmicrohttpd, else waits for more of it. */
+static void screen(serve_t *s, int i, short revents) {
+    static char head[16384]; /* the acceptor's alone */
+    serve_pending_t *q = &s->pending[i];
+    ssize_t got = recv(q->fd, head, sizeof head - 1, MSG_PEEK | MSG_DONTWAIT);
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    head[got > 0 ? got : 0] = '\0'; /* for refuse's string functions */
+    int v = got > 0 ? http_head_check(head, (size_t)got) : 0;
+    if (v < 0) {
+        refuse(s, q->fd, head, (size_t)got);
+        unpend(s, i, 1);
+        return;
+    }
+    if (v == 0 && (got <= 0 || (revents & (POLLRDHUP | POLLHUP | POLLERR)))) { /* gone, or ended mid-head */
+        unpend(s, i, 1);
+        return;
+    }
+    /* peeked bytes stay queued, so poll would report them again at once:
+     * it is to wake only when more than these have come */
+    int lowat = v == 0 && (size_t)got < sizeof head - 1 ? (int)got + 1 : 1;
+    setsockopt(q->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+    if (lowat > 1) return;
+    if (MHD_add_connection(s->daemon, q->fd, (struct sockaddr *)&q->addr, q->len) != MHD_YES)
+        uncount(s); /* refused (per-client cap): closed, never started */
+    unpend(s, i, 0);
+}
+
+/* A new connection, pending its head; closed at once when its client
+ * holds --max-connections-per-client already. */
+static void take(serve_t *s) {
+    serve_pending_t q = {.len = sizeof q.addr};
+    q.fd = accept4(s->listen_fd, (struct sockaddr *)&q.addr, &q.len, SOCK_CLOEXEC);
+    if (q.fd < 0) return;
+    unsigned same = 0;
+    for (int i = 0; i < s->n_pending; i++) same += (unsigned)same_host(&s->pending[i].addr, &q.addr);
+    pthread_mutex_lock(&s->conns_mu);
+    for (serve_conn_t *k = s->conns; k; k = k->next) same += (unsigned)same_host(&k->addr, &q.addr);
+    int ok = same < s->cfg.per_client && s->n_pending < (int)s->cfg.max_conn;
+    if (ok) s->n_conns++;
+    pthread_mutex_unlock(&s->conns_mu);
+    if (!ok) {
+        close(q.fd);
+        return;
+    }
+    q.deadline = mg_now() + s->cfg.header_timeout;
+    s->pending[s->n_pending++] = q;
+}
+
 /* The acceptor: takes connections off the listen queue only while fewer
  * than max_conn are open, so that beyond the limit clients wait in the
- * kernel's queue instead of being reset (libmicrohttpd would close them). */
+ * kernel's queue instead of being reset (libmicrohttpd would close them);
+ * holds each until its first request's head is in and screened. One poll
+ * over the listen socket and the pending ones: nothing here blocks. */
 static void *acceptor(void *arg) {
     serve_t *s = arg;
     while (!s->stop_accept) {
         pthread_mutex_lock(&s->conns_mu);
-        while (s->n_conns >= (int)s->cfg.max_conn && !s->stop_accept) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 200 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-            pthread_cond_timedwait(&s->conns_cv, &s->conns_mu, &ts);
-        }
+        int room = s->n_conns < (int)s->cfg.max_conn;
         pthread_mutex_unlock(&s->conns_mu);
-        struct pollfd p = {.fd = s->listen_fd, .events = POLLIN};
-        if (s->stop_accept || poll(&p, 1, 200) <= 0) continue;
-        struct sockaddr_storage addr;
-        socklen_t len = sizeof addr;
-        int fd = accept4(s->listen_fd, (struct sockaddr *)&addr, &len, SOCK_CLOEXEC);
-        if (fd < 0) continue;
-        pthread_mutex_lock(&s->conns_mu);
-        s->n_conns++;
-        pthread_mutex_unlock(&s->conns_mu);
-        if (MHD_add_connection(s->daemon, fd, (struct sockaddr *)&addr, len) != MHD_YES) {
-            pthread_mutex_lock(&s->conns_mu); /* refused (per-client cap): closed, never started */
-            s->n_conns--;
-            pthread_mutex_unlock(&s->conns_mu);
+        struct pollfd *pf = s->pfds;
+        pf[0] = (struct pollfd){.fd = room ? s->listen_fd : -1, .events = POLLIN};
+        for (int i = 0; i < s->n_pending; i++)
+            pf[i + 1] = (struct pollfd){.fd = s->pending[i].fd, .events = POLLIN | POLLRDHUP};
+        /* 100 ms: also notices room made by closed connections, and deadlines */
+        int ready = poll(pf, (nfds_t)s->n_pending + 1, 100);
+        if (s->stop_accept) break;
+        double now = mg_now();
+        for (int i = s->n_pending - 1; i >= 0; i--) { /* downwards: unpend moves the last into i */
+            if (ready > 0 && pf[i + 1].revents) screen(s, i, pf[i + 1].revents);
+            else if (now > s->pending[i].deadline) unpend(s, i, 1);
         }
+        if (ready > 0 && (pf[0].revents & POLLIN)) take(s);
     }
+    while (s->n_pending > 0) unpend(s, s->n_pending - 1, 1);
     return NULL;
 }
 
@@ -303,7 +419,9 @@ int http_start(serve_t *s, const char *host, unsigned port, unsigned *bound, cha
     if (v6) ((struct sockaddr_in6 *)&addr)->sin6_port = htons((uint16_t)port);
     else ((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)port);
     pthread_mutex_init(&s->conns_mu, NULL);
-    pthread_cond_init(&s->conns_cv, NULL);
+    s->pending = mg_calloc(s->cfg.max_conn ? s->cfg.max_conn : 1, sizeof *s->pending);
+    s->pfds = mg_calloc((size_t)s->cfg.max_conn + 1, sizeof *s->pfds);
+    if (!s->pending || !s->pfds) return mg_fail(err, "serve: out of memory");
     s->listen_fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     if (s->listen_fd < 0 || setsockopt(s->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
@@ -337,6 +455,10 @@ void http_quiesce(serve_t *s) {
     }
     if (s->listen_fd >= 0) close(s->listen_fd);
     s->listen_fd = -1;
+    mg_free(s->pending);
+    mg_free(s->pfds);
+    s->pending = NULL;
+    s->pfds = NULL;
 }
 
 void http_stop(serve_t *s) {

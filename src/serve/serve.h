@@ -5,6 +5,8 @@
  *              steps of all active slots as one kv_feed_batch
  *   http.c     libmicrohttpd plumbing: bodies, deadlines, connection
  *              limits, the API key, the request log, the routes
+ *   head.c     screens a connection's first request head before
+ *              libmicrohttpd parses it (a malformed Content-Length)
  *   api.c      the endpoints: OpenAI completions, chat, models; tokenize
  *   metrics.c  counters and the Prometheus text of GET /metrics
  * Threads: libmicrohttpd runs one thread per connection (its handlers may
@@ -132,9 +134,11 @@ typedef struct {
     serve_metrics_t metrics;
     struct web *web;          /* the browser app (src/web/) */
     pthread_mutex_t conns_mu; /* the open connections, for their deadlines */
-    pthread_cond_t conns_cv;  /* signalled when one closes */
     struct serve_conn *conns;
-    int n_conns;              /* accepted and not yet closed */
+    int n_conns;              /* accepted and not yet closed (pending ones too) */
+    struct serve_pending *pending; /* the acceptor's: accepted, head being screened (max_conn) */
+    int n_pending;
+    struct pollfd *pfds;      /* the acceptor's poll set (max_conn + 1) */
     int listen_fd;
     pthread_t watchdog, accept_thread;
     int watching, accepting;
@@ -171,6 +175,12 @@ enum MHD_Result http_error_h(serve_req_t *r, struct MHD_Connection *c, unsigned 
                              const char *code, const char *header, const char *value);
 /* 1 if the client has closed its end of the connection */
 int http_client_gone(int fd);
+
+/* ---- head.c ---- */
+/* Screens a request head buf[0..n): 0 while its empty line has not come;
+ * -1 if a Content-Length is not a plain non-negative decimal (signs,
+ * spaces inside or after it, over 64 bits) or several disagree; else 1. */
+int http_head_check(const char *buf, size_t n);
 
 /* ---- api.c ---- */
 /* The endpoints behind the routes; body is NUL-terminated. */
