@@ -4,9 +4,9 @@
  *
  *   make -j2 CUDA=0 minigpt && gcc -O3 -march=native -fopenmp -Isrc \
  *     -I/usr/include/x86_64-linux-gnu/openblas-openmp bench/bench_batch.c build/libminigpt.a \
- *     -L/usr/lib/x86_64-linux-gnu/openblas-openmp -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp \
- *     -lopenblas -lpcre2-8 -lcjson -ledit -lmicrohttpd -lm -o build/bench_batch
- *   build/bench_batch [preset] [threads] [int8]
+ *     -L/usr/lib/x86_64-linux-gnu/openblas-openmp
+ * -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp \ -lopenblas -lpcre2-8 -lcjson -ledit
+ * -lmicrohttpd -lm -o build/bench_batch build/bench_batch [preset] [threads] [int8]
  *
  * Each sequence first takes a 16-token prompt, then 64 decoding steps; each
  * figure is the best of 5 runs (a shared machine: the least disturbed). */
@@ -31,7 +31,8 @@ static double run(kv_state_t **kv, int n, int batched, int V, char *err) {
         int32_t prompt[PROMPT], next[MAXN];
         for (int i = 0; i < n; i++) {
             kv_reset(kv[i]);
-            for (int t = 0; t < PROMPT; t++) prompt[t] = (int32_t)((t * 31 + i * 7) % V);
+            for (int t = 0; t < PROMPT; t++)
+                prompt[t] = (int32_t)((t * 31 + i * 7) % V);
             if (kv_feed(kv[i], prompt, PROMPT, err) != 0) return -1.0;
             next[i] = (int32_t)((i * 13) % V);
         }
@@ -43,7 +44,8 @@ static double run(kv_state_t **kv, int n, int batched, int V, char *err) {
                 for (int i = 0; i < n; i++)
                     if (kv_feed(kv[i], &next[i], 1, err) != 0) return -1.0;
             }
-            for (int i = 0; i < n; i++) next[i] = (next[i] * 17 + 5) % V;
+            for (int i = 0; i < n; i++)
+                next[i] = (next[i] * 17 + 5) % V;
         }
         double tps = n * STEPS / (mg_now() - t0);
         if (tps > best) best = tps;
@@ -75,7 +77,8 @@ int main(int argc, char **argv) {
     rc = 0;
 done:
     if (rc) fprintf(stderr, "bench_batch: %s\n", err);
-    for (int i = 0; i < MAXN; i++) kv_free(kv[i]);
+    for (int i = 0; i < MAXN; i++)
+        kv_free(kv[i]);
     gpt_free(m);
     return rc;
 }

@@ -5,9 +5,9 @@
  *
  *   make -j2 minigpt && gcc -O3 -march=native -fopenmp -Isrc \
  *     -I/usr/include/x86_64-linux-gnu/openblas-openmp bench/bench_kernels.c build/libminigpt.a \
- *     -L/usr/lib/x86_64-linux-gnu/openblas-openmp -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp \
- *     -lopenblas -lpcre2-8 -lcjson -ledit -lm -o build/bench_kernels
- *   build/bench_kernels [attention|fused|decode|step|all] [threads]
+ *     -L/usr/lib/x86_64-linux-gnu/openblas-openmp
+ * -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp \ -lopenblas -lpcre2-8 -lcjson -ledit -lm -o
+ * build/bench_kernels build/bench_kernels [attention|fused|decode|step|all] [threads]
  *
  * Each figure is the best of 15 runs (ms per call): the machine this was
  * written on is a shared 2-core VM, and the minimum is the least disturbed. */
@@ -33,7 +33,8 @@ static double now(void) {
 }
 static float *rnd(size_t n, float s) {
     float *p = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = s * ((float)rand() / RAND_MAX - 0.5f);
+    for (size_t i = 0; i < n; i++)
+        p[i] = s * ((float)rand() / RAND_MAX - 0.5f);
     return p;
 }
 static int cmpd(const void *a, const void *b) {
@@ -48,24 +49,32 @@ static int cmpd(const void *a, const void *b) {
         body; /* warm-up */                                                                        \
         for (int r_ = 0; r_ < REPS; r_++) {                                                        \
             double t0_ = now();                                                                    \
-            for (int i_ = 0; i_ < (inner); i_++) { body; }                                        \
+            for (int i_ = 0; i_ < (inner); i_++) {                                                 \
+                body;                                                                              \
+            }                                                                                      \
             ts_[r_] = (now() - t0_) * 1e3 / (inner);                                               \
         }                                                                                          \
         qsort(ts_, REPS, sizeof(double), cmpd);                                                    \
-        result = ts_[0];                                                                    \
+        result = ts_[0];                                                                           \
     } while (0)
 
 static void bench_attention(void) {
     const ops_backend_t *ops = ops_cpu();
     (void)ops;
-    struct { int B, T, C, NH; const char *what; } sh[] = {
-        {8, 64, 256, 4, "mini, T 64"},     {8, 128, 256, 4, "mini, T 128"},
-        {8, 256, 256, 4, "mini (B8 T256 C256 NH4)"}, {4, 512, 512, 8, "small (B4 T512 C512 NH8)"},
-        {1, 1024, 768, 12, "gpt2 (B1 T1024 C768 NH12)"}, {2, 1024, 768, 12, "gpt2 (B2 T1024 C768 NH12)"},
+    struct {
+        int B, T, C, NH;
+        const char *what;
+    } sh[] = {
+        {8, 64, 256, 4, "mini, T 64"},
+        {8, 128, 256, 4, "mini, T 128"},
+        {8, 256, 256, 4, "mini (B8 T256 C256 NH4)"},
+        {4, 512, 512, 8, "small (B4 T512 C512 NH8)"},
+        {1, 1024, 768, 12, "gpt2 (B1 T1024 C768 NH12)"},
+        {2, 1024, 768, 12, "gpt2 (B2 T1024 C768 NH12)"},
     };
     printf("attention, ms per call (fwd, bwd, state MB per layer)\n");
-    printf("%-28s %9s %9s %8s | %9s %9s %8s\n", "shape", "full fwd", "full bwd", "state", "flash fwd",
-           "flash bwd", "state");
+    printf("%-28s %9s %9s %8s | %9s %9s %8s\n", "shape", "full fwd", "full bwd", "state",
+           "flash fwd", "flash bwd", "state");
     for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
         int B = sh[s].B, T = sh[s].T, C = sh[s].C, NH = sh[s].NH;
         size_t N = (size_t)B * T;
@@ -81,7 +90,12 @@ static void bench_attention(void) {
         TIME(lb, inner, cpu_attention_flash_backward(dqkv, dout, qkv, out, lse, B, T, C, NH));
         printf("%-28s %9.2f %9.2f %8.2f | %9.2f %9.2f %8.3f\n", sh[s].what, ff, fb,
                full_n * 4.0 / 1e6, lf, lb, flash_n * 4.0 / 1e6);
-        free(qkv); free(out); free(dout); free(dqkv); free(att); free(lse);
+        free(qkv);
+        free(out);
+        free(dout);
+        free(dqkv);
+        free(att);
+        free(lse);
     }
 }
 
@@ -92,21 +106,27 @@ static void xent_before(float *losses, float *dlogits, const float *logits, cons
     for (int n = 0; n < N; n++) {
         const float *l = logits + (size_t)n * V;
         float mx = l[0];
-        for (int i = 1; i < V; i++) mx = l[i] > mx ? l[i] : mx;
+        for (int i = 1; i < V; i++)
+            mx = l[i] > mx ? l[i] : mx;
         float sum = 0.0f;
-        for (int i = 0; i < V; i++) sum += cpu_expf(l[i] - mx);
+        for (int i = 0; i < V; i++)
+            sum += cpu_expf(l[i] - mx);
         float lse = mx + logf(sum);
         int y = targets[n];
         losses[n] = lse - l[y];
         float *d = dlogits + (size_t)n * V;
-        for (int i = 0; i < V; i++) d[i] = cpu_expf(l[i] - lse) * dloss;
+        for (int i = 0; i < V; i++)
+            d[i] = cpu_expf(l[i] - lse) * dloss;
         d[y] -= dloss;
     }
 }
 
 static void bench_fused(void) {
     const ops_backend_t *o = ops_cpu();
-    struct { int N, C, V; const char *what; } sh[] = {
+    struct {
+        int N, C, V;
+        const char *what;
+    } sh[] = {
         {2048, 256, 4096, "mini: N=B*T=8x256, C 256, V 4096"},
         {2048, 768, 50257, "gpt2: N=2x1024, C 768, V 50257"},
     };
@@ -118,7 +138,10 @@ static void bench_fused(void) {
               *bias = rnd(C4, 1), *mean = rnd(N, 1), *rstd = rnd(N, 1), *dout = rnd(n, 1),
               *dx = rnd(n, 1), *dw = rnd(C, 1), *db = rnd(C, 1);
         double u, f;
-        TIME(u, 5, { o->add(res, a, b, n); o->layernorm_forward(out, mean, rstd, res, w, bias, N, C); });
+        TIME(u, 5, {
+            o->add(res, a, b, n);
+            o->layernorm_forward(out, mean, rstd, res, w, bias, N, C);
+        });
         TIME(f, 5, o->residual_layernorm_forward(res, out, mean, rstd, a, b, w, bias, N, C));
         printf("  %-44s %8.3f -> %8.3f\n", "residual add + layernorm forward", u, f);
         TIME(u, 5, o->layernorm_backward(dx, dw, db, dout, res, w, mean, rstd, N, C));
@@ -127,10 +150,16 @@ static void bench_fused(void) {
         float *x = rnd(n, 1), *W = rnd((size_t)C4 * C, 0.05f), *pre = rnd(n4, 1), *g = rnd(n4, 1),
               *d4 = rnd(n4, 1), *dbias = rnd(C4, 1);
         /* the passes around the fc sgemm (the sgemm itself is the same either way) */
-        TIME(u, 5, { cpu_bias_add(pre, bias, N, C4); o->gelu_forward(g, pre, n4); });
+        TIME(u, 5, {
+            cpu_bias_add(pre, bias, N, C4);
+            o->gelu_forward(g, pre, n4);
+        });
         TIME(f, 5, cpu_bias_gelu(pre, g, bias, N, C4));
         printf("  %-44s %8.3f -> %8.3f\n", "fc bias add + gelu forward (after the sgemm)", u, f);
-        TIME(u, 5, { o->gelu_backward(d4, pre, g, n4); cpu_bias_backward(dbias, d4, N, C4); });
+        TIME(u, 5, {
+            o->gelu_backward(d4, pre, g, n4);
+            cpu_bias_backward(dbias, d4, N, C4);
+        });
         TIME(f, 5, o->gelu_bias_backward(d4, dbias, pre, g, N, C4));
         printf("  %-44s %8.3f -> %8.3f\n", "gelu backward + fc bias gradient", u, f);
         double mm;
@@ -140,13 +169,32 @@ static void bench_fused(void) {
         int Nx = V > 10000 ? 512 : N;
         float *logits = rnd((size_t)Nx * V, 8), *dl = rnd((size_t)Nx * V, 1), *losses = rnd(Nx, 1);
         int32_t *tg = malloc(Nx * sizeof(int32_t));
-        for (int i = 0; i < Nx; i++) tg[i] = i % V;
+        for (int i = 0; i < Nx; i++)
+            tg[i] = i % V;
         TIME(u, 3, xent_before(losses, dl, logits, tg, Nx, V, 1.0f / Nx));
         TIME(f, 3, o->xent_forward_backward(losses, dl, logits, tg, Nx, V, 1.0f / Nx));
         printf("  %-44s %8.3f -> %8.3f   (N %d)\n", "softmax + cross-entropy + gradient", u, f, Nx);
-        free(logits); free(dl); free(losses); free(tg);
-        free(a); free(b); free(res); free(out); free(w); free(bias); free(mean); free(rstd);
-        free(dout); free(dx); free(dw); free(db); free(x); free(W); free(pre); free(g); free(d4);
+        free(logits);
+        free(dl);
+        free(losses);
+        free(tg);
+        free(a);
+        free(b);
+        free(res);
+        free(out);
+        free(w);
+        free(bias);
+        free(mean);
+        free(rstd);
+        free(dout);
+        free(dx);
+        free(dw);
+        free(db);
+        free(x);
+        free(W);
+        free(pre);
+        free(g);
+        free(d4);
         free(dbias);
     }
     /* AdamW over a model's whole parameter table */
@@ -171,11 +219,15 @@ static void bench_fused(void) {
                          vv + seg[i].offset, seg[i].numel, 1e-3f, 0.9f, 0.95f, 1e-8f,
                          seg[i].decay ? 0.1f : 0.0f, sc, t);
         });
-        TIME(f, 1, o->adamw_clip(m->weights, g, mm, vv, seg, m->n_params, 1e-3f, 0.9f, 0.95f, 1e-8f,
-                                 0.1f, 1.0f, t));
+        TIME(f, 1,
+             o->adamw_clip(m->weights, g, mm, vv, seg, m->n_params, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f,
+                           1.0f, t));
         printf("\n%s (%zu parameters, %d tensors): norm + clipping + AdamW %8.3f -> %8.3f ms\n",
                presets[k], n, m->n_params, u, f);
-        free(g); free(mm); free(vv); free(seg);
+        free(g);
+        free(mm);
+        free(vv);
+        free(seg);
         gpt_free(m);
     }
 }
@@ -186,28 +238,35 @@ static void bench_fused(void) {
  * MB (streamed from memory, as in a real decode step). The weights are the
  * backend's allocation, 64-byte aligned, as the model's are. */
 static void bench_decode(void) {
-    struct { int C, OC; const char *what; } sh[] = {
-        {256, 768, "mini qkv 256->768"},    {256, 1024, "mini fc 256->1024"},
-        {1024, 256, "mini fc2 1024->256"},  {256, 4096, "mini head 256->4096"},
-        {768, 2304, "gpt2 qkv 768->2304"},  {768, 3072, "gpt2 fc 768->3072"},
-        {3072, 768, "gpt2 fc2 3072->768"},  {768, 50257, "gpt2 head 768->50257"},
+    struct {
+        int C, OC;
+        const char *what;
+    } sh[] = {
+        {256, 768, "mini qkv 256->768"},   {256, 1024, "mini fc 256->1024"},
+        {1024, 256, "mini fc2 1024->256"}, {256, 4096, "mini head 256->4096"},
+        {768, 2304, "gpt2 qkv 768->2304"}, {768, 3072, "gpt2 fc 768->3072"},
+        {3072, 768, "gpt2 fc2 3072->768"}, {768, 50257, "gpt2 head 768->50257"},
     };
     const ops_backend_t *o = ops_cpu();
     size_t arena_n = (size_t)128 << 20; /* 512 MB */
     float *arena = o->alloc(arena_n * sizeof(float));
-    for (size_t i = 0; i < arena_n; i++) arena[i] = 0.1f * ((float)(i % 1021) / 1021 - 0.5f);
-    printf("\nN=1 matmul (decode), ms per call: in cache: sgemv | matvec; from memory: sgemv | matvec\n");
+    for (size_t i = 0; i < arena_n; i++)
+        arena[i] = 0.1f * ((float)(i % 1021) / 1021 - 0.5f);
+    printf("\nN=1 matmul (decode), ms per call: in cache: sgemv | matvec; from memory: sgemv | "
+           "matvec\n");
     for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
         int C = sh[s].C, OC = sh[s].OC;
         size_t wn = (size_t)OC * C, copies = arena_n / wn, k = 0;
         float *x = rnd(C, 1), *out = rnd(OC, 1), *bias = rnd(OC, 1), *w = arena;
         double hb, hm, cb, cm;
         int inner = OC > 10000 ? 5 : 50, cold = (int)(copies < 50 ? copies : 50);
-        TIME(hb, inner, cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, x, 1, 0.0f, out, 1));
+        TIME(hb, inner,
+             cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, x, 1, 0.0f, out, 1));
         TIME(hm, inner, cpu_matvec(out, x, w, bias, C, OC));
         TIME(cb, cold, {
             k = (k + 1) % copies;
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, arena + k * wn, C, x, 1, 0.0f, out, 1);
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, arena + k * wn, C, x, 1, 0.0f,
+                        out, 1);
         });
         TIME(cm, cold, {
             k = (k + 1) % copies;
@@ -216,7 +275,9 @@ static void bench_decode(void) {
         double mb = wn * 4.0 / 1e6;
         printf("  %-22s %5.1f MB %8.4f %8.4f | %8.4f %8.4f   (from memory: %.1f | %.1f GB/s)\n",
                sh[s].what, mb, hb, hm, cb, cm, mb / cb, mb / cm);
-        free(x); free(out); free(bias);
+        free(x);
+        free(out);
+        free(bias);
     }
     o->free(arena);
 }
@@ -226,9 +287,9 @@ static void bench_decode(void) {
  * ms per token for each op of a decode step, and the weight bandwidth of
  * the matmuls (their weights are read once per token). */
 enum { ST_EMBED, ST_LN, ST_QKV, ST_PROJ, ST_FC, ST_FC2, ST_HEAD, ST_ATTN, ST_GELU, ST_ADD, ST_N };
-static const char *st_name[ST_N] = {"embedding", "layernorm (+ residual)", "qkv matvec",
-                                    "proj matvec", "fc matvec (+ GELU)", "fc2 matvec",
-                                    "classifier matvec", "attention (cached)", "gelu",
+static const char *st_name[ST_N] = {"embedding",         "layernorm (+ residual)", "qkv matvec",
+                                    "proj matvec",       "fc matvec (+ GELU)",     "fc2 matvec",
+                                    "classifier matvec", "attention (cached)",     "gelu",
                                     "residual add"};
 static double st_s[ST_N], st_bytes[ST_N];
 static int st_C;
@@ -252,8 +313,11 @@ static void st_res_ln(float *res, float *out, float *mean, float *rstd, const fl
 }
 static void st_matmul(float *out, const float *x, const float *w, const float *bias, int N, int C,
                       int OC) {
-    int op = OC == 3 * st_C ? ST_QKV : OC == 4 * st_C ? ST_FC : C == 4 * st_C ? ST_FC2
-             : OC == st_C ? ST_PROJ : ST_HEAD;
+    int op = OC == 3 * st_C   ? ST_QKV
+             : OC == 4 * st_C ? ST_FC
+             : C == 4 * st_C  ? ST_FC2
+             : OC == st_C     ? ST_PROJ
+                              : ST_HEAD;
     ST_TIME(op, cpu_matmul_forward(out, x, w, bias, N, C, OC));
     st_bytes[op] += (double)OC * C * sizeof(float);
 }
@@ -346,7 +410,8 @@ static void bench_step(void) {
         double t = now() - t0;
         mv_best = t < mv_best ? t : mv_best;
     }
-    for (int op = ST_QKV; op <= ST_HEAD; op++) mv_bytes += st_bytes[op] / (tokens + rounds);
+    for (int op = ST_QKV; op <= ST_HEAD; op++)
+        mv_bytes += st_bytes[op] / (tokens + rounds);
     printf("  matvecs alone, back to back (best of %d): %.3f ms = %.1f GB/s\n", rounds,
            mv_best * 1e3, mv_bytes / mv_best / 1e9);
     kv_free(kv);

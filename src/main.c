@@ -13,9 +13,9 @@
 #include "version.h" /* MG_VERSION, MG_COMMIT, MG_BACKENDS: written by the Makefile */
 
 static int (*const run[CLI_N_CMDS])(const cli_args_t *a, char *err) = {
-    [CLI_TRAIN] = cli_train, [CLI_GENERATE] = cli_generate, [CLI_EVAL] = cli_eval,
-    [CLI_PLOT] = cli_plot,   [CLI_LIST] = cli_list,         [CLI_LOAD] = cli_load,
-    [CLI_CHAT] = cli_chat,   [CLI_SERVE] = cli_serve,       [CLI_BENCHMARK] = cli_benchmark,
+    [CLI_TRAIN] = cli_train,     [CLI_GENERATE] = cli_generate, [CLI_EVAL] = cli_eval,
+    [CLI_PLOT] = cli_plot,       [CLI_LIST] = cli_list,         [CLI_LOAD] = cli_load,
+    [CLI_CHAT] = cli_chat,       [CLI_SERVE] = cli_serve,       [CLI_BENCHMARK] = cli_benchmark,
     [CLI_CONVERT] = cli_convert, [CLI_TOKENIZE] = cli_tokenize,
 };
 
@@ -23,9 +23,10 @@ static void usage(FILE *f) {
     fprintf(f, "usage: minigpt <command> [options]\n\ncommands:\n");
     for (int i = 0; i < CLI_N_CMDS; i++)
         fprintf(f, "  %-10s %s\n", cli_commands[i].name, cli_commands[i].summary);
-    fprintf(f, "\n'minigpt <command> --help' (or 'minigpt help <command>') lists a command's options;\n"
-               "'minigpt help --markdown [command]' prints them as the README's tables;\n"
-               "'minigpt --version' prints the version, commit and backends.\n");
+    fprintf(
+        f, "\n'minigpt <command> --help' (or 'minigpt help <command>') lists a command's options;\n"
+           "'minigpt help --markdown [command]' prints them as the README's tables;\n"
+           "'minigpt --version' prints the version, commit and backends.\n");
 }
 
 /* minigpt help [--markdown] [COMMAND] */
@@ -40,8 +41,10 @@ static int help(int argc, char **argv, char *err) {
             return mg_fail(err, "help: unexpected argument '%s' (try 'minigpt --help')", argv[i]);
     }
     if (!markdown) {
-        if (cmd < 0) usage(stdout);
-        else cli_args_help(stdout, cmd);
+        if (cmd < 0)
+            usage(stdout);
+        else
+            cli_args_help(stdout, cmd);
         return 0;
     }
     for (int i = 0; i < CLI_N_CMDS; i++) {

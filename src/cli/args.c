@@ -16,20 +16,23 @@ const cli_command_t cli_commands[CLI_N_CMDS] = {
     [CLI_TRAIN] = {"train", "train a GPT on a text file (tokenizer included)",
                    "minigpt train [options]",
                    "Ctrl-C (SIGINT) or SIGTERM: finish the step, save a checkpoint, exit 0;\n"
-                   "a second one: stop at once (exit 130), the last checkpoint intact.\n", 0},
+                   "a second one: stop at once (exit 130), the last checkpoint intact.\n",
+                   0},
     [CLI_GENERATE] = {"generate", "generate text from a checkpoint",
                       "minigpt generate --prompt TEXT [options]", NULL, 0},
-    [CLI_EVAL] = {"eval", "loss, perplexity and bits per byte of a checkpoint on a text",
-                  "minigpt eval --data FILE [options]",
-                  "Every token but the first is scored once, with at least T/2 tokens of context.\n"
-                  "Bits per byte = total nats / total bytes / ln 2: comparable across vocabularies.\n",
-                  0},
+    [CLI_EVAL] =
+        {"eval", "loss, perplexity and bits per byte of a checkpoint on a text",
+         "minigpt eval --data FILE [options]",
+         "Every token but the first is scored once, with at least T/2 tokens of context.\n"
+         "Bits per byte = total nats / total bytes / ln 2: comparable across vocabularies.\n",
+         0},
     [CLI_PLOT] = {"plot", "draw a run's loss curve (SVG) from its train_log.jsonl",
                   "minigpt plot LOG [--out FILE.svg]",
                   "LOG is a run's train_log.jsonl (written by minigpt train). Draws train and\n"
                   "validation loss against tokens seen; prints a sparkline.\n",
                   1},
-    [CLI_LIST] = {"list", "list the checkpoints of a directory, best first", "minigpt list [options]",
+    [CLI_LIST] = {"list", "list the checkpoints of a directory, best first",
+                  "minigpt list [options]",
                   "Checkpoints are sorted best first: lowest validation loss (training\n"
                   "loss where there is none); unreadable files are listed last.\n",
                   0},
@@ -45,7 +48,8 @@ const cli_command_t cli_commands[CLI_N_CMDS] = {
                   "answer, Ctrl-D leaves. Otherwise each input line is one turn. Type /help\n"
                   "for the slash commands.\n",
                   0},
-    [CLI_SERVE] = {"serve", "serve a checkpoint over HTTP (OpenAI's completions and chat API, tokenize)",
+    [CLI_SERVE] = {"serve",
+                   "serve a checkpoint over HTTP (OpenAI's completions and chat API, tokenize)",
                    "minigpt serve [options]",
                    "The generation options are the defaults of the requests' fields.\n"
                    "Endpoints (docs/server.md): GET /health, /v1/models, /v1/models/ID, /metrics;\n"
@@ -54,35 +58,39 @@ const cli_command_t cli_commands[CLI_N_CMDS] = {
                    "Ctrl-C or SIGTERM: stop taking requests, let the running ones finish (up to\n"
                    "--shutdown-timeout), exit 0.\n",
                    0},
-    [CLI_BENCHMARK] = {"benchmark",
-                       "training and generation speed, MFU, per-op times, memory (random weights)",
-                       "minigpt benchmark [options]",
-                       "Weights and tokens are random. FLOPs count the matmuls of forward and\n"
-                       "backward (backward = 2x forward), the tied classifier included, and\n"
-                       "attention's QK^T and PV over the causal triangle; MFU divides the step's\n"
-                       "FLOP rate by the best rate of one large matmul (2048x768 @ 768x3072, 32768\n"
-                       "rows on a GPU) on the same backend (best of 5 to 20 runs).\n",
-                       0},
-    [CLI_CONVERT] = {"convert",
-                     "Hugging Face GPT-2 in (--from-hf) and out (--to-hf); GGUF for llama.cpp (--to-gguf)",
-                     "minigpt convert --from-hf DIR --out FILE.safetensors\n"
-                     "       minigpt convert --checkpoint FILE --to-hf OUTDIR\n"
-                     "       minigpt convert --checkpoint FILE --to-gguf OUT.gguf [--type f32|f16|q8_0]",
-                     "See docs/interop.md: converting gpt2 and a Portuguese GPT-2, and running a\n"
-                     "minigpt model in llama.cpp, LM Studio and Ollama.\n",
-                     0},
-    [CLI_TOKENIZE] = {"tokenize", "a text's token ids and pieces (any length)",
-                      "minigpt tokenize [options] [TEXT]",
-                      "The text is TEXT, else --file, else standard input. Default output: one token\n"
-                      "per line, its id, a tab, its piece as a JSON string (or, when its bytes are not\n"
-                      "UTF-8 on their own, the list of its bytes); then the count on stderr.\n",
-                      1},
+    [CLI_BENCHMARK] =
+        {"benchmark", "training and generation speed, MFU, per-op times, memory (random weights)",
+         "minigpt benchmark [options]",
+         "Weights and tokens are random. FLOPs count the matmuls of forward and\n"
+         "backward (backward = 2x forward), the tied classifier included, and\n"
+         "attention's QK^T and PV over the causal triangle; MFU divides the step's\n"
+         "FLOP rate by the best rate of one large matmul (2048x768 @ 768x3072, 32768\n"
+         "rows on a GPU) on the same backend (best of 5 to 20 runs).\n",
+         0},
+    [CLI_CONVERT] =
+        {"convert",
+         "Hugging Face GPT-2 in (--from-hf) and out (--to-hf); GGUF for llama.cpp (--to-gguf)",
+         "minigpt convert --from-hf DIR --out FILE.safetensors\n"
+         "       minigpt convert --checkpoint FILE --to-hf OUTDIR\n"
+         "       minigpt convert --checkpoint FILE --to-gguf OUT.gguf [--type f32|f16|q8_0]",
+         "See docs/interop.md: converting gpt2 and a Portuguese GPT-2, and running a\n"
+         "minigpt model in llama.cpp, LM Studio and Ollama.\n",
+         0},
+    [CLI_TOKENIZE] =
+        {"tokenize", "a text's token ids and pieces (any length)",
+         "minigpt tokenize [options] [TEXT]",
+         "The text is TEXT, else --file, else standard input. Default output: one token\n"
+         "per line, its id, a tab, its piece as a JSON string (or, when its bytes are not\n"
+         "UTF-8 on their own, the list of its bytes); then the count on stderr.\n",
+         1},
 };
 
 #define F(field) offsetof(cli_args_t, field)
 #define C(cmd) (1u << (cmd))
 #define GEN (C(CLI_GENERATE) | C(CLI_LOAD) | C(CLI_CHAT) | C(CLI_SERVE))
-#define HW (C(CLI_TRAIN) | C(CLI_GENERATE) | C(CLI_EVAL) | C(CLI_LOAD) | C(CLI_CHAT) | C(CLI_SERVE) | C(CLI_BENCHMARK))
+#define HW                                                                                         \
+    (C(CLI_TRAIN) | C(CLI_GENERATE) | C(CLI_EVAL) | C(CLI_LOAD) | C(CLI_CHAT) | C(CLI_SERVE) |     \
+     C(CLI_BENCHMARK))
 #define SHAPE (C(CLI_TRAIN) | C(CLI_BENCHMARK))
 #define CKPT_DEFAULT "models/best_model.safetensors, else models/mini_gpt.safetensors"
 #define I24 16777216.0 /* 2^24 */
@@ -90,7 +98,8 @@ const cli_command_t cli_commands[CLI_N_CMDS] = {
 /* The order of the rows is the order of --help. */
 const cli_row_t cli_rows[] = {
     /* what to read and write */
-    {"checkpoint", "-m", "FILE", CLI_T_STR, F(checkpoint), C(CLI_GENERATE) | C(CLI_EVAL) | C(CLI_CHAT) | C(CLI_SERVE) | C(CLI_TOKENIZE),
+    {"checkpoint", "-m", "FILE", CLI_T_STR, F(checkpoint),
+     C(CLI_GENERATE) | C(CLI_EVAL) | C(CLI_CHAT) | C(CLI_SERVE) | C(CLI_TOKENIZE),
      .def_doc = CKPT_DEFAULT, .help = "the model to load"},
     {"checkpoint", "-m", "FILE", CLI_T_STR, F(checkpoint), C(CLI_CONVERT),
      .help = "the minigpt checkpoint to export (with --to-hf or --to-gguf)"},
@@ -98,18 +107,21 @@ const cli_row_t cli_rows[] = {
      .help = "this file, instead of choosing one from --dir"},
     {"dir", NULL, "DIR", CLI_T_STR, F(dir), C(CLI_LIST) | C(CLI_LOAD), .def = "models",
      .help = "the directory of checkpoints"},
-    {"mode", NULL, NULL, CLI_T_CHOICE, F(mode), C(CLI_LOAD), .choices = "auto|interactive", .def = "auto",
-     .help = "auto: choose by --filter; interactive: from a numbered menu on the terminal (q quits)"},
-    {"filter", NULL, NULL, CLI_T_CHOICE, F(filter), C(CLI_LOAD), .choices = "best|latest", .def = "best",
+    {"mode", NULL, NULL, CLI_T_CHOICE, F(mode), C(CLI_LOAD), .choices = "auto|interactive",
+     .def = "auto",
+     .help =
+         "auto: choose by --filter; interactive: from a numbered menu on the terminal (q quits)"},
+    {"filter", NULL, NULL, CLI_T_CHOICE, F(filter), C(CLI_LOAD), .choices = "best|latest",
+     .def = "best",
      .help = "best: lowest validation loss (training loss where there is none); latest: newest "
              "by creation time, then step (--mode auto)"},
     {"search", NULL, "TEXT", CLI_T_STR, F(search), C(CLI_LOAD),
      .help = "only files whose name or metadata contains TEXT (case-insensitive; the tokenizer "
              "is not searched)"},
-    {"filter-max-loss", NULL, "X", CLI_T_FLOAT, F(filter_max_loss), C(CLI_LOAD), .min = 0, .max = 1e30,
-     .help = "only files whose loss (validation, else training) is <= X"},
-    {"filter-min-step", NULL, "N", CLI_T_INT, F(filter_min_step), C(CLI_LOAD), .min = 0, .max = 1125899906842624.0,
-     .help = "only files saved at step N or later"},
+    {"filter-max-loss", NULL, "X", CLI_T_FLOAT, F(filter_max_loss), C(CLI_LOAD), .min = 0,
+     .max = 1e30, .help = "only files whose loss (validation, else training) is <= X"},
+    {"filter-min-step", NULL, "N", CLI_T_INT, F(filter_min_step), C(CLI_LOAD), .min = 0,
+     .max = 1125899906842624.0, .help = "only files saved at step N or later"},
     {"show-metadata", NULL, NULL, CLI_T_FLAG, F(show_metadata), C(CLI_LOAD),
      .help = "print config, training metadata, performance metrics, timestamp, tokenizer "
              "summary, tensor count and bytes"},
@@ -120,8 +132,9 @@ const cli_row_t cli_rows[] = {
      .help = "where checkpoints go; a folder holding another run is refused (see --overwrite)"},
     {"dashboard", NULL, "PORT", CLI_T_INT, F(dashboard), C(CLI_TRAIN), .min = 0, .max = 65535,
      .def = "-1", .implicit = "8090", .def_doc = "none; PORT 8090 when not given",
-     .help = "a live page of the run on http://127.0.0.1:PORT/ (0: any free port, printed): losses, "
-             "learning rate, speed, ETA and a sample at each evaluation"},
+     .help =
+         "a live page of the run on http://127.0.0.1:PORT/ (0: any free port, printed): losses, "
+         "learning rate, speed, ETA and a sample at each evaluation"},
     {"overwrite", NULL, NULL, CLI_T_FLAG, F(overwrite), C(CLI_TRAIN),
      .help = "replace the run in --out (its files are removed)"},
     {"out", NULL, "FILE.safetensors", CLI_T_STR, F(out), C(CLI_CONVERT),
@@ -135,33 +148,34 @@ const cli_row_t cli_rows[] = {
      .help = "export --checkpoint as GGUF v3 for llama.cpp, LM Studio, Ollama"},
     {"type", NULL, "T", CLI_T_CHOICE, F(gguf_type), C(CLI_CONVERT), .choices = "f32|f16|q8_0",
      .def_doc = "f32", .help = "GGUF weights: f32 (exact), f16 or q8_0"},
-    {"out", NULL, "FILE.svg", CLI_T_STR, F(out), C(CLI_PLOT), .def_doc = "loss_curve.svg beside LOG",
-     .help = "the picture"},
+    {"out", NULL, "FILE.svg", CLI_T_STR, F(out), C(CLI_PLOT),
+     .def_doc = "loss_curve.svg beside LOG", .help = "the picture"},
     /* generation */
     {"prompt", "-p", "TEXT", CLI_T_STR, F(prompt), C(CLI_GENERATE) | C(CLI_LOAD),
      .help = "the text to continue (load: generate once from the file chosen, exactly as "
              "generate does)"},
     {"prompt-file", NULL, "F", CLI_T_STR, F(prompt_file), C(CLI_GENERATE),
      .help = "the prompt is the text of file F (instead of --prompt)"},
-    {"max-tokens", "-n", "N", CLI_T_INT, F(max_tokens), C(CLI_GENERATE) | C(CLI_LOAD), .min = 0, .max = I24,
-     .def = "200", .group = CLI_GROUP_GEN,
+    {"max-tokens", "-n", "N", CLI_T_INT, F(max_tokens), C(CLI_GENERATE) | C(CLI_LOAD), .min = 0,
+     .max = I24, .def = "200", .group = CLI_GROUP_GEN,
      .help = "tokens to generate (0: only the prompt and the stats line)"},
-    {"max-tokens", "-n", "N", CLI_T_INT, F(max_tokens), C(CLI_CHAT) | C(CLI_SERVE), .min = 1, .max = I24,
-     .def = "200", .group = CLI_GROUP_GEN, .help = "tokens per answer"},
-    {"temperature", "--temp", "T", CLI_T_FLOAT, F(temperature), GEN, .min = 0, .max = 100, .def = "0.8",
-     .group = CLI_GROUP_GEN, .help = "0 is greedy"},
-    {"top-k", NULL, "K", CLI_T_INT, F(top_k), GEN, .min = 0, .max = I24, .def = "0", .group = CLI_GROUP_GEN,
-     .help = "keep the K most likely tokens (0: off)"},
+    {"max-tokens", "-n", "N", CLI_T_INT, F(max_tokens), C(CLI_CHAT) | C(CLI_SERVE), .min = 1,
+     .max = I24, .def = "200", .group = CLI_GROUP_GEN, .help = "tokens per answer"},
+    {"temperature", "--temp", "T", CLI_T_FLOAT, F(temperature), GEN, .min = 0, .max = 100,
+     .def = "0.8", .group = CLI_GROUP_GEN, .help = "0 is greedy"},
+    {"top-k", NULL, "K", CLI_T_INT, F(top_k), GEN, .min = 0, .max = I24, .def = "0",
+     .group = CLI_GROUP_GEN, .help = "keep the K most likely tokens (0: off)"},
     {"top-p", NULL, "P", CLI_T_FLOAT, F(top_p), GEN, .min = 1e-6, .max = 1, .def = "0.95",
      .group = CLI_GROUP_GEN, .help = "keep the smallest set of tokens with probability >= P"},
     {"seed", "-s", "S", CLI_T_INT, F(seed), GEN, .min = 0, .max = 9007199254740991.0, .def = "-1",
      .def_doc = "from the clock, printed in the stats line", .group = CLI_GROUP_GEN,
      .help = "sampling seed (below 2^53, as JSON numbers keep it)"},
-    {"repeat-penalty", NULL, "P", CLI_T_FLOAT, F(repeat_penalty), GEN, .min = 0.01, .max = 100, .def = "1",
-     .group = CLI_GROUP_GEN,
+    {"repeat-penalty", NULL, "P", CLI_T_FLOAT, F(repeat_penalty), GEN, .min = 0.01, .max = 100,
+     .def = "1", .group = CLI_GROUP_GEN,
      .help = "divide the logits of the ids among the last N tokens by P (1: off)"},
-    {"repeat-last-n", NULL, "N", CLI_T_INT, F(repeat_last_n), GEN, .min = 1, .max = 1048576, .def = "64",
-     .group = CLI_GROUP_GEN, .help = "the window of --repeat-penalty, prompt included"},
+    {"repeat-last-n", NULL, "N", CLI_T_INT, F(repeat_last_n), GEN, .min = 1, .max = 1048576,
+     .def = "64", .group = CLI_GROUP_GEN,
+     .help = "the window of --repeat-penalty, prompt included"},
     {"stop", NULL, "STR", CLI_T_LIST, F(stop), GEN, .group = CLI_GROUP_GEN,
      .help = "end once the new text contains STR (generate prints it); up to 4, the first met "
              "ends it (\"\\n\" is not unescaped: use $'\\n' in a shell)"},
@@ -169,16 +183,18 @@ const cli_row_t cli_rows[] = {
      .group = CLI_GROUP_GEN,
      .help = "q8: int8 weights in the matrix products (CPU, which --device auto then picks): 4x "
              "fewer bytes read per token"},
-    {"quantize", NULL, NULL, CLI_T_CHOICE, F(quantize), C(CLI_EVAL), .choices = "q8|none", .def = "none",
-     .help = "q8: --incremental with int8 weights (CPU)"},
-    {"quantize", NULL, NULL, CLI_T_CHOICE, F(quantize), C(CLI_BENCHMARK), .choices = "q8|none", .def = "none",
-     .help = "q8: int8 weights for decoding (CPU, which --device auto then picks)"},
+    {"quantize", NULL, NULL, CLI_T_CHOICE, F(quantize), C(CLI_EVAL), .choices = "q8|none",
+     .def = "none", .help = "q8: --incremental with int8 weights (CPU)"},
+    {"quantize", NULL, NULL, CLI_T_CHOICE, F(quantize), C(CLI_BENCHMARK), .choices = "q8|none",
+     .def = "none", .help = "q8: int8 weights for decoding (CPU, which --device auto then picks)"},
     {"show-tokens", NULL, NULL, CLI_T_FLAG, F(show_tokens), C(CLI_GENERATE) | C(CLI_LOAD),
      .group = CLI_GROUP_GEN, .help = "print the prompt's tokens and ids first"},
-    {"educational", NULL, NULL, CLI_T_FLAG, F(educational), C(CLI_GENERATE) | C(CLI_LOAD) | C(CLI_CHAT),
+    {"educational", NULL, NULL, CLI_T_FLAG, F(educational),
+     C(CLI_GENERATE) | C(CLI_LOAD) | C(CLI_CHAT),
      .help = "explain each step with the run's own numbers: tokenization, embeddings, layers and "
              "their times, an attention heatmap, the candidates of each token, a summary"},
-    {"show-tensors", NULL, NULL, CLI_T_FLAG, F(show_tensors), C(CLI_GENERATE) | C(CLI_LOAD) | C(CLI_CHAT),
+    {"show-tensors", NULL, NULL, CLI_T_FLAG, F(show_tensors),
+     C(CLI_GENERATE) | C(CLI_LOAD) | C(CLI_CHAT),
      .help = "with --educational: activation stats after each sublayer"},
     /* training */
     {"steps", NULL, "N", CLI_T_INT, F(steps), C(CLI_TRAIN), .min = 1, .max = 1099511627776.0,
@@ -192,9 +208,12 @@ const cli_row_t cli_rows[] = {
      .help = "the model's shape: micro, tiny, mini, small, gpt2"},
     {"preset", NULL, "NAME", CLI_T_STR, F(preset), C(CLI_BENCHMARK), .def_doc = "mini",
      .help = "the model's shape: micro, tiny, mini, small, gpt2"},
-    {"layers", NULL, "N", CLI_T_INT, F(layers), SHAPE, .min = 1, .max = 256, .help = "override the preset's layers"},
-    {"heads", NULL, "N", CLI_T_INT, F(heads), SHAPE, .min = 1, .max = 16384, .help = "override the preset's heads"},
-    {"dim", NULL, "N", CLI_T_INT, F(dim), SHAPE, .min = 1, .max = 16384, .help = "override the preset's width"},
+    {"layers", NULL, "N", CLI_T_INT, F(layers), SHAPE, .min = 1, .max = 256,
+     .help = "override the preset's layers"},
+    {"heads", NULL, "N", CLI_T_INT, F(heads), SHAPE, .min = 1, .max = 16384,
+     .help = "override the preset's heads"},
+    {"dim", NULL, "N", CLI_T_INT, F(dim), SHAPE, .min = 1, .max = 16384,
+     .help = "override the preset's width"},
     {"ctx", "-c", "N", CLI_T_INT, F(ctx), SHAPE, .min = 1, .max = 65536,
      .help = "override the preset's context length"},
     {"ctx", "-c", "T", CLI_T_INT, F(ctx), C(CLI_EVAL), .min = 2, .max = 65536,
@@ -209,7 +228,8 @@ const cli_row_t cli_rows[] = {
      .help = "windows per forward pass"},
     {"batch", NULL, "B", CLI_T_INT, F(batch), C(CLI_BENCHMARK), .min = 1, .max = 65536, .def = "8",
      .help = "sequences per training step"},
-    {"grad-accum", NULL, "K", CLI_T_INT, F(grad_accum), C(CLI_TRAIN), .min = 1, .max = 65536, .def_doc = "1",
+    {"grad-accum", NULL, "K", CLI_T_INT, F(grad_accum), C(CLI_TRAIN), .min = 1, .max = 65536,
+     .def_doc = "1",
      .help = "micro-batches per optimizer step: a step of K x B sequences in the memory of B"},
     {"lr", NULL, "LR", CLI_T_FLOAT, F(lr), C(CLI_TRAIN), .min = 1e-9, .max = 10,
      .def_doc = "2e-3 x 256/dim, at most 3e-3; on a GPU also times sqrt(batch/8), at most 4e-3",
@@ -224,8 +244,8 @@ const cli_row_t cli_rows[] = {
      .def_doc = "10", .help = "steps' worth of sequences (B x K each) per validation"},
     {"seed", "-s", "S", CLI_T_INT, F(seed), C(CLI_TRAIN), .min = 0, .max = 9007199254740991.0,
      .def_doc = "1337", .help = "seed for weights and data order"},
-    {"save-every", NULL, "N", CLI_T_INT, F(save_every), C(CLI_TRAIN), .min = 1, .max = 1099511627776.0,
-     .help = "also save checkpoint_step_N every N steps"},
+    {"save-every", NULL, "N", CLI_T_INT, F(save_every), C(CLI_TRAIN), .min = 1,
+     .max = 1099511627776.0, .help = "also save checkpoint_step_N every N steps"},
     {"keep", NULL, "K", CLI_T_INT, F(keep), C(CLI_TRAIN), .min = 1, .max = 1048576,
      .help = "keep only the K newest step checkpoints (best, final and epoch files are never "
              "deleted)"},
@@ -235,8 +255,9 @@ const cli_row_t cli_rows[] = {
     {"init-from", NULL, "FILE", CLI_T_STR, F(init_from), C(CLI_TRAIN),
      .help = "fine-tune: start from a checkpoint's weights and tokenizer on --data, with a new "
              "optimizer and schedule"},
-    {"log-every", NULL, "N", CLI_T_INT, F(log_every), C(CLI_TRAIN), .min = 1, .max = 1099511627776.0,
-     .def = "10", .help = "a log line every N steps when not on a terminal"},
+    {"log-every", NULL, "N", CLI_T_INT, F(log_every), C(CLI_TRAIN), .min = 1,
+     .max = 1099511627776.0, .def = "10",
+     .help = "a log line every N steps when not on a terminal"},
     {"save-tokens", NULL, "FILE", CLI_T_STR, F(save_tokens), C(CLI_TRAIN),
      .help = "write the train/validation token streams (safetensors), for reference trainers "
              "(bench/bench_recipe.sh)"},
@@ -244,7 +265,8 @@ const cli_row_t cli_rows[] = {
     {"incremental", NULL, NULL, CLI_T_FLAG, F(incremental), C(CLI_EVAL),
      .help = "score through the KV cache one token at a time, as generation runs (the same "
              "windows and scores)"},
-    {"json", NULL, NULL, CLI_T_FLAG, F(json), C(CLI_LIST), .help = "a JSON array instead of the table"},
+    {"json", NULL, NULL, CLI_T_FLAG, F(json), C(CLI_LIST),
+     .help = "a JSON array instead of the table"},
     {"json", NULL, NULL, CLI_T_FLAG, F(json), C(CLI_BENCHMARK),
      .help = "one JSON object on stdout instead of the text report"},
     {"host", NULL, "ADDR", CLI_T_STR, F(host), C(CLI_SERVE), .def = "127.0.0.1",
@@ -257,7 +279,8 @@ const cli_row_t cli_rows[] = {
     {"queue", NULL, "N", CLI_T_INT, F(queue), C(CLI_SERVE), .min = 0, .max = 1048576, .def = "64",
      .help = "requests waiting for a slot before 503 + Retry-After"},
     {"runs", NULL, "DIR", CLI_T_STR, F(runs), C(CLI_SERVE),
-     .help = "the app's training view shows the runs under DIR (their train_log.jsonl) on one chart"},
+     .help =
+         "the app's training view shows the runs under DIR (their train_log.jsonl) on one chart"},
     {"api-key", NULL, "KEY", CLI_T_STR, F(api_key), C(CLI_SERVE),
      .help = "require 'Authorization: Bearer KEY' on every endpoint but /health"},
     {"max-connections", NULL, "N", CLI_T_INT, F(max_conn), C(CLI_SERVE), .min = 1, .max = 65536,
@@ -265,8 +288,9 @@ const cli_row_t cli_rows[] = {
     {"max-connections-per-client", NULL, "N", CLI_T_INT, F(per_client), C(CLI_SERVE), .min = 1,
      .max = 65536, .def = "512", .help = "open connections per client address; more are refused"},
     {"header-timeout", NULL, "S", CLI_T_INT, F(header_timeout), C(CLI_SERVE), .min = 1, .max = 3600,
-     .def = "10", .help = "a request's headers must be in within S s of the connection's start or "
-                          "its previous answer; trickled bytes do not extend it"},
+     .def = "10",
+     .help = "a request's headers must be in within S s of the connection's start or "
+             "its previous answer; trickled bytes do not extend it"},
     {"body-timeout", NULL, "S", CLI_T_INT, F(body_timeout), C(CLI_SERVE), .min = 1, .max = 3600,
      .def = "30", .help = "a request's body must be in within S s of its headers"},
     {"max-body", NULL, "BYTES", CLI_T_INT, F(max_body), C(CLI_SERVE), .min = 1, .max = 1073741824.0,
@@ -349,8 +373,8 @@ static int store(const cli_row_t *r, const char *v, cli_args_t *a, int check_ran
     case CLI_T_FLAG: *(int *)field = 1; return 0;
     case CLI_T_INT: {
         long x;
-        if (cli_int(r->name, v, check_range ? (long)r->min : -1, check_range ? (long)r->max : 1L << 62,
-                    &x, err))
+        if (cli_int(r->name, v, check_range ? (long)r->min : -1,
+                    check_range ? (long)r->max : 1L << 62, &x, err))
             return -1;
         *(long *)field = x;
         return 0;
@@ -368,9 +392,11 @@ static int store(const cli_row_t *r, const char *v, cli_args_t *a, int check_ran
     case CLI_T_LIST: {
         const char **slot = field;
         int k = 0;
-        while (k < GEN_MAX_STOPS && slot[k]) k++;
+        while (k < GEN_MAX_STOPS && slot[k])
+            k++;
         if (!*v) return mg_fail(err, "--%s: the string is empty", r->name);
-        if (k == GEN_MAX_STOPS) return mg_fail(err, "--%s: at most %d strings", r->name, GEN_MAX_STOPS);
+        if (k == GEN_MAX_STOPS)
+            return mg_fail(err, "--%s: at most %d strings", r->name, GEN_MAX_STOPS);
         slot[k] = v;
         return 0;
     }
@@ -415,8 +441,8 @@ static int unknown(int cmd, const char *token, size_t len, int known, char *err)
                 if (k >= sizeof which) k = sizeof which - 1;
             }
     }
-    return mg_fail(err, "%s: unknown option '%.*s' (an option of %s; see 'minigpt %s --help')", name,
-                   (int)len, token, which, name);
+    return mg_fail(err, "%s: unknown option '%.*s' (an option of %s; see 'minigpt %s --help')",
+                   name, (int)len, token, which, name);
 }
 
 int cli_args_parse(int cmd, int argc, char **argv, cli_args_t *a, char *err) {
@@ -424,14 +450,16 @@ int cli_args_parse(int cmd, int argc, char **argv, cli_args_t *a, char *err) {
     memset(a, 0, sizeof *a);
     a->cmd = cmd;
     for (int i = 0; i < cli_n_rows; i++)
-        if (takes(&cli_rows[i], cmd) && cli_rows[i].def && store(&cli_rows[i], cli_rows[i].def, a, 0, err))
+        if (takes(&cli_rows[i], cmd) && cli_rows[i].def &&
+            store(&cli_rows[i], cli_rows[i].def, a, 0, err))
             return -1;
     int options_done = 0;
     for (int i = 1; i < argc; i++) {
         const char *t = argv[i];
         if (options_done || t[0] != '-' || t[1] == 0) {
             if (a->n_positional >= cli_commands[cmd].positionals)
-                return mg_fail(err, "%s: unexpected argument '%s' (see 'minigpt %s --help')", name, t, name);
+                return mg_fail(err, "%s: unexpected argument '%s' (see 'minigpt %s --help')", name,
+                               t, name);
             a->positional[a->n_positional++] = t;
             continue;
         }
@@ -454,11 +482,13 @@ int cli_args_parse(int cmd, int argc, char **argv, cli_args_t *a, char *err) {
         } else if (eq)
             v = eq + 1;
         else if (r->implicit)
-            v = i + 1 < argc && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9' ? argv[++i] : r->implicit;
+            v = i + 1 < argc && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9' ? argv[++i]
+                                                                               : r->implicit;
         else if (i + 1 < argc)
             v = argv[++i];
         else
-            return mg_fail(err, "%s: option '%s' needs a value (see 'minigpt %s --help')", name, t, name);
+            return mg_fail(err, "%s: option '%s' needs a value (see 'minigpt %s --help')", name, t,
+                           name);
         if (store(r, v, a, 1, err)) return -1;
         a->given[r - cli_rows] = 1;
         a->typed[r - cli_rows] = v;
@@ -498,8 +528,8 @@ static void names(const cli_row_t *r, int md, char *buf, size_t n) {
     char shrt[48] = "", lng[48] = "";
     if (r->alias && r->alias[1] != '-') snprintf(shrt, sizeof shrt, "%s%s%s, ", q, r->alias, q);
     if (r->alias && r->alias[1] == '-') snprintf(lng, sizeof lng, "%s, %s%s", q, q, r->alias);
-    snprintf(buf, n, "%s%s--%s%s%s%s%s%s%s", shrt, q, r->name, lng, value ? " " : "", r->implicit ? "[" : "",
-             value ? value : "", r->implicit ? "]" : "", q);
+    snprintf(buf, n, "%s%s--%s%s%s%s%s%s%s", shrt, q, r->name, lng, value ? " " : "",
+             r->implicit ? "[" : "", value ? value : "", r->implicit ? "]" : "", q);
 }
 
 /* The help sentence with its default: "tokens to generate (default 200)". */

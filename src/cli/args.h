@@ -102,28 +102,28 @@ typedef struct {
     /* not options */
     const char *positional[CLI_MAX_POSITIONALS];
     int n_positional;
-    int help;                             /* -h, --help */
-    int cmd;                              /* the enum cli_cmd parsed for */
-    unsigned char given[CLI_MAX_ROWS];    /* per row of cli_rows[]: given on the command line */
-    const char *typed[CLI_MAX_ROWS];      /* per row: the value as typed (messages), NULL if not given */
+    int help;                          /* -h, --help */
+    int cmd;                           /* the enum cli_cmd parsed for */
+    unsigned char given[CLI_MAX_ROWS]; /* per row of cli_rows[]: given on the command line */
+    const char *typed[CLI_MAX_ROWS]; /* per row: the value as typed (messages), NULL if not given */
 } cli_args_t;
 
 /* row.group bits */
 enum { CLI_GROUP_GEN = 1 }; /* a generation setting: `load` needs --prompt for it */
 
 typedef struct {
-    const char *name;   /* long name, without "--" */
-    const char *alias;  /* another spelling, "-n" or "--temp" (NULL: none) */
-    const char *value;  /* value name in help ("N"; NULL for CLI_T_FLAG) */
-    int type;           /* CLI_T_FLAG, ... */
-    size_t offset;      /* offsetof(cli_args_t, field) */
-    unsigned cmds;      /* bit (1u << enum cli_cmd) per command that takes it */
-    double min, max;    /* CLI_T_INT, CLI_T_FLOAT: the accepted range */
-    const char *choices; /* CLI_T_CHOICE: "auto|cpu|cuda" */
-    const char *def;     /* the default, parsed like a typed value (NULL: 0/NULL) */
-    const char *def_doc; /* the default in words when def alone would mislead */
-    const char *help;    /* what it does, one sentence (wrapped when printed) */
-    int group;           /* CLI_GROUP_* bits */
+    const char *name;     /* long name, without "--" */
+    const char *alias;    /* another spelling, "-n" or "--temp" (NULL: none) */
+    const char *value;    /* value name in help ("N"; NULL for CLI_T_FLAG) */
+    int type;             /* CLI_T_FLAG, ... */
+    size_t offset;        /* offsetof(cli_args_t, field) */
+    unsigned cmds;        /* bit (1u << enum cli_cmd) per command that takes it */
+    double min, max;      /* CLI_T_INT, CLI_T_FLOAT: the accepted range */
+    const char *choices;  /* CLI_T_CHOICE: "auto|cpu|cuda" */
+    const char *def;      /* the default, parsed like a typed value (NULL: 0/NULL) */
+    const char *def_doc;  /* the default in words when def alone would mislead */
+    const char *help;     /* what it does, one sentence (wrapped when printed) */
+    int group;            /* CLI_GROUP_* bits */
     const char *implicit; /* the value when given without one ("--dashboard" alone): the value
                            * is then optional, "--x=V" or a next word that starts with a digit
                            * (NULL: a value is required) */

@@ -29,7 +29,8 @@ typedef struct {
     long batch, seq, threads, iterations;
     const char *device, *precision;
     int json, detailed, show_memory, no_fusion;
-    int q8; /* --quantize q8: int8 weights for decoding (prefills of more than 8 tokens stay float32) */
+    int q8; /* --quantize q8: int8 weights for decoding (prefills of more than 8 tokens stay
+               float32) */
 } bench_opts_t;
 
 /* one training configuration's per-op times (--detailed) */
@@ -43,13 +44,13 @@ typedef struct {
 typedef struct {
     double fwd_s, bwd_s, opt_s, best_step_s; /* means over the measured steps */
     float loss;
-    double flops;               /* model FLOPs of one step */
+    double flops; /* model FLOPs of one step */
     int prefill_n, prefill_reps;
-    double prefill_s, ttft_s;   /* means */
+    double prefill_s, ttft_s; /* means */
     int decode_n, decode_reps;
-    double decode_s;            /* mean time of decode_n tokens */
-    double peak_flops;          /* best matmul rate, FLOP/s */
-    int peak_rows;              /* N of the peak's N x 768 @ 768 x 3072 */
+    double decode_s;   /* mean time of decode_n tokens */
+    double peak_flops; /* best matmul rate, FLOP/s */
+    int peak_rows;     /* N of the peak's N x 768 @ 768 x 3072 */
     int peak_reps;
     bench_detail_t detail[2];
     int n_detail;
@@ -95,7 +96,8 @@ static float train_step(gpt_model_t *m, const int32_t *x, const int32_t *y, int 
 static int measure_training(gpt_model_t *m, const int32_t *x, const int32_t *y, int B, int T,
                             int iters, bench_result_t *r, char *err) {
     double t[3] = {0};
-    for (int i = 0; i < WARMUP; i++) train_step(m, x, y, B, T, t);
+    for (int i = 0; i < WARMUP; i++)
+        train_step(m, x, y, B, T, t);
     memset(t, 0, sizeof t);
     r->best_step_s = INFINITY;
     for (int i = 0; i < iters; i++) {
@@ -103,7 +105,8 @@ static int measure_training(gpt_model_t *m, const int32_t *x, const int32_t *y, 
         r->loss = train_step(m, x, y, B, T, t);
         r->best_step_s = fmin(r->best_step_s, t[0] + t[1] + t[2] - before);
     }
-    if (!isfinite(r->loss)) return mg_fail(err, "benchmark: the training loss is not finite (%g)", r->loss);
+    if (!isfinite(r->loss))
+        return mg_fail(err, "benchmark: the training loss is not finite (%g)", r->loss);
     r->fwd_s = t[0] / iters;
     r->bwd_s = t[1] / iters;
     r->opt_s = t[2] / iters;
@@ -119,7 +122,8 @@ static void measure_detail(gpt_model_t *m, const int32_t *x, const int32_t *y, i
     memset(&d->prof, 0, sizeof d->prof);
     m->prof = &d->prof;
     memset(t, 0, sizeof t);
-    for (int i = 0; i < iters; i++) train_step(m, x, y, B, T, t);
+    for (int i = 0; i < iters; i++)
+        train_step(m, x, y, B, T, t);
     m->prof = NULL;
     d->step_s = t[0] + t[1] + t[2];
     d->steps = iters;
@@ -141,7 +145,8 @@ static int measure_inference(gpt_model_t *m, mg_rng_t *rng, int iters, int q8, b
     if (q8 && kv_quantize(kv, err)) goto done;
     r->kv_bytes = kv->block_bytes;
     r->q8_bytes = kv->q8_bytes;
-    for (int i = 0; i < P; i++) prompt[i] = (int32_t)mg_rng_below(rng, (uint32_t)c->vocab);
+    for (int i = 0; i < P; i++)
+        prompt[i] = (int32_t)mg_rng_below(rng, (uint32_t)c->vocab);
     /* prefill: one warm-up, then repeats */
     kv_reset(kv);
     if (kv_feed(kv, prompt, P, err)) goto done;
@@ -216,20 +221,24 @@ static int measure_peak(const ops_backend_t *ops, mg_rng_t *rng, int iters, benc
     int rc = -1;
     float *host = mg_malloc(MG_MAX(nx, nw) * sizeof(float));
     float *x = ops->alloc(nx * sizeof(float)), *w = ops->alloc(nw * sizeof(float));
-    float *b = ops->alloc((size_t)OC * sizeof(float)), *out = ops->alloc((size_t)N * OC * sizeof(float));
+    float *b = ops->alloc((size_t)OC * sizeof(float)),
+          *out = ops->alloc((size_t)N * OC * sizeof(float));
     if (!host || !x || !w || !b || !out) {
         mg_fail(err, "out of memory for the matmul peak (%d x %d x %d)", N, C, OC);
         goto done;
     }
-    for (size_t i = 0; i < nx; i++) host[i] = mg_rng_normal(rng);
+    for (size_t i = 0; i < nx; i++)
+        host[i] = mg_rng_normal(rng);
     ops->upload(x, host, nx * sizeof(float));
-    for (size_t i = 0; i < nw; i++) host[i] = 0.02f * mg_rng_normal(rng);
+    for (size_t i = 0; i < nw; i++)
+        host[i] = 0.02f * mg_rng_normal(rng);
     ops->upload(w, host, nw * sizeof(float));
     ops->matmul_forward(out, x, w, b, N, C, OC);
     ops->synchronize();
     double best = INFINITY, start = mg_now();
     int reps = 0;
-    while (reps < PEAK_MIN_REPS || (reps < MG_MAX(iters, 20) && mg_now() - start < 2 * REPEAT_SECONDS)) {
+    while (reps < PEAK_MIN_REPS ||
+           (reps < MG_MAX(iters, 20) && mg_now() - start < 2 * REPEAT_SECONDS)) {
         ops->synchronize();
         double t0 = mg_now();
         ops->matmul_forward(out, x, w, b, N, C, OC);
@@ -252,13 +261,15 @@ done:
 static double detail_sum(const bench_detail_t *d) {
     double s = 0;
     for (int p = 0; p < GPT_PHASE_COUNT; p++)
-        for (int o = 0; o < GPT_OP_COUNT; o++) s += d->prof.seconds[p][o];
+        for (int o = 0; o < GPT_OP_COUNT; o++)
+            s += d->prof.seconds[p][o];
     return s;
 }
 
 static double op_total(const bench_detail_t *d, int op) {
     double s = 0;
-    for (int p = 0; p < GPT_PHASE_COUNT; p++) s += d->prof.seconds[p][op];
+    for (int p = 0; p < GPT_PHASE_COUNT; p++)
+        s += d->prof.seconds[p][op];
     return s;
 }
 
@@ -279,16 +290,18 @@ static void measure_memory(const gpt_model_t *m, const bench_result_t *r, int B,
     mem->rss_peak = mg_rss_peak();
 }
 
-static void print_text(const bench_opts_t *o, const gpt_model_t *m, const char *precision,
-                       int B, int T, const bench_result_t *r, const bench_mem_t *mem) {
+static void print_text(const bench_opts_t *o, const gpt_model_t *m, const char *precision, int B,
+                       int T, const bench_result_t *r, const bench_mem_t *mem) {
     const gpt_config_t *c = &m->cfg;
     double step = r->fwd_s + r->bwd_s + r->opt_s, tokens = (double)B * T;
-    printf("minigpt benchmark: %s (%d layers, %d heads, dim %d, context %d, vocab %d), %zu parameters\n",
-           o->shape.preset ? o->shape.preset : "mini", c->layers, c->heads, c->dim, c->ctx, c->vocab,
-           m->num_floats);
+    printf("minigpt benchmark: %s (%d layers, %d heads, dim %d, context %d, vocab %d), %zu "
+           "parameters\n",
+           o->shape.preset ? o->shape.preset : "mini", c->layers, c->heads, c->dim, c->ctx,
+           c->vocab, m->num_floats);
     printf("backend: %s: %s; %s%s\n", m->ops->name, m->ops->describe(), precision,
            o->no_fusion ? "; --no-fusion" : "");
-    printf("training: batch %d x %d tokens, %ld steps after %d warm-up\n", B, T, o->iterations, WARMUP);
+    printf("training: batch %d x %d tokens, %ld steps after %d warm-up\n", B, T, o->iterations,
+           WARMUP);
     printf("  step        %9.2f ms  %10.0f tok/s  (best %.2f ms)\n", step * 1e3, tokens / step,
            r->best_step_s * 1e3);
     printf("  forward     %9.2f ms  %10.0f tok/s\n", r->fwd_s * 1e3, tokens / r->fwd_s);
@@ -297,44 +310,56 @@ static void print_text(const bench_opts_t *o, const gpt_model_t *m, const char *
     printf("  loss        %9.4f    (random tokens: about ln %d = %.4f)\n", r->loss, c->vocab,
            log((double)c->vocab));
     if (r->q8_bytes)
-        printf("inference (batch 1, KV cache; decoding with int8 weights, %.1f MB):\n", r->q8_bytes / 1e6);
+        printf("inference (batch 1, KV cache; decoding with int8 weights, %.1f MB):\n",
+               r->q8_bytes / 1e6);
     else
         printf("inference (batch 1, KV cache):\n");
     printf("  prefill     %9.2f ms  %10.0f tok/s  (%d-token prompt, mean of %d)\n",
            r->prefill_s * 1e3, r->prefill_n / r->prefill_s, r->prefill_n, r->prefill_reps);
     printf("  first token %9.2f ms  (prefill + greedy pick)\n", r->ttft_s * 1e3);
     if (r->decode_n > 0)
-        printf("  decode      %9.3f ms/token %7.0f tok/s  (%d tokens one at a time, greedy, mean of %d)\n",
-               r->decode_s / r->decode_n * 1e3, r->decode_n / r->decode_s, r->decode_n, r->decode_reps);
+        printf("  decode      %9.3f ms/token %7.0f tok/s  (%d tokens one at a time, greedy, mean "
+               "of %d)\n",
+               r->decode_s / r->decode_n * 1e3, r->decode_n / r->decode_s, r->decode_n,
+               r->decode_reps);
     printf("utilisation:\n");
     printf("  matmul peak %9.1f GFLOP/s (%dx768 @ 768x3072, best of %d)\n", r->peak_flops / 1e9,
            r->peak_rows, r->peak_reps);
-    printf("  model FLOPs %9.3f GFLOP per step -> %.1f GFLOP/s\n", r->flops / 1e9, r->flops / step / 1e9);
+    printf("  model FLOPs %9.3f GFLOP per step -> %.1f GFLOP/s\n", r->flops / 1e9,
+           r->flops / step / 1e9);
     printf("  MFU         %9.1f %% of the matmul peak\n", 100.0 * r->flops / step / r->peak_flops);
     if (r->n_detail) {
         const bench_detail_t *d0 = &r->detail[0];
-        printf("per-op times of a training step (ms, mean of %d steps, synchronized around each op)\n"
-               "  %s kernels%s:\n", d0->steps, o->no_fusion ? "unfused" : "default",
-               r->n_detail > 1 ? ", last column: total with --no-fusion" : "");
-        printf("  %-18s %9s %9s %9s %9s %6s", "op", "forward", "backward", "optimizer", "total", "share");
-        for (int k = 1; k < r->n_detail; k++) printf(" %11s", "no-fusion");
+        printf(
+            "per-op times of a training step (ms, mean of %d steps, synchronized around each op)\n"
+            "  %s kernels%s:\n",
+            d0->steps, o->no_fusion ? "unfused" : "default",
+            r->n_detail > 1 ? ", last column: total with --no-fusion" : "");
+        printf("  %-18s %9s %9s %9s %9s %6s", "op", "forward", "backward", "optimizer", "total",
+               "share");
+        for (int k = 1; k < r->n_detail; k++)
+            printf(" %11s", "no-fusion");
         printf("\n");
         double sum0 = detail_sum(d0);
         for (int op = 0; op < GPT_OP_COUNT; op++) {
             const double *s[GPT_PHASE_COUNT];
-            for (int p = 0; p < GPT_PHASE_COUNT; p++) s[p] = d0->prof.seconds[p];
+            for (int p = 0; p < GPT_PHASE_COUNT; p++)
+                s[p] = d0->prof.seconds[p];
             double tot = op_total(d0, op) / d0->steps;
             printf("  %-18s %9.3f %9.3f %9.3f %9.3f %5.1f%%", gpt_op_name((gpt_op_t)op),
-                   s[0][op] / d0->steps * 1e3, s[1][op] / d0->steps * 1e3, s[2][op] / d0->steps * 1e3,
-                   tot * 1e3, sum0 > 0 ? 100.0 * op_total(d0, op) / sum0 : 0.0);
+                   s[0][op] / d0->steps * 1e3, s[1][op] / d0->steps * 1e3,
+                   s[2][op] / d0->steps * 1e3, tot * 1e3,
+                   sum0 > 0 ? 100.0 * op_total(d0, op) / sum0 : 0.0);
             for (int k = 1; k < r->n_detail; k++)
                 printf(" %11.3f", op_total(&r->detail[k], op) / r->detail[k].steps * 1e3);
             printf("\n");
         }
         printf("  %-18s %39.3f %6s", "sum of ops", sum0 / d0->steps * 1e3, "");
-        for (int k = 1; k < r->n_detail; k++) printf(" %11.3f", detail_sum(&r->detail[k]) / r->detail[k].steps * 1e3);
+        for (int k = 1; k < r->n_detail; k++)
+            printf(" %11.3f", detail_sum(&r->detail[k]) / r->detail[k].steps * 1e3);
         printf("\n  %-18s %39.3f %6s", "profiled step", d0->step_s / d0->steps * 1e3, "");
-        for (int k = 1; k < r->n_detail; k++) printf(" %11.3f", r->detail[k].step_s / r->detail[k].steps * 1e3);
+        for (int k = 1; k < r->n_detail; k++)
+            printf(" %11.3f", r->detail[k].step_s / r->detail[k].steps * 1e3);
         printf("\n  (a fused kernel counts under one of the ops it fuses, e.g. residual add +\n"
                "  LayerNorm under layernorm, fc matmul + GELU under fc matmul)\n");
     }
@@ -343,11 +368,15 @@ static void print_text(const bench_opts_t *o, const gpt_model_t *m, const char *
         printf("  parameters      %10.1f MB  (%zu floats)\n", mem->params / 1e6, m->num_floats);
         printf("  gradients       %10.1f MB\n", mem->grads / 1e6);
         printf("  optimizer state %10.1f MB  (AdamW m and v)\n", mem->optim / 1e6);
-        printf("  activations     %10.1f MB  (batch %d x %d, with backward scratch)\n", mem->acts / 1e6, B, T);
-        printf("  KV cache        %10.1f MB  (context %d, batch 1, with scratch)\n", mem->kv / 1e6, c->ctx);
-        printf("  backend         %10.1f MB in use, %.1f MB peak", mem->in_use / 1e6, mem->peak / 1e6);
+        printf("  activations     %10.1f MB  (batch %d x %d, with backward scratch)\n",
+               mem->acts / 1e6, B, T);
+        printf("  KV cache        %10.1f MB  (context %d, batch 1, with scratch)\n", mem->kv / 1e6,
+               c->ctx);
+        printf("  backend         %10.1f MB in use, %.1f MB peak", mem->in_use / 1e6,
+               mem->peak / 1e6);
         if (mem->capacity) printf(", %.1f MB capacity", mem->capacity / 1e6);
-        printf("\n  process RSS     %10.1f MB now, %.1f MB peak\n", mem->rss_now / 1e6, mem->rss_peak / 1e6);
+        printf("\n  process RSS     %10.1f MB now, %.1f MB peak\n", mem->rss_now / 1e6,
+               mem->rss_peak / 1e6);
     }
 }
 
@@ -355,9 +384,12 @@ static cJSON *detail_json(const bench_detail_t *d) {
     cJSON *j = cJSON_CreateObject(), *ops = cJSON_AddObjectToObject(j, "ops");
     for (int op = 0; op < GPT_OP_COUNT; op++) {
         cJSON *o = cJSON_AddObjectToObject(ops, gpt_op_name((gpt_op_t)op));
-        cJSON_AddNumberToObject(o, "forward_ms", d->prof.seconds[GPT_PHASE_FORWARD][op] / d->steps * 1e3);
-        cJSON_AddNumberToObject(o, "backward_ms", d->prof.seconds[GPT_PHASE_BACKWARD][op] / d->steps * 1e3);
-        cJSON_AddNumberToObject(o, "optimizer_ms", d->prof.seconds[GPT_PHASE_OPTIMIZER][op] / d->steps * 1e3);
+        cJSON_AddNumberToObject(o, "forward_ms",
+                                d->prof.seconds[GPT_PHASE_FORWARD][op] / d->steps * 1e3);
+        cJSON_AddNumberToObject(o, "backward_ms",
+                                d->prof.seconds[GPT_PHASE_BACKWARD][op] / d->steps * 1e3);
+        cJSON_AddNumberToObject(o, "optimizer_ms",
+                                d->prof.seconds[GPT_PHASE_OPTIMIZER][op] / d->steps * 1e3);
         cJSON_AddNumberToObject(o, "total_ms", op_total(d, op) / d->steps * 1e3);
     }
     cJSON_AddNumberToObject(j, "ops_sum_ms", detail_sum(d) / d->steps * 1e3);
@@ -448,10 +480,17 @@ static int print_json(const bench_opts_t *o, const gpt_model_t *m, const char *p
 
 int cli_benchmark(const cli_args_t *a, char *err) {
     bench_opts_t o = {.shape = {a->preset, a->layers, a->heads, a->dim, a->ctx, a->vocab},
-                      .batch = a->batch, .seq = a->seq, .threads = a->threads,
-                      .iterations = a->iterations, .device = a->device, .precision = a->precision,
-                      .json = a->json, .detailed = a->detailed, .show_memory = a->show_memory,
-                      .no_fusion = a->no_fusion, .q8 = strcmp(a->quantize, "q8") == 0};
+                      .batch = a->batch,
+                      .seq = a->seq,
+                      .threads = a->threads,
+                      .iterations = a->iterations,
+                      .device = a->device,
+                      .precision = a->precision,
+                      .json = a->json,
+                      .detailed = a->detailed,
+                      .show_memory = a->show_memory,
+                      .no_fusion = a->no_fusion,
+                      .q8 = strcmp(a->quantize, "q8") == 0};
     gpt_config_t cfg;
     if (cli_shape(&o.shape, &cfg, err) != 0) return CLI_USAGE;
     if (o.seq > cfg.ctx) {
@@ -465,7 +504,9 @@ int cli_benchmark(const cli_args_t *a, char *err) {
     const ops_backend_t *ops = ops_select(o.device, o.precision, (int)o.threads, note, err);
     if (!ops) return CLI_ERR;
     if (note[0] && !o.json) printf("%s\n", note);
-    const char *precision = o.precision ? o.precision : strcmp(ops->name, "cpu") == 0 ? "fp32" : "default";
+    const char *precision = o.precision                     ? o.precision
+                            : strcmp(ops->name, "cpu") == 0 ? "fp32"
+                                                            : "default";
 
     int rc = CLI_ERR;
     gpt_model_t *m = NULL;
@@ -504,7 +545,8 @@ int cli_benchmark(const cli_args_t *a, char *err) {
     if (measure_peak(ops, &rng, iters, &r, err)) goto fail;
     if (o.show_memory) measure_memory(m, &r, B, T, &mem);
     if (o.json) {
-        if (print_json(&o, m, precision, note, B, T, &r, o.show_memory ? &mem : NULL, err)) goto fail;
+        if (print_json(&o, m, precision, note, B, T, &r, o.show_memory ? &mem : NULL, err))
+            goto fail;
     } else {
         print_text(&o, m, precision, B, T, &r, o.show_memory ? &mem : NULL);
     }

@@ -72,19 +72,22 @@ static void on_text(void *ctx, const char *bytes, size_t n) {
 static void on_token(void *ctx, int id, const float *logits) {
     chat_t *c = ctx;
     explain_on_token(&c->ex, id, logits);
-    if (id != bpe_eot_id(c->ck->tok) && c->hist_n < c->ck->model->cfg.ctx + 1) c->hist[c->hist_n++] = id;
+    if (id != bpe_eot_id(c->ck->tok) && c->hist_n < c->ck->model->cfg.ctx + 1)
+        c->hist[c->hist_n++] = id;
 }
 
 /* Drops the oldest turns until `need` more tokens fit; the cache is then
  * rebuilt from what remains (positions change). Returns the turns dropped. */
 static int make_room(chat_t *c, int need) {
     int ctx = c->ck->model->cfg.ctx, k = 0;
-    while (k < c->n_turns && c->hist_n - c->turns[k] + need > ctx) k++;
+    while (k < c->n_turns && c->hist_n - c->turns[k] + need > ctx)
+        k++;
     if (k == 0) return 0;
     int from = k < c->n_turns ? c->turns[k] : c->hist_n;
     memmove(c->hist, c->hist + from, (size_t)(c->hist_n - from) * sizeof *c->hist);
     c->hist_n -= from;
-    for (int i = k; i < c->n_turns; i++) c->turns[i - k] = c->turns[i] - from;
+    for (int i = k; i < c->n_turns; i++)
+        c->turns[i - k] = c->turns[i] - from;
     c->n_turns -= k;
     kv_reset(c->kv);
     return k;
@@ -109,8 +112,7 @@ static int turn(chat_t *c, const char *line, char *err) {
         return mg_fail(err, "out of memory");
     }
     if (edu) {
-        if (explain_tokenize(stdout, c->ck->tok, text, strlen(text), &ids, &n, err) != 0)
-            goto done;
+        if (explain_tokenize(stdout, c->ck->tok, text, strlen(text), &ids, &n, err) != 0) goto done;
     } else if (bpe_encode(c->ck->tok, text, strlen(text), &ids, &n, err) != 0)
         goto done;
     if ((int)n >= ctx) {
@@ -133,13 +135,20 @@ static int turn(chat_t *c, const char *line, char *err) {
     if (edu) explain_embeddings(stdout, c->kv, c->ck->tok, c->hist[from], from);
     explain_begin(&c->ex, c->hist + from, c->hist_n - from);
     c->ex.sample = (sample_opts_t){(float)c->o.temperature, (int)c->o.top_k, (float)c->o.top_p};
-    gen_opts_t go = {.sample = c->ex.sample, .max_tokens = (int)c->o.max_tokens, .rng = &c->rng,
-                     .on_text = edu ? NULL : on_text, .on_token = on_token, .ctx = c,
-                     .cands = c->ex.last_cands, .n_cands = EXPLAIN_NCANDS,
-                     .interrupt = &interrupted, .repeat_penalty = (float)c->o.repeat_penalty,
+    gen_opts_t go = {.sample = c->ex.sample,
+                     .max_tokens = (int)c->o.max_tokens,
+                     .rng = &c->rng,
+                     .on_text = edu ? NULL : on_text,
+                     .on_token = on_token,
+                     .ctx = c,
+                     .cands = c->ex.last_cands,
+                     .n_cands = EXPLAIN_NCANDS,
+                     .interrupt = &interrupted,
+                     .repeat_penalty = (float)c->o.repeat_penalty,
                      .repeat_last_n = (int)c->o.repeat_last_n,
                      .stop = {c->o.stop[0], c->o.stop[1], c->o.stop[2], c->o.stop[3]},
-                     .penalty_history = c->hist, .n_penalty_history = from};
+                     .penalty_history = c->hist,
+                     .n_penalty_history = from};
     interrupted = 0;
     int first = c->hist_n - from;
     if (gen_run(c->kv, c->ck->tok, c->hist + from, first, &go, &c->last, err) != 0) goto done;
@@ -151,7 +160,8 @@ static int turn(chat_t *c, const char *line, char *err) {
         char *ans = NULL;
         size_t alen;
         int start = c->hist_n - c->last.new_tokens;
-        if (bpe_decode(c->ck->tok, c->hist + start, (size_t)c->last.new_tokens, &ans, &alen, err) != 0)
+        if (bpe_decode(c->ck->tok, c->hist + start, (size_t)c->last.new_tokens, &ans, &alen, err) !=
+            0)
             goto done;
         printf("== answer ==\n%s", ans);
         mg_free(ans);
@@ -184,9 +194,10 @@ static void cmd_stats(const chat_t *c) {
     printf("  final LayerNorm   %10lld\n", lnf);
     printf("shape: %d layers, %d heads of %d, dim %d, context %d, vocab %d\n", g->layers, g->heads,
            g->dim / g->heads, g->dim, g->ctx, g->vocab);
-    printf("session: %ld tokens generated, %.1f tok/s on average; %d of %d context positions in use\n",
-           c->total_new, c->total_decode_s > 0 ? c->total_new / c->total_decode_s : 0.0, c->hist_n,
-           g->ctx);
+    printf(
+        "session: %ld tokens generated, %.1f tok/s on average; %d of %d context positions in use\n",
+        c->total_new, c->total_decode_s > 0 ? c->total_new / c->total_decode_s : 0.0, c->hist_n,
+        g->ctx);
 }
 
 static void cmd_memory(const chat_t *c) {
@@ -201,7 +212,8 @@ static void cmd_memory(const chat_t *c) {
            c->kv->block_bytes - kvb);
     printf("heap (counted) %12zu bytes now, %zu at peak (mg_malloc: everything above and more)\n",
            mg_mem_current(), mg_mem_peak());
-    printf("process RSS    %12zu bytes now, %zu at peak (includes the mapped checkpoint and libraries)\n",
+    printf("process RSS    %12zu bytes now, %zu at peak (includes the mapped checkpoint and "
+           "libraries)\n",
            mg_rss_now(), MG_MAX(mg_rss_now(), mg_rss_peak())); /* two sources, round differently */
 }
 
@@ -231,11 +243,15 @@ static void cmd_checkpoint(const chat_t *c) {
            g->layers, g->heads, g->dim, g->ctx, g->vocab, gpt_param_count(g));
     printf("step:       %ld (epoch %d), %lld tokens seen\n", m->step, m->epoch, m->tokens_seen);
     printf("train loss: ");
-    if (isfinite(m->train_loss)) printf("%.4f\n", m->train_loss);
-    else printf("-\n");
+    if (isfinite(m->train_loss))
+        printf("%.4f\n", m->train_loss);
+    else
+        printf("-\n");
     printf("val loss:   ");
-    if (isfinite(m->val_loss)) printf("%.4f\n", m->val_loss);
-    else printf("-\n");
+    if (isfinite(m->val_loss))
+        printf("%.4f\n", m->val_loss);
+    else
+        printf("-\n");
     printf("created:    %s\n", c->ck->created);
 }
 
@@ -250,24 +266,33 @@ static void reset(chat_t *c) {
 /* A slash command. Returns 1 to quit, 0 to go on, -1 on a fatal error. */
 static int command(chat_t *c, char *line, char *err) {
     char *arg = line;
-    while (*arg && !isspace((unsigned char)*arg)) arg++;
+    while (*arg && !isspace((unsigned char)*arg))
+        arg++;
     if (*arg) *arg++ = 0;
-    while (isspace((unsigned char)*arg)) arg++;
+    while (isspace((unsigned char)*arg))
+        arg++;
     const char *cmd = line + 1;
     char why[MG_ERR_LEN];
     int bad = 0;
     if (strcmp(cmd, "quit") == 0 || strcmp(cmd, "exit") == 0) return 1;
-    if (strcmp(cmd, "help") == 0) fputs(help_text, stdout);
-    else if (strcmp(cmd, "stats") == 0) cmd_stats(c);
-    else if (strcmp(cmd, "memory") == 0) cmd_memory(c);
-    else if (strcmp(cmd, "kernels") == 0) cmd_kernels(c);
-    else if (strcmp(cmd, "checkpoint") == 0) cmd_checkpoint(c);
+    if (strcmp(cmd, "help") == 0)
+        fputs(help_text, stdout);
+    else if (strcmp(cmd, "stats") == 0)
+        cmd_stats(c);
+    else if (strcmp(cmd, "memory") == 0)
+        cmd_memory(c);
+    else if (strcmp(cmd, "kernels") == 0)
+        cmd_kernels(c);
+    else if (strcmp(cmd, "checkpoint") == 0)
+        cmd_checkpoint(c);
     else if (strcmp(cmd, "reset") == 0) {
         reset(c);
         printf("conversation cleared (seed %ld)\n", c->seed);
     } else if (strcmp(cmd, "explain") == 0) {
-        if (!c->answered) printf("nothing generated yet: type a prompt first\n");
-        else explain_walkthrough(stdout, &c->ex, c->kv, &c->last);
+        if (!c->answered)
+            printf("nothing generated yet: type a prompt first\n");
+        else
+            explain_walkthrough(stdout, &c->ex, c->kv, &c->last);
     } else if (strcmp(cmd, "tokens-demo") == 0) {
         size_t n = strlen(arg), cnt;
         if (n >= 2 && arg[0] == '"' && arg[n - 1] == '"') {
@@ -362,7 +387,8 @@ static char *read_line(const chat_t *c, char **buf, size_t *cap, int *oom) {
 
 int cli_chat_run(const ckpt_t *ck, const char *path, const cli_gen_opts_t *o, char *err) {
     int rc = -1, ctx = ck->model->cfg.ctx;
-    chat_t c = {.ck = ck, .path = path, .o = *o, .tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)};
+    chat_t c = {
+        .ck = ck, .path = path, .o = *o, .tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)};
     char *buf = NULL;
     size_t cap = 0;
     struct sigaction sa = {.sa_handler = on_sigint}, old;
@@ -378,8 +404,8 @@ int cli_chat_run(const ckpt_t *ck, const char *path, const cli_gen_opts_t *o, ch
         mg_fail(err, "out of memory");
         goto done;
     }
-    if (explain_init(&c.ex, c.kv, ck->tok, o->educational ? stdout : NULL,
-                     isatty(STDOUT_FILENO), o->show_tensors, err) != 0)
+    if (explain_init(&c.ex, c.kv, ck->tok, o->educational ? stdout : NULL, isatty(STDOUT_FILENO),
+                     o->show_tensors, err) != 0)
         goto done;
     if (c.tty) {
         sigemptyset(&sa.sa_mask); /* no SA_RESTART: Ctrl-C only sets the flag */
@@ -393,8 +419,10 @@ int cli_chat_run(const ckpt_t *ck, const char *path, const cli_gen_opts_t *o, ch
     int oom = 0;
     while ((line = read_line(&c, &buf, &cap, &oom)) != NULL) {
         size_t n = strlen(line);
-        while (n && (line[n - 1] == '\r' || isspace((unsigned char)line[n - 1]))) line[--n] = 0;
-        while (isspace((unsigned char)*line)) line++;
+        while (n && (line[n - 1] == '\r' || isspace((unsigned char)line[n - 1])))
+            line[--n] = 0;
+        while (isspace((unsigned char)*line))
+            line++;
         if (!*line) continue;
         if (line[0] == '/') {
             int r = command(&c, line, err);

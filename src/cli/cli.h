@@ -42,7 +42,8 @@ void cli_catalog_table(const catalog_t *c, const int *rows, int n, int numbered)
 /* The backend for --device/--precision/--threads (ops_select); says on
  * stderr which GPU it runs on when it picked one. NULL with err if the
  * device asked for is not usable. */
-const ops_backend_t *cli_backend(const char *device, const char *precision, long threads, char *err);
+const ops_backend_t *cli_backend(const char *device, const char *precision, long threads,
+                                 char *err);
 /* The device for --device with --quantize (q8 set): int8 weights are the
  * CPU's, so "auto" (or NULL) means the CPU then; otherwise device itself. */
 const char *cli_device_q8(const char *device, int q8);
@@ -56,11 +57,11 @@ typedef struct {
     double repeat_penalty; /* 1: off */
     long repeat_last_n;
     const char *stop[GEN_MAX_STOPS]; /* --stop, up to 4 (NULL: unused) */
-    const char *prompt_file; /* generate --prompt-file (NULL: none) */
-    int q8;                  /* --quantize q8: int8 weights for decoding (kv_quantize) */
+    const char *prompt_file;         /* generate --prompt-file (NULL: none) */
+    int q8;                          /* --quantize q8: int8 weights for decoding (kv_quantize) */
     int show_tokens;
-    int educational;  /* explain each step (src/explain) */
-    int show_tensors; /* with educational: activation stats after each sublayer */
+    int educational;                /* explain each step (src/explain) */
+    int show_tensors;               /* with educational: activation stats after each sublayer */
     const char *device, *precision; /* --device, --precision (NULL: auto, the device's) */
 } cli_gen_opts_t;
 /* The generation settings of a parsed command line (generate, load,

@@ -50,7 +50,9 @@ int cli_eval(const cli_args_t *a, char *err) {
         goto done;
     double secs = mg_now() - t0;
     printf("eval: %s on %s (window %d, stride %d%s)\n", path, data, T, T / 2 > 0 ? T / 2 : 1,
-           q8 ? "; one token at a time, int8 weights" : incremental ? "; one token at a time" : "");
+           q8            ? "; one token at a time, int8 weights"
+           : incremental ? "; one token at a time"
+                         : "");
     printf("scored %lld tokens, %lld bytes (of %zu tokens, %zu bytes) in %.1f s\n", s.tokens,
            s.bytes, n, len, secs);
     printf("loss %.4f nats/token, perplexity %.2f, %.4f bits per byte\n", eval_loss(&s),

@@ -42,24 +42,35 @@ static void show_tokens(const bpe_t *tok, const int32_t *ids, size_t n) {
         const unsigned char *b = bpe_token_bytes(tok, ids[i], &len);
         printf("  %5d  \"", ids[i]);
         for (size_t k = 0; k < len; k++) {
-            if (b[k] == '"' || b[k] == '\\') printf("\\%c", b[k]);
-            else if (b[k] < 0x20) printf("\\x%02x", b[k]);
-            else putchar(b[k]);
+            if (b[k] == '"' || b[k] == '\\')
+                printf("\\%c", b[k]);
+            else if (b[k] < 0x20)
+                printf("\\x%02x", b[k]);
+            else
+                putchar(b[k]);
         }
         printf("\"\n");
     }
 }
 
 void cli_gen_from_args(const cli_args_t *a, cli_gen_opts_t *o) {
-    *o = (cli_gen_opts_t){.max_tokens = a->max_tokens, .top_k = a->top_k, .seed = a->seed,
-                          .threads = a->threads, .temperature = a->temperature, .top_p = a->top_p,
-                          .repeat_penalty = a->repeat_penalty, .repeat_last_n = a->repeat_last_n,
+    *o = (cli_gen_opts_t){.max_tokens = a->max_tokens,
+                          .top_k = a->top_k,
+                          .seed = a->seed,
+                          .threads = a->threads,
+                          .temperature = a->temperature,
+                          .top_p = a->top_p,
+                          .repeat_penalty = a->repeat_penalty,
+                          .repeat_last_n = a->repeat_last_n,
                           .prompt_file = a->prompt_file,
                           .q8 = a->quantize && strcmp(a->quantize, "q8") == 0,
-                          .show_tokens = a->show_tokens, .educational = a->educational,
-                          .show_tensors = a->show_tensors, .device = a->device,
+                          .show_tokens = a->show_tokens,
+                          .educational = a->educational,
+                          .show_tensors = a->show_tensors,
+                          .device = a->device,
                           .precision = a->precision};
-    for (int k = 0; k < GEN_MAX_STOPS; k++) o->stop[k] = a->stop[k];
+    for (int k = 0; k < GEN_MAX_STOPS; k++)
+        o->stop[k] = a->stop[k];
 }
 
 kv_state_t *cli_kv_create(const ckpt_t *ck, const cli_gen_opts_t *o, char *err) {
@@ -72,7 +83,8 @@ kv_state_t *cli_kv_create(const ckpt_t *ck, const cli_gen_opts_t *o, char *err) 
 }
 
 ckpt_t *cli_open_checkpoint(const char *path, const cli_gen_opts_t *o, char *err) {
-    const ops_backend_t *ops = cli_backend(cli_device_q8(o->device, o->q8), o->precision, o->threads, err);
+    const ops_backend_t *ops =
+        cli_backend(cli_device_q8(o->device, o->q8), o->precision, o->threads, err);
     return ops ? ckpt_load(path, ops, err) : NULL;
 }
 
@@ -104,8 +116,11 @@ int cli_run_generation(const ckpt_t *ck, const char *prompt, const cli_gen_opts_
     mg_rng_t rng;
     mg_rng_seed(&rng, (uint64_t)seed);
     gen_opts_t go = {.sample = {(float)o->temperature, (int)o->top_k, (float)o->top_p},
-                     .max_tokens = (int)o->max_tokens, .rng = &rng, .on_text = on_text,
-                     .repeat_penalty = (float)o->repeat_penalty, .repeat_last_n = (int)o->repeat_last_n,
+                     .max_tokens = (int)o->max_tokens,
+                     .rng = &rng,
+                     .on_text = on_text,
+                     .repeat_penalty = (float)o->repeat_penalty,
+                     .repeat_last_n = (int)o->repeat_last_n,
                      .stop = {o->stop[0], o->stop[1], o->stop[2], o->stop[3]}};
     gen_stats_t st;
     if (edu) {

@@ -151,7 +151,8 @@ static void show_loaded(const ckpt_t *ck, const char *path) {
     char shape[96];
     catalog_shape(&ck->model->cfg, shape, sizeof shape);
     printf("loaded %s\n", path);
-    printf("  %-8s %s, %lld parameters\n", "shape", shape, (long long)gpt_param_count(&ck->model->cfg));
+    printf("  %-8s %s, %lld parameters\n", "shape", shape,
+           (long long)gpt_param_count(&ck->model->cfg));
     printf("  %-8s %ld (epoch %d)\n", "step", ck->meta.step, ck->meta.epoch);
     printf("  %-8s ", "loss");
     if (isfinite(ck->meta.val_loss)) printf("val %.4f, ", ck->meta.val_loss);

@@ -16,7 +16,8 @@ int cli_int(const char *flag, const char *s, long min, long max, long *out, char
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || end == s || *end) return mg_fail(err, "--%s: '%s' is not an integer", flag, s);
-    if (v < min || v > max) return mg_fail(err, "--%s: %ld is out of range [%ld, %ld]", flag, v, min, max);
+    if (v < min || v > max)
+        return mg_fail(err, "--%s: %ld is out of range [%ld, %ld]", flag, v, min, max);
     *out = v;
     return 0;
 }
@@ -38,16 +39,19 @@ int cli_float(const char *flag, const char *s, double min, double max, double *o
         return mg_fail(err, "--%s: '%s' is not a number", flag, s);
     if (v < min || v > max) {
         char a[32], b[32], c[32];
-        return mg_fail(err, "--%s: %s is out of range [%s, %s]", flag, num(v, a), num(min, b), num(max, c));
+        return mg_fail(err, "--%s: %s is out of range [%s, %s]", flag, num(v, a), num(min, b),
+                       num(max, c));
     }
     *out = v;
     return 0;
 }
 
-const ops_backend_t *cli_backend(const char *device, const char *precision, long threads, char *err) {
+const ops_backend_t *cli_backend(const char *device, const char *precision, long threads,
+                                 char *err) {
     char note[MG_ERR_LEN];
     const ops_backend_t *ops = ops_select(device, precision, (int)threads, note, err);
-    if (ops && strcmp(ops->name, "cpu") != 0) fprintf(stderr, "device: %s, %s\n", ops->name, ops->describe());
+    if (ops && strcmp(ops->name, "cpu") != 0)
+        fprintf(stderr, "device: %s, %s\n", ops->name, ops->describe());
     return ops;
 }
 

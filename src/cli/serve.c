@@ -31,10 +31,14 @@ int cli_serve(const cli_args_t *a, char *err) {
     ckpt_t *ck = NULL;
     int rc = CLI_ERR, blocked = 0, sched = 0;
     sigset_t sigs, old;
-    s.cfg = (serve_config_t){.parallel = (int)a->parallel, .queue = (int)a->queue,
-                             .max_conn = (int)a->max_conn, .per_client = (int)a->per_client,
-                             .header_timeout = (int)a->header_timeout, .body_timeout = (int)a->body_timeout,
-                             .shutdown_timeout = (int)a->shutdown_timeout, .max_body = a->max_body,
+    s.cfg = (serve_config_t){.parallel = (int)a->parallel,
+                             .queue = (int)a->queue,
+                             .max_conn = (int)a->max_conn,
+                             .per_client = (int)a->per_client,
+                             .header_timeout = (int)a->header_timeout,
+                             .body_timeout = (int)a->body_timeout,
+                             .shutdown_timeout = (int)a->shutdown_timeout,
+                             .max_body = a->max_body,
                              .api_key = a->api_key};
     if (a->api_key && !*a->api_key) {
         mg_fail(err, "--api-key: the key is empty");
@@ -61,7 +65,8 @@ int cli_serve(const cli_args_t *a, char *err) {
     struct stat st;
     s.created = stat(path, &st) == 0 ? (long)st.st_mtime : 0;
     metrics_init(&s.metrics);
-    if (sched_start(&s.sched, ck, &s.defaults, s.cfg.parallel, s.cfg.queue, &s.metrics, err)) goto done;
+    if (sched_start(&s.sched, ck, &s.defaults, s.cfg.parallel, s.cfg.queue, &s.metrics, err))
+        goto done;
     sched = 1;
     unsigned bound;
     if (http_start(&s, host, (unsigned)port, &bound, err)) {
@@ -75,12 +80,14 @@ int cli_serve(const cli_args_t *a, char *err) {
     const gpt_config_t *g = &ck->model->cfg;
     int v6 = strchr(host, ':') != NULL;
     printf("minigpt serve: %s (%d layers, dim %d, context %d), %d slots, on http://%s%s%s:%u\n"
-           "the app: http://%s%s%s:%u/ ; POST /v1/completions, /v1/chat/completions, /tokenize, /detokenize; "
+           "the app: http://%s%s%s:%u/ ; POST /v1/completions, /v1/chat/completions, /tokenize, "
+           "/detokenize; "
            "GET /v1/models, /health, /metrics; Ctrl-C stops\n",
-           path, g->layers, g->dim, g->ctx, s.sched.n_slots, v6 ? "[" : "", host, v6 ? "]" : "", bound,
-           v6 ? "[" : "", host, v6 ? "]" : "", bound);
+           path, g->layers, g->dim, g->ctx, s.sched.n_slots, v6 ? "[" : "", host, v6 ? "]" : "",
+           bound, v6 ? "[" : "", host, v6 ? "]" : "", bound);
     fflush(stdout);
-    while (!stop_requested) sigsuspend(&old);
+    while (!stop_requested)
+        sigsuspend(&old);
     /* no new connections; running requests finish (or are ended), then the rest closes */
     http_quiesce(&s);
     sched_stop(&s.sched, s.cfg.shutdown_timeout);

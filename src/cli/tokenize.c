@@ -26,7 +26,8 @@ cJSON *cli_token_piece_json(const bpe_t *t, int id) {
         return j;
     }
     cJSON *arr = cJSON_CreateArray();
-    for (size_t i = 0; i < len; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(b[i]));
+    for (size_t i = 0; i < len; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateNumber(b[i]));
     return arr;
 }
 
@@ -35,7 +36,8 @@ static char *read_stdin(size_t *len, char *err) {
     mg_buf_t b = {0};
     char chunk[65536];
     size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) mg_buf_put(&b, chunk, n);
+    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0)
+        mg_buf_put(&b, chunk, n);
     if (ferror(stdin) || b.oom) {
         mg_free(b.data);
         mg_fail(err, "tokenize: cannot read standard input");
@@ -61,8 +63,10 @@ int cli_tokenize(const cli_args_t *a, char *err) {
     const char *ckpt = a->checkpoint, *json = a->tokenizer, *file = a->file;
     int ids_only = a->ids, as_json = a->json, rc = CLI_ERR;
     int npos = a->n_positional;
-    if (ids_only && as_json) return mg_fail(err, "tokenize: --ids and --json exclude each other"), CLI_USAGE;
-    if (ckpt && json) return mg_fail(err, "tokenize: --checkpoint and --tokenizer exclude each other"), CLI_USAGE;
+    if (ids_only && as_json)
+        return mg_fail(err, "tokenize: --ids and --json exclude each other"), CLI_USAGE;
+    if (ckpt && json)
+        return mg_fail(err, "tokenize: --checkpoint and --tokenizer exclude each other"), CLI_USAGE;
     if (npos > 1) return mg_fail(err, "tokenize: one TEXT at most (quote it)"), CLI_USAGE;
     if (npos == 1 && file) return mg_fail(err, "tokenize: TEXT or --file, not both"), CLI_USAGE;
     char *text = NULL;
@@ -77,9 +81,12 @@ int cli_tokenize(const cli_args_t *a, char *err) {
     } else {
         text = file ? mg_read_file(file, &len, err) : read_stdin(&len, err);
     }
-    if (!text || bpe_encode_ex(tok, text, len, a->special ? BPE_ENCODE_SPECIAL : 0, &ids, &n, err) != 0) goto done;
+    if (!text ||
+        bpe_encode_ex(tok, text, len, a->special ? BPE_ENCODE_SPECIAL : 0, &ids, &n, err) != 0)
+        goto done;
     if (ids_only) {
-        for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+        for (size_t i = 0; i < n; i++)
+            printf(i ? " %d" : "%d", ids[i]);
         printf("\n");
     } else {
         cJSON *arr = as_json ? cJSON_CreateArray() : NULL;

@@ -28,10 +28,12 @@ static void say(const char *msg, size_t n) {
     (void)w;
 }
 static void on_signal(int sig) {
-    static const char first[] = "\nminigpt train: stopping after this step (a checkpoint is saved); "
-                                "signal again to stop at once\n";
-    static const char second[] = "\nminigpt train: stopped at once, without saving this step; the last "
-                                 "checkpoint is intact\n";
+    static const char first[] =
+        "\nminigpt train: stopping after this step (a checkpoint is saved); "
+        "signal again to stop at once\n";
+    static const char second[] =
+        "\nminigpt train: stopped at once, without saving this step; the last "
+        "checkpoint is intact\n";
     if (stop_requested) {
         say(second, sizeof second - 1);
         _exit(128 + sig);
@@ -58,9 +60,7 @@ static void on_event(void *ctx, const train_event_t *e) {
     char eta[32], el[32];
     dash_event(v->dash, e);
     switch (e->kind) {
-    case TE_INFO:
-        printf("%s\n", e->msg);
-        break;
+    case TE_INFO: printf("%s\n", e->msg); break;
     case TE_STEP:
         fmt_time(e->eta_s, eta, sizeof eta);
         fmt_time(e->elapsed_s, el, sizeof el);
@@ -72,9 +72,10 @@ static void on_event(void *ctx, const train_event_t *e) {
         if (v->tty) {
             char bar[21] = "....................";
             int fill = e->total_steps ? (int)(20.0 * e->step / e->total_steps) : 0;
-            for (int i = 0; i < fill && i < 20; i++) bar[i] = '#';
-            fprintf(stderr, "\r\033[Kstep %s [%s] loss %.4f lr %.2e %.0f tok/s  %s elapsed, ETA %s", pos,
-                    bar, e->loss, e->lr, e->tok_per_s, el, e->total_steps ? eta : "?");
+            for (int i = 0; i < fill && i < 20; i++)
+                bar[i] = '#';
+            fprintf(stderr, "\r\033[Kstep %s [%s] loss %.4f lr %.2e %.0f tok/s  %s elapsed, ETA %s",
+                    pos, bar, e->loss, e->lr, e->tok_per_s, el, e->total_steps ? eta : "?");
             fflush(stderr);
         } else if (e->step == 1 || e->step % v->log_every == 0 || e->step == e->total_steps) {
             printf("step %s loss %.4f lr %.2e grad-norm %.3f %.0f tok/s elapsed %s ETA %s\n", pos,
@@ -115,7 +116,8 @@ static int init_config(const char *path, gpt_config_t *cfg, char *err) {
 /* Whether the shape flags ask for another shape than the checkpoint's. A
  * preset's vocabulary is a target that a small corpus may not reach, so
  * only an explicit --vocab is compared with the tokenizer's size. */
-static int shape_conflict(const cli_shape_t *s, const gpt_config_t *ck, const char *path, char *err) {
+static int shape_conflict(const cli_shape_t *s, const gpt_config_t *ck, const char *path,
+                          char *err) {
     gpt_config_t want = *ck;
     if (s->preset && gpt_preset(s->preset, &want, err) != 0) return -1;
     if (s->layers) want.layers = (int)s->layers;
@@ -129,7 +131,8 @@ static int shape_conflict(const cli_shape_t *s, const gpt_config_t *ck, const ch
     char have[64], asked[64];
     catalog_shape(ck, have, sizeof have);
     catalog_shape(&want, asked, sizeof asked);
-    return mg_fail(err, "train: '%s' is %s, the shape flags ask for %s; a checkpoint keeps its shape",
+    return mg_fail(err,
+                   "train: '%s' is %s, the shape flags ask for %s; a checkpoint keeps its shape",
                    path, have, asked);
 }
 
@@ -233,13 +236,17 @@ int cli_train(const cli_args_t *a, char *err) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     printf("minigpt train: %s on %s, backend %s: %s\n",
-           o.resume ? o.resume : o.init_from ? o.init_from : shape.preset, o.data_path, o.ops->name,
-           o.ops->describe());
+           o.resume      ? o.resume
+           : o.init_from ? o.init_from
+                         : shape.preset,
+           o.data_path, o.ops->name, o.ops->describe());
     if (o.resume) /* the saved run's batch and hyperparameters, printed by the trainer */
-        printf("settings: %ld threads of %d cores (--threads); batch, lr and schedule from the checkpoint\n",
+        printf("settings: %ld threads of %d cores (--threads); batch, lr and schedule from the "
+               "checkpoint\n",
                threads, sys.cores);
     else
-        printf("settings: %ld threads of %d cores (--threads), batch %d (--batch)%s, lr %.2e (--lr)%s, "
+        printf("settings: %ld threads of %d cores (--threads), batch %d (--batch)%s, lr %.2e "
+               "(--lr)%s, "
                "%.0f MB for training of %.0f MB available%s\n",
                threads, sys.cores, o.hp.batch, fit.batch_why, o.hp.lr, fit.lr_why,
                gpt_training_bytes(&o.cfg, o.ops, o.hp.batch, o.cfg.ctx) / 1e6, fit.capacity / 1e6,

@@ -18,7 +18,8 @@ void explain_stats(const float *x, size_t n, explain_stats_t *st) {
         mx = x[i] > mx ? x[i] : mx;
     }
     double mean = n ? sum / (double)n : 0.0;
-    for (size_t i = 0; i < n; i++) sq += (x[i] - mean) * (x[i] - mean);
+    for (size_t i = 0; i < n; i++)
+        sq += (x[i] - mean) * (x[i] - mean);
     *st = (explain_stats_t){mean, n ? sqrt(sq / (double)n) : 0.0, mn, mx};
 }
 
@@ -40,7 +41,8 @@ char *explain_heatmap(const float *w, int rows, int cols, int unicode, const cha
     const char *shades = unicode ? EXPLAIN_SHADES_UNICODE : EXPLAIN_SHADES_ASCII;
     int levels = unicode ? 5 : 10;
     float mx = 0.0f;
-    for (size_t i = 0; i < (size_t)rows * cols; i++) mx = w[i] > mx ? w[i] : mx;
+    for (size_t i = 0; i < (size_t)rows * cols; i++)
+        mx = w[i] > mx ? w[i] : mx;
     /* a shade and a label character take up to 4 bytes each */
     size_t cap = (size_t)rows * ((size_t)cols * 4 + (size_t)label_w * 4 + 8) + 1, len = 0;
     char *s = mg_malloc(cap);
@@ -48,11 +50,14 @@ char *explain_heatmap(const float *w, int rows, int cols, int unicode, const cha
     for (int r = 0; r < rows; r++) {
         if (labels) { /* padded by characters, not bytes, so the grid lines up */
             int w = 0;
-            for (const unsigned char *p = (const unsigned char *)labels[r]; *p && w < label_w; w++) {
+            for (const unsigned char *p = (const unsigned char *)labels[r]; *p && w < label_w;
+                 w++) {
                 size_t n = utf8_char_len(*p);
-                while (n-- && *p) s[len++] = (char)*p++;
+                while (n-- && *p)
+                    s[len++] = (char)*p++;
             }
-            while (w++ < label_w) s[len++] = ' ';
+            while (w++ < label_w)
+                s[len++] = ' ';
             s[len++] = ' ';
             s[len++] = '|';
         }
@@ -72,8 +77,8 @@ char *explain_heatmap(const float *w, int rows, int cols, int unicode, const cha
     return s;
 }
 
-void explain_attention_weights(const float *qkv, const float *keys, int n, int pos0, int C,
-                               int NH, int h, float *out) {
+void explain_attention_weights(const float *qkv, const float *keys, int n, int pos0, int C, int NH,
+                               int h, float *out) {
     int HS = C / NH, len = pos0 + n;
     float scale = 1.0f / sqrtf((float)HS);
     for (int i = 0; i < n; i++) {
@@ -88,7 +93,8 @@ void explain_attention_weights(const float *qkv, const float *keys, int n, int p
             }
             const float *k = keys + (size_t)s * C + (size_t)h * HS;
             double dot = 0.0;
-            for (int j = 0; j < HS; j++) dot += (double)q[j] * k[j];
+            for (int j = 0; j < HS; j++)
+                dot += (double)q[j] * k[j];
             o[s] = (float)(dot * scale);
             mx = o[s] > mx ? o[s] : mx;
         }
@@ -96,7 +102,8 @@ void explain_attention_weights(const float *qkv, const float *keys, int n, int p
             o[s] = (float)exp(o[s] - mx);
             sum += o[s];
         }
-        for (int s = 0; s <= last; s++) o[s] = (float)(o[s] / sum);
+        for (int s = 0; s <= last; s++)
+            o[s] = (float)(o[s] / sum);
     }
 }
 
@@ -110,9 +117,11 @@ int explain_cut_size(const float *logits, int V, const sample_opts_t *o, float *
     if (o->temperature <= 0.0f) return 1;
     float *p = scratch, mx = logits[0];
     int *idx = (int *)(scratch + V);
-    for (int i = 1; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
+    for (int i = 1; i < V; i++)
+        mx = logits[i] > mx ? logits[i] : mx;
     double sum = 0.0;
-    for (int i = 0; i < V; i++) sum += p[i] = expf((logits[i] - mx) / o->temperature);
+    for (int i = 0; i < V; i++)
+        sum += p[i] = expf((logits[i] - mx) / o->temperature);
     for (int i = 0; i < V; i++) {
         p[i] = (float)(p[i] / sum);
         idx[i] = i;
@@ -139,11 +148,14 @@ void explain_token_str(const bpe_t *tok, int id, char *out, size_t cap) {
      * show such bytes as \xNN rather than as a broken character */
     int whole = utf8_valid(b, len);
     for (size_t k = 0; k < len && o + 5 < cap; k++) {
-        if (b[k] == '\n') o += (size_t)snprintf(out + o, cap - o, "\\n");
-        else if (b[k] == '"' || b[k] == '\\') o += (size_t)snprintf(out + o, cap - o, "\\%c", b[k]);
+        if (b[k] == '\n')
+            o += (size_t)snprintf(out + o, cap - o, "\\n");
+        else if (b[k] == '"' || b[k] == '\\')
+            o += (size_t)snprintf(out + o, cap - o, "\\%c", b[k]);
         else if (b[k] < 0x20 || (b[k] >= 0x80 && !whole))
             o += (size_t)snprintf(out + o, cap - o, "\\x%02x", b[k]);
-        else if (b[k] < 0x80) out[o++] = (char)b[k];
+        else if (b[k] < 0x80)
+            out[o++] = (char)b[k];
         else { /* a whole character, or none of it when it does not fit */
             size_t n = utf8_char_len(b[k]);
             if (o + n + 1 > cap) break;
@@ -183,9 +195,10 @@ int explain_tokenize(FILE *out, const bpe_t *tok, const char *text, size_t len, 
                      size_t *n, char *err) {
     tok_trace_t t = {.out = out, .tok = tok};
     fprintf(out, "== tokenization ==\n");
-    fprintf(out, "text: %zu bytes, split by the GPT-2 regex into pre-tokens; each starts as\n"
-                 "bytes (%s) and the learned merges are applied by rank:\n", len,
-            bpe_is_minigpt(tok) ? "ids 4..259" : "one id per byte");
+    fprintf(out,
+            "text: %zu bytes, split by the GPT-2 regex into pre-tokens; each starts as\n"
+            "bytes (%s) and the learned merges are applied by rank:\n",
+            len, bpe_is_minigpt(tok) ? "ids 4..259" : "one id per byte");
     if (bpe_encode_traced(tok, text, len, ids, n, on_merge, &t, err) != 0) return -1;
     if (t.n_merges == 0) fprintf(out, "  (no merge applies: every token is a single byte)\n");
     fprintf(out, "merges applied: %d; %zu bytes -> %zu tokens\n", t.n_merges, len, *n);
@@ -209,15 +222,19 @@ void explain_embeddings(FILE *out, const kv_state_t *kv, const bpe_t *tok, int i
     char s[64];
     explain_token_str(tok, id, s, sizeof s);
     fprintf(out, "== embeddings ==\n");
-    fprintf(out, "token embedding table %d x %d (vocab x dim), position table %d x %d (context x dim)\n",
+    fprintf(out,
+            "token embedding table %d x %d (vocab x dim), position table %d x %d (context x dim)\n",
             m->cfg.vocab, C, m->cfg.ctx, C);
     fprintf(out, "token \"%s\" (id %d) at position %d, first %d of %d values:\n", s, id, pos, k, C);
     fprintf(out, "  token row    ");
-    for (int i = 0; i < k; i++) fprintf(out, " %+.4f", te[i]);
+    for (int i = 0; i < k; i++)
+        fprintf(out, " %+.4f", te[i]);
     fprintf(out, "\n  + position   ");
-    for (int i = 0; i < k; i++) fprintf(out, " %+.4f", pe[i]);
+    for (int i = 0; i < k; i++)
+        fprintf(out, " %+.4f", pe[i]);
     fprintf(out, "\n  = input x    ");
-    for (int i = 0; i < k; i++) fprintf(out, " %+.4f", te[i] + pe[i]);
+    for (int i = 0; i < k; i++)
+        fprintf(out, " %+.4f", te[i] + pe[i]);
     fprintf(out, "\n");
 }
 
@@ -238,7 +255,8 @@ static void capture_attention(explain_t *e, const kv_state_t *s, int layer, int 
         goto done;
     }
     m->ops->download(qkv, s->qkv, (size_t)rows * 3 * C * sizeof(float));
-    m->ops->download(keys, s->kcache + (size_t)layer * m->cfg.ctx * C, (size_t)len * C * sizeof(float));
+    m->ops->download(keys, s->kcache + (size_t)layer * m->cfg.ctx * C,
+                     (size_t)len * C * sizeof(float));
     if (att) {
         explain_attention_weights(qkv, keys, rows, s->pos, C, NH, e->att_head, att);
         mg_free(e->att);
@@ -258,7 +276,8 @@ done:
 }
 
 /* stats of a backend tensor of n floats into *st (zeros when out of memory) */
-static void record_stats(explain_t *e, const kv_state_t *kv, const float *t, size_t n, explain_stats_t *st) {
+static void record_stats(explain_t *e, const kv_state_t *kv, const float *t, size_t n,
+                         explain_stats_t *st) {
     float *h = mg_malloc(n * sizeof(float));
     *st = (explain_stats_t){0};
     if (!h) {
@@ -289,7 +308,8 @@ static void hook(void *ctx, const kv_state_t *s, int layer, const char *stage, c
         if (e->record_all) {
             const gpt_config_t *g = &s->model->cfg;
             mg_free(e->att_all);
-            e->att_all = mg_calloc((size_t)e->layers * g->heads * rows * (s->pos + rows), sizeof(float));
+            e->att_all =
+                mg_calloc((size_t)e->layers * g->heads * rows * (s->pos + rows), sizeof(float));
             if (!e->att_all) mg_fail(e->err, "out of memory for the attention maps");
             record_stats(e, s, t, (size_t)rows * cols, &e->embed_st);
         }
@@ -303,7 +323,8 @@ static void hook(void *ctx, const kv_state_t *s, int layer, const char *stage, c
         if (layer == e->att_layer || e->record_all) capture_attention(e, s, layer, rows);
         if (e->record_all) record_stats(e, s, t, (size_t)rows * cols, &e->attn_st[layer]);
         if (print) {
-            fprintf(e->out, "  layer %d: attention (ln1, qkv matmul, %d heads, proj, +residual) %.3f ms\n",
+            fprintf(e->out,
+                    "  layer %d: attention (ln1, qkv matmul, %d heads, proj, +residual) %.3f ms\n",
                     layer, s->model->cfg.heads, seconds * 1e3);
             if (e->show_tensors) print_stats(e, s, "after attn", t, rows, cols);
         }
@@ -311,7 +332,8 @@ static void hook(void *ctx, const kv_state_t *s, int layer, const char *stage, c
         e->mlp_s[layer] = seconds;
         if (e->record_all) record_stats(e, s, t, (size_t)rows * cols, &e->mlp_st[layer]);
         if (print) {
-            fprintf(e->out, "  layer %d: MLP (ln2, fc %d->%d, GELU, proj %d->%d, +residual) %.3f ms\n",
+            fprintf(e->out,
+                    "  layer %d: MLP (ln2, fc %d->%d, GELU, proj %d->%d, +residual) %.3f ms\n",
                     layer, cols, 4 * cols, 4 * cols, cols, seconds * 1e3);
             if (e->show_tensors) print_stats(e, s, "after mlp", t, rows, cols);
         }
@@ -339,8 +361,9 @@ static void hook(void *ctx, const kv_state_t *s, int layer, const char *stage, c
                 char *map = explain_heatmap(w, show, show, e->unicode, labels, 14);
                 fprintf(e->out, "== attention heatmap: layer %d, head %d ==\n", e->att_layer,
                         e->att_head);
-                fprintf(e->out, "row = a token (query), column = an earlier token it attends to "
-                                "(key), darker = more weight (%s; scaled to the largest weight)\n",
+                fprintf(e->out,
+                        "row = a token (query), column = an earlier token it attends to "
+                        "(key), darker = more weight (%s; scaled to the largest weight)\n",
                         e->unicode ? "\" \" to \"█\"" : "\" \" to \"@\"");
                 if (show < n) fprintf(e->out, "(the last %d of %d tokens)\n", show, n);
                 if (map) fputs(map, e->out);
@@ -350,7 +373,8 @@ static void hook(void *ctx, const kv_state_t *s, int layer, const char *stage, c
                 int best = 0;
                 for (int c = 1; c < e->att_cols; c++)
                     if (last[c] > last[best]) best = c;
-                fprintf(e->out, "the last token puts %.0f%% of this head's attention on position %d\n",
+                fprintf(e->out,
+                        "the last token puts %.0f%% of this head's attention on position %d\n",
                         100.0 * last[best], best);
             }
             mg_free(labels);
@@ -404,8 +428,9 @@ void explain_on_token(explain_t *e, int id, const float *logits) {
         if (e->sample.temperature <= 0.0f)
             fprintf(e->out, "temperature 0: greedy, the most likely token is always taken\n");
         else
-            fprintf(e->out, "probabilities = softmax(logits / %.2f); cut to top-k %d%s, top-p %.2f; "
-                            "then one is drawn at random\n",
+            fprintf(e->out,
+                    "probabilities = softmax(logits / %.2f); cut to top-k %d%s, top-p %.2f; "
+                    "then one is drawn at random\n",
                     e->sample.temperature, e->sample.top_k, e->sample.top_k ? "" : " (off)",
                     e->sample.top_p);
     }
@@ -420,8 +445,10 @@ void explain_on_token(explain_t *e, int id, const float *logits) {
     for (int i = 0; i < EXPLAIN_NCANDS; i++)
         if (e->last_cands[i].id == id) rank = i + 1;
     fprintf(e->out, "  -> \"%s\" (", s);
-    if (rank > 0) fprintf(e->out, "candidate #%d", rank);
-    else fprintf(e->out, "outside the top %d", EXPLAIN_NCANDS);
+    if (rank > 0)
+        fprintf(e->out, "candidate #%d", rank);
+    else
+        fprintf(e->out, "outside the top %d", EXPLAIN_NCANDS);
     fprintf(e->out, ", drawn from %d kept of %d)\n", e->last_kept, e->V);
 }
 

@@ -40,8 +40,8 @@ char *explain_heatmap(const float *w, int rows, int cols, int unicode, const cha
  * out[i][s] = softmax_s(q_i . k_s / sqrt(HS)) for s <= pos0 + i, 0 above.
  * qkv: n rows of 3C (q first); keys: (pos0 + n) rows of C (the K cache);
  * out: n rows of pos0 + n. Host memory. */
-void explain_attention_weights(const float *qkv, const float *keys, int n, int pos0, int C,
-                               int NH, int h, float *out);
+void explain_attention_weights(const float *qkv, const float *keys, int n, int pos0, int C, int NH,
+                               int h, float *out);
 
 /* How many tokens survive the temperature / top-k / top-p cut that
  * sample_token applies (V when no cut; 1 for greedy). scratch: 2*V floats. */
@@ -57,9 +57,9 @@ void explain_token_str(const bpe_t *tok, int id, char *out, size_t cap);
 #define EXPLAIN_NCANDS 5
 
 typedef struct {
-    FILE *out;        /* where sections go; NULL: record numbers only */
-    int unicode;      /* shade blocks (a terminal) or ASCII */
-    int show_tensors; /* activation stats after each sublayer */
+    FILE *out;               /* where sections go; NULL: record numbers only */
+    int unicode;             /* shade blocks (a terminal) or ASCII */
+    int show_tensors;        /* activation stats after each sublayer */
     int att_layer, att_head; /* which head's weights to draw */
     const bpe_t *tok;
     const int32_t *ids; /* the fed tokens of the prefill, for labels */

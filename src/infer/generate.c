@@ -41,8 +41,8 @@ static void emit(const gen_opts_t *o, pending_t *pd, const unsigned char *b, siz
  * picks the next token, and on a GPU only its id crosses back. The
  * uniform number of a draw is taken in the same order either way, so a
  * seed gives the same text. */
-static int feed(kv_state_t *kv, const int32_t *toks, int n, const gen_opts_t *o, int direct, int32_t *next,
-                char *err) {
+static int feed(kv_state_t *kv, const int32_t *toks, int n, const gen_opts_t *o, int direct,
+                int32_t *next, char *err) {
     if (!direct) return kv_feed(kv, toks, n, err);
     float u = o->sample.temperature > 0.0f ? mg_rng_float(o->rng) : 0.0f;
     return kv_feed_next(kv, toks, n, &o->sample, u, next, err);
@@ -51,14 +51,15 @@ static int feed(kv_state_t *kv, const int32_t *toks, int n, const gen_opts_t *o,
 /* Does the new text now contain one of the stop strings? tail holds the
  * last bytes seen (keep = the longest string's length - 1, between calls)
  * and has room for them and a token. */
-static int stop_seen(const char *const *stop, char *tail, size_t *n, size_t keep, const unsigned char *b,
-                     size_t len) {
+static int stop_seen(const char *const *stop, char *tail, size_t *n, size_t keep,
+                     const unsigned char *b, size_t len) {
     memcpy(tail + *n, b, len);
     *n += len;
     int seen = 0;
     for (int k = 0; k < GEN_MAX_STOPS && stop[k] && !seen; k++) {
         size_t sl = strlen(stop[k]);
-        for (size_t i = 0; i + sl <= *n && !seen; i++) seen = memcmp(tail + i, stop[k], sl) == 0;
+        for (size_t i = 0; i + sl <= *n && !seen; i++)
+            seen = memcmp(tail + i, stop[k], sl) == 0;
     }
     keep = MG_MIN(*n, keep);
     memmove(tail, tail + *n - keep, keep);
@@ -79,16 +80,20 @@ int gen_begin(gen_t *g, kv_state_t *kv, const bpe_t *tok, const int32_t *prompt,
     st->prompt_tokens = n;
     if (n < 1) return mg_fail(err, "the prompt is empty");
     if (kv->pos + n > c->ctx)
-        return mg_fail(err, "the prompt has %d tokens but the context holds %d", n, c->ctx - kv->pos);
+        return mg_fail(err, "the prompt has %d tokens but the context holds %d", n,
+                       c->ctx - kv->pos);
     /* the penalty changes the logits before the draw, so they come to the
      * host: no direct (on-device) choice of the next token then */
     g->penalize = o->repeat_penalty > 0.0f && o->repeat_penalty != 1.0f && o->repeat_last_n > 0;
     if (g->penalize) { /* the window: the end of the history, the prompt, the new tokens */
         int before = MG_MIN(o->n_penalty_history, o->repeat_last_n);
-        g->hist = mg_malloc(((size_t)before + n + (size_t)MG_MAX(o->max_tokens, 0)) * sizeof *g->hist);
+        g->hist =
+            mg_malloc(((size_t)before + n + (size_t)MG_MAX(o->max_tokens, 0)) * sizeof *g->hist);
         g->recent = mg_malloc((size_t)o->repeat_last_n * sizeof *g->recent);
         if (!g->hist || !g->recent) goto oom;
-        if (before) memcpy(g->hist, o->penalty_history + o->n_penalty_history - before, (size_t)before * sizeof *g->hist);
+        if (before)
+            memcpy(g->hist, o->penalty_history + o->n_penalty_history - before,
+                   (size_t)before * sizeof *g->hist);
         memcpy(g->hist + before, prompt, (size_t)n * sizeof *g->hist);
         g->n_hist = before + n;
     }
@@ -137,8 +142,8 @@ int gen_next(gen_t *g, char *err) {
         sample_repeat_penalty(kv->host_logits, c->vocab, g->recent, m, o->repeat_penalty);
     }
     int32_t id = g->direct ? g->next
-                           : sample_token(kv->host_logits, c->vocab, &o->sample, o->rng, kv->scratch,
-                                          o->cands, o->cands ? o->n_cands : 0);
+                           : sample_token(kv->host_logits, c->vocab, &o->sample, o->rng,
+                                          kv->scratch, o->cands, o->cands ? o->n_cands : 0);
     if (o->on_token) o->on_token(o->ctx, id, kv->host_logits);
     if (id == bpe_eot_id(g->tok)) return finish(g, GEN_STOP_EOS); /* the model's own end of text */
     g->st->new_tokens++;
@@ -176,7 +181,8 @@ int gen_run(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, int n, cons
     gen_t g;
     if (gen_begin(&g, kv, tok, prompt, n, o, st, err) != 0) return -1;
     int r;
-    while ((r = gen_next(&g, err)) > 0) {}
+    while ((r = gen_next(&g, err)) > 0) {
+    }
     gen_end(&g);
     return r < 0 ? -1 : 0;
 }

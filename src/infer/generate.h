@@ -79,7 +79,7 @@ typedef struct {
     const gen_opts_t *o;
     gen_stats_t *st;
     int direct, penalize, done, i, n_hist;
-    int32_t next; /* with caller_feeds: the token to feed (gen_next returned 1) */
+    int32_t next;           /* with caller_feeds: the token to feed (gen_next returned 1) */
     int32_t *hist, *recent; /* the penalty's tokens */
     char *tail;             /* the stop strings' window */
     size_t tail_n, tail_keep;

@@ -23,10 +23,17 @@ kv_state_t *kv_create(gpt_model_t *m, char *err) {
         float **ptr;
         size_t n;
     } parts[] = {
-        {&s->kcache, L * T * C}, {&s->vcache, L * T * C}, {&s->x, T * C},
-        {&s->tmp, T * C},        {&s->ln, T * C},         {&s->qkv, T * 3 * C},
-        {&s->atty, T * C},       {&s->fch, T * 4 * C},    {&s->fchg, T * 4 * C},
-        {&s->logits, (size_t)c->vocab}, {(float **)&s->tok, T + 2},
+        {&s->kcache, L * T * C},
+        {&s->vcache, L * T * C},
+        {&s->x, T * C},
+        {&s->tmp, T * C},
+        {&s->ln, T * C},
+        {&s->qkv, T * 3 * C},
+        {&s->atty, T * C},
+        {&s->fch, T * 4 * C},
+        {&s->fchg, T * 4 * C},
+        {&s->logits, (size_t)c->vocab},
+        {(float **)&s->tok, T + 2},
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
@@ -56,7 +63,9 @@ int kv_quantize(kv_state_t *s, char *err) {
     int C = m->cfg.dim, L = m->cfg.layers, n = 4 * L + 1;
     if (s->q8) return 0;
     if (!ops->q8_make) return mg_fail(err, "int8 weights need the CPU backend (--device cpu)");
-    if (C % 32) return mg_fail(err, "int8 weights need a width that is a multiple of 32 (this model: %d)", C);
+    if (C % 32)
+        return mg_fail(err, "int8 weights need a width that is a multiple of 32 (this model: %d)",
+                       C);
     void **q = mg_calloc((size_t)n, sizeof *q);
     if (!q) return mg_fail(err, "out of memory");
     for (int l = 0; l < L; l++) {
@@ -70,7 +79,8 @@ int kv_quantize(kv_state_t *s, char *err) {
     size_t bytes = 0;
     for (int i = 0; i < n; i++) {
         if (!q[i]) {
-            for (int k = 0; k < n; k++) ops->q8_free(q[k]);
+            for (int k = 0; k < n; k++)
+                ops->q8_free(q[k]);
             mg_free(q);
             return mg_fail(err, "out of memory for the int8 weights");
         }
@@ -84,7 +94,8 @@ int kv_quantize(kv_state_t *s, char *err) {
 void kv_free(kv_state_t *s) {
     if (!s) return;
     if (s->q8) {
-        for (int i = 0; i < 4 * s->model->cfg.layers + 1; i++) s->model->ops->q8_free(s->q8[i]);
+        for (int i = 0; i < 4 * s->model->cfg.layers + 1; i++)
+            s->model->ops->q8_free(s->q8[i]);
         mg_free(s->q8);
     }
     if (s->graph) s->model->ops->graph_free(s->graph);
@@ -127,8 +138,16 @@ static void kv_layers(kv_state_t *s, gpt_block_run_t *run) {
         /* r2 is tmp and r3 is x again: x + proj lands in tmp, x is free
          * for fc2, and tmp + fc2 lands back in x */
         gpt_block_bufs_t b = {
-            .x = s->x, .ln1 = s->ln, .qkv = s->qkv, .atty = s->atty, .r2 = s->tmp, .ln2 = s->ln,
-            .fch = s->fch, .fchg = s->fchg, .r3 = s->x, .next = s->ln,
+            .x = s->x,
+            .ln1 = s->ln,
+            .qkv = s->qkv,
+            .atty = s->atty,
+            .r2 = s->tmp,
+            .ln2 = s->ln,
+            .fch = s->fch,
+            .fchg = s->fchg,
+            .r3 = s->x,
+            .next = s->ln,
             .next_w = last ? m->w.lnfw : m->w.layer[l + 1].ln1w,
             .next_b = last ? m->w.lnfb : m->w.layer[l + 1].ln1b,
             .ln1_ready = fuse_ln && l > 0,
@@ -157,9 +176,16 @@ static void step(kv_state_t *s, int n, int at_dev, int greedy) {
     gpt_block_seq_t seq = {s->kcache, s->vcache, s->pos, n};
     kv_trace_mark_t mark = {s, n, 0.0};
     gpt_block_run_t run = {
-        .m = m, .rows = n, .attn = at_dev ? GPT_ATTN_CACHED_AT : GPT_ATTN_CACHED, .seq = &seq,
-        .nseq = 1, .pos_dev = s->tok + 1, .mm = q8 ? GPT_MM_Q8 : GPT_MM_FLOAT, .q8 = s->q8,
-        .hook = s->trace ? kv_trace_sublayer : NULL, .hook_ctx = &mark,
+        .m = m,
+        .rows = n,
+        .attn = at_dev ? GPT_ATTN_CACHED_AT : GPT_ATTN_CACHED,
+        .seq = &seq,
+        .nseq = 1,
+        .pos_dev = s->tok + 1,
+        .mm = q8 ? GPT_MM_Q8 : GPT_MM_FLOAT,
+        .q8 = s->q8,
+        .hook = s->trace ? kv_trace_sublayer : NULL,
+        .hook_ctx = &mark,
     };
     /* tokens (n) -> x (n,C), positions pos.. */
     if (at_dev)
@@ -173,7 +199,8 @@ static void step(kv_state_t *s, int n, int at_dev, int greedy) {
     const float *lnf = s->ln + (size_t)(n - 1) * C;
     if (!fuse_ln) {
         lnf = s->ln;
-        ops->layernorm_forward(s->ln, NULL, NULL, s->x + (size_t)(n - 1) * C, m->w.lnfw, m->w.lnfb, 1, C);
+        ops->layernorm_forward(s->ln, NULL, NULL, s->x + (size_t)(n - 1) * C, m->w.lnfw, m->w.lnfb,
+                               1, C);
     }
     TRACE(L, "ln_f", lnf, 1, C, 0.0);
     if (q8)
@@ -203,13 +230,17 @@ int kv_feed_batch(kv_state_t *const *seqs, const int32_t *tokens, int n, char *e
     const ops_backend_t *ops = m->ops;
     const gpt_config_t *c = &m->cfg;
     int C = c->dim, V = c->vocab;
-    if (n > c->ctx) return mg_fail(err, "a batch of %d sequences exceeds the context (%d)", n, c->ctx);
+    if (n > c->ctx)
+        return mg_fail(err, "a batch of %d sequences exceeds the context (%d)", n, c->ctx);
     for (int i = 0; i < n; i++) {
         const kv_state_t *q = seqs[i];
         if (q->model != m) return mg_fail(err, "batched sequences must share one model");
-        if (!q->q8 != !s->q8) return mg_fail(err, "batched sequences must all be int8 or all float32");
-        if (q->pos + 1 > c->ctx) return mg_fail(err, "context full: sequence %d holds %d tokens", i, q->pos);
-        if (tokens[i] < 0 || tokens[i] >= V) return mg_fail(err, "token id %d out of range", tokens[i]);
+        if (!q->q8 != !s->q8)
+            return mg_fail(err, "batched sequences must all be int8 or all float32");
+        if (q->pos + 1 > c->ctx)
+            return mg_fail(err, "context full: sequence %d holds %d tokens", i, q->pos);
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return mg_fail(err, "token id %d out of range", tokens[i]);
         for (int j = 0; j < i; j++)
             if (seqs[j] == q) return mg_fail(err, "sequence %d appears twice in the batch", i);
     }
@@ -221,19 +252,27 @@ int kv_feed_batch(kv_state_t *const *seqs, const int32_t *tokens, int n, char *e
         s->batch_rows = n;
     }
     gpt_block_seq_t seq[n]; /* row i: one token after sequence i's cache */
-    for (int i = 0; i < n; i++) seq[i] = (gpt_block_seq_t){seqs[i]->kcache, seqs[i]->vcache, seqs[i]->pos, 1};
-    gpt_block_run_t run = {.m = m, .rows = n, .attn = GPT_ATTN_CACHED, .seq = seq, .nseq = n,
-                           .mm = s->q8 ? GPT_MM_Q8 : GPT_MM_ROWS, .q8 = s->q8};
+    for (int i = 0; i < n; i++)
+        seq[i] = (gpt_block_seq_t){seqs[i]->kcache, seqs[i]->vcache, seqs[i]->pos, 1};
+    gpt_block_run_t run = {.m = m,
+                           .rows = n,
+                           .attn = GPT_ATTN_CACHED,
+                           .seq = seq,
+                           .nseq = n,
+                           .mm = s->q8 ? GPT_MM_Q8 : GPT_MM_ROWS,
+                           .q8 = s->q8};
     /* tokens (n) -> x (n,C), row i at its sequence's position */
     ops->upload(s->tok, tokens, (size_t)n * sizeof(int32_t));
     for (int i = 0; i < n; i++)
-        ops->embed_forward(s->x + (size_t)i * C, s->tok + i, m->w.wte, m->w.wpe, 1, 1, C, seqs[i]->pos);
+        ops->embed_forward(s->x + (size_t)i * C, s->tok + i, m->w.wte, m->w.wpe, 1, 1, C,
+                           seqs[i]->pos);
     kv_layers(s, &run);
     if (!gpt_block_fuse_ln(m)) /* fused, the last block left ln_f of every row in ln */
         ops->layernorm_forward(s->ln, NULL, NULL, s->x, m->w.lnfw, m->w.lnfb, n, C);
     kv_rows_logits(s, s->batch_logits, s->ln, n);
     for (int i = 0; i < n; i++) {
-        ops->download(seqs[i]->host_logits, s->batch_logits + (size_t)i * V, (size_t)V * sizeof(float));
+        ops->download(seqs[i]->host_logits, s->batch_logits + (size_t)i * V,
+                      (size_t)V * sizeof(float));
         seqs[i]->pos++;
     }
     return 0;
@@ -279,7 +318,8 @@ int kv_feed_next(kv_state_t *s, const int32_t *tokens, int n, const sample_opts_
     s->pos += n;
     int greedy = !o || o->temperature <= 0.0f;
     int32_t *pick = s->tok + c->ctx + 1; /* the step's argmax is already there */
-    if (next && (greedy ? ops->argmax != NULL : ops->sample != NULL)) { /* only the id crosses back */
+    if (next &&
+        (greedy ? ops->argmax != NULL : ops->sample != NULL)) { /* only the id crosses back */
         if (!greedy) ops->sample(pick, s->logits, c->vocab, o->temperature, o->top_k, o->top_p, u);
         ops->download(next, pick, sizeof *next);
         if (*next >= 0) return 0; /* else too many candidates for the backend: on the host */

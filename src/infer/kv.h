@@ -23,25 +23,25 @@ typedef void (*kv_trace_fn)(void *ctx, const struct kv_state *s, int layer, cons
                             const float *t, int rows, int cols, double seconds);
 
 typedef struct kv_state {
-    gpt_model_t *model;   /* borrowed */
-    int pos;              /* tokens already in the cache */
-    float *kcache, *vcache; /* (L, ctx, C) on the backend */
+    gpt_model_t *model;                            /* borrowed */
+    int pos;                                       /* tokens already in the cache */
+    float *kcache, *vcache;                        /* (L, ctx, C) on the backend */
     float *x, *tmp, *ln, *qkv, *atty, *fch, *fchg; /* per-position scratch */
-    float *logits;        /* (V) on the backend */
-    int32_t *tok;         /* (ctx + 2) on the backend: the fed tokens (a graph step
-                           * reads {token, pos}); tok[ctx + 1] the greedy next */
-    float *host_logits;   /* (V) logits after the last fed token */
-    float *scratch;       /* (2V) host scratch of sample_token_u */
-    void *block;          /* the backend allocation behind all of the above */
-    size_t block_bytes;   /* its size, for memory reports */
-    void *graph;          /* the recorded one-token step, when the backend has graphs */
-    void **q8;            /* NULL, or int8 weights (kv_quantize): per layer qkv,
-                           * proj, fc, fc2, then the classifier */
-    size_t q8_bytes;      /* their size, for memory reports */
-    float *batch_logits;  /* NULL, or (batch_rows, V) on the backend: kv_feed_batch's logits
-                           * when this state leads a batch */
+    float *logits;                                 /* (V) on the backend */
+    int32_t *tok;        /* (ctx + 2) on the backend: the fed tokens (a graph step
+                          * reads {token, pos}); tok[ctx + 1] the greedy next */
+    float *host_logits;  /* (V) logits after the last fed token */
+    float *scratch;      /* (2V) host scratch of sample_token_u */
+    void *block;         /* the backend allocation behind all of the above */
+    size_t block_bytes;  /* its size, for memory reports */
+    void *graph;         /* the recorded one-token step, when the backend has graphs */
+    void **q8;           /* NULL, or int8 weights (kv_quantize): per layer qkv,
+                          * proj, fc, fc2, then the classifier */
+    size_t q8_bytes;     /* their size, for memory reports */
+    float *batch_logits; /* NULL, or (batch_rows, V) on the backend: kv_feed_batch's logits
+                          * when this state leads a batch */
     int batch_rows;
-    kv_trace_fn trace;    /* NULL (default): no tracing, no timing calls */
+    kv_trace_fn trace; /* NULL (default): no tracing, no timing calls */
     void *trace_ctx;
 } kv_state_t;
 

@@ -39,12 +39,13 @@ static int top_prefix(const float *p, int V, float pmax, int count, double mass,
 int sample_argmax(const float *logits, int V) {
     int best = -1;
     for (int i = 0; i < V; i++)
-        if (logits[i] == logits[i] && (best < 0 || logits[i] > logits[best])) best = i; /* NaN never */
+        if (logits[i] == logits[i] && (best < 0 || logits[i] > logits[best]))
+            best = i; /* NaN never */
     return best < 0 ? 0 : best;
 }
 
-int sample_token(const float *logits, int V, const sample_opts_t *o, mg_rng_t *rng,
-                 float *scratch, sample_cand_t *cands, int n_cands) {
+int sample_token(const float *logits, int V, const sample_opts_t *o, mg_rng_t *rng, float *scratch,
+                 sample_cand_t *cands, int n_cands) {
     float u = o->temperature > 0.0f ? mg_rng_float(rng) : 0.0f; /* greedy draws nothing */
     return sample_token_u(logits, V, o, u, scratch, cands, n_cands);
 }
@@ -61,7 +62,8 @@ int sample_token_u(const float *logits, int V, const sample_opts_t *o, float u, 
         p[i] = expf((logits[i] - logits[best]) / temp);
         sum += p[i];
     }
-    for (int i = 0; i < V; i++) p[i] = (float)(p[i] / sum);
+    for (int i = 0; i < V; i++)
+        p[i] = (float)(p[i] / sum);
     /* the draw depends only on the options: asking for candidates (the
      * educational mode) sorts, but must not change which token is drawn */
     int cut = o->temperature > 0.0f && (o->top_k > 0 || o->top_p < 1.0f);
@@ -75,7 +77,8 @@ int sample_token_u(const float *logits, int V, const sample_opts_t *o, float u, 
         n = top_prefix(p, V, p[best], MG_MIN(count, V), mass, idx);
         sort_probs = p;
         qsort(idx, n, sizeof *idx, by_prob_desc);
-        for (int i = 0; i < n_cands && i < n; i++) cands[i] = (sample_cand_t){idx[i], p[idx[i]]};
+        for (int i = 0; i < n_cands && i < n; i++)
+            cands[i] = (sample_cand_t){idx[i], p[idx[i]]};
     }
     if (o->temperature <= 0.0f) return best;
     if (!cut) {
@@ -99,7 +102,8 @@ int sample_token_u(const float *logits, int V, const sample_opts_t *o, float u, 
         }
     }
     float mass = 0.0f;
-    for (int i = 0; i < n; i++) mass += p[idx[i]];
+    for (int i = 0; i < n; i++)
+        mass += p[idx[i]];
     float r = u * mass, acc = 0.0f;
     for (int i = 0; i < n; i++) {
         acc += p[idx[i]];

@@ -26,8 +26,8 @@ int sample_argmax(const float *logits, int V);
 /* Picks a token id from logits (V). scratch must hold 2*V floats.
  * If cands is not NULL, the top n_cands candidates (by probability after
  * temperature, before renormalising the cut) are written there. */
-int sample_token(const float *logits, int V, const sample_opts_t *o, mg_rng_t *rng,
-                 float *scratch, sample_cand_t *cands, int n_cands);
+int sample_token(const float *logits, int V, const sample_opts_t *o, mg_rng_t *rng, float *scratch,
+                 sample_cand_t *cands, int n_cands);
 /* The same draw with its uniform number u in [0, 1) given (sample_token
  * takes one from rng when the temperature is above 0, none otherwise):
  * the tokens in index order without a cut, else the kept candidates by

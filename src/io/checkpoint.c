@@ -199,7 +199,8 @@ ckpt_t *ckpt_load(const char *path, const ops_backend_t *ops, char *err) {
     c->tok = bpe_from_json(tj, strlen(tj), why);
     if (!c->tok) goto fail;
     if (bpe_vocab_size(c->tok) > cfg.vocab) {
-        mg_fail(why, "tokenizer has %d tokens but the model only %d", bpe_vocab_size(c->tok), cfg.vocab);
+        mg_fail(why, "tokenizer has %d tokens but the model only %d", bpe_vocab_size(c->tok),
+                cfg.vocab);
         goto fail;
     }
     c->model = gpt_create(&cfg, ops, why);
@@ -223,12 +224,14 @@ ckpt_t *ckpt_load(const char *path, const ops_backend_t *ops, char *err) {
         }
         long bad = first_nonfinite(t->data, p->numel);
         if (bad >= 0) {
-            mg_fail(why, "tensor '%s' holds a non-finite value (NaN or infinity) at index %ld", p->name, bad);
+            mg_fail(why, "tensor '%s' holds a non-finite value (NaN or infinity) at index %ld",
+                    p->name, bad);
             goto fail;
         }
         m->ops->upload(m->weights + p->offset, t->data, p->numel * sizeof(float));
     }
-    ckpt_meta_from_json(st_meta(c->file, "training_metadata"), st_meta(c->file, "performance_metrics"), &c->meta);
+    ckpt_meta_from_json(st_meta(c->file, "training_metadata"),
+                        st_meta(c->file, "performance_metrics"), &c->meta);
     const char *stamp = st_meta(c->file, "creation_timestamp");
     snprintf(c->created, sizeof c->created, "%s", stamp ? stamp : "unknown");
     c->source = st_meta(c->file, "source");

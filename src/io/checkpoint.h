@@ -42,7 +42,7 @@ typedef struct {
     ckpt_meta_t meta;
     char created[40];
     const char *source; /* the source metadata (NULL: trained here); in file */
-    st_file_t *file; /* still mapped, for metadata display */
+    st_file_t *file;    /* still mapped, for metadata display */
 } ckpt_t;
 
 /* Opens, validates (config, every tensor's name/dtype/shape, tokenizer,

@@ -24,17 +24,22 @@ enum { TT_NORMAL = 1, TT_CONTROL = 3, TT_USER_DEFINED = 4, TT_UNUSED = 5 };
 enum { FT_ALL_F32 = 0, FT_MOSTLY_F16 = 1, FT_MOSTLY_Q8_0 = 7 };
 
 int gguf_type_from_name(const char *name, gguf_out_type_t *type) {
-    if (strcmp(name, "f32") == 0) *type = GGUF_OUT_F32;
-    else if (strcmp(name, "f16") == 0) *type = GGUF_OUT_F16;
-    else if (strcmp(name, "q8_0") == 0) *type = GGUF_OUT_Q8_0;
-    else return -1;
+    if (strcmp(name, "f32") == 0)
+        *type = GGUF_OUT_F32;
+    else if (strcmp(name, "f16") == 0)
+        *type = GGUF_OUT_F16;
+    else if (strcmp(name, "q8_0") == 0)
+        *type = GGUF_OUT_Q8_0;
+    else
+        return -1;
     return 0;
 }
 
 /* ---- little-endian writers into a buffer ---- */
 
 static void put_u32(mg_buf_t *b, uint32_t v) {
-    unsigned char c[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+    unsigned char c[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
     mg_buf_put(b, c, 4);
 }
 static void put_u64(mg_buf_t *b, uint64_t v) {
@@ -90,8 +95,8 @@ static size_t type_bytes(uint32_t type, uint64_t ne0, uint64_t rows) {
 static int gguf_name(const char *mg, char *out, size_t cap) {
     static const struct {
         const char *hf, *gg;
-    } map[] = {{"ln_1", "attn_norm"},   {"attn.c_attn", "attn_qkv"}, {"attn.c_proj", "attn_output"},
-               {"ln_2", "ffn_norm"},    {"mlp.c_fc", "ffn_up"},      {"mlp.c_proj", "ffn_down"}};
+    } map[] = {{"ln_1", "attn_norm"}, {"attn.c_attn", "attn_qkv"}, {"attn.c_proj", "attn_output"},
+               {"ln_2", "ffn_norm"},  {"mlp.c_fc", "ffn_up"},      {"mlp.c_proj", "ffn_down"}};
     char hn[128];
     int tr, layer, used = 0;
     if (hf_param_name(mg, hn, sizeof hn, &tr)) return -1;
@@ -145,8 +150,10 @@ static int put_tokenizer(mg_buf_t *b, const bpe_t *tok, int vocab) {
     put_u64(b, (uint64_t)vocab);
     for (int id = 0; id < vocab; id++) {
         char pad[48], *s = id < nt ? bpe_token_str(tok, id) : NULL;
-        if (id >= nt) snprintf(pad, sizeof pad, "<|minigpt_unused_%d|>", id);
-        else if (!s) b->oom = 1;
+        if (id >= nt)
+            snprintf(pad, sizeof pad, "<|minigpt_unused_%d|>", id);
+        else if (!s)
+            b->oom = 1;
         put_str(b, s ? s : pad, strlen(s ? s : pad));
         mg_free(s);
     }
@@ -155,10 +162,10 @@ static int put_tokenizer(mg_buf_t *b, const bpe_t *tok, int vocab) {
     put_u64(b, (uint64_t)vocab);
     for (int id = 0; id < vocab; id++) {
         int k = bpe_token_kind(tok, id);
-        put_u32(b, id >= nt                      ? TT_UNUSED
-                   : k == BPE_TOKEN_SPECIAL      ? TT_CONTROL
-                   : k == BPE_TOKEN_ADDED        ? TT_USER_DEFINED
-                                                 : TT_NORMAL);
+        put_u32(b, id >= nt                 ? TT_UNUSED
+                   : k == BPE_TOKEN_SPECIAL ? TT_CONTROL
+                   : k == BPE_TOKEN_ADDED   ? TT_USER_DEFINED
+                                            : TT_NORMAL);
     }
     key(b, "tokenizer.ggml.merges", GV_ARRAY);
     put_u32(b, GV_STRING);
@@ -218,7 +225,8 @@ int gguf_write(const ckpt_t *ck, const char *path, gguf_out_type_t type, char *e
         t->ne[1] = (uint64_t)(p->ndim == 2 ? p->shape[0] : 1);
         t->type = GGML_F32;
         if (p->ndim == 2 && type == GGUF_OUT_F16) t->type = GGML_F16;
-        if (p->ndim == 2 && type == GGUF_OUT_Q8_0) t->type = t->ne[0] % QK8_0 == 0 ? GGML_Q8_0 : GGML_F16;
+        if (p->ndim == 2 && type == GGUF_OUT_Q8_0)
+            t->type = t->ne[0] % QK8_0 == 0 ? GGML_Q8_0 : GGML_F16;
         t->data = host + p->offset;
         t->bytes = type_bytes(t->type, t->ne[0], t->ne[1]);
         t->offset = off;
@@ -231,7 +239,11 @@ int gguf_write(const ckpt_t *ck, const char *path, gguf_out_type_t type, char *e
     snprintf(name, sizeof name, "minigpt %dL-%dH-%dC", c->layers, c->heads, c->dim);
     kv_str(&kv, "general.architecture", "gpt2"), nkv++;
     kv_str(&kv, "general.name", name), nkv++;
-    kv_u32(&kv, "general.file_type", type == GGUF_OUT_F32 ? FT_ALL_F32 : type == GGUF_OUT_F16 ? FT_MOSTLY_F16 : FT_MOSTLY_Q8_0), nkv++;
+    kv_u32(&kv, "general.file_type",
+           type == GGUF_OUT_F32   ? FT_ALL_F32
+           : type == GGUF_OUT_F16 ? FT_MOSTLY_F16
+                                  : FT_MOSTLY_Q8_0),
+        nkv++;
     kv_u32(&kv, "general.quantization_version", 2), nkv++;
     kv_u32(&kv, "gpt2.context_length", (uint32_t)c->ctx), nkv++;
     kv_u32(&kv, "gpt2.embedding_length", (uint32_t)c->dim), nkv++;

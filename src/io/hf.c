@@ -25,12 +25,18 @@ static const struct {
     const char *mg, *hf;
     int transposed;
 } layer_map[] = {
-    {"ln1.weight", "ln_1.weight", 0},         {"ln1.bias", "ln_1.bias", 0},
-    {"attn.qkv.weight", "attn.c_attn.weight", 1}, {"attn.qkv.bias", "attn.c_attn.bias", 0},
-    {"attn.proj.weight", "attn.c_proj.weight", 1}, {"attn.proj.bias", "attn.c_proj.bias", 0},
-    {"ln2.weight", "ln_2.weight", 0},         {"ln2.bias", "ln_2.bias", 0},
-    {"mlp.fc.weight", "mlp.c_fc.weight", 1},  {"mlp.fc.bias", "mlp.c_fc.bias", 0},
-    {"mlp.proj.weight", "mlp.c_proj.weight", 1}, {"mlp.proj.bias", "mlp.c_proj.bias", 0},
+    {"ln1.weight", "ln_1.weight", 0},
+    {"ln1.bias", "ln_1.bias", 0},
+    {"attn.qkv.weight", "attn.c_attn.weight", 1},
+    {"attn.qkv.bias", "attn.c_attn.bias", 0},
+    {"attn.proj.weight", "attn.c_proj.weight", 1},
+    {"attn.proj.bias", "attn.c_proj.bias", 0},
+    {"ln2.weight", "ln_2.weight", 0},
+    {"ln2.bias", "ln_2.bias", 0},
+    {"mlp.fc.weight", "mlp.c_fc.weight", 1},
+    {"mlp.fc.bias", "mlp.c_fc.bias", 0},
+    {"mlp.proj.weight", "mlp.c_proj.weight", 1},
+    {"mlp.proj.bias", "mlp.c_proj.bias", 0},
 };
 
 int hf_param_name(const char *name, char *out, size_t cap, int *transposed) {
@@ -108,17 +114,24 @@ static int read_weights(const st_file_t *f, const gpt_model_t *m, float *host, c
             goto done;
         }
         used[t - f->tensors] = 1;
-        int64_t rows = tr ? p->shape[1] : p->shape[0], cols = p->ndim == 2 ? (tr ? p->shape[0] : p->shape[1]) : 1;
-        int shape_ok = t->ndim == p->ndim && t->shape[0] == rows && (p->ndim == 1 || t->shape[1] == cols);
+        int64_t rows = tr ? p->shape[1] : p->shape[0],
+                cols = p->ndim == 2 ? (tr ? p->shape[0] : p->shape[1]) : 1;
+        int shape_ok =
+            t->ndim == p->ndim && t->shape[0] == rows && (p->ndim == 1 || t->shape[1] == cols);
         if (!shape_ok) {
             char want[64];
-            if (p->ndim == 2) snprintf(want, sizeof want, "[%lld, %lld]", (long long)rows, (long long)cols);
-            else snprintf(want, sizeof want, "[%lld]", (long long)rows);
-            mg_fail(err, "model.safetensors: tensor '%s' has the wrong shape for config.json (want %s)", hn, want);
+            if (p->ndim == 2)
+                snprintf(want, sizeof want, "[%lld, %lld]", (long long)rows, (long long)cols);
+            else
+                snprintf(want, sizeof want, "[%lld]", (long long)rows);
+            mg_fail(err,
+                    "model.safetensors: tensor '%s' has the wrong shape for config.json (want %s)",
+                    hn, want);
             goto done;
         }
         if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16) {
-            mg_fail(err, "model.safetensors: tensor '%s' is %s (F32, F16 or BF16 expected)", hn, st_dtype_name(t->dtype));
+            mg_fail(err, "model.safetensors: tensor '%s' is %s (F32, F16 or BF16 expected)", hn,
+                    st_dtype_name(t->dtype));
             goto done;
         }
         if (to_f32(t, host + p->offset, rows, cols, tr) != 0) {
@@ -129,19 +142,23 @@ static int read_weights(const st_file_t *f, const gpt_model_t *m, float *host, c
     const gpt_param_t *wte = &m->params[0];
     for (int k = 0; k < f->n_tensors; k++) {
         const st_tensor_t *t = &f->tensors[k];
-        if (used[k] || ends_with(t->name, ".attn.bias") || ends_with(t->name, ".attn.masked_bias")) continue;
+        if (used[k] || ends_with(t->name, ".attn.bias") || ends_with(t->name, ".attn.masked_bias"))
+            continue;
         if (strcmp(t->name, "lm_head.weight") == 0) {
             float *head = mg_malloc(wte->numel * sizeof *head);
-            int same = head && t->ndim == 2 && t->shape[0] == wte->shape[0] && t->shape[1] == wte->shape[1] &&
+            int same = head && t->ndim == 2 && t->shape[0] == wte->shape[0] &&
+                       t->shape[1] == wte->shape[1] &&
                        (t->dtype == ST_F32 || t->dtype == ST_F16 || t->dtype == ST_BF16) &&
                        to_f32(t, head, wte->shape[0], wte->shape[1], 0) == 0 &&
                        memcmp(head, host + wte->offset, wte->numel * sizeof *head) == 0;
             mg_free(head);
             if (same) continue;
-            mg_fail(err, "model.safetensors: lm_head.weight differs from wte.weight (untied heads are not supported)");
+            mg_fail(err, "model.safetensors: lm_head.weight differs from wte.weight (untied heads "
+                         "are not supported)");
             goto done;
         }
-        mg_fail(err, "model.safetensors: unexpected tensor '%.80s' (not a GPT-2 of this config)", t->name);
+        mg_fail(err, "model.safetensors: unexpected tensor '%.80s' (not a GPT-2 of this config)",
+                t->name);
         goto done;
     }
     rc = 0;
@@ -158,7 +175,8 @@ static char *path_join(const char *dir, const char *name) {
 }
 
 static bpe_t *load_tokenizer(const char *dir, char *err) {
-    char *tj = path_join(dir, "tokenizer.json"), *vj = path_join(dir, "vocab.json"), *mt = path_join(dir, "merges.txt");
+    char *tj = path_join(dir, "tokenizer.json"), *vj = path_join(dir, "vocab.json"),
+         *mt = path_join(dir, "merges.txt");
     char *v = NULL, *m = NULL;
     bpe_t *t = NULL;
     size_t vl, ml;
@@ -232,15 +250,19 @@ int hf_import(const char *dir, const char *out, char *err) {
     cfgj = cJSON_ParseWithLength(cj, clen);
     if (!exists(mpath)) {
         if (exists(bin))
-            mg_fail(err, "%s holds pytorch_model.bin (a Python pickle, which minigpt never loads): use its model.safetensors "
-                         "(transformers: save_pretrained(DIR, safe_serialization=True))", dir);
+            mg_fail(err,
+                    "%s holds pytorch_model.bin (a Python pickle, which minigpt never loads): use "
+                    "its model.safetensors "
+                    "(transformers: save_pretrained(DIR, safe_serialization=True))",
+                    dir);
         else
             mg_fail(err, "%s: no model.safetensors", dir);
         goto done;
     }
     if (!(tok = load_tokenizer(dir, err))) goto done;
     if (bpe_vocab_size(tok) > cfg.vocab) {
-        mg_fail(err, "%s: the tokenizer has %d tokens but the embedding only %d rows", dir, bpe_vocab_size(tok), cfg.vocab);
+        mg_fail(err, "%s: the tokenizer has %d tokens but the embedding only %d rows", dir,
+                bpe_vocab_size(tok), cfg.vocab);
         goto done;
     }
     if (!(f = st_open(mpath, err))) goto done;
@@ -255,7 +277,8 @@ int hf_import(const char *dir, const char *out, char *err) {
     /* an export of a minigpt checkpoint carries its record: restored */
     const cJSON *mg = cJSON_GetObjectItemCaseSensitive(cfgj, "minigpt");
     ckpt_meta_t meta;
-    ckpt_meta_from_json(meta_str(mg, "training_metadata"), meta_str(mg, "performance_metrics"), &meta);
+    ckpt_meta_from_json(meta_str(mg, "training_metadata"), meta_str(mg, "performance_metrics"),
+                        &meta);
     if (!(src = source_json(dir, cfgj))) {
         mg_fail(err, "out of memory");
         goto done;
@@ -277,7 +300,9 @@ done:
 
 /* ---- export ---- */
 
-static int add_ok(cJSON *o, const char *k, double v) { return cJSON_AddNumberToObject(o, k, v) != NULL; }
+static int add_ok(cJSON *o, const char *k, double v) {
+    return cJSON_AddNumberToObject(o, k, v) != NULL;
+}
 
 static char *print_free(cJSON *o) {
     char *s = o ? cJSON_Print(o) : NULL, *out = s ? mg_strdup(s) : NULL;
@@ -289,28 +314,35 @@ static char *print_free(cJSON *o) {
 static char *config_json(const ckpt_t *ck) {
     const gpt_config_t *c = &ck->model->cfg;
     int eot = bpe_eot_id(ck->tok), bos = bpe_is_minigpt(ck->tok) ? BPE_BOS : eot;
-    cJSON *o = cJSON_CreateObject(), *arch = cJSON_CreateStringArray((const char *[]){"GPT2LMHeadModel"}, 1);
+    cJSON *o = cJSON_CreateObject(),
+          *arch = cJSON_CreateStringArray((const char *[]){"GPT2LMHeadModel"}, 1);
     cJSON *mg = cJSON_CreateObject();
     int ok = o && arch && mg && cJSON_AddItemToObject(o, "architectures", arch);
     if (!ok) cJSON_Delete(arch);
-    ok = ok && cJSON_AddStringToObject(o, "model_type", "gpt2") && add_ok(o, "vocab_size", c->vocab) &&
-         add_ok(o, "n_positions", c->ctx) && add_ok(o, "n_ctx", c->ctx) && add_ok(o, "n_embd", c->dim) &&
-         add_ok(o, "n_layer", c->layers) && add_ok(o, "n_head", c->heads) && cJSON_AddNullToObject(o, "n_inner") &&
-         cJSON_AddStringToObject(o, "activation_function", "gelu_new") && add_ok(o, "layer_norm_epsilon", 1e-5) &&
-         add_ok(o, "resid_pdrop", 0) && add_ok(o, "embd_pdrop", 0) && add_ok(o, "attn_pdrop", 0) &&
+    ok = ok && cJSON_AddStringToObject(o, "model_type", "gpt2") &&
+         add_ok(o, "vocab_size", c->vocab) && add_ok(o, "n_positions", c->ctx) &&
+         add_ok(o, "n_ctx", c->ctx) && add_ok(o, "n_embd", c->dim) &&
+         add_ok(o, "n_layer", c->layers) && add_ok(o, "n_head", c->heads) &&
+         cJSON_AddNullToObject(o, "n_inner") &&
+         cJSON_AddStringToObject(o, "activation_function", "gelu_new") &&
+         add_ok(o, "layer_norm_epsilon", 1e-5) && add_ok(o, "resid_pdrop", 0) &&
+         add_ok(o, "embd_pdrop", 0) && add_ok(o, "attn_pdrop", 0) &&
          add_ok(o, "initializer_range", 0.02) && cJSON_AddTrueToObject(o, "scale_attn_weights") &&
          cJSON_AddTrueToObject(o, "tie_word_embeddings") && cJSON_AddTrueToObject(o, "use_cache") &&
          cJSON_AddStringToObject(o, "torch_dtype", "float32");
     if (ok && eot >= 0) ok = add_ok(o, "bos_token_id", bos) && add_ok(o, "eos_token_id", eot);
     if (ok && bpe_is_minigpt(ck->tok)) ok = add_ok(o, "pad_token_id", BPE_PAD);
     /* the checkpoint's record, so that --from-hf gives it back */
-    static const char *const keys[] = {"training_metadata", "performance_metrics", "creation_timestamp", "source"};
+    static const char *const keys[] = {"training_metadata", "performance_metrics",
+                                       "creation_timestamp", "source"};
     for (size_t i = 0; ok && i < sizeof keys / sizeof keys[0]; i++) {
         const char *v = st_meta(ck->file, keys[i]);
         if (v) ok = cJSON_AddStringToObject(mg, keys[i], v) != NULL;
     }
-    if (ok) ok = cJSON_AddItemToObject(o, "minigpt", mg);
-    else cJSON_Delete(mg);
+    if (ok)
+        ok = cJSON_AddItemToObject(o, "minigpt", mg);
+    else
+        cJSON_Delete(mg);
     if (!ok) {
         cJSON_Delete(o);
         return NULL;
@@ -322,7 +354,8 @@ static char *generation_config_json(const ckpt_t *ck) {
     int eot = bpe_eot_id(ck->tok);
     cJSON *o = cJSON_CreateObject();
     if (o && eot >= 0 &&
-        !(add_ok(o, "bos_token_id", bpe_is_minigpt(ck->tok) ? BPE_BOS : eot) && add_ok(o, "eos_token_id", eot))) {
+        !(add_ok(o, "bos_token_id", bpe_is_minigpt(ck->tok) ? BPE_BOS : eot) &&
+          add_ok(o, "eos_token_id", eot))) {
         cJSON_Delete(o);
         return NULL;
     }
@@ -371,16 +404,18 @@ static char *merges_txt(const bpe_t *t, size_t *len) {
     return b.data;
 }
 
-static const char *const export_files[] = {"model.safetensors", "config.json", "generation_config.json",
-                                           "tokenizer.json", "vocab.json", "merges.txt",
-                                           "tokenizer_config.json"};
+static const char *const export_files[] = {
+    "model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
+    "vocab.json",        "merges.txt",  "tokenizer_config.json"};
 enum { N_EXPORT_FILES = sizeof export_files / sizeof export_files[0] };
 
 /* outdir may be absent or an empty folder (it is then replaced). */
 static int check_outdir(const char *outdir, char *err) {
     struct stat st;
-    if (stat(outdir, &st) != 0) return errno == ENOENT ? 0 : mg_fail(err, "%s: %s", outdir, strerror(errno));
-    if (!S_ISDIR(st.st_mode)) return mg_fail(err, "%s exists and is not a folder: not overwriting it", outdir);
+    if (stat(outdir, &st) != 0)
+        return errno == ENOENT ? 0 : mg_fail(err, "%s: %s", outdir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return mg_fail(err, "%s exists and is not a folder: not overwriting it", outdir);
     DIR *d = opendir(outdir);
     if (!d) return mg_fail(err, "%s: %s", outdir, strerror(errno));
     struct dirent *e;
@@ -413,7 +448,8 @@ static int write_text(const char *dir, const char *name, const char *text, size_
 
 static int write_weights(const ckpt_t *ck, const char *path, char *err) {
     const gpt_model_t *m = ck->model;
-    float *host = mg_malloc(m->num_floats * sizeof *host), *hf = mg_malloc(m->num_floats * sizeof *hf);
+    float *host = mg_malloc(m->num_floats * sizeof *host),
+          *hf = mg_malloc(m->num_floats * sizeof *hf);
     st_writer_t *w = st_writer_new();
     int rc = -1;
     if (!host || !hf || !w) {
@@ -453,7 +489,8 @@ done:
 
 int hf_export(const char *path, const char *outdir, char *err) {
     int rc = -1;
-    char *tmp = NULL, *mpath = NULL, *cfg = NULL, *gen = NULL, *tj = NULL, *vj = NULL, *mt = NULL, *tc = NULL;
+    char *tmp = NULL, *mpath = NULL, *cfg = NULL, *gen = NULL, *tj = NULL, *vj = NULL, *mt = NULL,
+         *tc = NULL;
     size_t tjl = 0, mtl = 0;
     ckpt_t *ck = NULL;
     if (check_outdir(outdir, err)) return -1;
@@ -480,7 +517,8 @@ int hf_export(const char *path, const char *outdir, char *err) {
     if (!(mpath = path_join(tmp, "model.safetensors")) || write_weights(ck, mpath, err) ||
         write_text(tmp, "config.json", cfg, cfg ? strlen(cfg) : 0, err) ||
         write_text(tmp, "generation_config.json", gen, gen ? strlen(gen) : 0, err) ||
-        write_text(tmp, "tokenizer.json", tj, tjl, err) || write_text(tmp, "vocab.json", vj, vj ? strlen(vj) : 0, err) ||
+        write_text(tmp, "tokenizer.json", tj, tjl, err) ||
+        write_text(tmp, "vocab.json", vj, vj ? strlen(vj) : 0, err) ||
         write_text(tmp, "merges.txt", mt, mtl, err) ||
         write_text(tmp, "tokenizer_config.json", tc, tc ? strlen(tc) : 0, err))
         goto done;

@@ -41,33 +41,39 @@ int hf_config_parse(const char *json, size_t len, gpt_config_t *cfg, char *err) 
         mg_fail(err, "config.json: model_type '%s' is not supported (only GPT-2: \"gpt2\")", sh);
         goto done;
     }
-    if (cfg_int(j, "n_layer", NULL, &cfg->layers, err) || cfg_int(j, "n_embd", NULL, &cfg->dim, err) ||
+    if (cfg_int(j, "n_layer", NULL, &cfg->layers, err) ||
+        cfg_int(j, "n_embd", NULL, &cfg->dim, err) ||
         cfg_int(j, "n_head", NULL, &cfg->heads, err) ||
         cfg_int(j, "n_positions", "n_ctx", &cfg->ctx, err) ||
         cfg_int(j, "vocab_size", NULL, &cfg->vocab, err))
         goto done;
     const cJSON *eps = cJSON_GetObjectItemCaseSensitive(j, "layer_norm_epsilon");
     if (eps && (!cJSON_IsNumber(eps) || fabs(eps->valuedouble - 1e-5) > 1e-12)) {
-        mg_fail(err, "config.json: layer_norm_epsilon %g is not supported (minigpt's LayerNorm uses 1e-5)",
-                cJSON_IsNumber(eps) ? eps->valuedouble : NAN);
+        mg_fail(
+            err,
+            "config.json: layer_norm_epsilon %g is not supported (minigpt's LayerNorm uses 1e-5)",
+            cJSON_IsNumber(eps) ? eps->valuedouble : NAN);
         goto done;
     }
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "activation_function");
     if (act && !(cJSON_IsString(act) && (strcmp(act->valuestring, "gelu_new") == 0 ||
                                          strcmp(act->valuestring, "gelu_pytorch_tanh") == 0))) {
-        mg_fail(err, "config.json: activation_function is not supported (minigpt's MLP uses tanh-GELU, gelu_new)");
+        mg_fail(err, "config.json: activation_function is not supported (minigpt's MLP uses "
+                     "tanh-GELU, gelu_new)");
         goto done;
     }
     const cJSON *inner = cJSON_GetObjectItemCaseSensitive(j, "n_inner");
-    if (inner && !cJSON_IsNull(inner) && !(cJSON_IsNumber(inner) && inner->valuedouble == 4.0 * cfg->dim)) {
+    if (inner && !cJSON_IsNull(inner) &&
+        !(cJSON_IsNumber(inner) && inner->valuedouble == 4.0 * cfg->dim)) {
         mg_fail(err, "config.json: n_inner must be 4 x n_embd (%d)", 4 * cfg->dim);
         goto done;
     }
     const cJSON *tie = cJSON_GetObjectItemCaseSensitive(j, "tie_word_embeddings");
     const cJSON *scale = cJSON_GetObjectItemCaseSensitive(j, "scale_attn_weights");
-    if (cJSON_IsFalse(tie) || cJSON_IsFalse(scale) || is_true(j, "scale_attn_by_inverse_layer_idx") ||
-        is_true(j, "add_cross_attention")) {
-        mg_fail(err, "config.json: untied embeddings, unscaled or layer-scaled attention and cross-attention are not supported");
+    if (cJSON_IsFalse(tie) || cJSON_IsFalse(scale) ||
+        is_true(j, "scale_attn_by_inverse_layer_idx") || is_true(j, "add_cross_attention")) {
+        mg_fail(err, "config.json: untied embeddings, unscaled or layer-scaled attention and "
+                     "cross-attention are not supported");
         goto done;
     }
     rc = 0;
@@ -75,4 +81,3 @@ done:
     cJSON_Delete(j);
     return rc;
 }
-

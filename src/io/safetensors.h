@@ -31,7 +31,7 @@ typedef struct {
 } st_meta_t;
 
 typedef struct {
-    void *map;        /* the whole file, mapped read-only */
+    void *map; /* the whole file, mapped read-only */
     size_t map_size;
     int n_tensors;
     st_tensor_t *tensors; /* in file order (ascending offset) */

@@ -34,10 +34,14 @@ int gpt_preset(const char *name, gpt_config_t *cfg, char *err) {
 const char *gpt_preset_names(void) { return "micro, tiny, mini, small, gpt2"; }
 
 int gpt_config_check(const gpt_config_t *c, char *err) {
-    if (c->vocab < 1 || c->vocab > (1 << 20)) return mg_fail(err, "vocab %d out of range [1, 1048576]", c->vocab);
-    if (c->ctx < 1 || c->ctx > (1 << 16)) return mg_fail(err, "context %d out of range [1, 65536]", c->ctx);
-    if (c->dim < 1 || c->dim > (1 << 14)) return mg_fail(err, "dim %d out of range [1, 16384]", c->dim);
-    if (c->layers < 1 || c->layers > 256) return mg_fail(err, "layers %d out of range [1, 256]", c->layers);
+    if (c->vocab < 1 || c->vocab > (1 << 20))
+        return mg_fail(err, "vocab %d out of range [1, 1048576]", c->vocab);
+    if (c->ctx < 1 || c->ctx > (1 << 16))
+        return mg_fail(err, "context %d out of range [1, 65536]", c->ctx);
+    if (c->dim < 1 || c->dim > (1 << 14))
+        return mg_fail(err, "dim %d out of range [1, 16384]", c->dim);
+    if (c->layers < 1 || c->layers > 256)
+        return mg_fail(err, "layers %d out of range [1, 256]", c->layers);
     if (c->heads < 1 || c->dim % c->heads != 0)
         return mg_fail(err, "heads %d must divide dim %d", c->heads, c->dim);
     return 0;
@@ -189,7 +193,8 @@ const gpt_param_t *gpt_find_param(const gpt_model_t *m, const char *name) {
 size_t gpt_param_count(const gpt_config_t *c) {
     size_t C = c->dim, per_layer = 0;
     for (int i = 0; i < N_LAYER_PARAMS; i++)
-        per_layer += layer_params[i].rows * C * (layer_params[i].cols ? layer_params[i].cols * C : 1);
+        per_layer +=
+            layer_params[i].rows * C * (layer_params[i].cols ? layer_params[i].cols * C : 1);
     return (size_t)c->vocab * C + (size_t)c->ctx * C + c->layers * per_layer + 2 * C;
 }
 
@@ -265,7 +270,8 @@ int gpt_alloc_activations(gpt_model_t *m, int B, int T, char *err) {
     const gpt_config_t *c = &m->cfg;
     const ops_backend_t *ops = m->ops;
     if (B < 1 || T < 1 || T > c->ctx)
-        return mg_fail(err, "batch %d x context %d does not fit the model (context %d)", B, T, c->ctx);
+        return mg_fail(err, "batch %d x context %d does not fit the model (context %d)", B, T,
+                       c->ctx);
     free_training(m);
     size_t N = (size_t)B * T;
     /* one allocation for all activations */

@@ -50,26 +50,26 @@ typedef struct {
 
 /* A parameter-shaped view: used for the weights and for the gradients. */
 typedef struct {
-    float *wte;        /* (V,C) */
-    float *wpe;        /* (ctx,C) */
+    float *wte;         /* (V,C) */
+    float *wpe;         /* (ctx,C) */
     gpt_layer_t *layer; /* L entries */
     float *lnfw, *lnfb; /* (C) */
 } gpt_view_t;
 
 /* Activations of one training forward pass at (B,T), kept for backward. */
 typedef struct {
-    float *encoded;             /* (B,T,C) */
+    float *encoded; /* (B,T,C) */
     float *ln1, *ln1_mean, *ln1_rstd;
-    float *qkv;                 /* (L,B,T,3C) */
-    float *att;                 /* (L, ops->attention_state_floats(B,NH,T)) */
-    float *atty;                /* (L,B,T,C) */
-    float *res2;                /* (L,B,T,C) residual after attention */
+    float *qkv;  /* (L,B,T,3C) */
+    float *att;  /* (L, ops->attention_state_floats(B,NH,T)) */
+    float *atty; /* (L,B,T,C) */
+    float *res2; /* (L,B,T,C) residual after attention */
     float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch, *fch_gelu;      /* (L,B,T,4C) */
-    float *res3;                /* (L,B,T,C) residual after the MLP */
+    float *fch, *fch_gelu; /* (L,B,T,4C) */
+    float *res3;           /* (L,B,T,C) residual after the MLP */
     float *lnf, *lnf_mean, *lnf_rstd;
-    float *logits;              /* (B,T,V); holds dlogits after backward */
-    float *losses;              /* (B,T) */
+    float *logits; /* (B,T,V); holds dlogits after backward */
+    float *losses; /* (B,T) */
     /* backward scratch, reused layer after layer */
     float *dres, *dc, *d3c, *d4c;
     int32_t *tokens, *targets; /* (B,T) on the backend */
@@ -80,13 +80,13 @@ typedef struct {
  * gpt_adamw_step synchronize the backend around each op and add its wall
  * time to seconds[phase][op]; NULL (the default) costs one branch per op. */
 typedef enum {
-    GPT_OP_EMBED,      /* token + position embedding (and the token upload) */
-    GPT_OP_LAYERNORM,  /* ln1, ln2, ln_f */
-    GPT_OP_QKV,        /* matmul (N,C) -> (N,3C) */
-    GPT_OP_ATTN_PROJ,  /* matmul (N,C) -> (N,C) */
-    GPT_OP_FC,         /* matmul (N,C) -> (N,4C) */
-    GPT_OP_FC2,        /* matmul (N,4C) -> (N,C) */
-    GPT_OP_ATTENTION,  /* causal self-attention */
+    GPT_OP_EMBED,     /* token + position embedding (and the token upload) */
+    GPT_OP_LAYERNORM, /* ln1, ln2, ln_f */
+    GPT_OP_QKV,       /* matmul (N,C) -> (N,3C) */
+    GPT_OP_ATTN_PROJ, /* matmul (N,C) -> (N,C) */
+    GPT_OP_FC,        /* matmul (N,C) -> (N,4C) */
+    GPT_OP_FC2,       /* matmul (N,4C) -> (N,C) */
+    GPT_OP_ATTENTION, /* causal self-attention */
     GPT_OP_GELU,
     GPT_OP_RESIDUAL,   /* residual adds (and zeroing the residual gradient) */
     GPT_OP_CLASSIFIER, /* tied LM head matmul (N,C) -> (N,V) */
@@ -113,12 +113,12 @@ typedef struct {
     int B, T;            /* activation capacity (0 until gpt_alloc_training) */
     int cur_B, cur_T;    /* shape of the last gpt_forward */
     gpt_acts_t a;
-    float *host_losses;  /* (B,T) host copy */
-    int adam_t;          /* AdamW steps taken */
-    gpt_prof_t *prof;    /* per-op timing, NULL (default): off */
-    int no_fusion;       /* 1: run the unfused kernels (benchmark --no-fusion) */
-    float grad_scale;    /* gpt_backward adds grad_scale x the gradient of the mean
-                          * loss: 1 after gpt_create; 1/K to average K micro-batches */
+    float *host_losses; /* (B,T) host copy */
+    int adam_t;         /* AdamW steps taken */
+    gpt_prof_t *prof;   /* per-op timing, NULL (default): off */
+    int no_fusion;      /* 1: run the unfused kernels (benchmark --no-fusion) */
+    float grad_scale;   /* gpt_backward adds grad_scale x the gradient of the mean
+                         * loss: 1 after gpt_create; 1/K to average K micro-batches */
 } gpt_model_t;
 
 /* Creates a model with zeroed weights on the given backend (NULL on error). */

@@ -28,9 +28,11 @@ static void block_matmul(const gpt_block_run_t *r, gpt_op_t op, float *out, floa
         GPT_PROF(r->prof, ops, GPT_PHASE_FORWARD, op,
                  ops->matmul_bias_gelu_forward(out, gelu, in, w, bias, n, C, OC));
     else
-        GPT_PROF(r->prof, ops, GPT_PHASE_FORWARD, op, ops->matmul_forward(out, in, w, bias, n, C, OC));
+        GPT_PROF(r->prof, ops, GPT_PHASE_FORWARD, op,
+                 ops->matmul_forward(out, in, w, bias, n, C, OC));
     if (gelu && !(fuse && ops->matmul_bias_gelu_forward))
-        GPT_PROF(r->prof, ops, GPT_PHASE_FORWARD, GPT_OP_GELU, ops->gelu_forward(gelu, out, (size_t)n * OC));
+        GPT_PROF(r->prof, ops, GPT_PHASE_FORWARD, GPT_OP_GELU,
+                 ops->gelu_forward(gelu, out, (size_t)n * OC));
 }
 
 void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *b) {
@@ -42,8 +44,10 @@ void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *
 #define FWD(op, call) GPT_PROF(r->prof, ops, GPT_PHASE_FORWARD, GPT_OP_##op, call)
     /* attention: r2 = x + proj(attn(ln1(x))) */
     if (!b->ln1_ready)
-        FWD(LAYERNORM, ops->layernorm_forward(b->ln1, b->ln1_mean, b->ln1_rstd, b->x, w->ln1w, w->ln1b, n, C));
-    block_matmul(r, GPT_OP_QKV, b->qkv, NULL, b->ln1, w->qkvw, w->qkvb, C, 3 * C, 0, l); /* (n,C) -> (n,3C) */
+        FWD(LAYERNORM,
+            ops->layernorm_forward(b->ln1, b->ln1_mean, b->ln1_rstd, b->x, w->ln1w, w->ln1b, n, C));
+    block_matmul(r, GPT_OP_QKV, b->qkv, NULL, b->ln1, w->qkvw, w->qkvb, C, 3 * C, 0,
+                 l);   /* (n,C) -> (n,3C) */
     switch (r->attn) { /* (n,3C) -> (n,C) */
     case GPT_ATTN_CAUSAL:
         FWD(ATTENTION, ops->attention_forward(b->atty, b->att, b->qkv, r->B, r->T, C, NH));
@@ -62,18 +66,21 @@ void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *
     block_matmul(r, GPT_OP_ATTN_PROJ, b->r2, NULL, b->atty, w->projw, w->projb, C, C, 1, l);
     /* MLP: r3 = r2 + fc2(gelu(fc(ln2(r2)))) */
     if (fuse_ln) {
-        FWD(LAYERNORM, ops->residual_layernorm_forward(b->r2, b->ln2, b->ln2_mean, b->ln2_rstd, b->r2, b->x,
-                                                       w->ln2w, w->ln2b, n, C));
+        FWD(LAYERNORM, ops->residual_layernorm_forward(b->r2, b->ln2, b->ln2_mean, b->ln2_rstd,
+                                                       b->r2, b->x, w->ln2w, w->ln2b, n, C));
     } else {
         FWD(RESIDUAL, ops->add(b->r2, b->r2, b->x, nc));
-        FWD(LAYERNORM, ops->layernorm_forward(b->ln2, b->ln2_mean, b->ln2_rstd, b->r2, w->ln2w, w->ln2b, n, C));
+        FWD(LAYERNORM, ops->layernorm_forward(b->ln2, b->ln2_mean, b->ln2_rstd, b->r2, w->ln2w,
+                                              w->ln2b, n, C));
     }
     if (r->hook) r->hook(r->hook_ctx, l, "attn", b->r2);
-    block_matmul(r, GPT_OP_FC, b->fch, b->fchg, b->ln2, w->fcw, w->fcb, C, 4 * C, 2, l); /* (n,C) -> (n,4C) */
-    block_matmul(r, GPT_OP_FC2, b->r3, NULL, b->fchg, w->fc2w, w->fc2b, 4 * C, C, 3, l); /* (n,4C) -> (n,C) */
-    if (fuse_ln) /* r3 += r2, then the next LayerNorm (the next layer's ln1, or ln_f) of it */
-        FWD(LAYERNORM, ops->residual_layernorm_forward(b->r3, b->next, b->next_mean, b->next_rstd, b->r3, b->r2,
-                                                       b->next_w, b->next_b, n, C));
+    block_matmul(r, GPT_OP_FC, b->fch, b->fchg, b->ln2, w->fcw, w->fcb, C, 4 * C, 2,
+                 l); /* (n,C) -> (n,4C) */
+    block_matmul(r, GPT_OP_FC2, b->r3, NULL, b->fchg, w->fc2w, w->fc2b, 4 * C, C, 3,
+                 l); /* (n,4C) -> (n,C) */
+    if (fuse_ln)     /* r3 += r2, then the next LayerNorm (the next layer's ln1, or ln_f) of it */
+        FWD(LAYERNORM, ops->residual_layernorm_forward(b->r3, b->next, b->next_mean, b->next_rstd,
+                                                       b->r3, b->r2, b->next_w, b->next_b, n, C));
     else
         FWD(RESIDUAL, ops->add(b->r3, b->r3, b->r2, nc));
     if (r->hook) r->hook(r->hook_ctx, l, "mlp", b->r3);

@@ -66,16 +66,16 @@ typedef struct {
 /* What stays the same over the layers of one forward pass. */
 typedef struct {
     gpt_model_t *m;
-    int rows;                     /* n = B * T */
+    int rows; /* n = B * T */
     gpt_attn_mode_t attn;
-    int B, T;                     /* GPT_ATTN_CAUSAL */
-    const gpt_block_seq_t *seq;   /* GPT_ATTN_CACHED, GPT_ATTN_CACHED_AT (one) */
+    int B, T;                   /* GPT_ATTN_CAUSAL */
+    const gpt_block_seq_t *seq; /* GPT_ATTN_CACHED, GPT_ATTN_CACHED_AT (one) */
     int nseq;
-    const int32_t *pos_dev;       /* GPT_ATTN_CACHED_AT */
+    const int32_t *pos_dev; /* GPT_ATTN_CACHED_AT */
     gpt_mm_mode_t mm;
-    void *const *q8;              /* GPT_MM_Q8 */
-    gpt_prof_t *prof;             /* NULL, or per-op timing (gpt.h) into the forward phase */
-    gpt_block_hook_fn hook;       /* NULL, or called after each sublayer */
+    void *const *q8;        /* GPT_MM_Q8 */
+    gpt_prof_t *prof;       /* NULL, or per-op timing (gpt.h) into the forward phase */
+    gpt_block_hook_fn hook; /* NULL, or called after each sublayer */
     void *hook_ctx;
 } gpt_block_run_t;
 

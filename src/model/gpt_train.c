@@ -10,9 +10,8 @@
 
 const char *gpt_op_name(gpt_op_t op) {
     static const char *names[GPT_OP_COUNT] = {
-        "embedding",    "layernorm", "qkv matmul",        "attn proj matmul",
-        "fc matmul",    "fc2 matmul", "attention",        "gelu",
-        "residual add", "classifier matmul", "softmax+xent", "adamw",
+        "embedding", "layernorm", "qkv matmul",   "attn proj matmul",  "fc matmul",    "fc2 matmul",
+        "attention", "gelu",      "residual add", "classifier matmul", "softmax+xent", "adamw",
     };
     return op >= 0 && op < GPT_OP_COUNT ? names[op] : "?";
 }
@@ -40,18 +39,31 @@ float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets,
      * backward; fused (ops.h), ln1 of the layers after the first comes with
      * the residual add that ended the layer before, and ln_f with the last */
     int fuse_ln = gpt_block_fuse_ln(m);
-    gpt_block_run_t run = {.m = m, .rows = (int)N, .attn = GPT_ATTN_CAUSAL, .B = B, .T = T,
-                           .mm = GPT_MM_FLOAT, .prof = m->prof};
+    gpt_block_run_t run = {.m = m,
+                           .rows = (int)N,
+                           .attn = GPT_ATTN_CAUSAL,
+                           .B = B,
+                           .T = T,
+                           .mm = GPT_MM_FLOAT,
+                           .prof = m->prof};
     const float *x = a->encoded;
     for (int l = 0; l < L; l++) {
         int last = l == L - 1;
         gpt_block_bufs_t bl = {
-            .x = x, .ln1 = a->ln1 + l * N * C, .ln1_mean = a->ln1_mean + l * N,
-            .ln1_rstd = a->ln1_rstd + l * N, .qkv = a->qkv + l * N * 3 * C,
-            .att = a->att + l * ops->attention_state_floats(B, NH, T), .atty = a->atty + l * N * C,
-            .r2 = a->res2 + l * N * C, .ln2 = a->ln2 + l * N * C, .ln2_mean = a->ln2_mean + l * N,
-            .ln2_rstd = a->ln2_rstd + l * N, .fch = a->fch + l * N * 4 * C,
-            .fchg = a->fch_gelu + l * N * 4 * C, .r3 = a->res3 + l * N * C,
+            .x = x,
+            .ln1 = a->ln1 + l * N * C,
+            .ln1_mean = a->ln1_mean + l * N,
+            .ln1_rstd = a->ln1_rstd + l * N,
+            .qkv = a->qkv + l * N * 3 * C,
+            .att = a->att + l * ops->attention_state_floats(B, NH, T),
+            .atty = a->atty + l * N * C,
+            .r2 = a->res2 + l * N * C,
+            .ln2 = a->ln2 + l * N * C,
+            .ln2_mean = a->ln2_mean + l * N,
+            .ln2_rstd = a->ln2_rstd + l * N,
+            .fch = a->fch + l * N * 4 * C,
+            .fchg = a->fch_gelu + l * N * 4 * C,
+            .r3 = a->res3 + l * N * C,
             .next = last ? a->lnf : a->ln1 + (l + 1) * N * C,
             .next_mean = last ? a->lnf_mean : a->ln1_mean + (l + 1) * N,
             .next_rstd = last ? a->lnf_rstd : a->ln1_rstd + (l + 1) * N,
@@ -63,16 +75,20 @@ float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets,
         x = bl.r3;
     }
     if (!fuse_ln || L == 0)
-        FWD(LAYERNORM, ops->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnfw, m->w.lnfb, N, C));
-    FWD(CLASSIFIER, ops->matmul_forward(a->logits, a->lnf, m->w.wte, NULL, N, C, V)); /* tied head: (N,C) -> (N,V) */
+        FWD(LAYERNORM, ops->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnfw,
+                                              m->w.lnfb, N, C));
+    FWD(CLASSIFIER, ops->matmul_forward(a->logits, a->lnf, m->w.wte, NULL, N, C,
+                                        V)); /* tied head: (N,C) -> (N,V) */
     if (!targets) return NAN;
     /* the gradient of the mean loss is 1/N per row (times grad_scale, for
      * accumulated micro-batches); computed now, in the same pass, and used
      * by gpt_backward (logits become dlogits) */
-    FWD(XENT, ops->xent_forward_backward(a->losses, a->logits, a->logits, a->targets, N, V, m->grad_scale / N));
+    FWD(XENT, ops->xent_forward_backward(a->losses, a->logits, a->logits, a->targets, N, V,
+                                         m->grad_scale / N));
     FWD(XENT, ops->download(m->host_losses, a->losses, N * sizeof(float)));
     double sum = 0.0;
-    for (size_t i = 0; i < N; i++) sum += m->host_losses[i];
+    for (size_t i = 0; i < N; i++)
+        sum += m->host_losses[i];
     return (float)(sum / N);
 }
 
@@ -90,19 +106,23 @@ void gpt_backward(gpt_model_t *m) {
      * GELU backward with the fc bias gradient */
     void (*ln_backward)(float *, float *, float *, const float *, const float *, const float *,
                         const float *, const float *, int, int) =
-        !m->no_fusion && ops->residual_layernorm_backward ? ops->residual_layernorm_backward : ops->layernorm_backward;
+        !m->no_fusion && ops->residual_layernorm_backward ? ops->residual_layernorm_backward
+                                                          : ops->layernorm_backward;
     int fuse_gelu = !m->no_fusion && ops->gelu_bias_backward;
     /* tied head: dlnf (N,C) = dlogits @ wte; dwte += dlogits^T @ lnf */
-    BWD(CLASSIFIER, ops->matmul_backward(a->dc, m->g.wte, NULL, a->logits, a->lnf, m->w.wte, N, C, V));
+    BWD(CLASSIFIER,
+        ops->matmul_backward(a->dc, m->g.wte, NULL, a->logits, a->lnf, m->w.wte, N, C, V));
     BWD(RESIDUAL, ops->zero(dres, N * C * sizeof(float)));
     const float *xlast = L > 0 ? a->res3 + (L - 1) * N * C : a->encoded;
-    BWD(LAYERNORM, ln_backward(dres, m->g.lnfw, m->g.lnfb, a->dc, xlast, m->w.lnfw, a->lnf_mean, a->lnf_rstd, N, C));
+    BWD(LAYERNORM, ln_backward(dres, m->g.lnfw, m->g.lnfb, a->dc, xlast, m->w.lnfw, a->lnf_mean,
+                               a->lnf_rstd, N, C));
     for (int l = L - 1; l >= 0; l--) {
         const gpt_layer_t *w = &m->w.layer[l];
         gpt_layer_t *g = &m->g.layer[l];
         const float *x = l == 0 ? a->encoded : a->res3 + (l - 1) * N * C;
         float *ln1 = a->ln1 + l * N * C, *qkv = a->qkv + l * N * 3 * C;
-        float *att = a->att + l * ops->attention_state_floats(B, NH, T), *atty = a->atty + l * N * C;
+        float *att = a->att + l * ops->attention_state_floats(B, NH, T),
+              *atty = a->atty + l * N * C;
         float *res2 = a->res2 + l * N * C, *ln2 = a->ln2 + l * N * C;
         float *fch = a->fch + l * N * 4 * C, *fchg = a->fch_gelu + l * N * 4 * C;
         /* MLP, reversed: dres holds d(res3) and flows straight to res2 */
@@ -114,12 +134,15 @@ void gpt_backward(gpt_model_t *m) {
             BWD(GELU, ops->gelu_backward(a->d4c, fch, a->d4c, N * 4 * C));
             BWD(FC, ops->matmul_backward(a->dc, g->fcw, g->fcb, a->d4c, ln2, w->fcw, N, C, 4 * C));
         }
-        BWD(LAYERNORM, ln_backward(dres, g->ln2w, g->ln2b, a->dc, res2, w->ln2w, a->ln2_mean + l * N, a->ln2_rstd + l * N, N, C));
+        BWD(LAYERNORM, ln_backward(dres, g->ln2w, g->ln2b, a->dc, res2, w->ln2w,
+                                   a->ln2_mean + l * N, a->ln2_rstd + l * N, N, C));
         /* attention, reversed: dres holds d(res2) and flows straight to x */
-        BWD(ATTN_PROJ, ops->matmul_backward(a->dc, g->projw, g->projb, dres, atty, w->projw, N, C, C));
+        BWD(ATTN_PROJ,
+            ops->matmul_backward(a->dc, g->projw, g->projb, dres, atty, w->projw, N, C, C));
         BWD(ATTENTION, ops->attention_backward(a->d3c, a->dc, qkv, atty, att, B, T, C, NH));
         BWD(QKV, ops->matmul_backward(a->dc, g->qkvw, g->qkvb, a->d3c, ln1, w->qkvw, N, C, 3 * C));
-        BWD(LAYERNORM, ln_backward(dres, g->ln1w, g->ln1b, a->dc, x, w->ln1w, a->ln1_mean + l * N, a->ln1_rstd + l * N, N, C));
+        BWD(LAYERNORM, ln_backward(dres, g->ln1w, g->ln1b, a->dc, x, w->ln1w, a->ln1_mean + l * N,
+                                   a->ln1_rstd + l * N, N, C));
     }
     BWD(EMBED, ops->embed_backward(m->g.wte, m->g.wpe, dres, a->tokens, B, T, C));
 }
@@ -128,7 +151,7 @@ float gpt_adamw_step(gpt_model_t *m, float lr, float beta1, float beta2, float e
                      float clip) {
     const ops_backend_t *ops = m->ops;
     if (!m->no_fusion && ops->adamw_clip) { /* norm, clipping and AdamW in one call */
-        ops_segment_t seg[m->n_params]; /* host table of the tensors (a few KB) */
+        ops_segment_t seg[m->n_params];     /* host table of the tensors (a few KB) */
         for (int i = 0; i < m->n_params; i++)
             seg[i] = (ops_segment_t){m->params[i].offset, m->params[i].numel, m->params[i].decay};
         m->adam_t++;

@@ -48,8 +48,10 @@ static void *open_plugin(char *err) {
         snprintf(why, sizeof why, "%s", dlerror());
     }
     if (why[0]) return mg_fail(err, "cannot load the CUDA backend: %s", why), NULL;
-    mg_fail(err, "this build has no CUDA backend (no minigpt_cuda.so beside %s; build where nvcc "
-                 "is installed)", dir);
+    mg_fail(err,
+            "this build has no CUDA backend (no minigpt_cuda.so beside %s; build where nvcc "
+            "is installed)",
+            dir);
     return NULL;
 }
 
@@ -67,8 +69,11 @@ static int cuda_usable(char *err) {
     abi_fn abi = (abi_fn)dlsym(h, "mg_cuda_abi");
     int v = abi ? abi() : 0;
     if (v != OPS_ABI_VERSION)
-        return mg_fail(err, "minigpt_cuda.so has backend table version %d, this minigpt %d: rebuild "
-                            "it (make minigpt)", v, OPS_ABI_VERSION), 0;
+        return mg_fail(err,
+                       "minigpt_cuda.so has backend table version %d, this minigpt %d: rebuild "
+                       "it (make minigpt)",
+                       v, OPS_ABI_VERSION),
+               0;
     probe_fn probe = (probe_fn)dlsym(h, "mg_cuda_probe");
     if (!probe) return mg_fail(err, "minigpt_cuda.so lacks mg_cuda_probe"), 0;
     return probe(err) == 0;
@@ -79,8 +84,8 @@ int ops_cuda_available(void) {
     return cuda_usable(err);
 }
 
-const ops_backend_t *ops_select(const char *device, const char *precision, int threads,
-                                char *note, char *err) {
+const ops_backend_t *ops_select(const char *device, const char *precision, int threads, char *note,
+                                char *err) {
     char why[MG_ERR_LEN] = "";
     if (note) note[0] = '\0';
     if (!device) device = "auto";

@@ -41,16 +41,16 @@ typedef struct ops_backend {
     void (*zero)(void *p, size_t bytes);
 
     /* out[b,t,:] = wte[tok[b,t],:] + wpe[pos0+t,:]      tok (B,T) -> out (B,T,C) */
-    void (*embed_forward)(float *out, const int32_t *tok, const float *wte, const float *wpe,
-                          int B, int T, int C, int pos0);
+    void (*embed_forward)(float *out, const int32_t *tok, const float *wte, const float *wpe, int B,
+                          int T, int C, int pos0);
     /* dwte[tok] += dout; dwpe[t] += sum_b dout          dout (B,T,C) */
-    void (*embed_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *tok,
-                           int B, int T, int C);
+    void (*embed_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *tok, int B,
+                           int T, int C);
 
     /* out = (x - mean) * rstd * w + b over the last dim  x (N,C) -> out (N,C);
      * mean, rstd (N) are saved for backward (may be NULL at inference) */
-    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *x,
-                              const float *w, const float *b, int N, int C);
+    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *x, const float *w,
+                              const float *b, int N, int C);
     /* dx += ..., dw += ..., db += ...  (dx ACCUMULATES: it is the residual stream) */
     void (*layernorm_backward)(float *dx, float *dw, float *db, const float *dout, const float *x,
                                const float *w, const float *mean, const float *rstd, int N, int C);
@@ -201,8 +201,8 @@ typedef struct ops_backend {
  * (may be NULL, MG_ERR_LEN) gets a line when auto fell back to the CPU, and
  * why. NULL with err when the
  * device asked for is not usable. */
-const ops_backend_t *ops_select(const char *device, const char *precision, int threads,
-                                char *note, char *err);
+const ops_backend_t *ops_select(const char *device, const char *precision, int threads, char *note,
+                                char *err);
 /* Is a GPU backend usable here (without printing anything)? */
 int ops_cuda_available(void);
 

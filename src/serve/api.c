@@ -37,17 +37,20 @@ static int duplicate_keys(const cJSON *j, char *err) {
     qsort(v, (size_t)n, sizeof *v, by_name);
     int rc = 0;
     for (int i = 1; i < n && !rc; i++)
-        if (!strcmp(v[i]->string, v[i - 1]->string)) rc = mg_fail(err, "duplicate key '%s'", v[i]->string);
+        if (!strcmp(v[i]->string, v[i - 1]->string))
+            rc = mg_fail(err, "duplicate key '%s'", v[i]->string);
     mg_free(v);
     return rc;
 }
 
 /* -1 with err if obj has a key outside allowed (NULL-terminated) */
-static int unknown_fields(const cJSON *obj, const char *const *allowed, const char *where, char *err) {
+static int unknown_fields(const cJSON *obj, const char *const *allowed, const char *where,
+                          char *err) {
     const cJSON *it;
     cJSON_ArrayForEach(it, obj) {
         int ok = 0;
-        for (int i = 0; allowed[i] && !ok; i++) ok = !strcmp(it->string, allowed[i]);
+        for (int i = 0; allowed[i] && !ok; i++)
+            ok = !strcmp(it->string, allowed[i]);
         if (!ok) return mg_fail(err, "unknown field '%s'%s", it->string, where);
     }
     return 0;
@@ -82,16 +85,19 @@ static cJSON *parse_body(const mg_buf_t *b, char *err) {
 }
 
 /* An optional number field within [lo, hi]: 0 (absent or set), -1 (err set). */
-static int field_num(const cJSON *req, const char *key, double lo, double hi, double *out, char *err) {
+static int field_num(const cJSON *req, const char *key, double lo, double hi, double *out,
+                     char *err) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, key);
     if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi)
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < lo ||
+        v->valuedouble > hi)
         return mg_fail(err, "'%s' must be a number from %.17g to %.17g", key, lo, hi);
     *out = v->valuedouble;
     return 0;
 }
 
-static int field_int(const cJSON *req, const char *key, double lo, double hi, long *out, char *err) {
+static int field_int(const cJSON *req, const char *key, double lo, double hi, long *out,
+                     char *err) {
     double d = (double)*out;
     if (field_num(req, key, lo, hi, &d, err)) return -1;
     if (d != floor(d)) return mg_fail(err, "'%s' must be a whole number", key);
@@ -99,22 +105,58 @@ static int field_int(const cJSON *req, const char *key, double lo, double hi, lo
     return 0;
 }
 
-static const char *const completion_fields[] = {
-    "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stream",
-    "stream_options", "n", "repeat_penalty", "repeat_last_n", "user", "echo", "logprobs", "suffix",
-    "best_of", "logit_bias", "presence_penalty", "frequency_penalty", NULL};
-static const char *const chat_fields[] = {
-    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed",
-    "stop", "stream", "stream_options", "n", "repeat_penalty", "repeat_last_n", "user", "logprobs",
-    "top_logprobs", "logit_bias", "presence_penalty", "frequency_penalty", NULL};
+static const char *const completion_fields[] = {"model",
+                                                "prompt",
+                                                "max_tokens",
+                                                "temperature",
+                                                "top_p",
+                                                "top_k",
+                                                "seed",
+                                                "stop",
+                                                "stream",
+                                                "stream_options",
+                                                "n",
+                                                "repeat_penalty",
+                                                "repeat_last_n",
+                                                "user",
+                                                "echo",
+                                                "logprobs",
+                                                "suffix",
+                                                "best_of",
+                                                "logit_bias",
+                                                "presence_penalty",
+                                                "frequency_penalty",
+                                                NULL};
+static const char *const chat_fields[] = {"model",
+                                          "messages",
+                                          "max_tokens",
+                                          "max_completion_tokens",
+                                          "temperature",
+                                          "top_p",
+                                          "top_k",
+                                          "seed",
+                                          "stop",
+                                          "stream",
+                                          "stream_options",
+                                          "n",
+                                          "repeat_penalty",
+                                          "repeat_last_n",
+                                          "user",
+                                          "logprobs",
+                                          "top_logprobs",
+                                          "logit_bias",
+                                          "presence_penalty",
+                                          "frequency_penalty",
+                                          NULL};
 
 /* The generation settings of a request (either endpoint) over the server's
  * defaults; -1 with err for a malformed field or one asking for what is
  * not supported. */
-static int parse_settings(const cJSON *req, int chat, cli_gen_opts_t *o, int *streamed, int *usage_chunk,
-                          char *err) {
+static int parse_settings(const cJSON *req, int chat, cli_gen_opts_t *o, int *streamed,
+                          int *usage_chunk, char *err) {
     const cJSON *stream = cJSON_GetObjectItemCaseSensitive(req, "stream");
-    if (stream && !cJSON_IsBool(stream) && !cJSON_IsNull(stream)) return mg_fail(err, "'stream' must be true or false");
+    if (stream && !cJSON_IsBool(stream) && !cJSON_IsNull(stream))
+        return mg_fail(err, "'stream' must be true or false");
     *streamed = cJSON_IsTrue(stream);
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(req, "stream_options");
     *usage_chunk = 0;
@@ -125,7 +167,8 @@ static int parse_settings(const cJSON *req, int chat, cli_gen_opts_t *o, int *st
         *usage_chunk = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
     }
     long n = 1;
-    if (field_int(req, "n", 1, 1, &n, err)) return mg_fail(err, "'n' must be 1: one completion per request");
+    if (field_int(req, "n", 1, 1, &n, err))
+        return mg_fail(err, "'n' must be 1: one completion per request");
     if (field_int(req, "max_tokens", 0, 1 << 24, &o->max_tokens, err) ||
         (chat && field_int(req, "max_completion_tokens", 0, 1 << 24, &o->max_tokens, err)) ||
         field_num(req, "temperature", 0, 100, &o->temperature, err) ||
@@ -141,24 +184,33 @@ static int parse_settings(const cJSON *req, int chat, cli_gen_opts_t *o, int *st
         if (cJSON_IsString(stop)) {
             o->stop[k++] = stop->valuestring;
         } else if (cJSON_IsArray(stop) && cJSON_GetArraySize(stop) <= GEN_MAX_STOPS) {
-            cJSON_ArrayForEach(item, stop) o->stop[k++] = cJSON_IsString(item) ? item->valuestring : "";
+            cJSON_ArrayForEach(item, stop) o->stop[k++] =
+                cJSON_IsString(item) ? item->valuestring : "";
         } else {
             return mg_fail(err, "'stop' must be a string or a list of up to 4");
         }
         for (int i = 0; i < k; i++)
             if (!*o->stop[i]) return mg_fail(err, "'stop' strings must be non-empty strings");
-        for (int i = k; i < GEN_MAX_STOPS; i++) o->stop[i] = NULL;
+        for (int i = k; i < GEN_MAX_STOPS; i++)
+            o->stop[i] = NULL;
     }
     /* fields of the API whose meaning this server does not give: refused
      * rather than ignored, so that a client never reads a wrong answer */
-    static const char *const unsupported[] = {"echo", "logprobs", "suffix", "best_of", "logit_bias",
-                                              "presence_penalty", "frequency_penalty", "top_logprobs"};
+    static const char *const unsupported[] = {"echo",
+                                              "logprobs",
+                                              "suffix",
+                                              "best_of",
+                                              "logit_bias",
+                                              "presence_penalty",
+                                              "frequency_penalty",
+                                              "top_logprobs"};
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, unsupported[i]);
         const char *k = unsupported[i];
-        int neutral = !v || cJSON_IsNull(v) || cJSON_IsFalse(v) || (cJSON_IsObject(v) && !v->child) ||
-                      (cJSON_IsString(v) && !*v->valuestring) ||
-                      (cJSON_IsNumber(v) && v->valuedouble == (strcmp(k, "best_of") ? 0 : 1) && strcmp(k, "logprobs"));
+        int neutral = !v || cJSON_IsNull(v) || cJSON_IsFalse(v) ||
+                      (cJSON_IsObject(v) && !v->child) || (cJSON_IsString(v) && !*v->valuestring) ||
+                      (cJSON_IsNumber(v) && v->valuedouble == (strcmp(k, "best_of") ? 0 : 1) &&
+                       strcmp(k, "logprobs"));
         if (!neutral) return mg_fail(err, "'%s' is not supported", k);
     }
     return 0;
@@ -170,7 +222,8 @@ static int put_content(mg_buf_t *b, const cJSON *content, char *err) {
         mg_buf_put(b, content->valuestring, strlen(content->valuestring));
         return 0;
     }
-    if (!cJSON_IsArray(content)) return mg_fail(err, "a message's 'content' must be a string or a list of text parts");
+    if (!cJSON_IsArray(content))
+        return mg_fail(err, "a message's 'content' must be a string or a list of text parts");
     const cJSON *part;
     static const char *const part_fields[] = {"type", "text", NULL};
     cJSON_ArrayForEach(part, content) {
@@ -190,7 +243,8 @@ static int put_content(mg_buf_t *b, const cJSON *content, char *err) {
  * messages that are not system messages (the oldest turns, when the whole
  * conversation does not fit the context). *droppable: how many could be
  * left out (all but the last of them). */
-static int chat_prompt(const serve_t *s, const cJSON *req, int skip, mg_buf_t *b, int *droppable, char *err) {
+static int chat_prompt(const serve_t *s, const cJSON *req, int skip, mg_buf_t *b, int *droppable,
+                       char *err) {
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(req, "messages"), *m;
     if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) < 1)
         return mg_fail(err, "'messages' must be a non-empty list");
@@ -203,7 +257,8 @@ static int chat_prompt(const serve_t *s, const cJSON *req, int skip, mg_buf_t *b
             return mg_fail(err, "each message must be an object with a 'role' and a 'content'");
         if (unknown_fields(m, msg_fields, " in a message", err)) return -1;
         const char *r = role->valuestring;
-        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "developer"))
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") &&
+            strcmp(r, "developer"))
             return mg_fail(err, "unknown role '%s' (system, developer, user, assistant)", r);
         if (!strcmp(r, "developer")) r = "system"; /* OpenAI's new name for it */
         if (strcmp(r, "system") && turn++ < skip) continue;
@@ -225,7 +280,7 @@ typedef struct {
     int chat, usage_chunk;
     char id[48];
     long created;
-    size_t hold; /* stream: bytes held back, in case a stop string starts there */
+    size_t hold;  /* stream: bytes held back, in case a stop string starts there */
     mg_buf_t out; /* stream: event bytes not yet handed over, from sent on */
     size_t sent;
     int phase; /* stream: 0 role chunk due (chat), 1 text, 2 [DONE] due, 3 over */
@@ -262,8 +317,10 @@ static cJSON *answer_json(const answer_t *a, const char *text, int streamed, int
     const gen_stats_t *st = &j->st;
     cJSON *res = cJSON_CreateObject(), *choice = cJSON_CreateObject();
     cJSON_AddStringToObject(res, "id", a->id);
-    cJSON_AddStringToObject(res, "object", !a->chat ? "text_completion" : streamed ? "chat.completion.chunk"
-                                                                                   : "chat.completion");
+    cJSON_AddStringToObject(res, "object",
+                            !a->chat   ? "text_completion"
+                            : streamed ? "chat.completion.chunk"
+                                       : "chat.completion");
     cJSON_AddNumberToObject(res, "created", (double)a->created);
     cJSON_AddStringToObject(res, "model", a->s->name);
     cJSON_AddNumberToObject(choice, "index", 0);
@@ -272,11 +329,14 @@ static cJSON *answer_json(const answer_t *a, const char *text, int streamed, int
     } else {
         cJSON *msg = cJSON_AddObjectToObject(choice, streamed ? "delta" : "message");
         if (!streamed || !text) cJSON_AddStringToObject(msg, "role", "assistant");
-        if (!streamed || (text && *text) || !final) cJSON_AddStringToObject(msg, "content", text ? text : "");
+        if (!streamed || (text && *text) || !final)
+            cJSON_AddStringToObject(msg, "content", text ? text : "");
     }
     cJSON_AddNullToObject(choice, "logprobs");
-    if (final) cJSON_AddStringToObject(choice, "finish_reason", finish_reason(st));
-    else cJSON_AddNullToObject(choice, "finish_reason");
+    if (final)
+        cJSON_AddStringToObject(choice, "finish_reason", finish_reason(st));
+    else
+        cJSON_AddNullToObject(choice, "finish_reason");
     cJSON_AddItemToArray(cJSON_AddArrayToObject(res, "choices"), choice);
     if (!final) return res;
     add_usage(res, st);
@@ -288,7 +348,8 @@ static cJSON *answer_json(const answer_t *a, const char *text, int streamed, int
     cJSON *tm = cJSON_AddObjectToObject(res, "timings");
     cJSON_AddNumberToObject(tm, "prompt_ms", st->prefill_s * 1e3);
     cJSON_AddNumberToObject(tm, "predicted_ms", st->decode_s * 1e3);
-    cJSON_AddNumberToObject(tm, "predicted_per_second", st->decode_s > 0 ? st->new_tokens / st->decode_s : 0);
+    cJSON_AddNumberToObject(tm, "predicted_per_second",
+                            st->decode_s > 0 ? st->new_tokens / st->decode_s : 0);
     return res;
 }
 
@@ -368,7 +429,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
             done = j->state == JOB_DONE;
             failed = j->failed;
             go = done ? stop_cut(j) : j->text.len - a->hold;
-            while (!done && go > 0 && (j->text.data[go] & 0xC0) == 0x80) go--;
+            while (!done && go > 0 && (j->text.data[go] & 0xC0) == 0x80)
+                go--;
             if (go > 0 || done) break;
             need = j->text.len; /* only a partial character past the hold: wait for more */
         }
@@ -390,7 +452,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
             a->r->tokens_in = j->st.prompt_tokens;
             a->r->tokens_out = j->st.new_tokens;
             cJSON *fin = answer_json(a, "", 1, 1);
-            if (a->chat && a->usage_chunk) { /* OpenAI's way: usage in a chunk of its own, no choices */
+            if (a->chat &&
+                a->usage_chunk) { /* OpenAI's way: usage in a chunk of its own, no choices */
                 cJSON *u = cJSON_Duplicate(fin, 1);
                 cJSON_DeleteItemFromObject(fin, "usage");
                 put_event(a, fin);
@@ -471,7 +534,8 @@ enum MHD_Result api_completion(serve_req_t *r, struct MHD_Connection *c, int cha
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(req, "prompt");
         if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1) p = cJSON_GetArrayItem(p, 0);
         if (!cJSON_IsString(p) || !*p->valuestring) {
-            ret = http_error(r, c, MHD_HTTP_BAD_REQUEST, "'prompt' must be a non-empty string (or a list of one)");
+            ret = http_error(r, c, MHD_HTTP_BAD_REQUEST,
+                             "'prompt' must be a non-empty string (or a list of one)");
             goto done;
         }
         mg_buf_put(&prompt, p->valuestring, strlen(p->valuestring));
@@ -486,29 +550,34 @@ enum MHD_Result api_completion(serve_req_t *r, struct MHD_Connection *c, int cha
     }
     r->tokens_in = (int)MG_MIN(n, (size_t)1 << 30);
     if (n > (size_t)ctx || n == 0) {
-        snprintf(err, sizeof err, n ? "the prompt is %zu tokens long but the model's context is %d"
-                                    : "the prompt has no tokens", n, ctx);
+        snprintf(err, sizeof err,
+                 n ? "the prompt is %zu tokens long but the model's context is %d"
+                   : "the prompt has no tokens",
+                 n, ctx);
         ret = http_error(r, c, MHD_HTTP_BAD_REQUEST, err);
         goto done;
     }
     j->n = (int)n;
     j->seed = o.seed;
     j->go = (gen_opts_t){.sample = {(float)o.temperature, (int)o.top_k, (float)o.top_p},
-                         .max_tokens = (int)o.max_tokens, .repeat_penalty = (float)o.repeat_penalty,
+                         .max_tokens = (int)o.max_tokens,
+                         .repeat_penalty = (float)o.repeat_penalty,
                          .repeat_last_n = (int)o.repeat_last_n,
                          .stop = {o.stop[0], o.stop[1], o.stop[2], o.stop[3]}};
-    for (int i = 0; i < GEN_MAX_STOPS && o.stop[i]; i++) a->hold = MG_MAX(a->hold, strlen(o.stop[i]) - 1);
+    for (int i = 0; i < GEN_MAX_STOPS && o.stop[i]; i++)
+        a->hold = MG_MAX(a->hold, strlen(o.stop[i]) - 1);
     int q = sched_submit(&s->sched, j);
     if (q) {
         ret = http_error_h(r, c, MHD_HTTP_SERVICE_UNAVAILABLE,
-                           q == -1 ? "every slot is busy and the queue is full; retry" : "the server is shutting down",
+                           q == -1 ? "every slot is busy and the queue is full; retry"
+                                   : "the server is shutting down",
                            NULL, MHD_HTTP_HEADER_RETRY_AFTER, "1");
         goto done;
     }
     snprintf(a->id, sizeof a->id, "%s-%ld", chat ? "chatcmpl" : "cmpl", j->number);
     if (streamed) {
-        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, a,
-                                                                      stream_free);
+        struct MHD_Response *resp =
+            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, a, stream_free);
         if (!resp) {
             ret = MHD_NO;
             goto done;
@@ -518,7 +587,8 @@ enum MHD_Result api_completion(serve_req_t *r, struct MHD_Connection *c, int cha
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
         r->status = MHD_HTTP_OK;
         ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
-        MHD_destroy_response(resp); /* stream_free (at the end, or when the client leaves) frees a */
+        MHD_destroy_response(
+            resp); /* stream_free (at the end, or when the client leaves) frees a */
         return ret;
     }
     pthread_mutex_lock(&s->sched.mu);
@@ -529,14 +599,16 @@ enum MHD_Result api_completion(serve_req_t *r, struct MHD_Connection *c, int cha
         goto done;
     }
     if (j->failed) {
-        ret = http_error_h(r, c, strstr(j->err, "shutting down") ? MHD_HTTP_SERVICE_UNAVAILABLE
-                                                                  : MHD_HTTP_INTERNAL_SERVER_ERROR,
+        ret = http_error_h(r, c,
+                           strstr(j->err, "shutting down") ? MHD_HTTP_SERVICE_UNAVAILABLE
+                                                           : MHD_HTTP_INTERNAL_SERVER_ERROR,
                            j->err, NULL, MHD_HTTP_HEADER_RETRY_AFTER, "1");
         goto done;
     }
     r->tokens_out = j->st.new_tokens;
     if (j->text.data) j->text.data[stop_cut(j)] = 0;
-    ret = http_json(r, c, MHD_HTTP_OK, answer_json(a, j->text.data ? j->text.data : "", 0, 1), NULL, NULL);
+    ret = http_json(r, c, MHD_HTTP_OK, answer_json(a, j->text.data ? j->text.data : "", 0, 1), NULL,
+                    NULL);
 done:
     mg_free(prompt.data);
     answer_free(a);
@@ -565,7 +637,8 @@ enum MHD_Result api_models(serve_req_t *r, struct MHD_Connection *c, const char 
     if (id) {
         if (strcmp(id, s->name) != 0) {
             char msg[600];
-            snprintf(msg, sizeof msg, "The model '%.200s' does not exist (this server has '%s')", id, s->name);
+            snprintf(msg, sizeof msg, "The model '%.200s' does not exist (this server has '%s')",
+                     id, s->name);
             return http_error_h(r, c, MHD_HTTP_NOT_FOUND, msg, "model_not_found", NULL, NULL);
         }
         return http_json(r, c, MHD_HTTP_OK, model_json(s), NULL, NULL);
@@ -594,11 +667,12 @@ enum MHD_Result api_health(serve_req_t *r, struct MHD_Connection *c) {
     return http_json(r, c, MHD_HTTP_OK, j, NULL, NULL);
 }
 
-/* POST /tokenize {"content", "with_pieces"?, "add_special"?, "parse_special"?} -> {"tokens": [...]};
- * parse_special (default false) matches special tokens' text (<EOS>, <|endoftext|>), as in
+/* POST /tokenize {"content", "with_pieces"?, "add_special"?, "parse_special"?} -> {"tokens":
+ * [...]}; parse_special (default false) matches special tokens' text (<EOS>, <|endoftext|>), as in
  * llama.cpp's server; otherwise that text is plain bytes, as in prompts */
 enum MHD_Result api_tokenize(serve_req_t *r, struct MHD_Connection *c) {
-    static const char *const fields[] = {"content", "with_pieces", "add_special", "parse_special", NULL};
+    static const char *const fields[] = {"content", "with_pieces", "add_special", "parse_special",
+                                         NULL};
     char err[MG_ERR_LEN];
     cJSON *req = parse_body(&r->body, err), *res = NULL;
     int32_t *ids = NULL;
@@ -622,9 +696,11 @@ enum MHD_Result api_tokenize(serve_req_t *r, struct MHD_Connection *c) {
             goto done;
         }
     }
-    unsigned flags = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "parse_special")) ? BPE_ENCODE_SPECIAL : 0;
-    if (bpe_encode_ex(r->s->ck->tok, content->valuestring, strlen(content->valuestring), flags, &ids, &n,
-                      err) != 0) {
+    unsigned flags = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "parse_special"))
+                         ? BPE_ENCODE_SPECIAL
+                         : 0;
+    if (bpe_encode_ex(r->s->ck->tok, content->valuestring, strlen(content->valuestring), flags,
+                      &ids, &n, err) != 0) {
         ret = http_error(r, c, MHD_HTTP_INTERNAL_SERVER_ERROR, err);
         goto done;
     }
@@ -662,7 +738,8 @@ enum MHD_Result api_detokenize(serve_req_t *r, struct MHD_Connection *c) {
     }
     const cJSON *toks = cJSON_GetObjectItemCaseSensitive(req, "tokens"), *t;
     int V = bpe_vocab_size(r->s->ck->tok);
-    if (!cJSON_IsArray(toks) || !(ids = mg_malloc(((size_t)cJSON_GetArraySize(toks) + 1) * sizeof *ids))) {
+    if (!cJSON_IsArray(toks) ||
+        !(ids = mg_malloc(((size_t)cJSON_GetArraySize(toks) + 1) * sizeof *ids))) {
         ret = http_error(r, c, MHD_HTTP_BAD_REQUEST, "'tokens' must be a list of token ids");
         goto done;
     }

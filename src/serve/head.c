@@ -27,7 +27,8 @@ int http_head_check(const char *buf, size_t n) {
     /* the head ends at its first empty line (CRLF or a bare LF, as libmicrohttpd accepts) */
     size_t end = 0;
     for (size_t i = 0; i < n && !end; i++)
-        if (buf[i] == '\n' && ((i >= 1 && buf[i - 1] == '\n') || (i >= 2 && buf[i - 1] == '\r' && buf[i - 2] == '\n')))
+        if (buf[i] == '\n' && ((i >= 1 && buf[i - 1] == '\n') ||
+                               (i >= 2 && buf[i - 1] == '\r' && buf[i - 2] == '\n')))
             end = i + 1;
     if (!end) return 0;
     static const char name[] = "content-length:";
@@ -43,7 +44,8 @@ int http_head_check(const char *buf, size_t n) {
             const char *v = line + sizeof name - 1, *e = line + len;
             /* white space before the value is skipped; after it libmicrohttpd
              * fails the value (and doubles its answer), so it is malformed here */
-            while (v < e && (*v == ' ' || *v == '\t')) v++;
+            while (v < e && (*v == ' ' || *v == '\t'))
+                v++;
             uint64_t x;
             if (!plain_decimal(v, (size_t)(e - v), &x) || (seen && x != first)) return -1;
             first = x;

@@ -60,13 +60,16 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
     serve_conn_t *k = *socket_ctx;
     pthread_mutex_lock(&s->conns_mu);
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
         if (ci && (k = mg_calloc(1, sizeof *k))) {
             k->fd = ci->connect_fd;
-            const union MHD_ConnectionInfo *ai = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+            const union MHD_ConnectionInfo *ai =
+                MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
             if (ai && ai->client_addr) {
                 int v6 = ai->client_addr->sa_family == AF_INET6;
-                memcpy(&k->addr, ai->client_addr, v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+                memcpy(&k->addr, ai->client_addr,
+                       v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
             }
             k->deadline = mg_now() + s->cfg.header_timeout;
             k->next = s->conns;
@@ -78,8 +81,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
         s->n_conns--; /* counted by the acceptor */
     }
     if (toe != MHD_CONNECTION_NOTIFY_STARTED && k) {
-        if (k->prev) k->prev->next = k->next;
-        else s->conns = k->next;
+        if (k->prev)
+            k->prev->next = k->next;
+        else
+            s->conns = k->next;
         if (k->next) k->next->prev = k->prev;
         mg_free(k);
         *socket_ctx = NULL;
@@ -107,20 +112,25 @@ enum MHD_Result http_json(serve_req_t *r, struct MHD_Connection *c, unsigned sta
 }
 
 /* OpenAI's error shape: {"error": {"message", "type", "param", "code"}} */
-enum MHD_Result http_error_h(serve_req_t *r, struct MHD_Connection *c, unsigned status, const char *msg,
-                             const char *code, const char *header, const char *value) {
+enum MHD_Result http_error_h(serve_req_t *r, struct MHD_Connection *c, unsigned status,
+                             const char *msg, const char *code, const char *header,
+                             const char *value) {
     cJSON *j = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(j, "error");
     cJSON_AddStringToObject(e, "message", msg);
-    cJSON_AddStringToObject(e, "type", status >= 500 ? "server_error"
-                                       : status == 401 ? "authentication_error"
-                                                       : "invalid_request_error");
+    cJSON_AddStringToObject(e, "type",
+                            status >= 500   ? "server_error"
+                            : status == 401 ? "authentication_error"
+                                            : "invalid_request_error");
     cJSON_AddNullToObject(e, "param");
-    if (code) cJSON_AddStringToObject(e, "code", code);
-    else cJSON_AddNullToObject(e, "code");
+    if (code)
+        cJSON_AddStringToObject(e, "code", code);
+    else
+        cJSON_AddNullToObject(e, "code");
     return http_json(r, c, status, j, header, value);
 }
 
-enum MHD_Result http_error(serve_req_t *r, struct MHD_Connection *c, unsigned status, const char *msg) {
+enum MHD_Result http_error(serve_req_t *r, struct MHD_Connection *c, unsigned status,
+                           const char *msg) {
     return http_error_h(r, c, status, msg, NULL, NULL, NULL);
 }
 
@@ -128,23 +138,28 @@ enum MHD_Result http_error(serve_req_t *r, struct MHD_Connection *c, unsigned st
 static int key_ok(const char *got, const char *want) {
     size_t n = strlen(want), m = got ? strlen(got) : 0;
     unsigned char d = (unsigned char)(n != m);
-    for (size_t i = 0; i < n; i++) d |= (unsigned char)(want[i] ^ (i < m ? got[i] : 0));
+    for (size_t i = 0; i < n; i++)
+        d |= (unsigned char)(want[i] ^ (i < m ? got[i] : 0));
     return d == 0;
 }
 
 /* What a request may answer before its body: a wrong key, a body too big */
-static enum MHD_Result early(serve_req_t *r, struct MHD_Connection *c, const char *url, int *answered) {
+static enum MHD_Result early(serve_req_t *r, struct MHD_Connection *c, const char *url,
+                             int *answered) {
     serve_t *s = r->s;
     *answered = 1;
     int get = !strcmp(r->method, "GET") || !strcmp(r->method, "HEAD");
     if (s->cfg.api_key && strcmp(url, "/health") != 0 && !(get && web_is_asset(url))) {
-        const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        const char *auth =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
         if (!auth || strncmp(auth, "Bearer ", 7) != 0 || !key_ok(auth + 7, s->cfg.api_key))
             return http_error_h(r, c, MHD_HTTP_UNAUTHORIZED,
-                                auth ? "Incorrect API key provided" : "Missing API key: send 'Authorization: Bearer KEY'",
+                                auth ? "Incorrect API key provided"
+                                     : "Missing API key: send 'Authorization: Bearer KEY'",
                                 "invalid_api_key", MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     }
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
         char *end;
         errno = 0;
@@ -168,17 +183,19 @@ static enum MHD_Result route(serve_req_t *r, struct MHD_Connection *c, const cha
     if (!strcmp(url, "/health") || !strcmp(url, "/v1/models") || !strcmp(url, "/metrics") ||
         !strncmp(url, models, sizeof models - 1)) {
         if (!get)
-            return http_error_h(r, c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET", NULL, MHD_HTTP_HEADER_ALLOW,
-                                "GET, HEAD");
+            return http_error_h(r, c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET", NULL,
+                                MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
         if (url[1] == 'h') return api_health(r, c);
         if (url[1] == 'm') return api_metrics(r, c);
         return api_models(r, c, url[sizeof models - 2] == '/' ? url + sizeof models - 1 : NULL);
     }
-    static const char *posts[] = {"/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize"};
+    static const char *posts[] = {"/v1/completions", "/v1/chat/completions", "/tokenize",
+                                  "/detokenize"};
     for (int i = 0; i < 4; i++) {
         if (strcmp(url, posts[i])) continue;
         if (!post)
-            return http_error_h(r, c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST", NULL, MHD_HTTP_HEADER_ALLOW, "POST");
+            return http_error_h(r, c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST", NULL,
+                                MHD_HTTP_HEADER_ALLOW, "POST");
         if (r->body.oom) return http_error(r, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
         if (i < 2) return api_completion(r, c, i == 1);
         return i == 2 ? api_tokenize(r, c) : api_detokenize(r, c);
@@ -189,17 +206,19 @@ static enum MHD_Result route(serve_req_t *r, struct MHD_Connection *c, const cha
         r->status = st;
         return ret;
     }
-    return http_error_h(r, c, MHD_HTTP_NOT_FOUND,
-                        "no such endpoint (GET /health, /v1/models, /metrics, the app at /; POST "
-                        "/v1/completions, /v1/chat/completions, /tokenize, /detokenize, /v1/explain)",
-                        NULL, NULL, NULL);
+    return http_error_h(
+        r, c, MHD_HTTP_NOT_FOUND,
+        "no such endpoint (GET /health, /v1/models, /metrics, the app at /; POST "
+        "/v1/completions, /v1/chat/completions, /tokenize, /detokenize, /v1/explain)",
+        NULL, NULL, NULL);
 }
 
 /* libmicrohttpd calls this first when the headers are in (set up; answer
  * early if the key or the size says no), then with each piece of the
  * body, then once more with none: answer then. */
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                                  const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls) {
     serve_t *s = cls;
     serve_req_t *r = *con_cls;
     (void)version;
@@ -211,7 +230,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         r->fd = -1;
         snprintf(r->method, sizeof r->method, "%s", method);
         snprintf(r->path, sizeof r->path, "%s", url);
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
         r->conn = ci ? ci->socket_context : NULL;
         ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
         if (ci) r->fd = ci->connect_fd;
@@ -232,7 +252,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             snprintf(msg, sizeof msg, "the body is over %zu bytes", s->cfg.max_body);
             return http_error(r, c, MHD_HTTP_CONTENT_TOO_LARGE, msg);
         }
-        mg_buf_put(&r->body, upload, n); /* grows geometrically: bytes trickled one by one stay cheap */
+        mg_buf_put(&r->body, upload,
+                   n); /* grows geometrically: bytes trickled one by one stay cheap */
         return MHD_YES;
     }
     set_deadline(s, r->conn, 0);
@@ -248,13 +269,14 @@ static void log_request(serve_t *s, const serve_req_t *r, unsigned status) {
     struct tm tm;
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
     flockfile(stdout);
-    printf("%s %s %s %u tokens %d+%d %.1f ms\n", stamp, r->method, r->path, status, r->tokens_in, r->tokens_out,
-           (mg_now() - r->t0) * 1e3);
+    printf("%s %s %s %u tokens %d+%d %.1f ms\n", stamp, r->method, r->path, status, r->tokens_in,
+           r->tokens_out, (mg_now() - r->t0) * 1e3);
     fflush(stdout);
     funlockfile(stdout);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why) {
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode why) {
     serve_t *s = cls;
     serve_req_t *r = *con_cls;
     (void)c;
@@ -280,9 +302,11 @@ typedef struct serve_pending {
 static int same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
     if (a->ss_family != b->ss_family) return 0;
     if (a->ss_family == AF_INET)
-        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-    return a->ss_family == AF_INET6 && !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-                                               &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    return a->ss_family == AF_INET6 &&
+           !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                   &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
 }
 
 static void uncount(serve_t *s) {
@@ -303,19 +327,23 @@ static void unpend(serve_t *s, int i, int close_it) {
 /* The answer to a malformed Content-Length: one OpenAI-shaped 400, then
  * the connection closes; logged and counted as any other request. */
 static void refuse(serve_t *s, int fd, const char *head /* NUL-terminated */, size_t n) {
-    static const char body[] = "{\"error\":{\"message\":\"malformed Content-Length: not a plain non-negative "
-                               "decimal, or several that disagree\",\"type\":\"invalid_request_error\","
-                               "\"param\":null,\"code\":null}}";
+    static const char body[] =
+        "{\"error\":{\"message\":\"malformed Content-Length: not a plain non-negative "
+        "decimal, or several that disagree\",\"type\":\"invalid_request_error\","
+        "\"param\":null,\"code\":null}}";
     char msg[512];
-    int len = snprintf(msg, sizeof msg,
-                       "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: application/json\r\n"
-                       "Content-Length: %zu\r\n\r\n%s",
-                       sizeof body - 1, body);
+    int len = snprintf(
+        msg, sizeof msg,
+        "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        "Content-Length: %zu\r\n\r\n%s",
+        sizeof body - 1, body);
     /* a fresh socket's send buffer takes these few hundred bytes at once */
     if (send(fd, msg, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT) == len) {
         shutdown(fd, SHUT_WR);
-        char sink[4096]; /* bytes left unread would make close() reset the connection, losing the answer */
-        while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {}
+        char sink[4096]; /* bytes left unread would make close() reset the connection, losing the
+                            answer */
+        while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {
+        }
     }
     serve_req_t r = {.s = s, .t0 = mg_now()};
     /* the request line's method and path, for the log (cut to their fields) */
@@ -342,7 +370,8 @@ static void screen(serve_t *s, int i, short revents) {
         unpend(s, i, 1);
         return;
     }
-    if (v == 0 && (got <= 0 || (revents & (POLLRDHUP | POLLHUP | POLLERR)))) { /* gone, or ended mid-head */
+    if (v == 0 &&
+        (got <= 0 || (revents & (POLLRDHUP | POLLHUP | POLLERR)))) { /* gone, or ended mid-head */
         unpend(s, i, 1);
         return;
     }
@@ -363,9 +392,11 @@ static void take(serve_t *s) {
     q.fd = accept4(s->listen_fd, (struct sockaddr *)&q.addr, &q.len, SOCK_CLOEXEC);
     if (q.fd < 0) return;
     unsigned same = 0;
-    for (int i = 0; i < s->n_pending; i++) same += (unsigned)same_host(&s->pending[i].addr, &q.addr);
+    for (int i = 0; i < s->n_pending; i++)
+        same += (unsigned)same_host(&s->pending[i].addr, &q.addr);
     pthread_mutex_lock(&s->conns_mu);
-    for (serve_conn_t *k = s->conns; k; k = k->next) same += (unsigned)same_host(&k->addr, &q.addr);
+    for (serve_conn_t *k = s->conns; k; k = k->next)
+        same += (unsigned)same_host(&k->addr, &q.addr);
     int ok = same < s->cfg.per_client && s->n_pending < (int)s->cfg.max_conn;
     if (ok) s->n_conns++;
     pthread_mutex_unlock(&s->conns_mu);
@@ -397,12 +428,15 @@ static void *acceptor(void *arg) {
         if (s->stop_accept) break;
         double now = mg_now();
         for (int i = s->n_pending - 1; i >= 0; i--) { /* downwards: unpend moves the last into i */
-            if (ready > 0 && pf[i + 1].revents) screen(s, i, pf[i + 1].revents);
-            else if (now > s->pending[i].deadline) unpend(s, i, 1);
+            if (ready > 0 && pf[i + 1].revents)
+                screen(s, i, pf[i + 1].revents);
+            else if (now > s->pending[i].deadline)
+                unpend(s, i, 1);
         }
         if (ready > 0 && (pf[0].revents & POLLIN)) take(s);
     }
-    while (s->n_pending > 0) unpend(s, s->n_pending - 1, 1);
+    while (s->n_pending > 0)
+        unpend(s, s->n_pending - 1, 1);
     return NULL;
 }
 
@@ -411,13 +445,16 @@ int http_start(serve_t *s, const char *host, unsigned port, unsigned *bound, cha
     /* names other than localhost would need a resolver: literals only */
     hints.ai_flags = strcmp(host, "localhost") == 0 ? 0 : AI_NUMERICHOST;
     if (getaddrinfo(host, NULL, &hints, &ai) != 0 || !ai)
-        return mg_fail(err, "serve: --host '%s' is not an IPv4 or IPv6 address (or localhost)", host);
+        return mg_fail(err, "serve: --host '%s' is not an IPv4 or IPv6 address (or localhost)",
+                       host);
     struct sockaddr_storage addr;
     memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
     int v6 = ai->ai_family == AF_INET6;
     freeaddrinfo(ai);
-    if (v6) ((struct sockaddr_in6 *)&addr)->sin6_port = htons((uint16_t)port);
-    else ((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)port);
+    if (v6)
+        ((struct sockaddr_in6 *)&addr)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)port);
     pthread_mutex_init(&s->conns_mu, NULL);
     s->pending = mg_calloc(s->cfg.max_conn ? s->cfg.max_conn : 1, sizeof *s->pending);
     s->pfds = mg_calloc((size_t)s->cfg.max_conn + 1, sizeof *s->pfds);
@@ -425,24 +462,28 @@ int http_start(serve_t *s, const char *host, unsigned port, unsigned *bound, cha
     s->listen_fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     if (s->listen_fd < 0 || setsockopt(s->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-        bind(s->listen_fd, (struct sockaddr *)&addr, v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in)) ||
+        bind(s->listen_fd, (struct sockaddr *)&addr,
+             v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in)) ||
         listen(s->listen_fd, 1024))
         return mg_fail(err, "serve: cannot listen on %s port %u: %s", host, port, strerror(errno));
     socklen_t alen = sizeof addr;
     getsockname(s->listen_fd, (struct sockaddr *)&addr, &alen);
-    *bound = ntohs(v6 ? ((struct sockaddr_in6 *)&addr)->sin6_port : ((struct sockaddr_in *)&addr)->sin_port);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-                     MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET;
-    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                                 MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.header_timeout + s->cfg.body_timeout,
-                                 MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_conn + 16,
-                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->cfg.per_client,
-                                 MHD_OPTION_THREAD_STACK_SIZE, (size_t)512 * 1024, MHD_OPTION_END);
+    *bound = ntohs(v6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
+                      : ((struct sockaddr_in *)&addr)->sin_port);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET;
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_CONNECTION_TIMEOUT,
+        s->cfg.header_timeout + s->cfg.body_timeout, MHD_OPTION_CONNECTION_LIMIT,
+        s->cfg.max_conn + 16, MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->cfg.per_client,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)512 * 1024, MHD_OPTION_END);
     if (!s->daemon) return mg_fail(err, "serve: cannot start the HTTP daemon");
-    if (pthread_create(&s->watchdog, NULL, watchdog, s) != 0) return mg_fail(err, "serve: cannot start a thread");
+    if (pthread_create(&s->watchdog, NULL, watchdog, s) != 0)
+        return mg_fail(err, "serve: cannot start a thread");
     s->watching = 1;
-    if (pthread_create(&s->accept_thread, NULL, acceptor, s) != 0) return mg_fail(err, "serve: cannot start a thread");
+    if (pthread_create(&s->accept_thread, NULL, acceptor, s) != 0)
+        return mg_fail(err, "serve: cannot start a thread");
     s->accepting = 1;
     return 0;
 }

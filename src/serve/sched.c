@@ -81,7 +81,8 @@ int sched_submit(serve_sched_t *s, serve_job_t *j) {
     else {
         long k = j->number = ++s->started;
         if (j->seed < 0) { /* drawn: below 2^53, so that it survives JSON in any language */
-            uint64_t x = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)k * 0xBF58476D1CE4E5B9ull;
+            uint64_t x =
+                (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)k * 0xBF58476D1CE4E5B9ull;
             x ^= x >> 31;
             j->seed = (long)(x & ((1ull << 53) - 1));
         }
@@ -93,8 +94,10 @@ int sched_submit(serve_sched_t *s, serve_job_t *j) {
         j->go.interrupt = &s->abort;
         j->state = JOB_QUEUED;
         j->refs++;
-        if (s->q_tail) s->q_tail->next_q = j;
-        else s->q_head = j;
+        if (s->q_tail)
+            s->q_tail->next_q = j;
+        else
+            s->q_head = j;
         s->q_tail = j;
         s->n_queued++;
         pthread_cond_signal(&s->work);
@@ -210,8 +213,8 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-int sched_start(serve_sched_t *s, const ckpt_t *ck, const cli_gen_opts_t *o, int parallel, int queue_max,
-                serve_metrics_t *m, char *err) {
+int sched_start(serve_sched_t *s, const ckpt_t *ck, const cli_gen_opts_t *o, int parallel,
+                int queue_max, serve_metrics_t *m, char *err) {
     memset(s, 0, sizeof *s);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);

@@ -43,10 +43,10 @@ typedef struct {
 /* ---- metrics.c ---- */
 typedef struct {
     pthread_mutex_t mu;
-    long status[600];   /* requests answered, by HTTP status */
+    long status[600]; /* requests answered, by HTTP status */
     long long tokens_in, tokens_out;
-    long completions;   /* generations ended */
-    double tick[10];    /* generated tokens in each of the last 10 whole seconds */
+    long completions; /* generations ended */
+    double tick[10];  /* generated tokens in each of the last 10 whole seconds */
     long tick_sec[10];
 } serve_metrics_t;
 void metrics_init(serve_metrics_t *m);
@@ -67,15 +67,15 @@ typedef struct serve_job {
     cJSON *req;    /* the request, owned: go.stop points into it */
     gen_opts_t go; /* sampling, max_tokens, stop; sched_submit sets the rest */
     mg_rng_t rng;  /* the request's own random stream (seeded by its seed) */
-    long seed;   /* < 0: drawn by sched_submit */
-    long number; /* set by sched_submit: the request's ordinal, for its id */
+    long seed;     /* < 0: drawn by sched_submit */
+    long number;   /* set by sched_submit: the request's ordinal, for its id */
     /* under the scheduler's mu */
-    int state;    /* JOB_* */
-    int cancel;   /* set by the HTTP side: the client left, free the slot */
-    int failed;   /* DONE with the error in err */
+    int state;  /* JOB_* */
+    int cancel; /* set by the HTTP side: the client left, free the slot */
+    int failed; /* DONE with the error in err */
     char err[MG_ERR_LEN];
-    mg_buf_t text;   /* generated text not yet taken by the HTTP side */
-    gen_stats_t st;  /* final once DONE */
+    mg_buf_t text;     /* generated text not yet taken by the HTTP side */
+    gen_stats_t st;    /* final once DONE */
     pthread_cond_t cv; /* signalled on new text and at DONE */
     int refs;          /* the HTTP side and (queued or running) the worker */
     struct serve_sched *s;
@@ -101,15 +101,15 @@ typedef struct serve_sched {
     serve_job_t *q_head, *q_tail;
     int stopping;
     volatile sig_atomic_t abort; /* set after the shutdown grace: running generations end */
-    long started;  /* jobs begun, for ids and seeds */
+    long started;                /* jobs begun, for ids and seeds */
     pthread_t thread;
     int running;
 } serve_sched_t;
 
 /* Creates the slots (parallel 0: as many as fit a quarter of the available
  * memory, from 2 to 16) and starts the worker. -1 with err. */
-int sched_start(serve_sched_t *s, const ckpt_t *ck, const cli_gen_opts_t *o, int parallel, int queue_max,
-                serve_metrics_t *m, char *err);
+int sched_start(serve_sched_t *s, const ckpt_t *ck, const cli_gen_opts_t *o, int parallel,
+                int queue_max, serve_metrics_t *m, char *err);
 /* New job (refs 1, the caller's), owning req; NULL when out of memory. */
 serve_job_t *sched_job_new(serve_sched_t *s, cJSON *req);
 /* Queues j (the worker takes a reference). 0, -1 when the queue is full,
@@ -135,10 +135,10 @@ typedef struct {
     struct web *web;          /* the browser app (src/web/) */
     pthread_mutex_t conns_mu; /* the open connections, for their deadlines */
     struct serve_conn *conns;
-    int n_conns;              /* accepted and not yet closed (pending ones too) */
+    int n_conns;                   /* accepted and not yet closed (pending ones too) */
     struct serve_pending *pending; /* the acceptor's: accepted, head being screened (max_conn) */
     int n_pending;
-    struct pollfd *pfds;      /* the acceptor's poll set (max_conn + 1) */
+    struct pollfd *pfds; /* the acceptor's poll set (max_conn + 1) */
     int listen_fd;
     pthread_t watchdog, accept_thread;
     int watching, accepting;
@@ -170,9 +170,11 @@ void http_stop(serve_t *s);
  * one more "Name", value pair (NULL: none). */
 enum MHD_Result http_json(serve_req_t *r, struct MHD_Connection *c, unsigned status, cJSON *j,
                           const char *header, const char *value);
-enum MHD_Result http_error(serve_req_t *r, struct MHD_Connection *c, unsigned status, const char *msg);
-enum MHD_Result http_error_h(serve_req_t *r, struct MHD_Connection *c, unsigned status, const char *msg,
-                             const char *code, const char *header, const char *value);
+enum MHD_Result http_error(serve_req_t *r, struct MHD_Connection *c, unsigned status,
+                           const char *msg);
+enum MHD_Result http_error_h(serve_req_t *r, struct MHD_Connection *c, unsigned status,
+                             const char *msg, const char *code, const char *header,
+                             const char *value);
 /* 1 if the client has closed its end of the connection */
 int http_client_gone(int fd);
 

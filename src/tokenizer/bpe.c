@@ -209,8 +209,15 @@ bpe_t *bpe_build(const int32_t *left, const int32_t *right, int num_merges, char
             memcpy(bytes + off[id] + len[l], bytes + off[r], len[r]);
         }
     }
-    bpe_spec_t s = {.n = nv, .off = off, .len = len, .bytes = bytes, .kind = kind,
-                    .num_merges = num_merges, .left = left, .right = right, .result = result};
+    bpe_spec_t s = {.n = nv,
+                    .off = off,
+                    .len = len,
+                    .bytes = bytes,
+                    .kind = kind,
+                    .num_merges = num_merges,
+                    .left = left,
+                    .right = right,
+                    .result = result};
     t = bpe_build_general(&s, err);
     goto done;
 oom:

@@ -325,7 +325,8 @@ static int encode_special(const bpe_t *t, const char *text, size_t len, int32_t 
     if (!all) return mg_fail(err, "bpe_encode: out of memory for %zu ids", len);
     while (start < len) {
         int id = -1;
-        for (i = start; i < len && (id = added_at(t, text, len, i, &mlen)) < 0; i++) {}
+        for (i = start; i < len && (id = added_at(t, text, len, i, &mlen)) < 0; i++) {
+        }
         if (i > start) {
             if (encode_plain(t, text + start, i - start, &part, &k, err) != 0) {
                 mg_free(all);

@@ -47,14 +47,14 @@ extern const char *const bpe_special_names[4];
 
 /* What bpe_build_general needs; the arrays are borrowed (copied). */
 typedef struct {
-    int n;                       /* vocab size */
-    const size_t *off;           /* [n] offsets of token bytes into bytes */
-    const uint32_t *len;         /* [n] */
+    int n;               /* vocab size */
+    const size_t *off;   /* [n] offsets of token bytes into bytes */
+    const uint32_t *len; /* [n] */
     const unsigned char *bytes;
-    const uint8_t *kind;         /* [n] BPE_KIND_* */
+    const uint8_t *kind; /* [n] BPE_KIND_* */
     int n_added;
-    const int32_t *added;        /* [n_added] ids, each of kind SPECIAL or ADDED */
-    const uint8_t *added_flags;  /* [n_added] or NULL */
+    const int32_t *added;       /* [n_added] ids, each of kind SPECIAL or ADDED */
+    const uint8_t *added_flags; /* [n_added] or NULL */
     int num_merges;
     const int32_t *left, *right, *result; /* [num_merges] */
 } bpe_spec_t;

@@ -119,7 +119,8 @@ static int add_added(const bpe_t *t, cJSON *root, char *buf) {
         if (!cJSON_AddNumberToObject(o, "id", id) || !cJSON_AddStringToObject(o, "content", buf) ||
             !cJSON_AddBoolToObject(o, "single_word", 0) || !cJSON_AddBoolToObject(o, "lstrip", 0) ||
             !cJSON_AddBoolToObject(o, "rstrip", 0) ||
-            !cJSON_AddBoolToObject(o, "normalized", (t->added_flags[i] & BPE_ADDED_NORMALIZED) != 0) ||
+            !cJSON_AddBoolToObject(o, "normalized",
+                                   (t->added_flags[i] & BPE_ADDED_NORMALIZED) != 0) ||
             !cJSON_AddBoolToObject(o, "special", t->kind[id] == BPE_KIND_SPECIAL))
             return -1;
     }
@@ -241,7 +242,8 @@ char *bpe_config_json(const bpe_t *t, int model_max_length, char *err) {
             ok = cJSON_AddStringToObject(o, roles[id], bpe_special_names[id]) != NULL;
         ok = ok && cJSON_AddTrueToObject(o, "split_special_tokens");
     } else if (ok && eot) {
-        ok = cJSON_AddStringToObject(o, "bos_token", eot) && cJSON_AddStringToObject(o, "eos_token", eot) &&
+        ok = cJSON_AddStringToObject(o, "bos_token", eot) &&
+             cJSON_AddStringToObject(o, "eos_token", eot) &&
              cJSON_AddStringToObject(o, "unk_token", eot);
     }
     if (ok && (txt = cJSON_Print(o))) out = mg_strdup(txt);
@@ -295,7 +297,8 @@ static int byte_level_or_null(const cJSON *root, const char *key, const char *wh
     if (!x || cJSON_IsNull(x)) return 0;
     const cJSON *ty = cJSON_GetObjectItemCaseSensitive(x, "type");
     if (!cJSON_IsObject(x) || !cJSON_IsString(ty) || strcmp(ty->valuestring, "ByteLevel"))
-        return mg_fail(err, "%s: %s must be ByteLevel (only byte-level BPE is supported)", what, key);
+        return mg_fail(err, "%s: %s must be ByteLevel (only byte-level BPE is supported)", what,
+                       key);
     return 0;
 }
 
@@ -447,11 +450,11 @@ static int read_vocab(const cJSON *root, const cJSON *vocab, vocab_t *v, char *e
         unsigned char *dst = v->bytes + v->nbytes;
         long bl;
         if (added_of[id] >= 0) {
-            const cJSON *c = cJSON_GetObjectItemCaseSensitive(added_entry(root, added_of[id]),
-                                                              "content");
+            const cJSON *c =
+                cJSON_GetObjectItemCaseSensitive(added_entry(root, added_of[id]), "content");
             if (strcmp(c->valuestring, key) != 0) {
-                mg_fail(err, "%s: vocab id %d is \"%s\" but the added token says otherwise", v->what,
-                        id, show(key, sh));
+                mg_fail(err, "%s: vocab id %d is \"%s\" but the added token says otherwise",
+                        v->what, id, show(key, sh));
                 goto fail_seen;
             }
             continue; /* its text is stored below, with the added tokens */
@@ -488,8 +491,9 @@ static int read_vocab(const cJSON *root, const cJSON *vocab, vocab_t *v, char *e
         v->off[id] = v->nbytes;
         v->len[id] = (uint32_t)l;
         v->nbytes += l;
-        v->kind[id] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "special")) ? BPE_KIND_SPECIAL
-                                                                                   : BPE_KIND_ADDED;
+        v->kind[id] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "special"))
+                          ? BPE_KIND_SPECIAL
+                          : BPE_KIND_ADDED;
     }
     for (size_t id = 0; id < n; id++) {
         if (!seen[id]) {
@@ -535,7 +539,8 @@ static int read_merge(const char *s1, size_t n1, const char *s2, size_t n2, int 
     memcpy(v->scratch, v->bytes + v->off[id[0]], la);
     memcpy(v->scratch + la, v->bytes + v->off[id[1]], lb);
     int64_t *found = bpe_strmap_find(&v->ids, v->bytes, v->scratch, la + lb);
-    if (!found) return mg_fail(err, "%s: merge %d makes a token that is not in the vocab", v->what, i);
+    if (!found)
+        return mg_fail(err, "%s: merge %d makes a token that is not in the vocab", v->what, i);
     *l = (int32_t)id[0];
     *r = (int32_t)id[1];
     *z = (int32_t)*found;
@@ -552,8 +557,8 @@ static int merge_entry(const cJSON *m, int i, vocab_t *v, int32_t *l, int32_t *r
                            show(s, sh));
         return read_merge(s, (size_t)(sp - s), sp + 1, strlen(sp + 1), i, v, l, r, z, err);
     }
-    if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(cJSON_GetArrayItem(m, 0)) &&
-        cJSON_IsString(cJSON_GetArrayItem(m, 1))) {
+    if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 &&
+        cJSON_IsString(cJSON_GetArrayItem(m, 0)) && cJSON_IsString(cJSON_GetArrayItem(m, 1))) {
         const char *a = cJSON_GetArrayItem(m, 0)->valuestring;
         const char *b = cJSON_GetArrayItem(m, 1)->valuestring;
         return read_merge(a, strlen(a), b, strlen(b), i, v, l, r, z, err);
@@ -609,9 +614,18 @@ static bpe_t *from_tree(const cJSON *root, const char *what, char *err) {
         if (merge_entry(m, i, &v, &left[i], &right[i], &result[i], err) < 0) goto fail;
         i++;
     }
-    bpe_spec_t s = {.n = v.n, .off = v.off, .len = v.len, .bytes = v.bytes, .kind = v.kind,
-                    .n_added = v.n_added, .added = v.added, .added_flags = v.added_flags,
-                    .num_merges = nm, .left = left, .right = right, .result = result};
+    bpe_spec_t s = {.n = v.n,
+                    .off = v.off,
+                    .len = v.len,
+                    .bytes = v.bytes,
+                    .kind = v.kind,
+                    .n_added = v.n_added,
+                    .added = v.added,
+                    .added_flags = v.added_flags,
+                    .num_merges = nm,
+                    .left = left,
+                    .right = right,
+                    .result = result};
     char e2[MG_ERR_LEN];
     t = bpe_build_general(&s, e2);
     if (!t) mg_fail(err, "%s: %s", what, e2);
@@ -655,8 +669,8 @@ bpe_t *bpe_from_vocab_merges(const char *vocab_json, size_t vlen, const char *me
     line = mg_malloc(mlen + 1);
     if (!merges || !added || !line || !cJSON_AddItemToObject(model, "vocab", vocab)) goto oom;
     vocab = NULL; /* owned by root now */
-    const cJSON *eot = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItem(model, "vocab"),
-                                                        "<|endoftext|>");
+    const cJSON *eot =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItem(model, "vocab"), "<|endoftext|>");
     if (eot) {
         cJSON *a = cJSON_CreateObject();
         if (!a) goto oom;
@@ -668,7 +682,8 @@ bpe_t *bpe_from_vocab_merges(const char *vocab_json, size_t vlen, const char *me
     }
     for (size_t i = 0; i < mlen;) {
         size_t e = i;
-        while (e < mlen && merges_txt[e] != '\n') e++;
+        while (e < mlen && merges_txt[e] != '\n')
+            e++;
         size_t l = e - i;
         if (l && merges_txt[i + l - 1] == '\r') l--;
         memcpy(line, merges_txt + i, l);

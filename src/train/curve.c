@@ -41,7 +41,8 @@ int curve_load(const char *path, curve_t *c, char *err) {
         const cJSON *vb = cJSON_GetObjectItemCaseSensitive(j, "val_bpb");
         if (!cJSON_IsNumber(tk) || !cJSON_IsNumber(tl)) {
             cJSON_Delete(j);
-            mg_fail(err, "%s:%zu: not a training log line (needs tokens and train_loss)", path, lineno);
+            mg_fail(err, "%s:%zu: not a training log line (needs tokens and train_loss)", path,
+                    lineno);
             goto done;
         }
         /* JSON has no infinities, but 1e999 parses as one: a trainer never
@@ -58,7 +59,8 @@ int curve_load(const char *path, curve_t *c, char *err) {
             goto done;
         }
         int bad = push(&c->train, &c->n_train, &cap_t, tk->valuedouble, tl->valuedouble);
-        if (!bad && cJSON_IsNumber(vl)) bad = push(&c->val, &c->n_val, &cap_v, tk->valuedouble, vl->valuedouble);
+        if (!bad && cJSON_IsNumber(vl))
+            bad = push(&c->val, &c->n_val, &cap_v, tk->valuedouble, vl->valuedouble);
         if (cJSON_IsNumber(vb)) c->last_bpb = vb->valuedouble;
         cJSON_Delete(j);
         if (bad) {
@@ -133,37 +135,50 @@ int curve_svg(const curve_t *c, const char *title, const char *path, char *err) 
     y1 = ceil(y1 / ys) * ys;
     if (y1 - y0 < ys) y1 = y0 + ys;
     int ny = (int)lround((y1 - y0) / ys), nx = (int)floor((x1 - x0) / xs + 1e-9);
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"660\" height=\"430\" "
-               "font-family=\"sans-serif\" font-size=\"12\">\n"
-               "<rect width=\"660\" height=\"430\" fill=\"white\"/>\n"
-               "<text x=\"350\" y=\"18\" text-anchor=\"middle\" font-size=\"14\">%s</text>\n",
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"660\" height=\"430\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n"
+            "<rect width=\"660\" height=\"430\" fill=\"white\"/>\n"
+            "<text x=\"350\" y=\"18\" text-anchor=\"middle\" font-size=\"14\">%s</text>\n",
             title);
     for (int i = 0; i <= ny; i++) {
         double y = y0 + i * ys, py = 30 + (y1 - y) / (y1 - y0) * 340;
-        fprintf(f, "<line x1=\"70\" x2=\"630\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
-                   "<text x=\"64\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", py, py, py + 4, y);
+        fprintf(f,
+                "<line x1=\"70\" x2=\"630\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
+                "<text x=\"64\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n",
+                py, py, py + 4, y);
     }
     for (int i = 0; i <= nx; i++) {
         double x = x0 + i * xs, px = 70 + (x - x0) / (x1 - x0) * 560;
-        fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"30\" y2=\"370\" stroke=\"#eee\"/>"
-                   "<text x=\"%.1f\" y=\"386\" text-anchor=\"middle\">%g</text>\n", px, px, px,
-                x >= 1e6 ? x / 1e6 : x >= 1e3 ? x / 1e3 : x);
+        fprintf(f,
+                "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"30\" y2=\"370\" stroke=\"#eee\"/>"
+                "<text x=\"%.1f\" y=\"386\" text-anchor=\"middle\">%g</text>\n",
+                px, px, px,
+                x >= 1e6   ? x / 1e6
+                : x >= 1e3 ? x / 1e3
+                           : x);
     }
-    fprintf(f, "<rect x=\"70\" y=\"30\" width=\"560\" height=\"340\" fill=\"none\" stroke=\"black\"/>\n"
-               "<text x=\"350\" y=\"410\" text-anchor=\"middle\">tokens seen%s</text>\n"
-               "<text x=\"18\" y=\"200\" text-anchor=\"middle\" transform=\"rotate(-90 18 200)\">"
-               "loss (nats per token)</text>\n",
-            x1 >= 1e6 ? " (millions)" : x1 >= 1e3 ? " (thousands)" : "");
+    fprintf(
+        f,
+        "<rect x=\"70\" y=\"30\" width=\"560\" height=\"340\" fill=\"none\" stroke=\"black\"/>\n"
+        "<text x=\"350\" y=\"410\" text-anchor=\"middle\">tokens seen%s</text>\n"
+        "<text x=\"18\" y=\"200\" text-anchor=\"middle\" transform=\"rotate(-90 18 200)\">"
+        "loss (nats per token)</text>\n",
+        x1 >= 1e6   ? " (millions)"
+        : x1 >= 1e3 ? " (thousands)"
+                    : "");
     polyline(f, c->train, c->n_train, x0, x1, y0, y1, "stroke=\"#4a90d9\" stroke-width=\"1\"");
     polyline(f, c->val, c->n_val, x0, x1, y0, y1, "stroke=\"#d9534f\" stroke-width=\"2.5\"");
     for (size_t i = 0; i < c->n_val; i++)
         fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#d9534f\"/>\n",
                 70 + (c->val[i].tokens - x0) / (x1 - x0) * 560,
                 30 + (y1 - clamp_loss(c->val[i].loss)) / (y1 - y0) * 340);
-    fprintf(f, "<line x1=\"470\" x2=\"495\" y1=\"48\" y2=\"48\" stroke=\"#4a90d9\"/>"
-               "<text x=\"500\" y=\"52\">train loss</text>\n"
-               "<line x1=\"470\" x2=\"495\" y1=\"66\" y2=\"66\" stroke=\"#d9534f\" stroke-width=\"2.5\"/>"
-               "<text x=\"500\" y=\"70\">validation loss</text>\n");
+    fprintf(
+        f,
+        "<line x1=\"470\" x2=\"495\" y1=\"48\" y2=\"48\" stroke=\"#4a90d9\"/>"
+        "<text x=\"500\" y=\"52\">train loss</text>\n"
+        "<line x1=\"470\" x2=\"495\" y1=\"66\" y2=\"66\" stroke=\"#d9534f\" stroke-width=\"2.5\"/>"
+        "<text x=\"500\" y=\"70\">validation loss</text>\n");
     if (isfinite(c->last_bpb))
         fprintf(f, "<text x=\"470\" y=\"88\">last val: %.3f bits/byte</text>\n", c->last_bpb);
     fprintf(f, "</svg>\n");
@@ -179,7 +194,8 @@ void curve_sparkline(const curve_t *c, int width, char *buf) {
     for (int i = 0; i < w; i++) {
         size_t a = c->n_train * i / w, b = c->n_train * (i + 1) / w;
         double s = 0; /* clamped terms: the sum stays finite */
-        for (size_t k = a; k < b; k++) s += clamp_loss(c->train[k].loss);
+        for (size_t k = a; k < b; k++)
+            s += clamp_loss(c->train[k].loss);
         v[i] = s / (double)(b - a);
         lo = fmin(lo, v[i]);
         hi = fmax(hi, v[i]);

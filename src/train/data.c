@@ -3,7 +3,8 @@
 
 #include <string.h>
 
-int data_split(const int32_t *ids, size_t n, size_t chunk, int every, data_split_t *out, char *err) {
+int data_split(const int32_t *ids, size_t n, size_t chunk, int every, data_split_t *out,
+               char *err) {
     memset(out, 0, sizeof *out);
     if (chunk == 0 || every < 2) return mg_fail(err, "bad split parameters");
     out->train = mg_malloc((n + 1) * sizeof(int32_t));
@@ -36,7 +37,8 @@ void data_split_free(data_split_t *s) {
 
 static void shuffle(data_loader_t *l) {
     l->epoch_rng = l->rng;
-    for (size_t i = 0; i < l->n_windows; i++) l->order[i] = (uint32_t)i;
+    for (size_t i = 0; i < l->n_windows; i++)
+        l->order[i] = (uint32_t)i;
     for (size_t i = l->n_windows; i > 1; i--) {
         size_t j = mg_rng_below(&l->rng, (uint32_t)i);
         uint32_t t = l->order[i - 1];
@@ -45,7 +47,8 @@ static void shuffle(data_loader_t *l) {
     }
 }
 
-int data_loader_init(data_loader_t *l, const int32_t *tokens, size_t n, int B, int T, uint64_t seed, char *err) {
+int data_loader_init(data_loader_t *l, const int32_t *tokens, size_t n, int B, int T, uint64_t seed,
+                     char *err) {
     memset(l, 0, sizeof *l);
     if (n < (size_t)T + 1)
         return mg_fail(err, "only %zu tokens: not enough for one window of %d", n, T + 1);
@@ -84,9 +87,11 @@ int data_loader_next(data_loader_t *l, int32_t *x, int32_t *y) {
     return 0;
 }
 
-int data_loader_restore(data_loader_t *l, int epoch, size_t cursor, const mg_rng_t *epoch_rng, char *err) {
+int data_loader_restore(data_loader_t *l, int epoch, size_t cursor, const mg_rng_t *epoch_rng,
+                        char *err) {
     if (cursor > l->n_windows)
-        return mg_fail(err, "saved data position %zu does not fit %zu windows", cursor, l->n_windows);
+        return mg_fail(err, "saved data position %zu does not fit %zu windows", cursor,
+                       l->n_windows);
     l->rng = *epoch_rng;
     shuffle(l);
     l->epoch = epoch;

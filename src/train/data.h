@@ -22,8 +22,8 @@ void data_split_free(data_split_t *s);
 
 /* Batches of B windows of T+1 tokens (inputs and next-token targets).
  * Windows start at multiples of T; an epoch is floor(windows / B) batches
- * drawn in an order shuffled by the seeded RNG (B > windows wraps around); the state (epoch, cursor, rng) is small so a
- * checkpoint can carry it. */
+ * drawn in an order shuffled by the seeded RNG (B > windows wraps around); the state (epoch,
+ * cursor, rng) is small so a checkpoint can carry it. */
 typedef struct {
     const int32_t *tokens; /* borrowed */
     size_t n;
@@ -36,13 +36,15 @@ typedef struct {
     mg_rng_t epoch_rng; /* rng as it was before this epoch's shuffle */
 } data_loader_t;
 
-int data_loader_init(data_loader_t *l, const int32_t *tokens, size_t n, int B, int T, uint64_t seed, char *err);
+int data_loader_init(data_loader_t *l, const int32_t *tokens, size_t n, int B, int T, uint64_t seed,
+                     char *err);
 void data_loader_free(data_loader_t *l);
 /* Fills x and y (B*T each). Returns 1 when this batch completed an epoch. */
 int data_loader_next(data_loader_t *l, int32_t *x, int32_t *y);
 size_t data_loader_steps_per_epoch(const data_loader_t *l);
 /* Puts the loader back where a saved run was: same epoch, same shuffle
  * (replayed from epoch_rng), same cursor. */
-int data_loader_restore(data_loader_t *l, int epoch, size_t cursor, const mg_rng_t *epoch_rng, char *err);
+int data_loader_restore(data_loader_t *l, int epoch, size_t cursor, const mg_rng_t *epoch_rng,
+                        char *err);
 
 #endif

@@ -39,7 +39,8 @@ float train_lr(const train_hparams_t *hp, long step, long warmup, long total) {
 
 long train_threads(long asked, const mg_sysinfo_t *sys) { return asked ? asked : sys->cores; }
 
-void train_fit(train_opts_t *o, const mg_sysinfo_t *sys, int batch_set, int lr_set, train_fit_t *fit) {
+void train_fit(train_opts_t *o, const mg_sysinfo_t *sys, int batch_set, int lr_set,
+               train_fit_t *fit) {
     size_t used, peak, capacity;
     o->ops->memory(&used, &peak, &capacity);
     fit->gpu = capacity > 0;

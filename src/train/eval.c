@@ -51,8 +51,10 @@ int eval_tokens_incremental(kv_state_t *kv, const bpe_t *tok, const int32_t *ids
             const float *z = kv->host_logits;
             int32_t y = ids[s0 + t + 1];
             double mx = z[0], sum = 0.0;
-            for (int v = 1; v < V; v++) mx = fmax(mx, z[v]);
-            for (int v = 0; v < V; v++) sum += exp(z[v] - mx);
+            for (int v = 1; v < V; v++)
+                mx = fmax(mx, z[v]);
+            for (int v = 0; v < V; v++)
+                sum += exp(z[v] - mx);
             size_t len = 0;
             bpe_token_bytes(tok, y, &len);
             out->nats += log(sum) + mx - z[y];
@@ -88,7 +90,8 @@ int eval_tokens(gpt_model_t *m, const bpe_t *tok, const int32_t *ids, size_t n, 
         }
         gpt_forward(m, x, y, nb, (int)W);
         for (int b = 0; b < nb; b++)
-            eval_accumulate(m->host_losses + (size_t)b * W, tok, y + (size_t)b * W, 1, (int)W, from[b], out);
+            eval_accumulate(m->host_losses + (size_t)b * W, tok, y + (size_t)b * W, 1, (int)W,
+                            from[b], out);
     }
     rc = 0;
 fail:

@@ -12,9 +12,9 @@
 #include "tokenizer/bpe.h"
 
 typedef struct {
-    double nats;       /* summed cross-entropy of the predicted tokens */
-    long long tokens;  /* predicted tokens */
-    long long bytes;   /* their bytes */
+    double nats;      /* summed cross-entropy of the predicted tokens */
+    long long tokens; /* predicted tokens */
+    long long bytes;  /* their bytes */
 } eval_sum_t;
 
 /* Adds positions from..T-1 of each of B rows: losses (B,T) are the
@@ -37,7 +37,7 @@ int eval_tokens(gpt_model_t *m, const bpe_t *tok, const int32_t *ids, size_t n, 
  * runs: through the KV cache kv, one token at a time (with its int8
  * weights when kv_quantize was called). T <= the model's context. */
 struct kv_state;
-int eval_tokens_incremental(struct kv_state *kv, const bpe_t *tok, const int32_t *ids, size_t n, int T,
-                            eval_sum_t *out, char *err);
+int eval_tokens_incremental(struct kv_state *kv, const bpe_t *tok, const int32_t *ids, size_t n,
+                            int T, eval_sum_t *out, char *err);
 
 #endif

@@ -23,7 +23,8 @@ int outdir_lock(const char *dir, int *fd, char *err) {
     *fd = -1;
     snprintf(path, sizeof path, "%s/%s", dir, LOCK_NAME);
     int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (f < 0) return mg_fail(err, "cannot write in the output directory '%s': %s", dir, strerror(errno));
+    if (f < 0)
+        return mg_fail(err, "cannot write in the output directory '%s': %s", dir, strerror(errno));
     /* a checker that only peeks may hold it for an instant: retry briefly */
     int got = -1;
     for (int i = 0; i < 20 && (got = flock(f, LOCK_EX | LOCK_NB)) != 0 && errno == EWOULDBLOCK; i++)
@@ -34,8 +35,10 @@ int outdir_lock(const char *dir, int *fd, char *err) {
         pid[n > 0 ? n : 0] = 0;
         pid[strcspn(pid, "\n")] = 0;
         close(f);
-        return mg_fail(err, "'%s' is in use by another training (pid %s): wait for it to end or give another --out",
-                       dir, *pid ? pid : "unknown");
+        return mg_fail(
+            err,
+            "'%s' is in use by another training (pid %s): wait for it to end or give another --out",
+            dir, *pid ? pid : "unknown");
     }
     char me[32];
     int len = snprintf(me, sizeof me, "%ld\n", (long)getpid());
@@ -66,7 +69,8 @@ static int has_suffix(const char *s, const char *suffix) {
 }
 
 int outdir_is_run_file(const char *name) {
-    if (!strcmp(name, "train_log.jsonl") || !strcmp(name, "loss_curve.svg") || !strcmp(name, "tokenizer.json"))
+    if (!strcmp(name, "train_log.jsonl") || !strcmp(name, "loss_curve.svg") ||
+        !strcmp(name, "tokenizer.json"))
         return 1;
     if (!has_suffix(name, ".safetensors")) return 0;
     return !strncmp(name, "mini_gpt.", 9) || !strncmp(name, "best_model.", 11) ||

@@ -27,13 +27,19 @@ char *state_path(const char *ckpt) {
 
 void train_corpus_fingerprint(const char *text, size_t len, train_corpus_t *c) {
     uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
     c->bytes = (long long)len;
     c->hash = h;
 }
 
 typedef enum {
-    F_INT, F_LONG, F_LLONG, F_SIZE, F_FLOAT, F_DOUBLE,
+    F_INT,
+    F_LONG,
+    F_LLONG,
+    F_SIZE,
+    F_FLOAT,
+    F_DOUBLE,
     F_BEST, /* double; none yet (INFINITY) is saved as 1e308 */
     F_LAST, /* double; none yet (NAN) is saved as -1 */
     F_U64,  /* decimal string: JSON numbers are doubles and lose bits */
@@ -105,8 +111,8 @@ static void put(cJSON *j, const field_t *f, const train_state_t *s) {
         return;
     case F_RNG: {
         const uint64_t *w = ((const mg_rng_t *)p)->s;
-        snprintf(txt, sizeof txt, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, w[0], w[1],
-                 w[2], w[3]);
+        snprintf(txt, sizeof txt, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, w[0],
+                 w[1], w[2], w[3]);
         cJSON_AddStringToObject(j, f->name, txt);
         return;
     }
@@ -120,7 +126,8 @@ static int get(const cJSON *v, const field_t *f, train_state_t *s, char *why) {
     if (f->type == F_U64 || f->type == F_RNG) {
         size_t want = f->type == F_RNG ? 64 : 0;
         const char *t = cJSON_IsString(v) ? v->valuestring : NULL;
-        if (!t || !*t || (want && strlen(t) != want) || (!want && strspn(t, "0123456789") != strlen(t)))
+        if (!t || !*t || (want && strlen(t) != want) ||
+            (!want && strspn(t, "0123456789") != strlen(t)))
             return mg_fail(why, "training_state: bad %s", f->name);
         if (f->type == F_U64) {
             *(uint64_t *)p = strtoull(t, NULL, 10);
@@ -135,7 +142,8 @@ static int get(const cJSON *v, const field_t *f, train_state_t *s, char *why) {
         }
         return 0;
     }
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < f->lo || v->valuedouble > f->hi)
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < f->lo ||
+        v->valuedouble > f->hi)
         return mg_fail(why, "training_state: '%s' missing or out of range", f->name);
     double d = v->valuedouble;
     switch (f->type) {
@@ -214,7 +222,8 @@ int state_load(const char *path, gpt_model_t *m, train_state_t *s, char *err) {
         goto fail;
     }
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "adam_t");
-    if (!cJSON_IsNumber(t) || !isfinite(t->valuedouble) || t->valuedouble < 0 || t->valuedouble > 2e9) {
+    if (!cJSON_IsNumber(t) || !isfinite(t->valuedouble) || t->valuedouble < 0 ||
+        t->valuedouble > 2e9) {
         mg_fail(why, "training_state: 'adam_t' missing or out of range");
         goto fail;
     }

@@ -40,9 +40,9 @@ typedef struct {
     long first;     /* the step this process started at */
     float last_loss;
     double val_bpb;
-    int lock;       /* the --out folder's lock (-1: not taken) */
+    int lock; /* the --out folder's lock (-1: not taken) */
     char log_path[4096];
-    FILE *log;      /* train_log.jsonl */
+    FILE *log; /* train_log.jsonl */
 } run_t;
 
 static void emit(const run_t *r, train_event_t e) {
@@ -89,7 +89,9 @@ static float evaluate(run_t *r, double *bpb) {
 /* One JSON line per step in out_dir/train_log.jsonl (the plot's input). */
 static void log_step(run_t *r, float loss, float lr, double tok_s, int with_val, double bpb) {
     if (!r->log) return;
-    fprintf(r->log, "{\"step\":%ld,\"tokens\":%lld,\"epoch\":%d,\"train_loss\":%.6f,\"lr\":%.6g,\"tok_per_s\":%.1f",
+    fprintf(r->log,
+            "{\"step\":%ld,\"tokens\":%lld,\"epoch\":%d,\"train_loss\":%.6f,\"lr\":%.6g,\"tok_per_"
+            "s\":%.1f",
             r->st.step, r->st.tokens_seen, r->loader.epoch, loss, lr, tok_s);
     if (with_val && isfinite(r->st.val_loss))
         fprintf(r->log, ",\"val_loss\":%.6f,\"val_bpb\":%.6f", r->st.val_loss, bpb);
@@ -123,7 +125,8 @@ static int save(run_t *r, const char *name, char *err) {
     };
     if (state_save(spath, r->model, &r->st, err) || ckpt_save(path, r->model, r->tok, &meta, err))
         goto done;
-    emit(r, (train_event_t){.kind = TE_SAVE, .msg = path, .step = r->st.step, .epoch = r->st.epoch});
+    emit(r,
+         (train_event_t){.kind = TE_SAVE, .msg = path, .step = r->st.step, .epoch = r->st.epoch});
     rc = 0;
 done:
     mg_free(spath);
@@ -144,13 +147,15 @@ static void prune(run_t *r) {
     while ((e = readdir(d)) && n < 4096) {
         long s;
         char tail[32];
-        if (sscanf(e->d_name, "checkpoint_step_%ld.%31s", &s, tail) == 2 && strcmp(tail, "safetensors") == 0)
+        if (sscanf(e->d_name, "checkpoint_step_%ld.%31s", &s, tail) == 2 &&
+            strcmp(tail, "safetensors") == 0)
             steps[n++] = s;
     }
     closedir(d);
     for (int i = 0; i < n; i++) {
         int newer = 0;
-        for (int k = 0; k < n; k++) newer += steps[k] > steps[i];
+        for (int k = 0; k < n; k++)
+            newer += steps[k] > steps[i];
         if (newer < r->o.keep) continue;
         char path[4096], *sp;
         snprintf(path, sizeof path, "%s/checkpoint_step_%ld.safetensors", r->o.out_dir, steps[i]);
@@ -178,15 +183,19 @@ static int prepare_data(run_t *r, gpt_config_t *cfg, char *err) {
     train_corpus_fingerprint(text, len, &seen);
     if (o->resume && r->st.has_corpus &&
         (seen.bytes != r->st.corpus.bytes || seen.hash != r->st.corpus.hash)) {
-        mg_fail(err, "cannot resume: '%s' was trained on another corpus (%lld bytes, hash %016llx) than '%s' "
+        mg_fail(err,
+                "cannot resume: '%s' was trained on another corpus (%lld bytes, hash %016llx) than "
+                "'%s' "
                 "(%lld bytes, hash %016llx); to train it on new data use --init-from",
                 o->resume, r->st.corpus.bytes, (unsigned long long)r->st.corpus.hash, o->data_path,
                 seen.bytes, (unsigned long long)seen.hash);
         goto fail;
     }
     if (o->resume && !r->st.has_corpus)
-        info(r, "note: '%s' was saved without a corpus fingerprint (an older version): '%s' is taken "
-             "to be its corpus", o->resume, o->data_path);
+        info(r,
+             "note: '%s' was saved without a corpus fingerprint (an older version): '%s' is taken "
+             "to be its corpus",
+             o->resume, o->data_path);
     r->st.corpus = seen;
     r->st.has_corpus = 1;
     double t0 = mg_now();
@@ -195,10 +204,12 @@ static int prepare_data(run_t *r, gpt_config_t *cfg, char *err) {
     if (bpe_encode(r->tok, text, len, &ids, &n, err) != 0) goto fail;
     double t2 = mg_now();
     if (!r->model) cfg->vocab = bpe_vocab_size(r->tok);
-    info(r, "tokenizer: %d tokens (%d merges)%s in %.2f s; %zu bytes -> %zu tokens "
+    info(r,
+         "tokenizer: %d tokens (%d merges)%s in %.2f s; %zu bytes -> %zu tokens "
          "(%.2f bytes/token) in %.2f s (%.1f MB/s)",
-         bpe_vocab_size(r->tok), bpe_num_merges(r->tok), r->model ? " from the checkpoint" : " trained",
-         t1 - t0, len, n, (double)len / n, t2 - t1, len / 1e6 / (t2 - t1));
+         bpe_vocab_size(r->tok), bpe_num_merges(r->tok),
+         r->model ? " from the checkpoint" : " trained", t1 - t0, len, n, (double)len / n, t2 - t1,
+         len / 1e6 / (t2 - t1));
     /* chunks of 8 windows: fine enough to sample every author, coarse
      * enough that few windows straddle a train/validation border */
     size_t chunk = 8 * ((size_t)cfg->ctx + 1);
@@ -211,8 +222,8 @@ static int prepare_data(run_t *r, gpt_config_t *cfg, char *err) {
         if (data_split(ids, n, chunk, r->st.hp.val_every, &r->split, err) != 0) goto fail;
     }
     if (r->split.n_train < (size_t)cfg->ctx + 1 || r->split.n_val < (size_t)cfg->ctx + 1) {
-        mg_fail(err, "data file '%s' is too small: %zu tokens for a context of %d", o->data_path,
-                n, cfg->ctx);
+        mg_fail(err, "data file '%s' is too small: %zu tokens for a context of %d", o->data_path, n,
+                cfg->ctx);
         goto fail;
     }
     info(r, "data: %zu train tokens, %zu validation tokens (every %d-th chunk of %zu)",
@@ -286,9 +297,11 @@ static int load_resume(run_t *r, gpt_config_t *cfg, char *err) {
         mg_fail(err, "cannot resume: no optimizer state '%s' beside the checkpoint", sp);
         goto done;
     }
-    if (gpt_alloc_training(r->model, 1, cfg->ctx, err) || state_load(sp, r->model, &peek, err)) goto done;
+    if (gpt_alloc_training(r->model, 1, cfg->ctx, err) || state_load(sp, r->model, &peek, err))
+        goto done;
     if (peek.step != ck_step) {
-        mg_fail(err, "cannot resume: optimizer state is from step %ld but the model from step %ld", peek.step, ck_step);
+        mg_fail(err, "cannot resume: optimizer state is from step %ld but the model from step %ld",
+                peek.step, ck_step);
         goto done;
     }
     r->st = peek;
@@ -302,7 +315,8 @@ done:
 /* Whether path (a checkpoint) lies in the directory dir. */
 static int in_dir(const char *path, const char *dir) {
     char parent[PATH_MAX], a[PATH_MAX], b[PATH_MAX];
-    return realpath(mg_parent_dir(path, parent, sizeof parent), a) && realpath(dir, b) && strcmp(a, b) == 0;
+    return realpath(mg_parent_dir(path, parent, sizeof parent), a) && realpath(dir, b) &&
+           strcmp(a, b) == 0;
 }
 
 /* The --out rules that need no data: a folder that exists is locked for
@@ -319,11 +333,14 @@ static int check_out(run_t *r, char *err) {
     if (!S_ISDIR(sb.st_mode)) return mg_fail(err, "the output '%s' is not a directory", dir);
     if (outdir_lock(dir, &r->lock, err)) return -1;
     char found[256];
-    if (r->o.overwrite || (r->o.resume && in_dir(r->o.resume, dir)) || !outdir_find_run(dir, found, sizeof found))
+    if (r->o.overwrite || (r->o.resume && in_dir(r->o.resume, dir)) ||
+        !outdir_find_run(dir, found, sizeof found))
         return 0;
-    return mg_fail(err, "'%s' holds another run (%s): continue it with --resume, fine-tune it with "
-                   "--init-from and a new --out, train into a new --out, or replace it with --overwrite",
-                   dir, found);
+    return mg_fail(
+        err,
+        "'%s' holds another run (%s): continue it with --resume, fine-tune it with "
+        "--init-from and a new --out, train into a new --out, or replace it with --overwrite",
+        dir, found);
 }
 
 /* The --out folder, once everything else has been checked: created and
@@ -370,8 +387,10 @@ static int run_setup(run_t *r, char *err) {
         if (load_model(r, r->o.init_from, &cfg, &meta, err) != 0) return -1;
         char val[48] = "";
         if (isfinite(meta.val_loss)) snprintf(val, sizeof val, ", val loss %.4f", meta.val_loss);
-        info(r, "fine-tuning %s (step %ld%s): its weights and tokenizer, a new optimizer and "
-             "schedule", r->o.init_from, meta.step, val);
+        info(r,
+             "fine-tuning %s (step %ld%s): its weights and tokenizer, a new optimizer and "
+             "schedule",
+             r->o.init_from, meta.step, val);
     }
     if (prepare_data(r, &cfg, err) != 0) return -1;
     const train_hparams_t *hp = &r->st.hp;
@@ -383,20 +402,26 @@ static int run_setup(run_t *r, char *err) {
     if (gpt_alloc_training(r->model, B, T, err)) return -1;
     /* the loader hands out a step's K x B windows at once, so that epochs
      * end on step boundaries and the windows are those of --batch K*B */
-    if (data_loader_init(&r->loader, r->split.train, r->split.n_train, K * B, T, hp->seed ^ 0x5eed, err))
+    if (data_loader_init(&r->loader, r->split.train, r->split.n_train, K * B, T, hp->seed ^ 0x5eed,
+                         err))
         return -1;
     r->x = mg_malloc((size_t)K * B * T * sizeof(int32_t));
     r->y = mg_malloc((size_t)K * B * T * sizeof(int32_t));
     if (!r->x || !r->y) return mg_fail(err, "out of memory");
     long per_epoch = (long)data_loader_steps_per_epoch(&r->loader);
     if (r->o.resume) {
-        if (data_loader_restore(&r->loader, r->st.epoch, r->st.cursor, &r->st.epoch_rng, err)) return -1;
+        if (data_loader_restore(&r->loader, r->st.epoch, r->st.cursor, &r->st.epoch_rng, err))
+            return -1;
         if (r->o.steps > 0) r->st.total_steps = r->o.steps; /* a longer (or shorter) schedule */
         if (r->st.step >= r->st.total_steps)
-            return mg_fail(err, "'%s' is at step %ld, the end of its schedule: give --steps N with N > %ld to train on",
+            return mg_fail(err,
+                           "'%s' is at step %ld, the end of its schedule: give --steps N with N > "
+                           "%ld to train on",
                            r->o.resume, r->st.step, r->st.step);
     } else {
-        r->st.total_steps = r->o.steps > 0 ? r->o.steps : r->o.epochs > 0 ? (long)r->o.epochs * per_epoch : LONG_MAX;
+        r->st.total_steps = r->o.steps > 0    ? r->o.steps
+                            : r->o.epochs > 0 ? (long)r->o.epochs * per_epoch
+                                              : LONG_MAX;
         if (r->o.steps <= 0 && r->o.epochs <= 0) r->budget = r->o.minutes * 60.0;
         r->st.warmup = train_warmup(r->o.warmup, r->st.total_steps);
     }
@@ -404,19 +429,25 @@ static int run_setup(run_t *r, char *err) {
     if (open_out(r, err)) return -1;
     if (r->o.save_tokens && save_tokens(r, err) != 0) return -1;
     if (r->o.resume)
-        info(r, "resuming %s at step %ld of %ld (epoch %d), with its batch %d, lr %.2e, warmup %ld", r->o.resume,
-             r->st.step, r->st.total_steps, r->st.epoch, B, hp->lr, r->st.warmup);
+        info(r, "resuming %s at step %ld of %ld (epoch %d), with its batch %d, lr %.2e, warmup %ld",
+             r->o.resume, r->st.step, r->st.total_steps, r->st.epoch, B, hp->lr, r->st.warmup);
     else if (isfinite(r->budget))
-        info(r, "schedule: warmup %ld steps (--warmup %d, at most a tenth of the run, set once the "
-             "speed is known), then cosine decay of lr %.2e", r->st.warmup, r->o.warmup, hp->lr);
+        info(r,
+             "schedule: warmup %ld steps (--warmup %d, at most a tenth of the run, set once the "
+             "speed is known), then cosine decay of lr %.2e",
+             r->st.warmup, r->o.warmup, hp->lr);
     else
-        info(r, "schedule: warmup %ld steps (--warmup %d, at most a tenth of the run), then cosine "
-             "decay of lr %.2e over %ld steps", r->st.warmup, r->o.warmup, hp->lr, r->st.total_steps);
+        info(r,
+             "schedule: warmup %ld steps (--warmup %d, at most a tenth of the run), then cosine "
+             "decay of lr %.2e over %ld steps",
+             r->st.warmup, r->o.warmup, hp->lr, r->st.total_steps);
     char accum[64] = "";
     if (K > 1) snprintf(accum, sizeof accum, " x %d micro-batches (%d sequences a step)", K, K * B);
-    info(r, "model: %zu parameters (%d layers, %d heads, dim %d, context %d, vocab %d); "
+    info(r,
+         "model: %zu parameters (%d layers, %d heads, dim %d, context %d, vocab %d); "
          "batch %d x %d%s; %ld steps per epoch",
-         r->model->num_floats, cfg.layers, cfg.heads, cfg.dim, cfg.ctx, cfg.vocab, B, T, accum, per_epoch);
+         r->model->num_floats, cfg.layers, cfg.heads, cfg.dim, cfg.ctx, cfg.vocab, B, T, accum,
+         per_epoch);
     /* K micro-batches, each adding 1/K of its mean loss's gradient: one
      * step of K*B sequences in the memory of B */
     r->model->grad_scale = 1.0f / K;
@@ -430,7 +461,8 @@ enum { STEP_NEXT, STEP_END, STEP_STOPPED };
 /* After a step: the time budget, events, evaluation (and best model), the
  * log, and checkpoints. STEP_NEXT, STEP_END (the schedule or the time is
  * done), STEP_STOPPED (a stop was asked: saved), or -1. */
-static int after_step(run_t *r, int wrapped, float loss, float lr, float norm, double ts, char *err) {
+static int after_step(run_t *r, int wrapped, float loss, float lr, float norm, double ts,
+                      char *err) {
     const train_hparams_t *hp = &r->st.hp;
     long long step_tokens = (long long)hp->grad_accum * hp->batch * r->model->T;
     double now = mg_now(), elapsed = now - r->t_loop;
@@ -449,15 +481,22 @@ static int after_step(run_t *r, int wrapped, float loss, float lr, float norm, d
         r->st.total_steps = MG_MAX(step + 2, step + 1 + (long)(left / per_step));
         r->st.warmup = train_warmup(r->o.warmup, r->st.total_steps);
         if (done_here == 5)
-            info(r, "time budget %.1f min: %.3f s/step -> about %ld steps (warmup %ld)", r->o.minutes,
-                 per_step, r->st.total_steps, r->st.warmup);
+            info(r, "time budget %.1f min: %.3f s/step -> about %ld steps (warmup %ld)",
+                 r->o.minutes, per_step, r->st.total_steps, r->st.warmup);
     }
     int stopping = r->o.stop && *r->o.stop;
-    int last = r->st.step == r->st.total_steps || (isfinite(r->budget) && now - r->t_start > r->budget);
+    int last =
+        r->st.step == r->st.total_steps || (isfinite(r->budget) && now - r->t_start > r->budget);
     long total = r->st.total_steps == LONG_MAX ? 0 : r->st.total_steps;
-    emit(r, (train_event_t){.kind = TE_STEP, .step = r->st.step, .total_steps = total,
-                            .epoch = r->loader.epoch, .loss = loss, .lr = lr, .grad_norm = norm,
-                            .tok_per_s = (double)step_tokens / (now - ts), .elapsed_s = now - r->t_start,
+    emit(r, (train_event_t){.kind = TE_STEP,
+                            .step = r->st.step,
+                            .total_steps = total,
+                            .epoch = r->loader.epoch,
+                            .loss = loss,
+                            .lr = lr,
+                            .grad_norm = norm,
+                            .tok_per_s = (double)step_tokens / (now - ts),
+                            .elapsed_s = now - r->t_start,
                             .eta_s = total ? elapsed / done_here * (total - r->st.step) : 0});
     if (!isfinite(loss))
         return mg_fail(err, "loss became %f at step %ld (try a lower --lr)", loss, r->st.step);
@@ -465,9 +504,14 @@ static int after_step(run_t *r, int wrapped, float loss, float lr, float norm, d
     if (do_eval) {
         float val = evaluate(r, &r->val_bpb);
         r->st.val_loss = val;
-        emit(r, (train_event_t){.kind = TE_EVAL, .step = r->st.step, .epoch = r->loader.epoch,
-                                .loss = loss, .val_loss = val, .val_bpb = r->val_bpb,
-                                .model = r->model, .tok = r->tok});
+        emit(r, (train_event_t){.kind = TE_EVAL,
+                                .step = r->st.step,
+                                .epoch = r->loader.epoch,
+                                .loss = loss,
+                                .val_loss = val,
+                                .val_bpb = r->val_bpb,
+                                .model = r->model,
+                                .tok = r->tok});
         if (val < r->st.best_val) {
             r->st.best_val = val;
             if (save(r, "best_model.safetensors", err)) return -1;
@@ -475,9 +519,12 @@ static int after_step(run_t *r, int wrapped, float loss, float lr, float norm, d
     }
     log_step(r, loss, lr, (double)step_tokens / (now - ts), do_eval, r->val_bpb);
     if (wrapped) {
-        emit(r, (train_event_t){.kind = TE_EPOCH, .step = r->st.step, .epoch = r->loader.epoch,
+        emit(r, (train_event_t){.kind = TE_EPOCH,
+                                .step = r->st.step,
+                                .epoch = r->loader.epoch,
                                 .loss = (float)(r->st.epoch_loss_sum / r->st.epoch_steps),
-                                .val_loss = (float)r->st.val_loss, .val_bpb = r->val_bpb,
+                                .val_loss = (float)r->st.val_loss,
+                                .val_bpb = r->val_bpb,
                                 .tok_per_s = (double)step_tokens * done_here / elapsed});
         r->st.epoch_loss_sum = 0.0;
         r->st.epoch_steps = 0;
@@ -485,7 +532,8 @@ static int after_step(run_t *r, int wrapped, float loss, float lr, float norm, d
         snprintf(name, sizeof name, "checkpoint_epoch_%d.safetensors", r->loader.epoch);
         if (save(r, name, err)) return -1;
     }
-    if ((r->o.save_every > 0 && r->st.step % r->o.save_every == 0 && !last) || (stopping && !last)) {
+    if ((r->o.save_every > 0 && r->st.step % r->o.save_every == 0 && !last) ||
+        (stopping && !last)) {
         char name[64];
         snprintf(name, sizeof name, "checkpoint_step_%ld.safetensors", r->st.step);
         if (save(r, name, err)) return -1;
@@ -541,7 +589,8 @@ static int run_finish(run_t *r, char *err) {
 int train_run(const train_opts_t *opts, char *err) {
     run_t r = {.o = *opts, .lock = -1};
     int rc = run_setup(&r, err);
-    while (rc == STEP_NEXT) rc = run_step(&r, err);
+    while (rc == STEP_NEXT)
+        rc = run_step(&r, err);
     if (rc == STEP_END) rc = run_finish(&r, err);
     if (rc == STEP_STOPPED) rc = 0;
     if (r.log) fclose(r.log);

@@ -32,9 +32,9 @@ typedef struct {
 typedef struct {
     const char *data_path;
     const char *out_dir;
-    gpt_config_t cfg; /* cfg.vocab is the tokenizer's target size */
+    gpt_config_t cfg;   /* cfg.vocab is the tokenizer's target size */
     train_hparams_t hp; /* saved with each checkpoint; --resume restores them */
-    int warmup; /* asked for; the run uses at most a tenth of its steps */
+    int warmup;         /* asked for; the run uses at most a tenth of its steps */
     /* budget: the first non-zero of steps, epochs, minutes */
     long steps;
     int epochs;
@@ -46,8 +46,8 @@ typedef struct {
     /* out_dir may hold another run (its files are removed at start);
      * otherwise such a folder is refused, unless resume's checkpoint is in it */
     int overwrite;
-    long save_every;    /* also save checkpoint_step_N every N steps (0: off) */
-    int keep;           /* keep only the K newest step checkpoints (0: all) */
+    long save_every; /* also save checkpoint_step_N every N steps (0: off) */
+    int keep;        /* keep only the K newest step checkpoints (0: all) */
     /* write the train/validation token streams and each token's byte
      * length here (safetensors), for reference trainers on the same data */
     const char *save_tokens;
@@ -70,8 +70,8 @@ float train_lr(const train_hparams_t *hp, long step, long warmup, long total);
 /* CPU threads: the asked number, or (0) every core. */
 long train_threads(long asked, const mg_sysinfo_t *sys);
 typedef struct {
-    int gpu;          /* the backend has its own memory */
-    size_t capacity;  /* the memory sized against: the GPU's, or available RAM */
+    int gpu;                        /* the backend has its own memory */
+    size_t capacity;                /* the memory sized against: the GPU's, or available RAM */
     const char *batch_why, *lr_why; /* "" or how the value was chosen */
 } train_fit_t;
 /* Sizes what the user did not set for o->ops and the machine: the batch
@@ -79,7 +79,8 @@ typedef struct {
  * available RAM; on a GPU, up to 8x the default in 80% of its memory) and
  * the learning rate (scaled as 1/width, and on a GPU by sqrt of the batch
  * ratio). A resumed run keeps its saved values: nothing changes. */
-void train_fit(train_opts_t *o, const mg_sysinfo_t *sys, int batch_set, int lr_set, train_fit_t *fit);
+void train_fit(train_opts_t *o, const mg_sysinfo_t *sys, int batch_set, int lr_set,
+               train_fit_t *fit);
 
 /* Trains; every checkpoint it writes is X.safetensors (weights, tokenizer,
  * metadata) plus X.optim.safetensors (see train/state.h). With o->resume,

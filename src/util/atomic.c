@@ -19,7 +19,8 @@ int mg_atomic_tmp(const char *path, char *buf, size_t n) {
 long mg_atomic_tmp_pid(const char *name) {
     const char *t = strstr(name, ".tmp.");
     if (!t) return 0;
-    while (strstr(t + 1, ".tmp.")) t = strstr(t + 1, ".tmp.");
+    while (strstr(t + 1, ".tmp."))
+        t = strstr(t + 1, ".tmp.");
     t += 5;
     if (!*t || strspn(t, "0123456789") != strlen(t) || strlen(t) > 9) return 0;
     return strtol(t, NULL, 10);
@@ -100,13 +101,15 @@ void mg_atomic_write(mg_atomic_file_t *f, const void *p, size_t n) {
 
 int mg_atomic_close(mg_atomic_file_t *f, char *err) {
     if (f->failed) {
-        mg_fail(err, "cannot save '%s': write to '%s' failed: %s", f->path, f->tmp, strerror(f->failed));
+        mg_fail(err, "cannot save '%s': write to '%s' failed: %s", f->path, f->tmp,
+                strerror(f->failed));
         goto fail;
     }
     int c = close(f->fd);
     f->fd = -1;
     if (c != 0) {
-        mg_fail(err, "cannot save '%s': close of '%s' failed: %s", f->path, f->tmp, strerror(errno));
+        mg_fail(err, "cannot save '%s': close of '%s' failed: %s", f->path, f->tmp,
+                strerror(errno));
         goto fail;
     }
     char tmp[sizeof f->tmp];

@@ -89,7 +89,8 @@ void mg_buf_put(mg_buf_t *b, const void *bytes, size_t n) {
     if (b->oom) return;
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
+        while (cap < b->len + n + 1)
+            cap *= 2;
         char *d = mg_realloc(b->data, cap);
         if (!d) {
             b->oom = 1;
@@ -114,7 +115,8 @@ static uint64_t splitmix64(uint64_t *x) {
 }
 
 void mg_rng_seed(mg_rng_t *r, uint64_t seed) {
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&seed);
 }
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

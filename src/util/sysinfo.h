@@ -6,8 +6,8 @@
 #include <stddef.h>
 
 typedef struct {
-    int cores;           /* online CPUs */
-    size_t mem_total;    /* bytes */
+    int cores;            /* online CPUs */
+    size_t mem_total;     /* bytes */
     size_t mem_available; /* bytes the kernel says can be used now */
 } mg_sysinfo_t;
 

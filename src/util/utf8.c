@@ -55,7 +55,8 @@ size_t utf8_repair(const unsigned char *s, size_t n, unsigned char *out) {
     for (size_t i = 0; i < n;) {
         size_t len = utf8_seq(s + i, n - i);
         if (len) {
-            for (size_t k = 0; k < len; k++) out[o++] = s[i + k];
+            for (size_t k = 0; k < len; k++)
+                out[o++] = s[i + k];
             i += len;
         } else {
             out[o++] = 0xEF, out[o++] = 0xBF, out[o++] = 0xBD;

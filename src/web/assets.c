@@ -7,9 +7,12 @@
 static const struct {
     const char *ext, *type;
 } types[] = {
-    {".html", "text/html; charset=utf-8"},       {".css", "text/css; charset=utf-8"},
-    {".js", "text/javascript; charset=utf-8"},   {".svg", "image/svg+xml"},
-    {".json", "application/json"},               {".png", "image/png"},
+    {".html", "text/html; charset=utf-8"},
+    {".css", "text/css; charset=utf-8"},
+    {".js", "text/javascript; charset=utf-8"},
+    {".svg", "image/svg+xml"},
+    {".json", "application/json"},
+    {".png", "image/png"},
 };
 
 const web_asset_t *web_asset_find(const char *url, const char **type) {

@@ -55,7 +55,8 @@ static void publish(dash_t *d, cJSON *j) {
             d->cap = cap;
         }
     }
-    if (ev && d->n < d->cap) d->events[d->n++] = ev;
+    if (ev && d->n < d->cap)
+        d->events[d->n++] = ev;
     else {
         d->oom = 1; /* the pages miss this event; training goes on */
         mg_free(ev);
@@ -107,9 +108,9 @@ static void sse_free(void *cls) {
     mg_free(cl);
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                                  const char *version, const char *upload, size_t *upload_size,
-                                  void **con_cls) {
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls) {
     dash_t *d = cls;
     (void)version, (void)upload;
     if (!*con_cls) { /* the first call, headers only */
@@ -135,7 +136,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         pthread_mutex_lock(&d->mu);
         d->clients++;
         pthread_mutex_unlock(&d->mu);
-        struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, cl, sse_free);
+        struct MHD_Response *r =
+            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, cl, sse_free);
         if (!r) {
             sse_free(cl);
             return MHD_NO;
@@ -147,7 +149,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return ret;
     }
     if (strncmp(url, "/v1/", 4) != 0 && web_send_asset(c, url, &ret) == 0) return ret;
-    return web_send_error(c, MHD_HTTP_NOT_FOUND, "no such page (GET /, GET /v1/train/events)", NULL);
+    return web_send_error(c, MHD_HTTP_NOT_FOUND, "no such page (GET /, GET /v1/train/events)",
+                          NULL);
 }
 
 dash_t *dash_start(const char *host, int port, char *err) {
@@ -163,11 +166,13 @@ dash_t *dash_start(const char *host, int port, char *err) {
     }
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cv, NULL);
-    d->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL,
-                            NULL, on_request, d, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                            MHD_OPTION_CONNECTION_LIMIT, 16u, MHD_OPTION_END);
+    d->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
+                            (uint16_t)port, NULL, NULL, on_request, d, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, 16u,
+                            MHD_OPTION_END);
     if (!d->d) {
-        mg_fail(err, "dashboard: cannot listen on %s:%d: %s", host, port, strerror(errno ? errno : EADDRINUSE));
+        mg_fail(err, "dashboard: cannot listen on %s:%d: %s", host, port,
+                strerror(errno ? errno : EADDRINUSE));
         dash_stop(d);
         return NULL;
     }
@@ -192,8 +197,11 @@ static char *sample(gpt_model_t *m, const bpe_t *tok) {
     if (!kv || bpe_encode(tok, SAMPLE_PROMPT, strlen(SAMPLE_PROMPT), &ids, &n, err) != 0) goto fail;
     mg_rng_t rng;
     mg_rng_seed(&rng, 42);
-    gen_opts_t go = {.sample = {0.8f, 40, 0.95f}, .max_tokens = SAMPLE_TOKENS, .rng = &rng,
-                     .on_text = on_text, .ctx = &text};
+    gen_opts_t go = {.sample = {0.8f, 40, 0.95f},
+                     .max_tokens = SAMPLE_TOKENS,
+                     .rng = &rng,
+                     .on_text = on_text,
+                     .ctx = &text};
     gen_stats_t st;
     int n_in = (int)MG_MIN(n, (size_t)m->cfg.ctx);
     if (gen_run(kv, tok, ids, n_in, &go, &st, err) != 0 || text.oom) goto fail;
@@ -267,7 +275,8 @@ void dash_stop(dash_t *d) {
         pthread_mutex_unlock(&d->mu);
         MHD_stop_daemon(d->d);
     }
-    for (size_t i = 0; i < d->n; i++) mg_free(d->events[i]);
+    for (size_t i = 0; i < d->n; i++)
+        mg_free(d->events[i]);
     mg_free(d->events);
     pthread_cond_destroy(&d->cv);
     pthread_mutex_destroy(&d->mu);

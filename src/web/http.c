@@ -31,7 +31,8 @@ enum MHD_Result web_send_json(struct MHD_Connection *c, unsigned status, cJSON *
     return queue(c, status, web_json_response(j), NULL);
 }
 
-enum MHD_Result web_send_error(struct MHD_Connection *c, unsigned status, const char *msg, const char *allow) {
+enum MHD_Result web_send_error(struct MHD_Connection *c, unsigned status, const char *msg,
+                               const char *allow) {
     cJSON *j = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(j, "error");
     cJSON_AddStringToObject(e, "message", msg);
     cJSON_AddStringToObject(e, "type", status >= 500 ? "server_error" : "invalid_request_error");
@@ -44,7 +45,8 @@ int web_send_asset(struct MHD_Connection *c, const char *url, enum MHD_Result *r
     const char *type;
     const web_asset_t *a = web_asset_find(url, &type);
     if (!a) return -1;
-    struct MHD_Response *r = MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
     if (r) {
         /* no inline script or remote source: a stray <script> in shown text could not run */
         if (strncmp(type, "text/html", 9) == 0)

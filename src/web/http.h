@@ -18,7 +18,8 @@ struct MHD_Response *web_json_response(cJSON *j);
 enum MHD_Result web_send_json(struct MHD_Connection *c, unsigned status, cJSON *j);
 /* {"error": {"message": msg, "type": ...}}, as the OpenAI API answers;
  * allow (NULL: none) is the Allow header of a 405. */
-enum MHD_Result web_send_error(struct MHD_Connection *c, unsigned status, const char *msg, const char *allow);
+enum MHD_Result web_send_error(struct MHD_Connection *c, unsigned status, const char *msg,
+                               const char *allow);
 /* One of the files embedded from web/ (url "/" is /index.html); 0 and
  * *ret set when there is such a file, -1 when there is none. */
 int web_send_asset(struct MHD_Connection *c, const char *url, enum MHD_Result *ret);

@@ -13,8 +13,10 @@
 
 struct web {
     const ckpt_t *ck;
-    kv_state_t *kv; /* the explain endpoint's own cache, made at its first request: never the server's */
-    pthread_mutex_t kv_lock; /* held by an explain request, should a server answer several at once */
+    kv_state_t
+        *kv; /* the explain endpoint's own cache, made at its first request: never the server's */
+    pthread_mutex_t
+        kv_lock; /* held by an explain request, should a server answer several at once */
     char name[256];
     char *runs_dir;
 };
@@ -66,9 +68,10 @@ static cJSON *app_info(const web_t *w) {
     return j;
 }
 
-unsigned web_route(web_t *w, struct MHD_Connection *c, const char *url, const char *method, const char *body,
-                   size_t len, int body_bad, enum MHD_Result *ret) {
-    int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0, post = strcmp(method, "POST") == 0;
+unsigned web_route(web_t *w, struct MHD_Connection *c, const char *url, const char *method,
+                   const char *body, size_t len, int body_bad, enum MHD_Result *ret) {
+    int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0,
+        post = strcmp(method, "POST") == 0;
     char err[MG_ERR_LEN];
     unsigned st = MHD_HTTP_OK;
     if (strcmp(url, "/v1/explain") == 0) {

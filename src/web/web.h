@@ -29,11 +29,11 @@ web_t *web_open(const ckpt_t *ck, const char *model_name, const char *runs_dir, 
 void web_close(web_t *w);
 
 /* Answers the request when it is one of the app's (its HTTP status, for
- * the log; *ret set), else 0 (the caller answers: 404 or its own endpoint). body is the whole upload
- * (len bytes, NUL-terminated; NULL when none); body_bad: it was refused
- * (too big, out of memory), and the app's POSTs answer 413 then. */
-unsigned web_route(web_t *w, struct MHD_Connection *c, const char *url, const char *method, const char *body,
-                   size_t len, int body_bad, enum MHD_Result *ret);
+ * the log; *ret set), else 0 (the caller answers: 404 or its own endpoint). body is the whole
+ * upload (len bytes, NUL-terminated; NULL when none); body_bad: it was refused (too big, out of
+ * memory), and the app's POSTs answer 413 then. */
+unsigned web_route(web_t *w, struct MHD_Connection *c, const char *url, const char *method,
+                   const char *body, size_t len, int body_bad, enum MHD_Result *ret);
 /* Whether url is one of the app's files (served without the API key: the
  * page asks for the key and sends it with its API calls). */
 int web_is_asset(const char *url);

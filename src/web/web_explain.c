@@ -73,8 +73,9 @@ static cJSON *float_array(const float *x, size_t n, int digits) {
     char num[32];
     mg_buf_put(&b, "[", 1);
     for (size_t i = 0; i < n; i++) {
-        int k = isfinite(x[i]) ? snprintf(num, sizeof num, "%s%.*g", i ? "," : "", digits, x[i])
-                               : snprintf(num, sizeof num, "%s%s", i ? "," : "", x[i] > 0 ? "1e38" : "-1e38");
+        int k = isfinite(x[i])
+                    ? snprintf(num, sizeof num, "%s%.*g", i ? "," : "", digits, x[i])
+                    : snprintf(num, sizeof num, "%s%s", i ? "," : "", x[i] > 0 ? "1e38" : "-1e38");
         mg_buf_put(&b, num, (size_t)k);
     }
     mg_buf_put(&b, "]", 1);
@@ -99,12 +100,14 @@ static int by_logit(const void *a, const void *b) {
 }
 
 /* An optional number field within [lo, hi] (absent/null: *out unchanged). */
-static int field(const cJSON *req, const char *key, double lo, double hi, int whole, double *out, char *err) {
+static int field(const cJSON *req, const char *key, double lo, double hi, int whole, double *out,
+                 char *err) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, key);
     if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi ||
-        (whole && v->valuedouble != floor(v->valuedouble)))
-        return mg_fail(err, "'%s' must be a %s from %g to %g", key, whole ? "whole number" : "number", lo, hi);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < lo ||
+        v->valuedouble > hi || (whole && v->valuedouble != floor(v->valuedouble)))
+        return mg_fail(err, "'%s' must be a %s from %g to %g", key,
+                       whole ? "whole number" : "number", lo, hi);
     *out = v->valuedouble;
     return 0;
 }
@@ -130,14 +133,16 @@ static cJSON *answer(trace_t *t, kv_state_t *kv, const int32_t *ids, int n, int 
     cJSON_AddNumberToObject(j, "n_prompt", n_prompt);
     cJSON_AddItemToObject(j, "merges", t->merges);
     t->merges = NULL;
-    cJSON *att = cJSON_AddObjectToObject(j, "attention"), *maps = cJSON_AddArrayToObject(att, "maps");
+    cJSON *att = cJSON_AddObjectToObject(j, "attention"),
+          *maps = cJSON_AddArrayToObject(att, "maps");
     cJSON_AddNumberToObject(att, "rows", n);
     cJSON_AddNumberToObject(att, "cols", n);
     size_t map = (size_t)n * n;
     for (int l = 0; l < e->layers; l++) {
         cJSON *heads = cJSON_CreateArray();
         for (int h = 0; h < g->heads; h++)
-            cJSON_AddItemToArray(heads, float_array(e->att_all + ((size_t)l * g->heads + h) * map, map, 4));
+            cJSON_AddItemToArray(
+                heads, float_array(e->att_all + ((size_t)l * g->heads + h) * map, map, 4));
         cJSON_AddItemToArray(maps, heads);
     }
     cJSON *layers = cJSON_AddArrayToObject(j, "layers");
@@ -155,7 +160,8 @@ static cJSON *answer(trace_t *t, kv_state_t *kv, const int32_t *ids, int n, int 
     cJSON_AddItemToObject(j, "logits", float_array(t->logits, (size_t)t->V, 6));
     int *idx = mg_malloc((size_t)t->V * sizeof *idx);
     if (idx) {
-        for (int i = 0; i < t->V; i++) idx[i] = i;
+        for (int i = 0; i < t->V; i++)
+            idx[i] = i;
         top_logits = t->logits;
         qsort(idx, (size_t)t->V, sizeof *idx, by_logit);
         cJSON *top = cJSON_AddArrayToObject(j, "top");
@@ -202,8 +208,10 @@ cJSON *web_explain(kv_state_t *kv, const bpe_t *tok, const char *body, size_t le
         mg_fail(err, "'extra_ids' must be a list of token ids");
         goto done;
     }
-    if (field(req, "temperature", 0, 100, 0, &temp, err) || field(req, "top_k", 0, 1 << 24, 1, &top_k, err) ||
-        field(req, "top_p", 0, 1, 0, &top_p, err) || field(req, "seed", 0, 9007199254740991.0, 1, &seed, err))
+    if (field(req, "temperature", 0, 100, 0, &temp, err) ||
+        field(req, "top_k", 0, 1 << 24, 1, &top_k, err) ||
+        field(req, "top_p", 0, 1, 0, &top_p, err) ||
+        field(req, "seed", 0, 9007199254740991.0, 1, &seed, err))
         goto done;
     int n_extra = cJSON_GetArraySize(extra);
     t.merges = cJSON_CreateArray();
@@ -214,15 +222,16 @@ cJSON *web_explain(kv_state_t *kv, const bpe_t *tok, const char *body, size_t le
         goto done;
     }
     int32_t *pids;
-    if (bpe_encode_traced(tok, p->valuestring, strlen(p->valuestring), &pids, &n, on_merge, &t, err) != 0) {
+    if (bpe_encode_traced(tok, p->valuestring, strlen(p->valuestring), &pids, &n, on_merge, &t,
+                          err) != 0) {
         *status = 500;
         goto done;
     }
     size_t n_prompt = n;
     if (n + (size_t)n_extra > MAX_TOKENS || n + (size_t)n_extra > (size_t)g->ctx) {
         mg_free(pids);
-        mg_fail(err, "the inside view takes up to %d tokens; this is %zu", MG_MIN(MAX_TOKENS, g->ctx),
-                n + (size_t)n_extra);
+        mg_fail(err, "the inside view takes up to %d tokens; this is %zu",
+                MG_MIN(MAX_TOKENS, g->ctx), n + (size_t)n_extra);
         goto done;
     }
     if (!(ids = mg_realloc(pids, (n + (size_t)n_extra + 1) * sizeof *ids))) {
@@ -247,8 +256,13 @@ cJSON *web_explain(kv_state_t *kv, const bpe_t *tok, const char *body, size_t le
     t.ex.sample = (sample_opts_t){(float)temp, (int)top_k, (float)top_p};
     mg_rng_t rng;
     mg_rng_seed(&rng, (uint64_t)seed);
-    gen_opts_t go = {.sample = t.ex.sample, .max_tokens = 1, .rng = &rng, .on_token = on_token, .ctx = &t,
-                     .cands = t.ex.last_cands, .n_cands = EXPLAIN_NCANDS};
+    gen_opts_t go = {.sample = t.ex.sample,
+                     .max_tokens = 1,
+                     .rng = &rng,
+                     .on_token = on_token,
+                     .ctx = &t,
+                     .cands = t.ex.last_cands,
+                     .n_cands = EXPLAIN_NCANDS};
     gen_stats_t st;
     kv_reset(kv);
     explain_begin(&t.ex, ids, (int)n);

@@ -15,7 +15,8 @@
 
 enum { MAX_POINTS = 500, MAX_RUNS = 64, MAX_LINE = 1 << 16 };
 
-static const char *const fields[] = {"step", "tokens", "train_loss", "lr", "tok_per_s", "val_loss", "val_bpb"};
+static const char *const fields[] = {"step",      "tokens",   "train_loss", "lr",
+                                     "tok_per_s", "val_loss", "val_bpb"};
 
 /* One run's points, or NULL when path cannot be read (not a run). A line
  * that is not a JSON object is an error: err set, NULL. */

@@ -3,7 +3,8 @@
  *   DIR/dump.safetensors   tokens, targets, logits, loss, every gradient,
  *                          and the losses of 10 AdamW steps.
  * usage: parity_dump DIR [--perturb]
- * --perturb adds 1e-5 (under 1% of the largest) to one gradient element, to prove the test can fail. */
+ * --perturb adds 1e-5 (under 1% of the largest) to one gradient element, to prove the test can
+ * fail. */
 #include <stdio.h>
 #include <string.h>
 
@@ -34,7 +35,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < m->n_params; i++) {
         const gpt_param_t *p = &m->params[i];
         if (p->ndim == 1)
-            for (size_t j = 0; j < p->numel; j++) m->weights[p->offset + j] += 0.1f * mg_rng_normal(&rng);
+            for (size_t j = 0; j < p->numel; j++)
+                m->weights[p->offset + j] += 0.1f * mg_rng_normal(&rng);
     }
     ckpt_meta_t meta = {.val_loss = 0, .train_loss = 0};
     snprintf(path, sizeof path, "%s/model.safetensors", argv[1]);
@@ -55,7 +57,8 @@ int main(int argc, char **argv) {
     gpt_forward(m, tokens, targets, B, T);
     gpt_backward(m);
     memcpy(grads, m->grads, m->num_floats * sizeof(float));
-    if (perturb) grads[gpt_find_param(m, "transformer.layers.1.mlp.fc.weight")->offset + 5] += 1e-5f;
+    if (perturb)
+        grads[gpt_find_param(m, "transformer.layers.1.mlp.fc.weight")->offset + 5] += 1e-5f;
 
     float losses[STEPS];
     for (int s = 0; s < STEPS; s++) {

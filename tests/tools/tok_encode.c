@@ -32,12 +32,16 @@ int main(int argc, char **argv) {
     unsigned flags = 0;
     int bench = 0, a = 1;
     for (; a < argc && strncmp(argv[a], "--", 2) == 0; a++) {
-        if (strcmp(argv[a], "--special") == 0) flags |= BPE_ENCODE_SPECIAL;
-        else if (strcmp(argv[a], "--bench") == 0) bench = 1;
-        else break;
+        if (strcmp(argv[a], "--special") == 0)
+            flags |= BPE_ENCODE_SPECIAL;
+        else if (strcmp(argv[a], "--bench") == 0)
+            bench = 1;
+        else
+            break;
     }
     if (argc - a < 1 || argc - a > 2) {
-        fprintf(stderr, "usage: tok_encode [--special] [--bench] TOKENIZER.json [MERGES.txt] < TEXT\n");
+        fprintf(stderr,
+                "usage: tok_encode [--special] [--bench] TOKENIZER.json [MERGES.txt] < TEXT\n");
         return 2;
     }
     bpe_t *t = NULL;
@@ -45,7 +49,8 @@ int main(int argc, char **argv) {
         t = bpe_load(argv[a], err);
     } else {
         size_t vl, ml;
-        char *v = mg_read_file(argv[a], &vl, err), *m = v ? mg_read_file(argv[a + 1], &ml, err) : NULL;
+        char *v = mg_read_file(argv[a], &vl, err),
+             *m = v ? mg_read_file(argv[a + 1], &ml, err) : NULL;
         if (m) t = bpe_from_vocab_merges(v, vl, m, ml, err);
         mg_free(v);
         mg_free(m);

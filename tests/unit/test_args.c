@@ -23,20 +23,24 @@ static void test_rows_consistent(void **state) {
         const cli_row_t *r = &cli_rows[i];
         assert_non_null(r->help);
         assert_true(r->cmds != 0);
-        if (r->type == CLI_T_CHOICE) assert_non_null(r->choices);
-        else if (r->type != CLI_T_FLAG) assert_non_null(r->value);
+        if (r->type == CLI_T_CHOICE)
+            assert_non_null(r->choices);
+        else if (r->type != CLI_T_FLAG)
+            assert_non_null(r->value);
         for (int j = 0; j < i; j++) {
             const cli_row_t *q = &cli_rows[j];
             int clash = same_name(r->name, q->name) || same_name(r->alias, q->alias) ||
                         same_name(r->alias, q->name) || same_name(r->name, q->alias);
-            if (clash && (r->cmds & q->cmds)) fail_msg("rows %d and %d: '%s' twice for one command", j, i, r->name);
+            if (clash && (r->cmds & q->cmds))
+                fail_msg("rows %d and %d: '%s' twice for one command", j, i, r->name);
         }
     }
 }
 
 static int parse(int cmd, const char *const *args, int n, cli_args_t *a, char *err) {
     char *argv[32] = {(char *)cli_commands[cmd].name};
-    for (int i = 0; i < n; i++) argv[i + 1] = (char *)args[i];
+    for (int i = 0; i < n; i++)
+        argv[i + 1] = (char *)args[i];
     return cli_args_parse(cmd, n + 1, argv, a, err);
 }
 
@@ -45,7 +49,8 @@ static void test_defaults(void **state) {
     (void)state;
     char err[MG_ERR_LEN];
     cli_args_t a;
-    for (int c = 0; c < CLI_N_CMDS; c++) assert_int_equal(parse(c, NULL, 0, &a, err), 0);
+    for (int c = 0; c < CLI_N_CMDS; c++)
+        assert_int_equal(parse(c, NULL, 0, &a, err), 0);
     assert_int_equal(parse(CLI_GENERATE, NULL, 0, &a, err), 0);
     assert_int_equal(a.max_tokens, 200);
     assert_int_equal(a.seed, -1);
@@ -60,8 +65,9 @@ static void test_values_and_aliases(void **state) {
     (void)state;
     char err[MG_ERR_LEN];
     cli_args_t a;
-    const char *gen[] = {"-m", "x.safetensors", "-p", "O Brasil", "-n", "0", "-s", "9007199254740991",
-                         "--temp=0", "-t", "2", "--stop", "a", "--stop", "b", "--quantize", "q8"};
+    const char *gen[] = {"-m", "x.safetensors",    "-p",       "O Brasil",   "-n", "0",
+                         "-s", "9007199254740991", "--temp=0", "-t",         "2",  "--stop",
+                         "a",  "--stop",           "b",        "--quantize", "q8"};
     assert_int_equal(parse(CLI_GENERATE, gen, 17, &a, err), 0);
     assert_string_equal(a.checkpoint, "x.safetensors");
     assert_string_equal(a.prompt, "O Brasil");
@@ -96,10 +102,16 @@ static void test_refusals(void **state) {
         const char *says;
     } cases[] = {
         {CLI_TRAIN, {"--bogus"}, 1, "train: unknown option '--bogus' (see 'minigpt train --help')"},
-        {CLI_CHAT, {"--show-tokens"}, 1, "chat: unknown option '--show-tokens' (an option of generate, load;"},
+        {CLI_CHAT,
+         {"--show-tokens"},
+         1,
+         "chat: unknown option '--show-tokens' (an option of generate, load;"},
         {CLI_TRAIN, {"--temp", "1"}, 2, "train: unknown option '--temp' (an option of"},
         {CLI_CHAT, {"-n", "0"}, 2, "--max-tokens: 0 is out of range [1, 16777216]"},
-        {CLI_GENERATE, {"-n", "20000000"}, 2, "--max-tokens: 20000000 is out of range [0, 16777216]"},
+        {CLI_GENERATE,
+         {"-n", "20000000"},
+         2,
+         "--max-tokens: 20000000 is out of range [0, 16777216]"},
         {CLI_GENERATE, {"--temperature", "200"}, 2, "--temperature: 200 is out of range [0, 100]"},
         {CLI_GENERATE, {"--seed", "9007199254740992"}, 2, "is out of range [0, 9007199254740991]"},
         {CLI_GENERATE, {"--max-tokens"}, 1, "generate: option '--max-tokens' needs a value"},
@@ -114,9 +126,11 @@ static void test_refusals(void **state) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         err[0] = 0;
         assert_int_equal(parse(cases[i].cmd, cases[i].args, cases[i].n, &a, err), -1);
-        if (!strstr(err, cases[i].says)) fail_msg("case %zu: '%s' lacks '%s'", i, err, cases[i].says);
+        if (!strstr(err, cases[i].says))
+            fail_msg("case %zu: '%s' lacks '%s'", i, err, cases[i].says);
     }
-    const char *five[] = {"--stop", "a", "--stop", "b", "--stop", "c", "--stop", "d", "--stop", "e"};
+    const char *five[] = {"--stop", "a",      "--stop", "b",      "--stop",
+                          "c",      "--stop", "d",      "--stop", "e"};
     assert_int_equal(parse(CLI_GENERATE, five, 10, &a, err), -1);
     assert_non_null(strstr(err, "--stop: at most 4 strings"));
     const char *help[] = {"--bogus-after", "-h"};

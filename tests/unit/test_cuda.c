@@ -28,8 +28,10 @@ static int setup(void **state) {
     cpu = ops_cpu();
     ops_cpu_set_threads(0);
     gpu = ops_select("cuda", "fp32", 0, NULL, why);
-    if (!gpu) printf("CUDA tests skipped: %s\n", why);
-    else printf("GPU: %s\n", gpu->describe());
+    if (!gpu)
+        printf("CUDA tests skipped: %s\n", why);
+    else
+        printf("GPU: %s\n", gpu->describe());
     mg_rng_seed(&rng, 2024);
     return 0;
 }
@@ -46,15 +48,19 @@ typedef struct {
 
 static pair_t pair_rand(size_t n, float scale) {
     pair_t p = {n, cpu->alloc(n * sizeof(float)), gpu->alloc(n * sizeof(float))};
-    for (size_t i = 0; i < n; i++) p.c[i] = mg_rng_normal(&rng) * scale;
+    for (size_t i = 0; i < n; i++)
+        p.c[i] = mg_rng_normal(&rng) * scale;
     gpu->upload(p.g, p.c, n * sizeof(float));
     return p;
 }
-static pair_t pair_zero(size_t n) { return (pair_t){n, cpu->alloc(n * sizeof(float)), gpu->alloc(n * sizeof(float))}; }
+static pair_t pair_zero(size_t n) {
+    return (pair_t){n, cpu->alloc(n * sizeof(float)), gpu->alloc(n * sizeof(float))};
+}
 /* NaN in the GPU copy: an element the kernel fails to write shows up */
 static void poison(pair_t *p) {
     float *h = mg_malloc(p->n * sizeof(float));
-    for (size_t i = 0; i < p->n; i++) h[i] = NAN;
+    for (size_t i = 0; i < p->n; i++)
+        h[i] = NAN;
     gpu->upload(p->g, h, p->n * sizeof(float));
     mg_free(h);
 }
@@ -89,7 +95,8 @@ static void test_pointwise_and_rows(void **state) {
     (void)state;
     NEED_GPU();
     int N = 77, C = 96, V = 1000;
-    pair_t x = pair_rand((size_t)N * C, 1.0f), y = pair_zero((size_t)N * C), y2 = pair_rand((size_t)N * C, 1.0f);
+    pair_t x = pair_rand((size_t)N * C, 1.0f), y = pair_zero((size_t)N * C),
+           y2 = pair_rand((size_t)N * C, 1.0f);
     cpu->gelu_forward(y.c, x.c, y.n);
     gpu->gelu_forward(y.g, x.g, y.n);
     CHECK("gelu forward", rel_err(&y), 1e-5);
@@ -118,7 +125,8 @@ static void test_pointwise_and_rows(void **state) {
     /* softmax cross-entropy, in place as the model calls it */
     pair_t logits = pair_rand((size_t)N * V, 3.0f), losses = pair_zero(N);
     int32_t *tc = cpu->alloc(N * sizeof(int32_t)), *tg = gpu->alloc(N * sizeof(int32_t));
-    for (int i = 0; i < N; i++) tc[i] = (int32_t)mg_rng_below(&rng, V);
+    for (int i = 0; i < N; i++)
+        tc[i] = (int32_t)mg_rng_below(&rng, V);
     gpu->upload(tg, tc, N * sizeof(int32_t));
     cpu->xent_forward_backward(losses.c, logits.c, logits.c, tc, N, V, 1.0f / N);
     gpu->xent_forward_backward(losses.g, logits.g, logits.g, tg, N, V, 1.0f / N);
@@ -126,8 +134,10 @@ static void test_pointwise_and_rows(void **state) {
     CHECK("cross-entropy dlogits", rel_err(&logits), 1e-5);
     /* embedding, with repeated tokens (atomics on the same rows) */
     int B = 7, T = 11;
-    pair_t wte = pair_rand((size_t)V * C, 1.0f), wpe = pair_rand((size_t)T * C, 1.0f), emb = pair_zero((size_t)B * T * C);
-    for (int i = 0; i < B * T; i++) tc[i] = (int32_t)mg_rng_below(&rng, 5);
+    pair_t wte = pair_rand((size_t)V * C, 1.0f), wpe = pair_rand((size_t)T * C, 1.0f),
+           emb = pair_zero((size_t)B * T * C);
+    for (int i = 0; i < B * T; i++)
+        tc[i] = (int32_t)mg_rng_below(&rng, 5);
     gpu->upload(tg, tc, B * T * sizeof(int32_t));
     cpu->embed_forward(emb.c, tc, wte.c, wpe.c, B, T, C, 0);
     gpu->embed_forward(emb.g, tg, wte.g, wpe.g, B, T, C, 0);
@@ -138,8 +148,10 @@ static void test_pointwise_and_rows(void **state) {
     CHECK("embedding backward dwte (+=)", rel_err(&wte), 1e-5);
     CHECK("embedding backward dwpe (+=)", rel_err(&wpe), 1e-5);
     /* AdamW and the squared norm */
-    pair_t p = pair_rand(1001, 1.0f), g = pair_rand(1001, 1.0f), m = pair_rand(1001, 0.1f), v = pair_zero(1001);
-    for (int i = 0; i < 1001; i++) v.c[i] = fabsf(m.c[i]);
+    pair_t p = pair_rand(1001, 1.0f), g = pair_rand(1001, 1.0f), m = pair_rand(1001, 0.1f),
+           v = pair_zero(1001);
+    for (int i = 0; i < 1001; i++)
+        v.c[i] = fabsf(m.c[i]);
     gpu->upload(v.g, v.c, 1001 * sizeof(float));
     double nc = cpu->sq_norm(g.c, g.n), ng = gpu->sq_norm(g.g, g.n);
     CHECK("squared norm", fabs(nc - ng) / nc, 1e-9);
@@ -152,7 +164,8 @@ static void test_pointwise_and_rows(void **state) {
     int32_t *best = gpu->alloc(sizeof(int32_t)), got = -1;
     for (int k = 0; k < 3; k++) {
         int n = k == 0 ? 1 : k == 1 ? 1000 : 50257;
-        for (int i = 0; i < n; i++) logits.c[i] = (float)mg_rng_below(&rng, k == 2 ? 40 : 7);
+        for (int i = 0; i < n; i++)
+            logits.c[i] = (float)mg_rng_below(&rng, k == 2 ? 40 : 7);
         gpu->upload(logits.g, logits.c, n * sizeof(float));
         gpu->argmax(best, logits.g, n);
         gpu->download(&got, best, sizeof got);
@@ -161,8 +174,10 @@ static void test_pointwise_and_rows(void **state) {
     }
     gpu->free(best);
     CHECK("adamw second moment", rel_err(&v), 1e-6);
-    pair_t *all[] = {&x, &y, &y2, &w, &b, &mean, &rstd, &db, &logits, &losses, &wte, &wpe, &emb, &demb, &p, &g, &m, &v};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(all[i]);
+    pair_t *all[] = {&x,      &y,   &y2,  &w,   &b,    &mean, &rstd, &db, &logits,
+                     &losses, &wte, &wpe, &emb, &demb, &p,    &g,    &m,  &v};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        pair_free(all[i]);
     cpu->free(tc);
     gpu->free(tg);
 }
@@ -178,7 +193,8 @@ static void test_layernorm_widths(void **state) {
         int N = shapes[k][0], C = shapes[k][1];
         printf(" N %d, C %d\n", N, C);
         pair_t x = pair_rand((size_t)N * C, 1.0f), y = pair_zero(x.n), g = pair_rand(x.n, 1.0f);
-        pair_t w = pair_rand(C, 1.0f), b = pair_rand(C, 1.0f), mean = pair_zero(N), rstd = pair_zero(N);
+        pair_t w = pair_rand(C, 1.0f), b = pair_rand(C, 1.0f), mean = pair_zero(N),
+               rstd = pair_zero(N);
         poison(&y);
         cpu->layernorm_forward(y.c, mean.c, rstd.c, x.c, w.c, b.c, N, C);
         gpu->layernorm_forward(y.g, mean.g, rstd.g, x.g, w.g, b.g, N, C);
@@ -197,7 +213,8 @@ static void test_layernorm_widths(void **state) {
         CHECK("  residual+layernorm in place: res", rel_err(&x), 1e-6);
         CHECK("  residual+layernorm in place: out", rel_err(&y), 1e-5);
         pair_t *all[] = {&x, &y, &g, &w, &b, &mean, &rstd, &dx, &dw, &db};
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(all[i]);
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            pair_free(all[i]);
     }
 }
 
@@ -238,7 +255,8 @@ static void test_shadow_copies(void **state) {
     g16->matmul_forward(out.g, y.g, w.g, bias.g, N, C, OC);
     CHECK("after an in-place add", rel_err(&out), 2e-2);
     pair_t *all[] = {&x, &y, &z, &lw, &lb, &w, &bias, &out, &dout, &dx, &dw};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        pair_free(all[i]);
     gpu = ops_select("cuda", "fp32", 0, NULL, why); /* the precision is the backend's */
 }
 
@@ -276,8 +294,10 @@ static void test_copies_match_conversion(void **state) {
     const ops_backend_t *g = ops_select("cuda", "bf16", 0, NULL, why);
     assert_non_null(g);
     int B = 2, T = 128, C = 128, NH = 2, N = B * T, V = 512;
-    pair_t x = pair_rand((size_t)N * C, 1.0f), z = pair_rand(x.n, 1.0f), y = pair_zero(x.n), res = pair_zero(x.n);
-    pair_t lw = pair_rand(C, 1.0f), lb = pair_rand(C, 1.0f), mean = pair_zero(N), rstd = pair_zero(N);
+    pair_t x = pair_rand((size_t)N * C, 1.0f), z = pair_rand(x.n, 1.0f), y = pair_zero(x.n),
+           res = pair_zero(x.n);
+    pair_t lw = pair_rand(C, 1.0f), lb = pair_rand(C, 1.0f), mean = pair_zero(N),
+           rstd = pair_zero(N);
     pair_t dw = pair_zero(C), db = pair_zero(C), dx = pair_rand(x.n, 1.0f);
     g->layernorm_forward(y.g, mean.g, rstd.g, x.g, lw.g, lb.g, N, C);
     check_copy(g, "LayerNorm output", y.g, N, C);
@@ -286,14 +306,16 @@ static void test_copies_match_conversion(void **state) {
     g->layernorm_backward(dx.g, dw.g, db.g, z.g, res.g, lw.g, mean.g, rstd.g, N, C);
     check_copy(g, "LayerNorm backward dx", dx.g, N, C);
     pair_t fw = pair_rand((size_t)4 * C * C, 0.1f), fb = pair_rand(4 * C, 0.1f);
-    pair_t pre = pair_zero((size_t)N * 4 * C), act = pair_zero(pre.n), g4 = pair_rand(pre.n, 1.0f), db4 = pair_zero(4 * C);
+    pair_t pre = pair_zero((size_t)N * 4 * C), act = pair_zero(pre.n), g4 = pair_rand(pre.n, 1.0f),
+           db4 = pair_zero(4 * C);
     g->matmul_bias_gelu_forward(pre.g, act.g, y.g, fw.g, fb.g, N, C, 4 * C);
     check_copy(g, "GELU output", act.g, N, 4 * C);
     g->gelu_bias_backward(g4.g, db4.g, pre.g, g4.g, N, 4 * C);
     check_copy(g, "GELU backward dpre", g4.g, N, 4 * C);
     pair_t logits = pair_rand((size_t)N * V, 3.0f), losses = pair_zero(N);
     int32_t *tc = cpu->alloc(N * sizeof(int32_t)), *tg = g->alloc(N * sizeof(int32_t));
-    for (int i = 0; i < N; i++) tc[i] = (int32_t)mg_rng_below(&rng, V);
+    for (int i = 0; i < N; i++)
+        tc[i] = (int32_t)mg_rng_below(&rng, V);
     g->upload(tg, tc, N * sizeof(int32_t));
     g->xent_forward_backward(losses.g, logits.g, logits.g, tg, N, V, 1.0f / N);
     check_copy(g, "loss gradient", logits.g, N, V);
@@ -306,8 +328,10 @@ static void test_copies_match_conversion(void **state) {
     g->free(att);
     cpu->free(tc);
     g->free(tg);
-    pair_t *all[] = {&x, &z, &y, &res, &lw, &lb, &mean, &rstd, &dw, &db, &dx, &fw, &fb, &pre, &act, &g4, &db4, &logits, &losses, &qkv, &out, &dqkv};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(all[i]);
+    pair_t *all[] = {&x,  &z,  &y,   &res, &lw, &lb,  &mean,   &rstd,   &dw,  &db,  &dx,
+                     &fw, &fb, &pre, &act, &g4, &db4, &logits, &losses, &qkv, &out, &dqkv};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        pair_free(all[i]);
     gpu = ops_select("cuda", "fp32", 0, NULL, why); /* the precision is the backend's */
 }
 
@@ -319,7 +343,8 @@ static void test_matmul(void **state) {
     int shapes[][3] = {{1, 64, 200}, {1, 520, 77}, {1, 3072, 768}, {37, 96, 288}, {300, 128, 512}};
     for (int s = 0; s < 5; s++) {
         int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
-        pair_t x = pair_rand((size_t)N * C, 1.0f), w = pair_rand((size_t)OC * C, 0.1f), b = pair_rand(OC, 1.0f);
+        pair_t x = pair_rand((size_t)N * C, 1.0f), w = pair_rand((size_t)OC * C, 0.1f),
+               b = pair_rand(OC, 1.0f);
         pair_t out = pair_zero((size_t)N * OC), dout = pair_rand(out.n, 1.0f), dx = pair_zero(x.n);
         pair_t dw = pair_rand(w.n, 1.0f), db = pair_rand(OC, 1.0f);
         cpu->matmul_forward(out.c, x.c, w.c, b.c, N, C, OC);
@@ -343,7 +368,8 @@ static void test_matmul(void **state) {
         CHECK("  ... fused bias+GELU: pre", rel_err(&out), 1e-5);
         CHECK("  ... fused bias+GELU: out", rel_err(&act), 1e-5);
         pair_t *all[] = {&x, &w, &b, &out, &dout, &dx, &dw, &db, &act};
-        for (size_t i = 0; i < 9; i++) pair_free(all[i]);
+        for (size_t i = 0; i < 9; i++)
+            pair_free(all[i]);
     }
 }
 
@@ -354,7 +380,8 @@ static void check_attention(const char *precision, double tol_fwd, double tol_bw
     gpu = ops_select("cuda", precision, 0, NULL, why);
     assert_non_null(gpu);
     printf(" precision %s\n", precision);
-    int cases[][4] = {{1, 1, 64, 1}, {2, 31, 64, 2}, {2, 129, 128, 2}, {1, 300, 96, 3}, {2, 200, 64, 4}, {1, 70, 256, 2}};
+    int cases[][4] = {{1, 1, 64, 1},   {2, 31, 64, 2},  {2, 129, 128, 2},
+                      {1, 300, 96, 3}, {2, 200, 64, 4}, {1, 70, 256, 2}};
     for (int k = 0; k < 6; k++) {
         int B = cases[k][0], T = cases[k][1], C = cases[k][2], NH = cases[k][3];
         pair_t qkv = pair_rand((size_t)B * T * 3 * C, 1.0f), out = pair_zero((size_t)B * T * C);
@@ -372,16 +399,20 @@ static void check_attention(const char *precision, double tol_fwd, double tol_bw
         gpu->attention_backward(dqkv.g, dout.g, qkv.g, out.g, attg, B, T, C, NH);
         CHECK("  ... backward dqkv", rel_err(&dqkv), tol_bwd);
         /* the cached (decoding) path: prefill T-1 rows then one */
-        pair_t kc = pair_zero((size_t)T * C), vc = pair_zero((size_t)T * C), o2 = pair_zero((size_t)T * C);
+        pair_t kc = pair_zero((size_t)T * C), vc = pair_zero((size_t)T * C),
+               o2 = pair_zero((size_t)T * C);
         int pre = T > 1 ? T - 1 : 1;
         for (int step = 0; step < 2 && (step == 0 || pre < T); step++) {
             int n = step == 0 ? pre : 1, pos0 = step == 0 ? 0 : pre;
-            cpu->attention_cached(o2.c + (size_t)pos0 * C, kc.c, vc.c, qkv.c + (size_t)pos0 * 3 * C, n, pos0, C, NH);
-            gpu->attention_cached(o2.g + (size_t)pos0 * C, kc.g, vc.g, qkv.g + (size_t)pos0 * 3 * C, n, pos0, C, NH);
+            cpu->attention_cached(o2.c + (size_t)pos0 * C, kc.c, vc.c, qkv.c + (size_t)pos0 * 3 * C,
+                                  n, pos0, C, NH);
+            gpu->attention_cached(o2.g + (size_t)pos0 * C, kc.g, vc.g, qkv.g + (size_t)pos0 * 3 * C,
+                                  n, pos0, C, NH);
         }
         CHECK("  ... cached (prefill + 1)", rel_err(&o2), 1e-5); /* float32 in both precisions */
         pair_t *all[] = {&qkv, &out, &dout, &dqkv, &kc, &vc, &o2};
-        for (size_t i = 0; i < 7; i++) pair_free(all[i]);
+        for (size_t i = 0; i < 7; i++)
+            pair_free(all[i]);
         cpu->free(attc);
         gpu->free(attg);
     }
@@ -415,7 +446,8 @@ static gpt_model_t *model_on(const ops_backend_t *ops) {
     return m;
 }
 
-static void compare_models(const char *precision, double tol_logits, double tol_grad, double tol_loss) {
+static void compare_models(const char *precision, double tol_logits, double tol_grad,
+                           double tol_loss) {
     gpu = ops_select("cuda", precision, 0, NULL, why);
     assert_non_null(gpu);
     printf(" precision %s\n", precision);
@@ -452,7 +484,8 @@ static void compare_models(const char *precision, double tol_logits, double tol_
         gpt_backward(mg);
         gpt_adamw_step(mc, 3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f);
         gpt_adamw_step(mg, 3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f);
-        if (step % 5 == 0 || step == 19) printf("  step %2d loss cpu %.5f gpu %.5f\n", step, lc, lg);
+        if (step % 5 == 0 || step == 19)
+            printf("  step %2d loss cpu %.5f gpu %.5f\n", step, lc, lg);
         max_diff = fmax(max_diff, fabs(lc - lg) / lc); /* relative: the loss falls 10x */
         assert_false(isnan(lg));
     }
@@ -489,7 +522,8 @@ static void test_sampling(void **state) {
         float temp;
         int k;
         float p;
-    } opts[] = {{0.8f, 0, 1.0f}, {1.0f, 40, 1.0f}, {0.8f, 0, 0.9f}, {1.2f, 5, 0.5f}, {1.5f, 0, 0.95f}};
+    } opts[] = {
+        {0.8f, 0, 1.0f}, {1.0f, 40, 1.0f}, {0.8f, 0, 0.9f}, {1.2f, 5, 0.5f}, {1.5f, 0, 0.95f}};
     int sizes[] = {1000, 50257};
     float *scratch = mg_malloc(2 * 50257 * sizeof(float));
     int32_t *pick = gpu->alloc(sizeof(int32_t));
@@ -498,9 +532,11 @@ static void test_sampling(void **state) {
     for (size_t oi = 0; oi < sizeof opts / sizeof opts[0]; oi++)
         for (int si = 0; si < 2; si++) {
             int V = sizes[si];
-            sample_opts_t o = {.temperature = opts[oi].temp, .top_k = opts[oi].k, .top_p = opts[oi].p};
+            sample_opts_t o = {
+                .temperature = opts[oi].temp, .top_k = opts[oi].k, .top_p = opts[oi].p};
             for (int rep = 0; rep < 3; rep++) {
-                for (int i = 0; i < V; i++) x.c[i] = 3.0f * mg_rng_normal(&rng);
+                for (int i = 0; i < V; i++)
+                    x.c[i] = 3.0f * mg_rng_normal(&rng);
                 gpu->upload(x.g, x.c, V * sizeof(float));
                 for (int d = 0; d < 40; d++) {
                     float u = mg_rng_float(&rng);
@@ -522,7 +558,8 @@ static void test_sampling(void **state) {
     assert_true(draws >= 600);
     assert_true(same >= draws * 99 / 100);
     /* equal logits: top-p 0.99 keeps 49,755 candidates, beyond the GPU's sort */
-    for (int i = 0; i < 50257; i++) x.c[i] = 0.0f;
+    for (int i = 0; i < 50257; i++)
+        x.c[i] = 0.0f;
     gpu->upload(x.g, x.c, 50257 * sizeof(float));
     int32_t got = 0;
     gpu->sample(pick, x.g, 50257, 1.0f, 0, 0.99f, 0.5f);
@@ -604,11 +641,15 @@ static void test_greedy_decoding(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pointwise_and_rows), cmocka_unit_test(test_layernorm_widths),
-        cmocka_unit_test(test_matmul),             cmocka_unit_test(test_shadow_copies),
+        cmocka_unit_test(test_pointwise_and_rows),
+        cmocka_unit_test(test_layernorm_widths),
+        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_shadow_copies),
         cmocka_unit_test(test_copies_match_conversion),
-        cmocka_unit_test(test_attention),          cmocka_unit_test(test_model_fp32),
-        cmocka_unit_test(test_model_bf16),         cmocka_unit_test(test_greedy_decoding),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_model_fp32),
+        cmocka_unit_test(test_model_bf16),
+        cmocka_unit_test(test_greedy_decoding),
         cmocka_unit_test(test_sampling),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

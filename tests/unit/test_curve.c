@@ -29,8 +29,9 @@ static void test_load_svg_sparkline(void **state) {
     char err[MG_ERR_LEN], log[64 * 8 * 120] = "";
     for (int s = 1; s <= 64; s++) {
         char line[160];
-        snprintf(line, sizeof line, "{\"step\":%d,\"tokens\":%d,\"train_loss\":%.3f,\"lr\":0.001%s}\n", s,
-                 s * 1000, 8.0 - s * 0.05, s % 16 == 0 ? ",\"val_loss\":5.5,\"val_bpb\":2.25" : "");
+        snprintf(line, sizeof line,
+                 "{\"step\":%d,\"tokens\":%d,\"train_loss\":%.3f,\"lr\":0.001%s}\n", s, s * 1000,
+                 8.0 - s * 0.05, s % 16 == 0 ? ",\"val_loss\":5.5,\"val_bpb\":2.25" : "");
         strcat(log, line);
     }
     const char *path = write_file("log.jsonl", log);
@@ -70,9 +71,13 @@ static void test_bad_logs(void **state) {
     curve_t c;
     assert_int_equal(curve_load(write_file("bad1", "not json\n"), &c, err), -1);
     assert_non_null(strstr(err, ":1:"));
-    assert_int_equal(curve_load(write_file("bad2", "{\"step\":1,\"tokens\":5,\"train_loss\":1}\n[1]\n"), &c, err), -1);
+    assert_int_equal(
+        curve_load(write_file("bad2", "{\"step\":1,\"tokens\":5,\"train_loss\":1}\n[1]\n"), &c,
+                   err),
+        -1);
     assert_non_null(strstr(err, ":2:"));
-    assert_int_equal(curve_load(write_file("bad3", "{\"tokens\":5,\"train_loss\":1e999}\n"), &c, err), -1);
+    assert_int_equal(
+        curve_load(write_file("bad3", "{\"tokens\":5,\"train_loss\":1e999}\n"), &c, err), -1);
     assert_non_null(strstr(err, "not a finite number"));
     assert_int_equal(curve_load(write_file("empty", ""), &c, err), -1);
     assert_int_equal(curve_load("/nonexistent/log", &c, err), -1);
@@ -84,9 +89,10 @@ static void test_bad_logs(void **state) {
 static void test_flat_curves(void **state) {
     (void)state;
     char err[MG_ERR_LEN], svg[128];
-    const char *logs[] = {"{\"tokens\":1,\"train_loss\":5}\n{\"tokens\":2,\"train_loss\":5}\n",
-                          "{\"tokens\":1,\"train_loss\":1e17}\n{\"tokens\":2,\"train_loss\":1e17}\n",
-                          "{\"tokens\":0,\"train_loss\":0}\n"};
+    const char *logs[] = {
+        "{\"tokens\":1,\"train_loss\":5}\n{\"tokens\":2,\"train_loss\":5}\n",
+        "{\"tokens\":1,\"train_loss\":1e17}\n{\"tokens\":2,\"train_loss\":1e17}\n",
+        "{\"tokens\":0,\"train_loss\":0}\n"};
     for (int i = 0; i < 3; i++) {
         curve_t c;
         assert_int_equal(curve_load(write_file("flat", logs[i]), &c, err), 0);

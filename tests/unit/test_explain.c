@@ -139,15 +139,18 @@ static void attention_from_model(void **state) {
         for (int i = 0; i < n; i++) {
             double sum = 0.0;
             for (int s = 0; s < n; s++) {
-                if (s > i) assert_true(w[i * n + s] == 0.0f); /* causal */
-                else assert_true(w[i * n + s] > 0.0f);
+                if (s > i)
+                    assert_true(w[i * n + s] == 0.0f); /* causal */
+                else
+                    assert_true(w[i * n + s] > 0.0f);
                 sum += w[i * n + s];
             }
             assert_true(fabs(sum - 1.0) < 1e-5);
             /* the weights are the model's: sum_s w * v reproduces its output */
             for (int j = 0; j < HS; j++) {
                 double o = 0.0;
-                for (int s = 0; s <= i; s++) o += w[i * n + s] * cap.vals[s * C + h * HS + j];
+                for (int s = 0; s <= i; s++)
+                    o += w[i * n + s] * cap.vals[s * C + h * HS + j];
                 assert_true(fabs(o - cap.atty[i * C + h * HS + j]) < 1e-5);
             }
         }
@@ -196,12 +199,14 @@ static void record_all_heads(void **state) {
     for (int lh = 0; lh < 4; lh++)
         for (int i = 0; i < 6; i++) {
             double sum = 0.0;
-            for (int s = 0; s < 6; s++) sum += e.att_all[lh * map + (size_t)i * 6 + s];
+            for (int s = 0; s < 6; s++)
+                sum += e.att_all[lh * map + (size_t)i * 6 + s];
             assert_true(fabs(sum - 1.0) < 1e-5);
         }
     /* the heads differ: each slot holds its own head */
     assert_true(memcmp(e.att_all, e.att_all + map, map * sizeof(float)) != 0);
-    assert_true(e.embed_st.std > 0 && e.attn_st[0].std > 0 && e.mlp_st[1].std > 0 && e.lnf_st.std > 0);
+    assert_true(e.embed_st.std > 0 && e.attn_st[0].std > 0 && e.mlp_st[1].std > 0 &&
+                e.lnf_st.std > 0);
     assert_int_equal(e.err[0], 0);
     explain_free(&e);
     kv_free(kv);
@@ -231,8 +236,11 @@ static void interrupt_stops_generation(void **state) {
     kv_state_t *kv = kv_create(m, err);
     mg_rng_t rng;
     mg_rng_seed(&rng, 1);
-    gen_opts_t go = {.sample = {0.0f, 0, 1.0f}, .max_tokens = 10, .rng = &rng,
-                     .on_token = count_and_stop, .interrupt = &stop_flag};
+    gen_opts_t go = {.sample = {0.0f, 0, 1.0f},
+                     .max_tokens = 10,
+                     .rng = &rng,
+                     .on_token = count_and_stop,
+                     .interrupt = &stop_flag};
     gen_stats_t st;
     const int32_t p[2] = {10, 11};
     assert_int_equal(gen_run(kv, tok, p, 2, &go, &st, err), 0);
@@ -267,8 +275,13 @@ static int first_token(kv_state_t *kv, const bpe_t *tok, const int32_t *prompt, 
     char err[MG_ERR_LEN];
     mg_rng_t rng;
     mg_rng_seed(&rng, 1);
-    gen_opts_t go = {.sample = {0.0f, 0, 1.0f}, .max_tokens = 1, .rng = &rng, .on_token = note_first,
-                     .repeat_penalty = penalty, .repeat_last_n = 64, .penalty_history = history,
+    gen_opts_t go = {.sample = {0.0f, 0, 1.0f},
+                     .max_tokens = 1,
+                     .rng = &rng,
+                     .on_token = note_first,
+                     .repeat_penalty = penalty,
+                     .repeat_last_n = 64,
+                     .penalty_history = history,
                      .n_penalty_history = n_history};
     gen_stats_t st;
     first_id = -1;
@@ -284,7 +297,8 @@ static void penalty_covers_history(void **state) {
     gpt_model_t *m = gpt_create(&cfg, ops_cpu(), err);
     assert_non_null(m);
     assert_int_equal(gpt_init_weights(m, 5, err), 0);
-    for (size_t i = 0; i < m->num_floats; i++) m->weights[i] *= 20.0f; /* logits of both signs, apart */
+    for (size_t i = 0; i < m->num_floats; i++)
+        m->weights[i] *= 20.0f; /* logits of both signs, apart */
     bpe_t *tok = bpe_train("abababab cdcdcd", 15, 262, err);
     kv_state_t *kv = kv_create(m, err);
     assert_non_null(tok);
@@ -295,7 +309,8 @@ static void penalty_covers_history(void **state) {
     const int32_t history[3] = {40, greedy, 41};
     int with = first_token(kv, tok, p, 2, history, 3, 50.0f);
     int without = first_token(kv, tok, p, 2, history, 0, 50.0f);
-    printf("  greedy %d; penalized through the history %d; history not given %d\n", greedy, with, without);
+    printf("  greedy %d; penalized through the history %d; history not given %d\n", greedy, with,
+           without);
     assert_int_equal(without, greedy);
     assert_true(with != greedy);
     kv_free(kv);

@@ -42,21 +42,24 @@ static const ops_backend_t *ops;
 
 static float *rand_buf(size_t n, float scale) {
     float *p = mg_malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = mg_rng_normal(&rng) * scale;
+    for (size_t i = 0; i < n; i++)
+        p[i] = mg_rng_normal(&rng) * scale;
     return p;
 }
 
 static double loss_of(gc_case_t *c) {
     c->fwd(c);
     double s = 0.0;
-    for (size_t i = 0; i < c->out_n; i++) s += (double)c->out[i] * c->R[i];
+    for (size_t i = 0; i < c->out_n; i++)
+        s += (double)c->out[i] * c->R[i];
     return s;
 }
 
 /* Compares analytic and numeric gradients of every input element; the
  * error measure is |a - n| / max(|a| + |n|, floor). Returns the worst. */
 static double run_check(gc_case_t *c, float eps) {
-    for (int k = 0; k < c->n_in; k++) memset(c->grad[k], 0, c->in_n[k] * sizeof(float));
+    for (int k = 0; k < c->n_in; k++)
+        memset(c->grad[k], 0, c->in_n[k] * sizeof(float));
     c->fwd(c);
     c->bwd(c);
     double worst = 0.0;
@@ -81,7 +84,8 @@ static void free_case(gc_case_t *c) {
         mg_free(c->in[k]);
         mg_free(c->grad[k]);
     }
-    for (int k = 0; k < 4; k++) mg_free(c->aux[k]);
+    for (int k = 0; k < 4; k++)
+        mg_free(c->aux[k]);
     mg_free(c->out);
     mg_free(c->R);
     mg_free(c->ids);
@@ -101,10 +105,12 @@ static void setup_case(gc_case_t *c, int n_in, const size_t *sizes, size_t out_n
 
 /* ---- layernorm: inputs x (N,C), w (C), b (C) ---- */
 static void ln_fwd(gc_case_t *c) {
-    ops->layernorm_forward(c->out, c->aux[0], c->aux[1], c->in[0], c->in[1], c->in[2], c->dims[0], c->dims[1]);
+    ops->layernorm_forward(c->out, c->aux[0], c->aux[1], c->in[0], c->in[1], c->in[2], c->dims[0],
+                           c->dims[1]);
 }
 static void ln_bwd(gc_case_t *c) {
-    ops->layernorm_backward(c->grad[0], c->grad[1], c->grad[2], c->R, c->in[0], c->in[1], c->aux[0], c->aux[1], c->dims[0], c->dims[1]);
+    ops->layernorm_backward(c->grad[0], c->grad[1], c->grad[2], c->R, c->in[0], c->in[1], c->aux[0],
+                            c->aux[1], c->dims[0], c->dims[1]);
 }
 static void test_layernorm(void **state) {
     (void)state;
@@ -121,8 +127,13 @@ static void test_layernorm(void **state) {
 }
 
 /* ---- matmul: x (N,C), w (OC,C), bias (OC) ---- */
-static void mm_fwd(gc_case_t *c) { ops->matmul_forward(c->out, c->in[0], c->in[1], c->in[2], c->dims[0], c->dims[1], c->dims[2]); }
-static void mm_bwd(gc_case_t *c) { ops->matmul_backward(c->grad[0], c->grad[1], c->grad[2], c->R, c->in[0], c->in[1], c->dims[0], c->dims[1], c->dims[2]); }
+static void mm_fwd(gc_case_t *c) {
+    ops->matmul_forward(c->out, c->in[0], c->in[1], c->in[2], c->dims[0], c->dims[1], c->dims[2]);
+}
+static void mm_bwd(gc_case_t *c) {
+    ops->matmul_backward(c->grad[0], c->grad[1], c->grad[2], c->R, c->in[0], c->in[1], c->dims[0],
+                         c->dims[1], c->dims[2]);
+}
 static void test_matmul(void **state) {
     (void)state;
     int N = 5, C = 7, OC = 9;
@@ -136,8 +147,14 @@ static void test_matmul(void **state) {
 }
 
 /* ---- attention: qkv (B,T,3C) ---- */
-static void at_fwd(gc_case_t *c) { ops->attention_forward(c->out, c->aux[0], c->in[0], c->dims[0], c->dims[1], c->dims[2], c->dims[3]); }
-static void at_bwd(gc_case_t *c) { ops->attention_backward(c->grad[0], c->R, c->in[0], c->out, c->aux[0], c->dims[0], c->dims[1], c->dims[2], c->dims[3]); }
+static void at_fwd(gc_case_t *c) {
+    ops->attention_forward(c->out, c->aux[0], c->in[0], c->dims[0], c->dims[1], c->dims[2],
+                           c->dims[3]);
+}
+static void at_bwd(gc_case_t *c) {
+    ops->attention_backward(c->grad[0], c->R, c->in[0], c->out, c->aux[0], c->dims[0], c->dims[1],
+                            c->dims[2], c->dims[3]);
+}
 static void test_attention(void **state) {
     (void)state;
     int B = 2, T = 5, C = 8, NH = 2;
@@ -162,14 +179,23 @@ static void test_attention_cached_matches(void **state) {
         int T = Ts[c], C = 8, NH = 2, pre = T / 2;
         float *qkv = rand_buf((size_t)T * 3 * C, 3.0f);
         float *att = mg_calloc(ops->attention_state_floats(1, NH, T), sizeof(float));
-        float *full = mg_calloc((size_t)T * C, sizeof(float)), *inc = mg_calloc((size_t)T * C, sizeof(float));
-        float *kc = mg_calloc((size_t)T * C, sizeof(float)), *vc = mg_calloc((size_t)T * C, sizeof(float));
+        float *full = mg_calloc((size_t)T * C, sizeof(float)),
+              *inc = mg_calloc((size_t)T * C, sizeof(float));
+        float *kc = mg_calloc((size_t)T * C, sizeof(float)),
+              *vc = mg_calloc((size_t)T * C, sizeof(float));
         ops->attention_forward(full, att, qkv, 1, T, C, NH);
         ops->attention_cached(inc, kc, vc, qkv, pre, 0, C, NH);
         for (int t = pre; t < T; t++)
-            ops->attention_cached(inc + (size_t)t * C, kc, vc, qkv + (size_t)t * 3 * C, 1, t, C, NH);
-        for (int i = 0; i < T * C; i++) assert_float_equal(full[i], inc[i], 1e-5);
-        mg_free(qkv); mg_free(att); mg_free(full); mg_free(inc); mg_free(kc); mg_free(vc);
+            ops->attention_cached(inc + (size_t)t * C, kc, vc, qkv + (size_t)t * 3 * C, 1, t, C,
+                                  NH);
+        for (int i = 0; i < T * C; i++)
+            assert_float_equal(full[i], inc[i], 1e-5);
+        mg_free(qkv);
+        mg_free(att);
+        mg_free(full);
+        mg_free(inc);
+        mg_free(kc);
+        mg_free(vc);
     }
 }
 
@@ -188,13 +214,16 @@ static void test_gelu(void **state) {
 }
 
 /* ---- softmax cross-entropy: logits (N,V); out = losses ---- */
-static void xe_fwd(gc_case_t *c) { ops->xent_forward_backward(c->out, NULL, c->in[0], c->ids, c->dims[0], c->dims[1], 1.0f); }
+static void xe_fwd(gc_case_t *c) {
+    ops->xent_forward_backward(c->out, NULL, c->in[0], c->ids, c->dims[0], c->dims[1], 1.0f);
+}
 static void xe_bwd(gc_case_t *c) {
     /* the kernel's gradient is for dloss = 1 per row; weigh rows by R */
     int N = c->dims[0], V = c->dims[1];
     ops->xent_forward_backward(c->aux[0], c->grad[0], c->in[0], c->ids, N, V, 1.0f);
     for (int n = 0; n < N; n++)
-        for (int i = 0; i < V; i++) c->grad[0][(size_t)n * V + i] *= c->R[n];
+        for (int i = 0; i < V; i++)
+            c->grad[0][(size_t)n * V + i] *= c->R[n];
 }
 static void test_xent(void **state) {
     (void)state;
@@ -204,7 +233,8 @@ static void test_xent(void **state) {
     setup_case(&c, 1, sz, N);
     c.aux[0] = mg_calloc(N, sizeof(float));
     c.ids = mg_malloc(N * sizeof(int32_t));
-    for (int n = 0; n < N; n++) c.ids[n] = (int32_t)mg_rng_below(&rng, V);
+    for (int n = 0; n < N; n++)
+        c.ids[n] = (int32_t)mg_rng_below(&rng, V);
     double worst = run_check(&c, 1e-2f);
     printf("  xent worst rel err %.2e\n", worst);
     assert_true(worst < 1e-2);
@@ -212,8 +242,12 @@ static void test_xent(void **state) {
 }
 
 /* ---- embedding: wte (V,C), wpe (T,C) ---- */
-static void em_fwd(gc_case_t *c) { ops->embed_forward(c->out, c->ids, c->in[0], c->in[1], c->dims[0], c->dims[1], c->dims[2], 0); }
-static void em_bwd(gc_case_t *c) { ops->embed_backward(c->grad[0], c->grad[1], c->R, c->ids, c->dims[0], c->dims[1], c->dims[2]); }
+static void em_fwd(gc_case_t *c) {
+    ops->embed_forward(c->out, c->ids, c->in[0], c->in[1], c->dims[0], c->dims[1], c->dims[2], 0);
+}
+static void em_bwd(gc_case_t *c) {
+    ops->embed_backward(c->grad[0], c->grad[1], c->R, c->ids, c->dims[0], c->dims[1], c->dims[2]);
+}
 static void test_embed(void **state) {
     (void)state;
     int B = 2, T = 4, C = 3, V = 5;
@@ -221,7 +255,8 @@ static void test_embed(void **state) {
     size_t sz[] = {(size_t)V * C, (size_t)T * C};
     setup_case(&c, 2, sz, (size_t)B * T * C);
     c.ids = mg_malloc((size_t)B * T * sizeof(int32_t));
-    for (int i = 0; i < B * T; i++) c.ids[i] = i % 3; /* repeated ids: gradients must add up */
+    for (int i = 0; i < B * T; i++)
+        c.ids[i] = i % 3; /* repeated ids: gradients must add up */
     double worst = run_check(&c, 1e-2f);
     printf("  embed worst rel err %.2e\n", worst);
     assert_true(worst < 1e-3);
@@ -239,7 +274,8 @@ static gpt_model_t *small_model(uint64_t seed, int B, int32_t *tok, int32_t *tgt
     assert_non_null(m);
     assert_int_equal(gpt_init_weights(m, seed, err), 0);
     assert_int_equal(gpt_alloc_training(m, B, cfg.ctx, err), 0);
-    for (size_t i = 0; i < m->num_floats; i++) m->weights[i] += mg_rng_normal(&rng) * 0.3f;
+    for (size_t i = 0; i < m->num_floats; i++)
+        m->weights[i] += mg_rng_normal(&rng) * 0.3f;
     for (int i = 0; i < B * cfg.ctx; i++) {
         tok[i] = (int32_t)mg_rng_below(&rng, cfg.vocab);
         tgt[i] = (int32_t)mg_rng_below(&rng, cfg.vocab);
@@ -321,10 +357,10 @@ int main(void) {
     ops = ops_cpu();
     ops_cpu_set_threads(1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_layernorm), cmocka_unit_test(test_matmul),
-        cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_cached_matches),
-        cmocka_unit_test(test_gelu),      cmocka_unit_test(test_xent),
-        cmocka_unit_test(test_embed),     cmocka_unit_test(test_model),
+        cmocka_unit_test(test_layernorm),    cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_attention),    cmocka_unit_test(test_attention_cached_matches),
+        cmocka_unit_test(test_gelu),         cmocka_unit_test(test_xent),
+        cmocka_unit_test(test_embed),        cmocka_unit_test(test_model),
         cmocka_unit_test(test_accumulation),
     };
     return cmocka_run_group_tests_name("gradcheck", tests, NULL, NULL);

@@ -31,10 +31,12 @@ static void test_kv_matches_forward(void **state) {
     mg_rng_t rng;
     mg_rng_seed(&rng, 9);
     /* sharper logits, and LayerNorm gains and biases that differ per layer */
-    for (size_t i = 0; i < m->num_floats; i++) m->weights[i] = 10.0f * m->weights[i] + 0.3f * mg_rng_normal(&rng);
+    for (size_t i = 0; i < m->num_floats; i++)
+        m->weights[i] = 10.0f * m->weights[i] + 0.3f * mg_rng_normal(&rng);
     assert_int_equal(gpt_alloc_training(m, 1, T, err), 0);
     int32_t tok[12];
-    for (int i = 0; i < T; i++) tok[i] = (int32_t)mg_rng_below(&rng, cfg.vocab);
+    for (int i = 0; i < T; i++)
+        tok[i] = (int32_t)mg_rng_below(&rng, cfg.vocab);
     gpt_forward(m, tok, NULL, 1, T);
     for (int no_fusion = 0; no_fusion < 2; no_fusion++) {
         m->no_fusion = no_fusion;
@@ -80,7 +82,8 @@ static void test_kv_batch_matches_single(void **state) {
     assert_int_equal(gpt_init_weights(m, 7, err), 0);
     mg_rng_t rng;
     mg_rng_seed(&rng, 21);
-    for (size_t i = 0; i < m->num_floats; i++) m->weights[i] = 5.0f * m->weights[i] + 0.2f * mg_rng_normal(&rng);
+    for (size_t i = 0; i < m->num_floats; i++)
+        m->weights[i] = 5.0f * m->weights[i] + 0.2f * mg_rng_normal(&rng);
     int sizes[] = {1, 2, 5};
     for (int q8 = 0; q8 < 2; q8++)
         for (int no_fusion = 0; no_fusion < 2; no_fusion++)
@@ -100,7 +103,8 @@ static void test_kv_batch_matches_single(void **state) {
                     }
                     int32_t prompt[16];
                     int len = 1 + 3 * i; /* positions 1, 4, 7, 10, 13 */
-                    for (int t = 0; t < len; t++) prompt[t] = (int32_t)mg_rng_below(&rng, cfg.vocab);
+                    for (int t = 0; t < len; t++)
+                        prompt[t] = (int32_t)mg_rng_below(&rng, cfg.vocab);
                     assert_int_equal(kv_feed(bat[i], prompt, len, err), 0);
                     assert_int_equal(kv_feed(one[i], prompt, len, err), 0);
                     next[i] = sample_argmax(one[i]->host_logits, cfg.vocab);
@@ -176,8 +180,10 @@ static int ref_sample(const float *logits, int V, const sample_opts_t *o, mg_rng
     for (int i = 1; i < V; i++)
         if (logits[i] > logits[best]) best = i;
     double sum = 0.0;
-    for (int i = 0; i < V; i++) sum += p[i] = expf((logits[i] - logits[best]) / o->temperature);
-    for (int i = 0; i < V; i++) p[i] = (float)(p[i] / sum), idx[i] = i;
+    for (int i = 0; i < V; i++)
+        sum += p[i] = expf((logits[i] - logits[best]) / o->temperature);
+    for (int i = 0; i < V; i++)
+        p[i] = (float)(p[i] / sum), idx[i] = i;
     ref_p = p;
     qsort(idx, V, sizeof *idx, ref_cmp);
     int n = o->top_k > 0 && o->top_k < V ? o->top_k : V;
@@ -187,7 +193,8 @@ static int ref_sample(const float *logits, int V, const sample_opts_t *o, mg_rng
             n = i + 1;
             break;
         }
-    for (int i = 0; i < n; i++) mass += p[idx[i]];
+    for (int i = 0; i < n; i++)
+        mass += p[idx[i]];
     float r = mg_rng_float(rng) * mass;
     acc = 0.0f;
     for (int i = 0; i < n; i++)
@@ -207,7 +214,8 @@ static void test_sampling_matches_full_sort(void **state) {
     int draws = 0;
     for (int trial = 0; trial < 40; trial++) {
         float spread = trial % 2 ? 8.0f : 0.5f; /* peaked, then nearly flat */
-        for (int i = 0; i < V; i++) logits[i] = mg_rng_normal(&data) * spread;
+        for (int i = 0; i < V; i++)
+            logits[i] = mg_rng_normal(&data) * spread;
         for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
             mg_rng_seed(&r1, (uint64_t)trial * 31 + k);
             mg_rng_seed(&r2, (uint64_t)trial * 31 + k);
@@ -227,7 +235,8 @@ static void test_repeat_penalty(void **state) {
     int32_t recent[4] = {1, 0, 1, 0};
     sample_repeat_penalty(logits, 5, recent, 4, 2.0f);
     const float want[5] = {1.0f, -4.0f, 1.0f, 0.5f, 3.0f};
-    for (int i = 0; i < 5; i++) assert_float_equal(logits[i], want[i], 0.0f);
+    for (int i = 0; i < 5; i++)
+        assert_float_equal(logits[i], want[i], 0.0f);
 }
 
 static void test_sampling(void **state) {

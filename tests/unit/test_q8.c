@@ -37,12 +37,17 @@ typedef struct {
 static void test_quantize_and_product(void **state) {
     (void)state;
     const int OC = 37, C = 96, N = 3;
-    float *w = mg_malloc((size_t)OC * C * sizeof(float)), *x = mg_malloc((size_t)N * C * sizeof(float));
+    float *w = mg_malloc((size_t)OC * C * sizeof(float)),
+          *x = mg_malloc((size_t)N * C * sizeof(float));
     float bias[37], out[3 * 37], ref32[3 * 37];
-    for (int i = 0; i < OC * C; i++) w[i] = mg_rng_normal(&rng) * (i % 7 == 0 ? 3.0f : 0.5f);
-    for (int i = 0; i < C; i++) w[5 * C + i] = 0.0f; /* row 5: all zero */
-    for (int i = 0; i < N * C; i++) x[i] = mg_rng_normal(&rng);
-    for (int o = 0; o < OC; o++) bias[o] = mg_rng_normal(&rng);
+    for (int i = 0; i < OC * C; i++)
+        w[i] = mg_rng_normal(&rng) * (i % 7 == 0 ? 3.0f : 0.5f);
+    for (int i = 0; i < C; i++)
+        w[5 * C + i] = 0.0f; /* row 5: all zero */
+    for (int i = 0; i < N * C; i++)
+        x[i] = mg_rng_normal(&rng);
+    for (int o = 0; o < OC; o++)
+        bias[o] = mg_rng_normal(&rng);
     const q8_view_t *q = ops->q8_make(w, OC, C);
     assert_non_null(q);
     assert_int_equal(ops->q8_bytes(q), (size_t)OC * C + (size_t)OC * (C / 32) * sizeof(float));
@@ -76,10 +81,12 @@ static void test_quantize_and_product(void **state) {
                     worst = fmax(worst, fabs(got - ref) / (1.0 + fabs(ref)));
                     /* against float32 weights: within the rounding's bound */
                     assert_true(fabs(got - ref32[n * OC + o]) <= bound * 1.001 + 1e-4);
-                    worst_bound = fmax(worst_bound, fabs(got - ref32[n * OC + o]) / fmax(bound, 1e-9));
+                    worst_bound =
+                        fmax(worst_bound, fabs(got - ref32[n * OC + o]) / fmax(bound, 1e-9));
                 }
-            printf("  %d row(s)%s: %.1e from the dequantized reference, %.2f of the rounding bound\n",
-                   rows, b ? ", bias" : "", worst, worst_bound);
+            printf(
+                "  %d row(s)%s: %.1e from the dequantized reference, %.2f of the rounding bound\n",
+                rows, b ? ", bias" : "", worst, worst_bound);
             assert_true(worst < 1e-5);
         }
     }
@@ -98,14 +105,16 @@ static void test_kv_q8(void **state) {
     gpt_model_t *m = gpt_create(&cfg, ops, err);
     assert_non_null(m);
     assert_int_equal(gpt_init_weights(m, 5, err), 0);
-    for (size_t i = 0; i < m->num_floats; i++) m->weights[i] *= 2.0f; /* logits spread out */
+    for (size_t i = 0; i < m->num_floats; i++)
+        m->weights[i] *= 2.0f; /* logits spread out */
     kv_state_t *a = kv_create(m, err), *b = kv_create(m, err);
     assert_non_null(a);
     assert_non_null(b);
     assert_int_equal(kv_quantize(b, err), 0);
     assert_true(b->q8_bytes > 0);
     int32_t tok[40];
-    for (int i = 0; i < 40; i++) tok[i] = (int32_t)mg_rng_below(&rng, cfg.vocab);
+    for (int i = 0; i < 40; i++)
+        tok[i] = (int32_t)mg_rng_below(&rng, cfg.vocab);
     double num = 0.0, den = 0.0;
     int same = 0, steps = 0;
     for (int t = 0; t < 40; t++) { /* one token at a time: the int8 path */
@@ -116,11 +125,13 @@ static void test_kv_q8(void **state) {
             num += d * d;
             den += (double)a->host_logits[v] * a->host_logits[v];
         }
-        same += sample_argmax(a->host_logits, cfg.vocab) == sample_argmax(b->host_logits, cfg.vocab);
+        same +=
+            sample_argmax(a->host_logits, cfg.vocab) == sample_argmax(b->host_logits, cfg.vocab);
         steps++;
     }
     double rel = sqrt(num / den);
-    printf("  logits: relative RMS difference %.2e; greedy token equal on %d of %d steps\n", rel, same, steps);
+    printf("  logits: relative RMS difference %.2e; greedy token equal on %d of %d steps\n", rel,
+           same, steps);
     assert_true(rel > 0.0 && rel < 2e-2); /* > 0: the int8 path did run */
     assert_true(same >= steps * 9 / 10);
     kv_free(a);

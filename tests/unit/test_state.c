@@ -35,14 +35,33 @@ static gpt_model_t *model(void) {
 
 static train_state_t sample(void) {
     train_state_t s = {
-        .step = 123456789, .total_steps = 987654321, .warmup = 77, .epoch = 3, .cursor = 4242,
+        .step = 123456789,
+        .total_steps = 987654321,
+        .warmup = 77,
+        .epoch = 3,
+        .cursor = 4242,
         .epoch_rng = {{0x0123456789abcdefull, 0xfedcba9876543210ull, 1, UINT64_MAX}},
-        .tokens_seen = 1234567890123ll, .best_val = 2.5, .val_loss = 2.75, .epoch_loss_sum = -1.25,
-        .epoch_steps = 11, .seconds = 3.5,
-        .hp = {.batch = 6, .grad_accum = 3, .lr = 2e-3f, .min_lr_ratio = 0.1f, .wd = 0.05f,
-               .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .clip = 1.0f,
-               .seed = 0xfedcba9876543210ull, .eval_every = 50, .eval_batches = 4, .val_every = 10},
-        .corpus = {.bytes = 60000, .hash = 0x8000000000000001ull}, .has_corpus = 1,
+        .tokens_seen = 1234567890123ll,
+        .best_val = 2.5,
+        .val_loss = 2.75,
+        .epoch_loss_sum = -1.25,
+        .epoch_steps = 11,
+        .seconds = 3.5,
+        .hp = {.batch = 6,
+               .grad_accum = 3,
+               .lr = 2e-3f,
+               .min_lr_ratio = 0.1f,
+               .wd = 0.05f,
+               .beta1 = 0.9f,
+               .beta2 = 0.95f,
+               .eps = 1e-8f,
+               .clip = 1.0f,
+               .seed = 0xfedcba9876543210ull,
+               .eval_every = 50,
+               .eval_batches = 4,
+               .val_every = 10},
+        .corpus = {.bytes = 60000, .hash = 0x8000000000000001ull},
+        .has_corpus = 1,
     };
     return s;
 }
@@ -69,10 +88,12 @@ static void test_roundtrip(void **st) {
     assert_true(r.epoch_loss_sum == s.epoch_loss_sum && r.seconds == s.seconds);
     assert_int_equal(r.epoch_steps, s.epoch_steps);
     const train_hparams_t *a = &r.hp, *b = &s.hp; /* field by field: the struct has padding */
-    assert_true(a->batch == b->batch && a->grad_accum == b->grad_accum && a->eval_every == b->eval_every &&
-                a->eval_batches == b->eval_batches && a->val_every == b->val_every && a->seed == b->seed);
+    assert_true(a->batch == b->batch && a->grad_accum == b->grad_accum &&
+                a->eval_every == b->eval_every && a->eval_batches == b->eval_batches &&
+                a->val_every == b->val_every && a->seed == b->seed);
     assert_true(a->lr == b->lr && a->min_lr_ratio == b->min_lr_ratio && a->wd == b->wd &&
-                a->beta1 == b->beta1 && a->beta2 == b->beta2 && a->eps == b->eps && a->clip == b->clip);
+                a->beta1 == b->beta1 && a->beta2 == b->beta2 && a->eps == b->eps &&
+                a->clip == b->clip);
     assert_int_equal(r.has_corpus, 1);
     assert_int_equal(r.corpus.bytes, s.corpus.bytes);
     assert_true(r.corpus.hash == s.corpus.hash);
@@ -101,12 +122,12 @@ static void write_state(const char *path, const gpt_model_t *m, const char *json
 }
 
 /* the JSON of a state written before grad_accum and fingerprints */
-#define OLD_STATE(lr)                                                                               \
+#define OLD_STATE(lr)                                                                              \
     "{\"adam_t\":6,\"step\":6,\"total_steps\":12,\"warmup\":1,\"epoch\":0,\"cursor\":24,"          \
-    "\"epoch_rng\":\"00000000000000010000000000000002000000000000000300000000000000ff\","         \
+    "\"epoch_rng\":\"00000000000000010000000000000002000000000000000300000000000000ff\","          \
     "\"tokens_seen\":1536,\"best_val\":5.5,\"val_loss\":5.5,\"epoch_loss_sum\":36.1,"              \
-    "\"epoch_steps\":6,\"seconds\":1.5,\"batch\":4,\"eval_every\":6,\"eval_batches\":10,"           \
-    "\"val_every\":10,\"lr\":" lr ",\"min_lr_ratio\":0.1,\"weight_decay\":0.1,\"beta1\":0.9,"       \
+    "\"epoch_steps\":6,\"seconds\":1.5,\"batch\":4,\"eval_every\":6,\"eval_batches\":10,"          \
+    "\"val_every\":10,\"lr\":" lr ",\"min_lr_ratio\":0.1,\"weight_decay\":0.1,\"beta1\":0.9,"      \
     "\"beta2\":0.95,\"eps\":1e-08,\"clip\":1,\"seed\":\"1337\"}"
 
 static void test_old_and_bad(void **st) {

@@ -1057,14 +1057,15 @@ static void test_json_rejects_malformed(void **state) {
     bpe_free(base);
 }
 
-
 /* GPT-2's byte alphabet (bytes_to_unicode), written here independently. */
 static void gpt2_char(int b, char out[3]) {
-    int printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+    int printable =
+        (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
     int cp = b, n = 0;
     if (!printable) {
         for (int i = 0; i < b; i++)
-            n += !((i >= 0x21 && i <= 0x7e) || (i >= 0xa1 && i <= 0xac) || (i >= 0xae && i <= 0xff));
+            n +=
+                !((i >= 0x21 && i <= 0x7e) || (i >= 0xa1 && i <= 0xac) || (i >= 0xae && i <= 0xff));
         cp = 256 + n;
     }
     if (cp < 0x80) {
@@ -1082,7 +1083,8 @@ static void test_general_layout(void **state) {
     (void)state;
     char err[MG_ERR_LEN], k[3];
     cJSON *root = cJSON_CreateObject(), *model = cJSON_AddObjectToObject(root, "model");
-    cJSON *vocab = cJSON_AddObjectToObject(model, "vocab"), *merges = cJSON_AddArrayToObject(model, "merges");
+    cJSON *vocab = cJSON_AddObjectToObject(model, "vocab"),
+          *merges = cJSON_AddArrayToObject(model, "merges");
     for (int b = 0; b < 256; b++) {
         gpt2_char(b, k);
         cJSON_AddNumberToObject(vocab, k, 255 - b);

@@ -22,7 +22,8 @@ static void test_split_and_loader(void **state) {
     (void)state;
     char err[MG_ERR_LEN];
     int32_t ids[100];
-    for (int i = 0; i < 100; i++) ids[i] = i;
+    for (int i = 0; i < 100; i++)
+        ids[i] = i;
     data_split_t s;
     assert_int_equal(data_split(ids, 100, 10, 5, &s, err), 0);
     /* chunks 4 and 9 (ids 40..49, 90..99) are validation */
@@ -55,7 +56,8 @@ static void test_split_and_loader(void **state) {
         }
     }
     int distinct = 0;
-    for (int i = 0; i < 11; i++) distinct += seen[i] == 1;
+    for (int i = 0; i < 11; i++)
+        distinct += seen[i] == 1;
     assert_int_equal(distinct, 10); /* each window at most once per epoch */
     data_loader_free(&l);
     data_split_free(&s);
@@ -91,7 +93,8 @@ static void test_eval_sliding_window(void **state) {
     int32_t ids[40];
     mg_rng_t rng;
     mg_rng_seed(&rng, 4);
-    for (int i = 0; i < 40; i++) ids[i] = BPE_BYTE0 + (int32_t)mg_rng_below(&rng, 200);
+    for (int i = 0; i < 40; i++)
+        ids[i] = BPE_BYTE0 + (int32_t)mg_rng_below(&rng, 200);
     size_t lens[] = {2, 8, 9, 10, 17, 23, 40};
     for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
         size_t n = lens[k];

@@ -66,7 +66,10 @@ static void test_printable(void **state) {
     assert_string_equal(mg_printable("a\x1b[31mb\nc\x7f", out, sizeof out),
                         "a\\x1b[31mb\\x0ac\\x7f");
     /* U+009B, the one-byte CSI of 8-bit terminals, encoded in UTF-8 */
-    assert_string_equal(mg_printable("x\xc2\x9b" "2J", out, sizeof out), "x\\xc2\\x9b2J");
+    assert_string_equal(mg_printable("x\xc2\x9b"
+                                     "2J",
+                                     out, sizeof out),
+                        "x\\xc2\\x9b2J");
     /* cut short, never past the buffer, never half an escape */
     char small[6];
     assert_string_equal(mg_printable("ab\ncd", small, sizeof small), "ab");
@@ -82,7 +85,7 @@ static void test_utf8(void **state) {
     assert_int_equal(utf8_complete_prefix((const unsigned char *)"\xe2\x82\xac", 3), 3);
     assert_int_equal(utf8_complete_prefix((const unsigned char *)"x\xff", 2), 2); /* never valid */
     assert_true(utf8_valid((const unsigned char *)"a\xc3\xa7\xe2\x82\xac", 6));
-    assert_false(utf8_valid((const unsigned char *)"\xc0\xaf", 2)); /* overlong */
+    assert_false(utf8_valid((const unsigned char *)"\xc0\xaf", 2));     /* overlong */
     assert_false(utf8_valid((const unsigned char *)"\xed\xa0\x80", 3)); /* surrogate */
     unsigned char out[32];
     size_t n = utf8_repair((const unsigned char *)"a\xc3z\xff", 4, out);
@@ -163,10 +166,8 @@ int main(void) {
     snprintf(dir, sizeof dir, "/tmp/mgutilXXXXXX");
     if (!mkdtemp(dir)) return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_open_regular),
-        cmocka_unit_test(test_printable),
-        cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_parent_dir),
+        cmocka_unit_test(test_open_regular), cmocka_unit_test(test_printable),
+        cmocka_unit_test(test_utf8),         cmocka_unit_test(test_parent_dir),
         cmocka_unit_test(test_atomic_file),
     };
     int rc = cmocka_run_group_tests_name("util", tests, NULL, NULL);

@@ -68,7 +68,8 @@ static int attention_uses_flash(int T) {
 size_t cpu_attention_state_floats(int B, int NH, int T) {
     size_t bh = (size_t)B * NH, t = (size_t)T;
     if (!attention_uses_flash(T)) return bh * t * t;
-    size_t below = forced == CPU_ATTN_FLASH ? 0 : (size_t)(CPU_FLASH_MIN_T - 1) * (CPU_FLASH_MIN_T - 1);
+    size_t below =
+        forced == CPU_ATTN_FLASH ? 0 : (size_t)(CPU_FLASH_MIN_T - 1) * (CPU_FLASH_MIN_T - 1);
     return bh * (t > below ? t : below);
 }
 
@@ -97,7 +98,8 @@ static void causal_softmax_rows(float *A, int T) {
         float *r = A + (size_t)t * T;
         float mx = r[0];
 #pragma omp simd reduction(max : mx)
-        for (int s = 1; s <= t; s++) mx = r[s] > mx ? r[s] : mx;
+        for (int s = 1; s <= t; s++)
+            mx = r[s] > mx ? r[s] : mx;
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
         for (int s = 0; s <= t; s++) {
@@ -105,8 +107,10 @@ static void causal_softmax_rows(float *A, int T) {
             sum += r[s];
         }
         float inv = 1.0f / sum;
-        for (int s = 0; s <= t; s++) r[s] *= inv;
-        for (int s = t + 1; s < T; s++) r[s] = 0.0f;
+        for (int s = 0; s <= t; s++)
+            r[s] *= inv;
+        for (int s = t + 1; s < T; s++)
+            r[s] = 0.0f;
     }
 }
 
@@ -130,8 +134,8 @@ void cpu_attention_full_forward(float *out, float *att, const float *qkv, int B,
     }
 }
 
-void cpu_attention_full_backward(float *dqkv, const float *dout, const float *qkv,
-                                 const float *att, int B, int T, int C, int NH) {
+void cpu_attention_full_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
+                                 int B, int T, int C, int NH) {
     int HS = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)HS);
     /* one (T,T) gradient-of-scores buffer per thread */
@@ -147,8 +151,8 @@ void cpu_attention_full_backward(float *dqkv, const float *dout, const float *qk
             const float *A = att + ((size_t)b * NH + h) * T * T;
             const float *dO = dout + (size_t)b * T * C + h * HS;
             /* dA (T,T) = dO (T,HS) @ V^T;  dV (T,HS) = A^T @ dO */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, 1.0f, dO, C, v, C3,
-                        0.0f, dA, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, 1.0f, dO, C, v, C3, 0.0f,
+                        dA, T);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, A, T, dO, C, 0.0f,
                         dv, C3);
             /* softmax backward, in place: dS = A * (dA - rowsum(A * dA));
@@ -158,9 +162,12 @@ void cpu_attention_full_backward(float *dqkv, const float *dout, const float *qk
                 float *d = dA + (size_t)t * T;
                 float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-                for (int s = 0; s <= t; s++) dot += a[s] * d[s];
-                for (int s = 0; s <= t; s++) d[s] = a[s] * (d[s] - dot);
-                for (int s = t + 1; s < T; s++) d[s] = 0.0f;
+                for (int s = 0; s <= t; s++)
+                    dot += a[s] * d[s];
+                for (int s = 0; s <= t; s++)
+                    d[s] = a[s] * (d[s] - dot);
+                for (int s = t + 1; s < T; s++)
+                    d[s] = 0.0f;
             }
             /* dQ = scale * dS @ K;  dK = scale * dS^T @ Q */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, scale, dA, T, k, C3,
@@ -202,28 +209,32 @@ void cpu_attention_flash_forward(float *out, float *lse, const float *qkv, int B
                 }
                 for (int k0 = 0; k0 < q0 + nq; k0 += BLK) { /* causal: keys <= the last query */
                     int nk = T - k0 < BLK ? T - k0 : BLK;
-                    const float *k = base + C + (size_t)k0 * C3, *v = base + 2 * C + (size_t)k0 * C3;
+                    const float *k = base + C + (size_t)k0 * C3,
+                                *v = base + 2 * C + (size_t)k0 * C3;
                     /* S (nq,nk) = scale * Q K^T */
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, scale, q, C3, k,
-                                C3, 0.0f, S, BLK);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, scale, q, C3,
+                                k, C3, 0.0f, S, BLK);
                     for (int r = 0; r < nq; r++) {
                         float *s = S + (size_t)r * BLK;
                         int lim = q0 + r - k0 + 1; /* keys k0..q0+r are visible */
                         if (lim > nk) lim = nk;
                         float m = mx[r];
 #pragma omp simd reduction(max : m)
-                        for (int j = 0; j < lim; j++) m = s[j] > m ? s[j] : m;
+                        for (int j = 0; j < lim; j++)
+                            m = s[j] > m ? s[j] : m;
                         float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
                         for (int j = 0; j < lim; j++) {
                             s[j] = cpu_expf(s[j] - m);
                             acc += s[j];
                         }
-                        for (int j = lim; j < nk; j++) s[j] = 0.0f;
+                        for (int j = lim; j < nk; j++)
+                            s[j] = 0.0f;
                         if (m != mx[r]) { /* a new max: rescale what is accumulated */
                             float alpha = mx[r] == -INFINITY ? 0.0f : cpu_expf(mx[r] - m);
                             float *orow = o + (size_t)r * C;
-                            for (int j = 0; j < HS; j++) orow[j] *= alpha;
+                            for (int j = 0; j < HS; j++)
+                                orow[j] *= alpha;
                             sum[r] *= alpha;
                             mx[r] = m;
                         }
@@ -236,7 +247,8 @@ void cpu_attention_flash_forward(float *out, float *lse, const float *qkv, int B
                 float *l = lse + ((size_t)b * NH + h) * T + q0;
                 for (int r = 0; r < nq; r++) {
                     float inv = 1.0f / sum[r], *orow = o + (size_t)r * C;
-                    for (int j = 0; j < HS; j++) orow[j] *= inv;
+                    for (int j = 0; j < HS; j++)
+                        orow[j] *= inv;
                     l[r] = mx[r] + logf(sum[r]);
                 }
             }
@@ -260,14 +272,16 @@ void cpu_attention_flash_backward(float *dqkv, const float *dout, const float *q
             size_t base = (size_t)b * T * C3 + h * HS;
             const float *Q = qkv + base, *K = Q + C, *V = Q + 2 * C;
             float *dQ = dqkv + base, *dK = dQ + C, *dV = dQ + 2 * C;
-            const float *dO = dout + (size_t)b * T * C + h * HS, *O = out + (size_t)b * T * C + h * HS;
+            const float *dO = dout + (size_t)b * T * C + h * HS,
+                        *O = out + (size_t)b * T * C + h * HS;
             const float *L = lse + ((size_t)b * NH + h) * T;
             /* D = rowsum(dO * O); dK, dV accumulate from zero */
             for (int t = 0; t < T; t++) {
                 const float *x = dO + (size_t)t * C, *y = O + (size_t)t * C;
                 float d = 0.0f;
 #pragma omp simd reduction(+ : d)
-                for (int j = 0; j < HS; j++) d += x[j] * y[j];
+                for (int j = 0; j < HS; j++)
+                    d += x[j] * y[j];
                 D[t] = d;
                 memset(dK + (size_t)t * C3, 0, HS * sizeof(float));
                 memset(dV + (size_t)t * C3, 0, HS * sizeof(float));
@@ -276,14 +290,15 @@ void cpu_attention_flash_backward(float *dqkv, const float *dout, const float *q
                 int nq = T - q0 < BLK ? T - q0 : BLK;
                 const float *q = Q + (size_t)q0 * C3, *dOq = dO + (size_t)q0 * C;
                 float *dq = dQ + (size_t)q0 * C3;
-                for (int k0 = 0; k0 < q0 + nq; k0 += BLK) { /* causal: key blocks up to the diagonal */
+                for (int k0 = 0; k0 < q0 + nq;
+                     k0 += BLK) { /* causal: key blocks up to the diagonal */
                     int nk = T - k0 < BLK ? T - k0 : BLK;
                     const float *k = K + (size_t)k0 * C3, *v = V + (size_t)k0 * C3;
                     /* P = exp(scale Q K^T - lse);  dP = dO V^T */
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, scale, q, C3, k,
-                                C3, 0.0f, P, BLK);
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, 1.0f, dOq, C, v,
-                                C3, 0.0f, dP, BLK);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, scale, q, C3,
+                                k, C3, 0.0f, P, BLK);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, 1.0f, dOq, C,
+                                v, C3, 0.0f, dP, BLK);
                     for (int r = 0; r < nq; r++) {
                         float *p = P + (size_t)r * BLK, *dp = dP + (size_t)r * BLK;
                         int lim = q0 + r - k0 + 1;
@@ -294,15 +309,16 @@ void cpu_attention_flash_backward(float *dqkv, const float *dout, const float *q
                             p[j] = cpu_expf(p[j] - l);
                             dp[j] = p[j] * (dp[j] - d);
                         }
-                        for (int j = lim; j < nk; j++) p[j] = dp[j] = 0.0f;
+                        for (int j = lim; j < nk; j++)
+                            p[j] = dp[j] = 0.0f;
                     }
                     /* dV_k += P^T dO_q;  dQ_q += scale dS K_k;  dK_k += scale dS^T Q_q */
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nq, 1.0f, P, BLK, dOq,
-                                C, 1.0f, dV + (size_t)k0 * C3, C3);
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, HS, nk, scale, dP, BLK, k,
-                                C3, k0 ? 1.0f : 0.0f, dq, C3);
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nq, scale, dP, BLK, q,
-                                C3, 1.0f, dK + (size_t)k0 * C3, C3);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nq, 1.0f, P, BLK,
+                                dOq, C, 1.0f, dV + (size_t)k0 * C3, C3);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, HS, nk, scale, dP,
+                                BLK, k, C3, k0 ? 1.0f : 0.0f, dq, C3);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nq, scale, dP, BLK,
+                                q, C3, 1.0f, dK + (size_t)k0 * C3, C3);
                 }
             }
         }
@@ -331,21 +347,24 @@ void cpu_attention_cached(float *out, float *kcache, float *vcache, const float 
             const float *q = qkv + (size_t)i * C3 + h * HS;
             float *o = out + (size_t)i * C + h * HS;
             float mx = -INFINITY, sum = 0.0f, sc[KV_TILE];
-            for (int j = 0; j < HS; j++) o[j] = 0.0f;
+            for (int j = 0; j < HS; j++)
+                o[j] = 0.0f;
             for (int s0 = 0; s0 < keys; s0 += KV_TILE) {
                 int ns = keys - s0 < KV_TILE ? keys - s0 : KV_TILE;
                 float tmax = -INFINITY;
                 for (int t = 0; t < ns; t++) {
                     const float *k = kcache + (size_t)(s0 + t) * C + h * HS;
                     float dot = 0.0f;
-                    for (int j = 0; j < HS; j++) dot += q[j] * k[j];
+                    for (int j = 0; j < HS; j++)
+                        dot += q[j] * k[j];
                     sc[t] = dot * scale;
                     tmax = sc[t] > tmax ? sc[t] : tmax;
                 }
                 if (tmax > mx) { /* a new maximum: rescale what came before */
                     float r = cpu_expf(mx - tmax);
                     sum *= r;
-                    for (int j = 0; j < HS; j++) o[j] *= r;
+                    for (int j = 0; j < HS; j++)
+                        o[j] *= r;
                     mx = tmax;
                 }
                 for (int t = 0; t < ns; t++) {
@@ -354,11 +373,13 @@ void cpu_attention_cached(float *out, float *kcache, float *vcache, const float 
                 }
                 for (int t = 0; t < ns; t++) {
                     const float *v = vcache + (size_t)(s0 + t) * C + h * HS;
-                    for (int j = 0; j < HS; j++) o[j] += sc[t] * v[j];
+                    for (int j = 0; j < HS; j++)
+                        o[j] += sc[t] * v[j];
                 }
             }
             float inv = 1.0f / sum;
-            for (int j = 0; j < HS; j++) o[j] *= inv;
+            for (int j = 0; j < HS; j++)
+                o[j] *= inv;
         }
     }
 }

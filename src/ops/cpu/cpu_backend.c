@@ -21,8 +21,8 @@ static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
 
 static const char *cpu_describe(void) {
     static char line[160];
-    snprintf(line, sizeof line, "CPU, %d threads (OpenMP), OpenBLAS %s kernels", omp_get_max_threads(),
-             openblas_get_corename());
+    snprintf(line, sizeof line, "CPU, %d threads (OpenMP), OpenBLAS %s kernels",
+             omp_get_max_threads(), openblas_get_corename());
     return line;
 }
 static void cpu_synchronize(void) {}

@@ -35,8 +35,8 @@ void cpu_attention_set_kernel(int kernel);
 size_t cpu_attention_state_floats(int B, int NH, int T);
 void cpu_attention_full_forward(float *out, float *att, const float *qkv, int B, int T, int C,
                                 int NH);
-void cpu_attention_full_backward(float *dqkv, const float *dout, const float *qkv,
-                                 const float *att, int B, int T, int C, int NH);
+void cpu_attention_full_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
+                                 int B, int T, int C, int NH);
 void cpu_attention_flash_forward(float *out, float *lse, const float *qkv, int B, int T, int C,
                                  int NH);
 void cpu_attention_flash_backward(float *dqkv, const float *dout, const float *qkv,
@@ -45,8 +45,8 @@ void cpu_attention_cached(float *out, float *kcache, float *vcache, const float 
                           int pos0, int C, int NH);
 /* int8 weights (cpu_q8.c; see ops.h) */
 void *cpu_q8_make(const float *w, int OC, int C);
-void cpu_q8_matmul_forward(float *out, const float *x, const void *wq, const float *bias, int N, int C,
-                           int OC);
+void cpu_q8_matmul_forward(float *out, const float *x, const void *wq, const float *bias, int N,
+                           int C, int OC);
 size_t cpu_q8_bytes(const void *wq);
 void cpu_q8_free(void *wq);
 void cpu_gelu_forward(float *out, const float *x, size_t n);

@@ -18,7 +18,8 @@ static void norm_row(float *o, const float *xr, float m, const float *w, const f
         var += d * d;
     }
     float s = 1.0f / sqrtf(var / C + LN_EPS);
-    for (int i = 0; i < C; i++) o[i] = (xr[i] - m) * s * w[i] + b[i];
+    for (int i = 0; i < C; i++)
+        o[i] = (xr[i] - m) * s * w[i] + b[i];
     if (mean) *mean = m;
     if (rstd) *rstd = s;
 }
@@ -31,7 +32,8 @@ void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *x,
         const float *xr = x + (size_t)n * C;
         float *o = out + (size_t)n * C;
         float m = 0.0f;
-        for (int i = 0; i < C; i++) m += xr[i];
+        for (int i = 0; i < C; i++)
+            m += xr[i];
         norm_row(o, xr, m / C, w, b, C, mean ? mean + n : NULL, rstd ? rstd + n : NULL);
     }
 }

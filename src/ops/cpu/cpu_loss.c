@@ -16,11 +16,13 @@ void cpu_xent_forward_backward(float *losses, float *dlogits, const float *logit
         int y = targets[n];
         float mx = l[0];
 #pragma omp simd reduction(max : mx)
-        for (int i = 0; i < V; i++) mx = l[i] > mx ? l[i] : mx;
+        for (int i = 0; i < V; i++)
+            mx = l[i] > mx ? l[i] : mx;
         float ly = l[y], sum = 0.0f; /* l[y] before dlogits (which may alias) overwrites it */
         if (!dlogits) {
 #pragma omp simd reduction(+ : sum)
-            for (int i = 0; i < V; i++) sum += cpu_expf(l[i] - mx);
+            for (int i = 0; i < V; i++)
+                sum += cpu_expf(l[i] - mx);
             losses[n] = mx + logf(sum) - ly;
             continue;
         }
@@ -34,7 +36,8 @@ void cpu_xent_forward_backward(float *losses, float *dlogits, const float *logit
         losses[n] = mx + logf(sum) - ly;
         float k = dloss / sum;
 #pragma omp simd
-        for (int i = 0; i < V; i++) d[i] *= k;
+        for (int i = 0; i < V; i++)
+            d[i] *= k;
         d[y] -= dloss;
     }
 }

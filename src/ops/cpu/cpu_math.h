@@ -43,7 +43,7 @@ static inline float cpu_gelu(float v) {
 static inline float cpu_gelu_grad(float v) {
     float u = CPU_GELU_K * (v + 0.044715f * v * v * v);
     float s = 1.0f / (1.0f + cpu_expf(-2.0f * u)); /* (1 + tanh u) / 2 */
-    float sech2 = 4.0f * s * (1.0f - s);            /* 1 - tanh^2 u */
+    float sech2 = 4.0f * s * (1.0f - s);           /* 1 - tanh^2 u */
     return s + 0.5f * v * sech2 * CPU_GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
 }
 

@@ -58,9 +58,11 @@ static inline float matvec_finish(matvec_vec_t acc, const float *x, const float 
     float t[MATVEC_VW];
     memcpy(t, &acc, sizeof t);
     for (int h = MATVEC_VW / 2; h > 0; h /= 2)
-        for (int k = 0; k < h; k++) t[k] += t[k + h];
+        for (int k = 0; k < h; k++)
+            t[k] += t[k + h];
     float s = t[0];
-    for (int j = i; j < C; j++) s += wr[j] * x[j];
+    for (int j = i; j < C; j++)
+        s += wr[j] * x[j];
     return bias ? s + *bias : s;
 }
 
@@ -75,9 +77,11 @@ static inline void matvec_block(float *out, const float *x, const float *w, cons
     int i = 0;
     for (; i + MATVEC_VW <= C; i += MATVEC_VW) {
         matvec_vec_t xv = matvec_load(x + i);
-        for (int r = 0; r < R; r++) acc[r] = MATVEC_FMA(matvec_load(w + (size_t)r * C + i), xv, acc[r]);
+        for (int r = 0; r < R; r++)
+            acc[r] = MATVEC_FMA(matvec_load(w + (size_t)r * C + i), xv, acc[r]);
     }
-    for (int r = 0; r < R; r++) out[r] = matvec_finish(acc[r], x, w + (size_t)r * C, bias ? bias + r : NULL, i, C);
+    for (int r = 0; r < R; r++)
+        out[r] = matvec_finish(acc[r], x, w + (size_t)r * C, bias ? bias + r : NULL, i, C);
 }
 
 /* matvec_block for two rows of x at once (batched decoding): each load of
@@ -141,7 +145,8 @@ static void matvec(float *pre, float *out, const float *x, const float *w, const
                 const float *pn = pre + (size_t)n * OC;
                 float *on = out + (size_t)n * OC;
 #pragma omp simd
-                for (int o = o0; o < o1; o++) on[o] = cpu_gelu(pn[o]);
+                for (int o = o0; o < o1; o++)
+                    on[o] = cpu_gelu(pn[o]);
             }
         }
     }
@@ -162,8 +167,7 @@ void cpu_matmul_forward(float *out, const float *x, const float *w, const float 
         cpu_matvec(out, x, w, bias, C, OC);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, x, C, w, C, 0.0f, out,
-                OC);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, x, C, w, C, 0.0f, out, OC);
     if (bias) cpu_bias_add(out, bias, N, OC);
 }
 
@@ -171,7 +175,8 @@ void cpu_bias_add(float *out, const float *bias, int N, int OC) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *o = out + (size_t)n * OC;
-        for (int i = 0; i < OC; i++) o[i] += bias[i];
+        for (int i = 0; i < OC; i++)
+            o[i] += bias[i];
     }
 }
 
@@ -179,8 +184,8 @@ void cpu_matmul_backward(float *dx, float *dw, float *dbias, const float *dout, 
                          const float *w, int N, int C, int OC) {
     /* dx (N,C) = dout (N,OC) @ w (OC,C) */
     if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C,
-                    0.0f, dx, C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 0.0f,
+                    dx, C);
     /* dw (OC,C) += dout^T (OC,N) @ x (N,C) */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, x, C, 1.0f, dw,
                 C);
@@ -195,7 +200,8 @@ void cpu_bias_backward(float *dbias, const float *dout, int N, int OC) {
         int o1 = o0 + 64 < OC ? o0 + 64 : OC;
         for (int n = 0; n < N; n++) {
             const float *d = dout + (size_t)n * OC;
-            for (int o = o0; o < o1; o++) dbias[o] += d[o];
+            for (int o = o0; o < o1; o++)
+                dbias[o] += d[o];
         }
     }
 }

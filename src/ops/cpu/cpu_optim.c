@@ -8,7 +8,8 @@
 double cpu_sq_norm(const float *x, size_t n) {
     double s = 0.0;
 #pragma omp parallel for simd schedule(static) reduction(+ : s)
-    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    for (size_t i = 0; i < n; i++)
+        s += (double)x[i] * x[i];
     return s;
 }
 
@@ -35,7 +36,8 @@ float cpu_adamw_clip(float *p, const float *g, float *m, float *v, const ops_seg
                      int nseg, float lr, float beta1, float beta2, float eps, float wd, float clip,
                      int t) {
     size_t total = 0;
-    for (int s = 0; s < nseg; s++) total += seg[s].numel;
+    for (int s = 0; s < nseg; s++)
+        total += seg[s].numel;
     int nt = omp_get_max_threads();
     double part[256];
     if (nt > 256) nt = 256;
@@ -50,24 +52,28 @@ float cpu_adamw_clip(float *p, const float *g, float *m, float *v, const ops_seg
         double acc = 0.0;
         size_t base = 0; /* position of segment s in the concatenation */
         for (int s = 0; s < nseg && base < hi; base += seg[s].numel, s++) {
-            size_t a = lo > base ? lo - base : 0, b = hi - base < seg[s].numel ? hi - base : seg[s].numel;
+            size_t a = lo > base ? lo - base : 0,
+                   b = hi - base < seg[s].numel ? hi - base : seg[s].numel;
             if (a >= b) continue;
             const float *gs = g + seg[s].offset;
 #pragma omp simd reduction(+ : acc)
-            for (size_t i = a; i < b; i++) acc += (double)gs[i] * gs[i];
+            for (size_t i = a; i < b; i++)
+                acc += (double)gs[i] * gs[i];
         }
         part[id] = acc;
 #pragma omp barrier
 #pragma omp single
         {
             double sq = 0.0;
-            for (int k = 0; k < tn; k++) sq += part[k];
+            for (int k = 0; k < tn; k++)
+                sq += part[k];
             norm = (float)sqrt(sq);
             scale = clip > 0.0f && norm > clip ? clip / norm : 1.0f;
         } /* implicit barrier: every thread sees scale */
         base = 0;
         for (int s = 0; s < nseg && base < hi; base += seg[s].numel, s++) {
-            size_t a = lo > base ? lo - base : 0, b = hi - base < seg[s].numel ? hi - base : seg[s].numel;
+            size_t a = lo > base ? lo - base : 0,
+                   b = hi - base < seg[s].numel ? hi - base : seg[s].numel;
             if (a >= b) continue;
             float *ps = p + seg[s].offset, *ms = m + seg[s].offset, *vs = v + seg[s].offset;
             const float *gs = g + seg[s].offset;

@@ -15,7 +15,8 @@ void cpu_embed_forward(float *out, const int32_t *tok, const float *wte, const f
         int t = bt % T;
         const float *e = wte + (size_t)tok[bt] * C, *p = wpe + (size_t)(pos0 + t) * C;
         float *o = out + (size_t)bt * C;
-        for (int i = 0; i < C; i++) o[i] = e[i] + p[i];
+        for (int i = 0; i < C; i++)
+            o[i] = e[i] + p[i];
     }
 }
 
@@ -35,12 +36,14 @@ void cpu_embed_backward(float *dwte, float *dwpe, const float *dout, const int32
 
 void cpu_gelu_forward(float *out, const float *x, size_t n) {
 #pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = cpu_gelu(x[i]);
+    for (size_t i = 0; i < n; i++)
+        out[i] = cpu_gelu(x[i]);
 }
 
 void cpu_gelu_backward(float *dx, const float *x, const float *dout, size_t n) {
 #pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) dx[i] = dout[i] * cpu_gelu_grad(x[i]);
+    for (size_t i = 0; i < n; i++)
+        dx[i] = dout[i] * cpu_gelu_grad(x[i]);
 }
 
 /* Fused: the GELU backward and the bias gradient of the matmul before it
@@ -74,12 +77,14 @@ void cpu_gelu_bias_backward(float *dpre, float *dbias, const float *pre, const f
         int o0 = (int)((long)OC * id / tn), o1 = (int)((long)OC * (id + 1) / tn);
         for (int t = 0; t < tn; t++) {
             const float *pt = part + (size_t)t * OC;
-            for (int i = o0; i < o1; i++) dbias[i] += pt[i];
+            for (int i = o0; i < o1; i++)
+                dbias[i] += pt[i];
         }
     }
 }
 
 void cpu_add(float *out, const float *a, const float *b, size_t n) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    for (size_t i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
 }

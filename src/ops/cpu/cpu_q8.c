@@ -16,8 +16,8 @@
 
 typedef struct {
     int OC, C;
-    int8_t *q;  /* (OC,C) */
-    float *s;   /* (OC, C/32) */
+    int8_t *q; /* (OC,C) */
+    float *s;  /* (OC, C/32) */
 } cpu_q8_t;
 
 void *cpu_q8_make(const float *w, int OC, int C) {
@@ -36,10 +36,12 @@ void *cpu_q8_make(const float *w, int OC, int C) {
     for (long b = 0; b < (long)OC * (C / Q8_BLOCK); b++) {
         const float *src = w + b * Q8_BLOCK;
         float amax = 0.0f;
-        for (int j = 0; j < Q8_BLOCK; j++) amax = fmaxf(amax, fabsf(src[j]));
+        for (int j = 0; j < Q8_BLOCK; j++)
+            amax = fmaxf(amax, fabsf(src[j]));
         float s = amax / 127.0f, inv = s > 0.0f ? 1.0f / s : 0.0f;
         t->s[b] = s;
-        for (int j = 0; j < Q8_BLOCK; j++) t->q[b * Q8_BLOCK + j] = (int8_t)lrintf(src[j] * inv);
+        for (int j = 0; j < Q8_BLOCK; j++)
+            t->q[b * Q8_BLOCK + j] = (int8_t)lrintf(src[j] * inv);
     }
     return t;
 }
@@ -63,11 +65,13 @@ static inline float q8_dot(const int8_t *q, const float *s, const float *x, int 
     __m256 acc = _mm256_setzero_ps();
     for (int b = 0; b < C / Q8_BLOCK; b++, q += Q8_BLOCK, x += Q8_BLOCK) {
         /* four groups of 8: int8 -> int32 -> float, times x */
-        __m256 blk = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q))),
-                                   _mm256_loadu_ps(x));
+        __m256 blk = _mm256_mul_ps(
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q))),
+            _mm256_loadu_ps(x));
         for (int g = 8; g < Q8_BLOCK; g += 8)
-            blk = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + g)))),
-                                  _mm256_loadu_ps(x + g), blk);
+            blk = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + g)))),
+                _mm256_loadu_ps(x + g), blk);
         acc = _mm256_fmadd_ps(blk, _mm256_set1_ps(s[b]), acc);
     }
     /* the eight lanes, summed as a tree */
@@ -79,7 +83,8 @@ static inline float q8_dot(const int8_t *q, const float *s, const float *x, int 
     float acc = 0.0f;
     for (int b = 0; b < C / Q8_BLOCK; b++) {
         float blk = 0.0f;
-        for (int j = 0; j < Q8_BLOCK; j++) blk += (float)q[b * Q8_BLOCK + j] * x[b * Q8_BLOCK + j];
+        for (int j = 0; j < Q8_BLOCK; j++)
+            blk += (float)q[b * Q8_BLOCK + j] * x[b * Q8_BLOCK + j];
         acc += blk * s[b];
     }
     return acc;
@@ -89,8 +94,8 @@ static inline float q8_dot(const int8_t *q, const float *s, const float *x, int 
 /* out (N,OC) = x (N,C) @ dequant(wq)^T + bias (may be NULL). Threads take
  * contiguous ranges of output rows, and each weight row is read once for
  * all N input rows (it stays in cache between them). */
-void cpu_q8_matmul_forward(float *out, const float *x, const void *wq, const float *bias, int N, int C,
-                           int OC) {
+void cpu_q8_matmul_forward(float *out, const float *x, const void *wq, const float *bias, int N,
+                           int C, int OC) {
     const cpu_q8_t *t = wq;
     int nb = C / Q8_BLOCK;
 #pragma omp parallel if ((size_t)OC * C >= 65536)
@@ -101,7 +106,8 @@ void cpu_q8_matmul_forward(float *out, const float *x, const void *wq, const flo
             const int8_t *q = t->q + (size_t)o * C;
             const float *s = t->s + (size_t)o * nb;
             float b = bias ? bias[o] : 0.0f;
-            for (int n = 0; n < N; n++) out[(size_t)n * OC + o] = q8_dot(q, s, x + (size_t)n * C, C) + b;
+            for (int n = 0; n < N; n++)
+                out[(size_t)n * OC + o] = q8_dot(q, s, x + (size_t)n * C, C) + b;
         }
     }
 }
