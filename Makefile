@@ -55,7 +55,7 @@ COMMIT   := $(shell c=$$(git rev-parse --short=12 HEAD 2>/dev/null) && \
               { git diff --quiet HEAD -- 2>/dev/null && echo $$c || echo $$c-dirty; } || echo unknown)
 BACKENDS := cpu$(if $(PLUGIN), cuda (minigpt_cuda.so))
 
-.PHONY: all demo test check asan clean deps deps-test unit fuzzers install uninstall readme-flags FORCE
+.PHONY: all demo test check asan clean deps deps-test unit fuzzers install uninstall readme-flags format FORCE
 all: minigpt
 
 minigpt: $(BUILD)/minigpt $(PLUGIN)
@@ -123,6 +123,10 @@ install: minigpt
 	$(if $(PLUGIN),install -m 755 $(PLUGIN) $(DESTDIR)$(PREFIX)/bin/$(PLUGIN))
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/minigpt $(DESTDIR)$(PREFIX)/bin/minigpt_cuda.so
+
+# clang-format the C sources (tests/format.sh checks that nothing differs)
+format:
+	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c' 'tests/tools/*.c' 'tests/fuzz/*.c' 'bench/*.c')
 
 readme-flags: minigpt
 	scripts/readme_flags.sh README.md

@@ -11,7 +11,7 @@ set -eu
 cd "$(dirname "$0")/.."
 want="gcc make libopenblas-openmp-dev libpcre2-dev libcjson-dev libedit-dev libmicrohttpd-dev"
 if [ "${1:-build}" = test ]; then
-    want="$want libcmocka-dev python3-torch python3-numpy libopenblas0-pthread clang libclang-rt-14-dev chromium"
+    want="$want libcmocka-dev python3-torch python3-numpy libopenblas0-pthread clang libclang-rt-14-dev clang-format chromium"
     command -v node >/dev/null && command -v npm >/dev/null || want="$want nodejs npm"
 fi
 missing=""

@@ -17,6 +17,7 @@ unit() { # unit DIR LABEL
 }
 
 unit build unit
+bash tests/format.sh
 bash tests/parity.sh
 MINIGPT=./minigpt bash tests/e2e.sh
 MINIGPT=./minigpt bash tests/bad_input.sh
