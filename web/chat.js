@@ -62,6 +62,7 @@ async function send(text) {
         deltas++;
         answer += d;
         out.textContent = answer;
+        out.dataset.deltas = deltas; // the stream's text events shown so far (tests read it)
         out.parentElement.scrollIntoView({ block: 'end' });
       }, controller.signal);
   } catch (e) {
