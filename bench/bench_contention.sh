@@ -2,7 +2,8 @@
 # bench_contention.sh - how minigpt's speed holds up when another program
 # keeps a core busy (issue 14, item 9). OpenMP threads that spin while they
 # wait for a thread the scheduler has put aside waste the core that thread
-# needs; minigpt therefore starts with OMP_WAIT_POLICY=PASSIVE (see
+# needs; minigpt therefore starts with OMP_WAIT_POLICY=PASSIVE when the load
+# average says the machine is busy, else GOMP_SPINCOUNT=300000 (see
 # ops_cpu_select_kernels) unless the user set OMP_WAIT_POLICY or
 # GOMP_SPINCOUNT. This measures, each alone and beside one busy process
 # (`yes >/dev/null`), for each setting:
@@ -10,7 +11,7 @@
 #   gpt2   GPT-2 124M batch-1 decode tokens/s (training at batch 1 x 64)
 # Settings (environment of the run; a user's setting wins over minigpt's):
 #   old    GOMP_SPINCOUNT=300000, libgomp's default (what minigpt ran with before)
-#   new    nothing set: minigpt's own default (OMP_WAIT_POLICY=PASSIVE)
+#   new    nothing set: minigpt's own choice (passive on a busy machine)
 # SWEEP=1 adds GOMP_SPINCOUNT=30000, 3000 and 300.
 # Prints the median of REPS runs (default 3) per cell.
 # Usage: bench/bench_contention.sh [threads]   (default 2)

@@ -16,8 +16,9 @@ void ops_cpu_set_threads(int n_threads);
 /* Call first thing in main(): on a CPU with AVX-512 that OpenBLAS does not
  * recognise as such, re-executes the program with OPENBLAS_CORETYPE set so
  * that OpenBLAS loads its AVX-512 kernels (about 2x the sgemm speed); and
- * with OMP_WAIT_POLICY=PASSIVE unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is
- * set, so that a busy core elsewhere does not collapse the speed. An
+ * unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set, with OMP_WAIT_POLICY=PASSIVE
+ * on a busy machine (a busy core elsewhere would collapse the speed) and
+ * GOMP_SPINCOUNT=300000 on a quiet one. An
  * explicit setting wins; returns if exec fails. */
 void ops_cpu_select_kernels(char **argv);
 /* e.g. "OpenBLAS, SkylakeX kernels" */

@@ -104,18 +104,36 @@ static int amd_avx512(void) {
 /* libgomp's idle threads spin 300000 times (~3 ms) before they sleep. On
  * a machine where another program keeps a core busy, a thread that waits
  * at a barrier for one the scheduler has put aside burns the core that
- * thread needs: 2-thread decoding of tiny fell from ~2000 to 6 tokens/s.
- * Measured beside busy processes, every spin cost speed (300000, 30000,
- * 3000, 300 spins: 14-59, 18-56, 191-411, ~1220 tokens/s) and sleeping at
- * once was fastest (3000-5400); see bench/RESULTS.md, "Beside a busy
- * process". libgomp reads the variable in its constructor, before main,
+ * thread needs: 2-thread decoding of tiny fell from ~2000 to 6 tokens/s,
+ * and sleeping at once (OMP_WAIT_POLICY=PASSIVE) was fastest there. On a
+ * quiet machine the spinning pays: `tiny` decodes at ~8000 tokens/s with
+ * it and ~3750 passive (bench/RESULTS.md, "Beside a busy process"). So
+ * minigpt looks at start: when the machine's 1-minute load average is 0.7
+ * or more (about a core kept busy; an instant's runnable count would also
+ * see the other programs of a pipeline starting), it waits passively; otherwise it spins 300000
+ * times, libgomp's default, set explicitly because without the variable libgomp spins only 1000
+ * times whenever it counts more threads than cores (measured here: `tiny` decoded at ~4000 tokens/s
+ * unset, ~9000 with the variable). libgomp reads the variables in its constructor, before main,
  * hence the restart. */
+static int machine_busy(void) {
+    FILE *f = fopen("/proc/loadavg", "r");
+    double load = 0.0;
+    if (!f) return 0;
+    int ok = fscanf(f, "%lf", &load) == 1;
+    fclose(f);
+    return ok && load >= 0.7; /* about one core kept busy over the last minute */
+}
+
 void ops_cpu_select_kernels(char **argv) {
     int again = 0;
     if (!getenv("OPENBLAS_CORETYPE") && amd_avx512())
         again |= setenv("OPENBLAS_CORETYPE", "SkylakeX", 1) == 0;
-    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT"))
-        again |= setenv("OMP_WAIT_POLICY", "PASSIVE", 1) == 0;
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT")) {
+        if (machine_busy())
+            again |= setenv("OMP_WAIT_POLICY", "PASSIVE", 1) == 0;
+        else /* libgomp's spin, also where it would throttle it to 1000 */
+            again |= setenv("GOMP_SPINCOUNT", "300000", 1) == 0;
+    }
     if (again) execv("/proc/self/exe", argv);
 }
 
