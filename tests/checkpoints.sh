@@ -104,6 +104,10 @@ loaded() {
 expect "load --dir (default mode auto, filter best) -> $best" loaded "$best" --dir "$D"
 expect "load --mode auto --filter best -> $best" loaded "$best" --dir "$D" --mode auto --filter best
 expect "load --filter latest -> mini_gpt (saved last)" loaded mini_gpt.safetensors --dir "$D" --filter latest
+# one step's files are written within milliseconds; file systems keep
+# mtimes in ticks of a few: the same mtime on all of them still picks mini_gpt
+touch -r "$D/mini_gpt.safetensors" "$D/best_model.safetensors" "$D/checkpoint_epoch_3.safetensors"
+expect "... also when the step's files share one mtime" loaded mini_gpt.safetensors --dir "$D" --filter latest
 expect "load --search epoch_2 -> checkpoint_epoch_2" loaded checkpoint_epoch_2.safetensors --dir "$D" --search epoch_2
 expect "load --search is case-insensitive" loaded checkpoint_epoch_2.safetensors --dir "$D" --search EPOCH_2
 expect "load --search looks in metadata values (\"step\":$s1)" \

@@ -270,11 +270,22 @@ int catalog_match(const catalog_entry_t *e, const catalog_filter_t *f) {
     return 1;
 }
 
-/* a newer than b: creation time, then step, then file mtime */
+/* Whether path names a run's final model (mini_gpt.safetensors), which the
+ * trainer writes last of a step's files. */
+static int final_model(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return strcmp(slash ? slash + 1 : path, "mini_gpt.safetensors") == 0;
+}
+
+/* a newer than b: creation time, then step, then file mtime, then the
+ * final model: the files of one step are written within milliseconds, and
+ * file systems keep mtimes in ticks of a few (4 ms here), so two of them
+ * can carry the same one */
 static int newer(const catalog_entry_t *a, const catalog_entry_t *b) {
     if (a->created != b->created) return a->created > b->created;
     if (a->step != b->step) return a->step > b->step;
-    return a->mtime_ns > b->mtime_ns;
+    if (a->mtime_ns != b->mtime_ns) return a->mtime_ns > b->mtime_ns;
+    return final_model(a->path) && !final_model(b->path);
 }
 
 int catalog_pick(const catalog_t *c, const catalog_filter_t *f, catalog_pick_t how) {

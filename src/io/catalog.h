@@ -79,7 +79,8 @@ int catalog_match(const catalog_entry_t *e, const catalog_filter_t *f);
 
 typedef enum { CATALOG_BEST, CATALOG_LATEST } catalog_pick_t;
 /* The readable matching entry with the lowest loss (the catalog's order)
- * or the newest (creation time, then step, then file mtime): its index, or
+ * or the newest (creation time, then step, then file mtime, then the final
+ * model mini_gpt): its index, or
  * -1 if none matches. */
 int catalog_pick(const catalog_t *c, const catalog_filter_t *f, catalog_pick_t how);
 
