@@ -506,7 +506,8 @@ stop
 echo "serve: slots, queue, leaving clients, SIGTERM (a slower model)"
 "$MINIGPT" train --data "$T/slice.txt" --preset small --ctx 512 --vocab 512 --steps 1 --batch 1 \
     --threads 1 --eval-every 0 --out "$T/big" >/dev/null 2>&1
-start "$T/q.log" --checkpoint "$T/big/mini_gpt.safetensors" --parallel 2 --queue 1 --shutdown-timeout 300
+# one thread: the two 500-token streams must outlast the queued request's arrival
+start "$T/q.log" --checkpoint "$T/big/mini_gpt.safetensors" --parallel 2 --queue 1 --shutdown-timeout 300 --threads 1
 $PY - "$port" <<'EOF' >"$T/q.out" 2>&1
 import http.client, json, sys, threading, time, urllib.request, urllib.error
 port = int(sys.argv[1])
@@ -516,7 +517,10 @@ def metric(name):
             return float(l.split()[1])
 def open_stream(n):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    c.request("POST", "/v1/completions", json.dumps({"prompt": "O Brasil", "max_tokens": n, "stream": True}))
+    # greedy: a sampled stream of this 1-step model meets its end of text within 500
+    # tokens about half the time (then it would not hold its slot); greedy never does
+    c.request("POST", "/v1/completions", json.dumps({"prompt": "O Brasil", "max_tokens": n, "stream": True,
+                                                     "temperature": 0}))
     r = c.getresponse()
     assert r.status == 200 and r.readline().startswith(b"data: ")
     return c, r
@@ -534,10 +538,10 @@ def go():
         third["status"] = e.code
 t3 = threading.Thread(target=go)
 t3.start()
-for _ in range(100):  # the thread's request arrives (a busy machine can take a while)
+for _ in range(500):  # the thread's request arrives (a busy machine can take a while)
     if metric("minigpt_queue_length") == 1:
         break
-    time.sleep(0.1)
+    time.sleep(0.02)
 assert metric("minigpt_queue_length") == 1, metric("minigpt_queue_length")
 try:
     urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions",
