@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "util/atomic.h"
 #include "train/curve.h"
 #include "util/common.h"
 
@@ -27,9 +29,18 @@ int cli_plot_log(const char *log, const char *out, char *err) {
     struct stat a, b;
     if (stat(log, &a) == 0 && stat(out, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
         return mg_fail(err, "plot: '%s' is the log itself; give another --out", out);
+    /* drawn into a temp file beside out, then renamed over it: a failed or
+     * interrupted plot leaves the old picture (an existing non-regular out,
+     * a FIFO say, is refused rather than replaced) */
+    char tmp[4200];
+    if (stat(out, &b) == 0 && !S_ISREG(b.st_mode))
+        return mg_fail(err, "cannot write '%s': not a regular file", out);
+    if (mg_atomic_tmp(out, tmp, sizeof tmp)) return mg_fail(err, "plot: path too long: '%s'", out);
     curve_t cv;
     if (curve_load(log, &cv, err)) return -1;
-    int rc = curve_svg(&cv, "minigpt: loss against tokens seen", out, err);
+    int rc = curve_svg(&cv, "minigpt: loss against tokens seen", tmp, err);
+    if (rc) unlink(tmp);
+    if (rc == 0) rc = mg_atomic_commit(tmp, out, err);
     if (rc == 0) {
         /* %.3f, but not 300 digits for a (corrupt) loss of 1e300 */
         const char *fmt = "loss %s %.3f -> %.3f", *vfmt = " (val %.3f)";

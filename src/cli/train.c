@@ -9,8 +9,6 @@
 
 #include "cli/cli.h"
 #include "io/catalog.h"
-#include "train/curve.h"
-#include "util/atomic.h"
 #include "ops/ops.h"
 #include "train/trainer.h"
 #include "util/common.h"
@@ -136,30 +134,14 @@ static int shape_conflict(const cli_shape_t *s, const gpt_config_t *ck, const ch
                    path, have, asked);
 }
 
-/* loss_curve.svg beside the log, written atomically (temp + rename). A
+/* loss_curve.svg beside the log (minigpt plot's drawing, atomic). A
  * picture that cannot be drawn (a full disk, say) is a warning: the run and
  * its checkpoints are done. */
 static void plot(const char *out_dir) {
-    char log[4096], svg[4096], tmp[4200], why[MG_ERR_LEN], spark[3 * 60 + 1];
+    char log[4096], why[MG_ERR_LEN];
     snprintf(log, sizeof log, "%s/train_log.jsonl", out_dir);
-    snprintf(svg, sizeof svg, "%s/loss_curve.svg", out_dir);
-    curve_t cv;
-    if ((mg_atomic_tmp(svg, tmp, sizeof tmp) && mg_fail(why, "path too long: '%s'", svg)) ||
-        curve_load(log, &cv, why)) {
+    if (cli_plot_log(log, NULL, why))
         fprintf(stderr, "minigpt train: warning: no loss curve: %s\n", why);
-        return;
-    }
-    int rc = curve_svg(&cv, "minigpt: loss against tokens seen", tmp, why);
-    if (rc) unlink(tmp);
-    if (rc || mg_atomic_commit(tmp, svg, why)) {
-        fprintf(stderr, "minigpt train: warning: no loss curve: %s\n", why);
-    } else {
-        curve_sparkline(&cv, 60, spark);
-        printf("loss %s %.3f -> %.3f", spark, cv.train[0].loss, cv.train[cv.n_train - 1].loss);
-        if (cv.n_val) printf(" (val %.3f)", cv.val[cv.n_val - 1].loss);
-        printf("\nplot: %s\n", svg);
-    }
-    curve_free(&cv);
 }
 
 int cli_train(const cli_args_t *a, char *err) {
