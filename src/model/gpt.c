@@ -12,13 +12,13 @@ static const struct {
     const char *name;
     gpt_config_t cfg;
 } presets[] = {
-    {"micro", {512, 64, 64, 2, 2}},
+    {"micro", {.vocab = 512, .ctx = 64, .dim = 64, .layers = 2, .heads = 2}},
     /* the default of `train`: what learns most in 5 minutes on 2 cores
      * (docs/training-recipe.md) */
-    {"tiny", {8192, 256, 128, 2, 2}},
-    {"mini", {4096, 256, 256, 4, 4}},
-    {"small", {8192, 512, 512, 8, 8}},
-    {"gpt2", {50257, 1024, 768, 12, 12}},
+    {"tiny", {.vocab = 8192, .ctx = 256, .dim = 128, .layers = 2, .heads = 2}},
+    {"mini", {.vocab = 4096, .ctx = 256, .dim = 256, .layers = 4, .heads = 4}},
+    {"small", {.vocab = 8192, .ctx = 512, .dim = 512, .layers = 8, .heads = 8}},
+    {"gpt2", {.vocab = 50257, .ctx = 1024, .dim = 768, .layers = 12, .heads = 12}},
 };
 
 int gpt_preset(const char *name, gpt_config_t *cfg, char *err) {
@@ -44,6 +44,46 @@ int gpt_config_check(const gpt_config_t *c, char *err) {
         return mg_fail(err, "layers %d out of range [1, 256]", c->layers);
     if (c->heads < 1 || c->dim % c->heads != 0)
         return mg_fail(err, "heads %d must divide dim %d", c->heads, c->dim);
+    if (c->pos != GPT_POS_LEARNED && c->pos != GPT_POS_ROPE)
+        return mg_fail(err, "unknown position embedding %d", c->pos);
+    if (c->norm != GPT_NORM_LAYER && c->norm != GPT_NORM_RMS)
+        return mg_fail(err, "unknown normalisation %d", c->norm);
+    if ((c->qk_norm | c->untie_head | c->zero_init) & ~1)
+        return mg_fail(err, "qk_norm, untie_head and zero_init are 0 or 1");
+    if (c->pos == GPT_POS_ROPE && (c->dim / c->heads) % 2)
+        return mg_fail(err, "--pos rope needs an even head size (dim %d / heads %d is odd)",
+                       c->dim, c->heads);
+    return 0;
+}
+
+int gpt_config_is_gpt2(const gpt_config_t *c, const char **option) {
+    const char *o = c->pos == GPT_POS_ROPE ? "--pos rope"
+                    : c->norm == GPT_NORM_RMS ? "--norm rmsnorm"
+                    : c->qk_norm              ? "--qk-norm"
+                    : c->untie_head           ? "--untie-head"
+                                              : NULL;
+    if (option) *option = o;
+    return o == NULL; /* zero_init is only how training started: the block is GPT-2's */
+}
+
+/* What each option needs of the backend: a model that asks for a NULL
+ * kernel is refused at creation, in one line that names the option. */
+int gpt_backend_check(const gpt_config_t *c, const ops_backend_t *ops, char *err) {
+    const struct {
+        int on;
+        int have;
+        const char *what, *option;
+    } needs[] = {
+        {c->pos == GPT_POS_ROPE, ops->qk_forward && ops->qk_backward,
+         "rotary position embeddings", "--pos rope"},
+        {c->norm == GPT_NORM_RMS, ops->rmsnorm_forward && ops->rmsnorm_backward, "RMSNorm",
+         "--norm rmsnorm"},
+        {c->qk_norm, ops->qk_forward && ops->qk_backward, "q/k normalisation", "--qk-norm"},
+    };
+    for (size_t i = 0; i < sizeof needs / sizeof needs[0]; i++)
+        if (needs[i].on && !needs[i].have)
+            return mg_fail(err, "the %s backend has no %s (%s); use --device cpu", ops->name,
+                           needs[i].what, needs[i].option);
     return 0;
 }
 
@@ -53,19 +93,20 @@ static const struct {
     const char *name;
     int rows, cols;
     size_t field;
+    int norm_bias; /* a LayerNorm bias: absent with RMSNorm */
 } layer_params[] = {
-    {"ln1.weight", 1, 0, offsetof(gpt_layer_t, ln1w)},
-    {"ln1.bias", 1, 0, offsetof(gpt_layer_t, ln1b)},
-    {"attn.qkv.weight", 3, 1, offsetof(gpt_layer_t, qkvw)},
-    {"attn.qkv.bias", 3, 0, offsetof(gpt_layer_t, qkvb)},
-    {"attn.proj.weight", 1, 1, offsetof(gpt_layer_t, projw)},
-    {"attn.proj.bias", 1, 0, offsetof(gpt_layer_t, projb)},
-    {"ln2.weight", 1, 0, offsetof(gpt_layer_t, ln2w)},
-    {"ln2.bias", 1, 0, offsetof(gpt_layer_t, ln2b)},
-    {"mlp.fc.weight", 4, 1, offsetof(gpt_layer_t, fcw)},
-    {"mlp.fc.bias", 4, 0, offsetof(gpt_layer_t, fcb)},
-    {"mlp.proj.weight", 1, 4, offsetof(gpt_layer_t, fc2w)},
-    {"mlp.proj.bias", 1, 0, offsetof(gpt_layer_t, fc2b)},
+    {"ln1.weight", 1, 0, offsetof(gpt_layer_t, ln1w), 0},
+    {"ln1.bias", 1, 0, offsetof(gpt_layer_t, ln1b), 1},
+    {"attn.qkv.weight", 3, 1, offsetof(gpt_layer_t, qkvw), 0},
+    {"attn.qkv.bias", 3, 0, offsetof(gpt_layer_t, qkvb), 0},
+    {"attn.proj.weight", 1, 1, offsetof(gpt_layer_t, projw), 0},
+    {"attn.proj.bias", 1, 0, offsetof(gpt_layer_t, projb), 0},
+    {"ln2.weight", 1, 0, offsetof(gpt_layer_t, ln2w), 0},
+    {"ln2.bias", 1, 0, offsetof(gpt_layer_t, ln2b), 1},
+    {"mlp.fc.weight", 4, 1, offsetof(gpt_layer_t, fcw), 0},
+    {"mlp.fc.bias", 4, 0, offsetof(gpt_layer_t, fcb), 0},
+    {"mlp.proj.weight", 1, 4, offsetof(gpt_layer_t, fc2w), 0},
+    {"mlp.proj.bias", 1, 0, offsetof(gpt_layer_t, fc2b), 0},
 };
 #define N_LAYER_PARAMS (int)(sizeof layer_params / sizeof layer_params[0])
 
@@ -81,46 +122,58 @@ static void add_param(gpt_model_t *m, const char *name, int64_t rows, int64_t co
     m->num_floats += p->numel;
 }
 
-/* The table, in memory order: embeddings, the layers, the final norm. */
+/* Is layer_params[i] in this config's table? */
+static int layer_param_on(const gpt_config_t *c, int i) {
+    return !(layer_params[i].norm_bias && c->norm == GPT_NORM_RMS);
+}
+
+/* The table, in memory order: embeddings (no position table with rope),
+ * the layers, the final norm (no bias with RMSNorm), the untied head. */
 static void build_table(gpt_model_t *m) {
     const gpt_config_t *c = &m->cfg;
     int64_t C = c->dim;
     char name[64];
     add_param(m, "token_embedding.weight", c->vocab, C);
-    add_param(m, "position_embedding.weight", c->ctx, C);
+    if (c->pos == GPT_POS_LEARNED) add_param(m, "position_embedding.weight", c->ctx, C);
     for (int l = 0; l < c->layers; l++) {
         for (int i = 0; i < N_LAYER_PARAMS; i++) {
+            if (!layer_param_on(c, i)) continue;
             snprintf(name, sizeof name, "transformer.layers.%d.%s", l, layer_params[i].name);
             add_param(m, name, layer_params[i].rows * C, layer_params[i].cols * C);
         }
     }
     add_param(m, "ln_f.weight", C, 0);
-    add_param(m, "ln_f.bias", C, 0);
+    if (c->norm == GPT_NORM_LAYER) add_param(m, "ln_f.bias", C, 0);
+    if (c->untie_head) add_param(m, "lm_head.weight", c->vocab, C);
 }
 
-/* Points a view's fields into buf following the table order. */
+/* Points a view's fields into buf following the table order (build_table);
+ * the tensors a config lacks stay NULL. */
 static void fill_view(const gpt_model_t *m, float *buf, gpt_view_t *v) {
+    const gpt_config_t *c = &m->cfg;
     const gpt_param_t *p = m->params;
-    v->wte = buf + p[0].offset;
-    v->wpe = buf + p[1].offset;
-    for (int l = 0; l < m->cfg.layers; l++) {
+    int k = 0;
+    v->wte = buf + p[k++].offset;
+    v->wpe = c->pos == GPT_POS_LEARNED ? buf + p[k++].offset : NULL;
+    for (int l = 0; l < c->layers; l++) {
         for (int i = 0; i < N_LAYER_PARAMS; i++) {
             float **field = (float **)((char *)&v->layer[l] + layer_params[i].field);
-            *field = buf + p[2 + l * N_LAYER_PARAMS + i].offset;
+            *field = layer_param_on(c, i) ? buf + p[k++].offset : NULL;
         }
     }
-    v->lnfw = buf + p[m->n_params - 2].offset;
-    v->lnfb = buf + p[m->n_params - 1].offset;
+    v->lnfw = buf + p[k++].offset;
+    v->lnfb = c->norm == GPT_NORM_LAYER ? buf + p[k++].offset : NULL;
+    v->head = c->untie_head ? buf + p[k++].offset : v->wte;
 }
 
 gpt_model_t *gpt_create(const gpt_config_t *cfg, const ops_backend_t *ops, char *err) {
-    if (gpt_config_check(cfg, err) != 0) return NULL;
+    if (gpt_config_check(cfg, err) != 0 || gpt_backend_check(cfg, ops, err) != 0) return NULL;
     gpt_model_t *m = mg_calloc(1, sizeof *m);
     if (!m) goto oom;
     m->cfg = *cfg;
     m->ops = ops;
     m->grad_scale = 1.0f;
-    m->params = mg_calloc((size_t)cfg->layers * N_LAYER_PARAMS + 4, sizeof *m->params);
+    m->params = mg_calloc((size_t)cfg->layers * N_LAYER_PARAMS + 5, sizeof *m->params);
     m->w.layer = mg_calloc((size_t)cfg->layers, sizeof(gpt_layer_t));
     m->g.layer = mg_calloc((size_t)cfg->layers, sizeof(gpt_layer_t));
     if (!m->params || !m->w.layer || !m->g.layer) goto oom;
@@ -172,6 +225,11 @@ int gpt_init_weights(gpt_model_t *m, uint64_t seed, char *err) {
         const char *tail = strrchr(p->name, '.');
         int is_norm = strstr(p->name, "ln") != NULL && strcmp(tail, ".weight") == 0;
         int is_proj = strstr(p->name, "proj.weight") != NULL;
+        int is_head = strcmp(p->name, "lm_head.weight") == 0;
+        if (m->cfg.zero_init && (is_proj || is_head)) { /* each block starts as the identity */
+            memset(x, 0, p->numel * sizeof(float));
+            continue;
+        }
         for (size_t j = 0; j < p->numel; j++) {
             if (p->ndim == 2)
                 x[j] = mg_rng_normal(&rng) * (is_proj ? proj_std : 0.02f);
@@ -193,9 +251,13 @@ const gpt_param_t *gpt_find_param(const gpt_model_t *m, const char *name) {
 size_t gpt_param_count(const gpt_config_t *c) {
     size_t C = c->dim, per_layer = 0;
     for (int i = 0; i < N_LAYER_PARAMS; i++)
-        per_layer +=
-            layer_params[i].rows * C * (layer_params[i].cols ? layer_params[i].cols * C : 1);
-    return (size_t)c->vocab * C + (size_t)c->ctx * C + c->layers * per_layer + 2 * C;
+        if (layer_param_on(c, i))
+            per_layer +=
+                layer_params[i].rows * C * (layer_params[i].cols ? layer_params[i].cols * C : 1);
+    size_t pos = c->pos == GPT_POS_LEARNED ? (size_t)c->ctx * C : 0;
+    size_t lnf = c->norm == GPT_NORM_LAYER ? 2 * C : C;
+    size_t head = c->untie_head ? (size_t)c->vocab * C : 0;
+    return (size_t)c->vocab * C + pos + c->layers * per_layer + lnf + head;
 }
 
 /* The activation buffers, in the order they are carved out of one
@@ -204,7 +266,7 @@ typedef struct {
     float **ptr;
     size_t n;
 } act_part_t;
-#define N_ACT_PARTS 23
+#define N_ACT_PARTS 24
 
 static size_t act_layout(const gpt_config_t *c, const ops_backend_t *ops, size_t B, size_t T,
                          gpt_acts_t *a, act_part_t parts[N_ACT_PARTS]) {
@@ -215,6 +277,7 @@ static size_t act_layout(const gpt_config_t *c, const ops_backend_t *ops, size_t
         {&a->ln1_mean, L * N},
         {&a->ln1_rstd, L * N},
         {&a->qkv, L * N * 3 * C},
+        {&a->qk_rstd, c->qk_norm ? L * N * 2 * NH : 0},
         {&a->att, L * ops->attention_state_floats((int)B, (int)NH, (int)T)},
         {&a->atty, L * N * C},
         {&a->res2, L * N * C},

@@ -1,10 +1,12 @@
 /* gpt.h - the GPT-2 model: configuration, presets, the parameter table, and
  * the training forward/backward pass over the ops API.
  *
- * Architecture: token + learned position embeddings; n_layers pre-LayerNorm
- * blocks x = x + attn(ln1(x)); x = x + mlp(ln2(x)) with causal multi-head
- * self-attention and a 4x MLP with tanh-GELU; a final LayerNorm; the LM head
- * is tied to the token embedding. */
+ * Architecture (the GPT-2 block, every option at 0): token + learned position
+ * embeddings; n_layers pre-LayerNorm blocks x = x + attn(ln1(x));
+ * x = x + mlp(ln2(x)) with causal multi-head self-attention and a 4x MLP with
+ * tanh-GELU; a final LayerNorm; the LM head is tied to the token embedding.
+ * The options (gpt_config_t) swap in rotary positions on q and k, RMSNorm,
+ * RMS-normalised q and k, an untied head and zero-initialised projections. */
 #ifndef MG_GPT_H
 #define MG_GPT_H
 
@@ -19,13 +21,29 @@ typedef struct {
     int dim;    /* channels C */
     int layers; /* L */
     int heads;  /* NH, dim % heads == 0 */
+    /* architecture options; 0 everywhere is the GPT-2 block (old checkpoints, presets) */
+    int pos;        /* GPT_POS_LEARNED, GPT_POS_ROPE (rotary, theta 10000, NeoX pairs (i, i+HS/2)) */
+    int norm;       /* GPT_NORM_LAYER, GPT_NORM_RMS (gain only, no bias, eps 1e-5) */
+    int qk_norm;    /* 0/1: RMS-normalise q and k per head (no weights, eps 1e-5) before RoPE */
+    int untie_head; /* 0/1: a separate "lm_head.weight" (V,C) after ln_f in the table */
+    int zero_init;  /* 0/1: attn.proj.weight, mlp.proj.weight (and lm_head.weight) start at 0 */
 } gpt_config_t;
+enum { GPT_POS_LEARNED = 0, GPT_POS_ROPE = 1 };
+enum { GPT_NORM_LAYER = 0, GPT_NORM_RMS = 1 };
 
 /* Fills cfg from a preset name (micro, tiny, mini, small, gpt2); -1 if unknown. */
 int gpt_preset(const char *name, gpt_config_t *cfg, char *err);
 const char *gpt_preset_names(void); /* "micro, tiny, mini, small, gpt2" */
-/* Checks ranges (positive, dim % heads, sizes that fit in memory maths). */
+/* Checks ranges (positive, dim % heads, sizes that fit in memory maths, the
+ * options' values; rope needs an even head size). */
 int gpt_config_check(const gpt_config_t *cfg, char *err);
+/* Can ops run this config? -1 with one line naming the option (e.g. "the
+ * cuda backend has no rotary position embeddings (--pos rope); use --device
+ * cpu") when a kernel the option needs is NULL. gpt_create calls it. */
+int gpt_backend_check(const gpt_config_t *cfg, const ops_backend_t *ops, char *err);
+/* Is cfg the GPT-2 block (every option off)? The converters (hf, gguf)
+ * write only that; else *option names the first option that is on. */
+int gpt_config_is_gpt2(const gpt_config_t *cfg, const char **option);
 
 /* One row of the parameter table. The table drives allocation, checkpoint
  * tensor names, AdamW (decay) and the gradient checks. */
@@ -40,7 +58,7 @@ typedef struct {
 
 /* Pointers to one layer's tensors, into a parameter-shaped buffer. */
 typedef struct {
-    float *ln1w, *ln1b;   /* (C) */
+    float *ln1w, *ln1b;   /* (C); the biases are NULL with RMSNorm */
     float *qkvw, *qkvb;   /* (3C,C) (3C) */
     float *projw, *projb; /* (C,C) (C) */
     float *ln2w, *ln2b;   /* (C) */
@@ -51,16 +69,18 @@ typedef struct {
 /* A parameter-shaped view: used for the weights and for the gradients. */
 typedef struct {
     float *wte;         /* (V,C) */
-    float *wpe;         /* (ctx,C) */
+    float *wpe;         /* (ctx,C); NULL with rotary positions */
     gpt_layer_t *layer; /* L entries */
-    float *lnfw, *lnfb; /* (C) */
+    float *lnfw, *lnfb; /* (C); lnfb NULL with RMSNorm */
+    float *head;        /* (V,C) the classifier: wte when tied, else lm_head.weight */
 } gpt_view_t;
 
 /* Activations of one training forward pass at (B,T), kept for backward. */
 typedef struct {
     float *encoded; /* (B,T,C) */
     float *ln1, *ln1_mean, *ln1_rstd;
-    float *qkv;  /* (L,B,T,3C) */
+    float *qkv;  /* (L,B,T,3C), q and k after qk-norm and RoPE when those are on */
+    float *qk_rstd; /* (L,B,T,2NH) qk-norm's 1/rms of each head's q, then k (empty when off) */
     float *att;  /* (L, ops->attention_state_floats(B,NH,T)) */
     float *atty; /* (L,B,T,C) */
     float *res2; /* (L,B,T,C) residual after attention */
@@ -81,15 +101,15 @@ typedef struct {
  * time to seconds[phase][op]; NULL (the default) costs one branch per op. */
 typedef enum {
     GPT_OP_EMBED,     /* token + position embedding (and the token upload) */
-    GPT_OP_LAYERNORM, /* ln1, ln2, ln_f */
+    GPT_OP_LAYERNORM, /* ln1, ln2, ln_f (LayerNorm or RMSNorm) */
     GPT_OP_QKV,       /* matmul (N,C) -> (N,3C) */
     GPT_OP_ATTN_PROJ, /* matmul (N,C) -> (N,C) */
     GPT_OP_FC,        /* matmul (N,C) -> (N,4C) */
     GPT_OP_FC2,       /* matmul (N,4C) -> (N,C) */
-    GPT_OP_ATTENTION, /* causal self-attention */
+    GPT_OP_ATTENTION, /* causal self-attention (with qk-norm and RoPE on q and k) */
     GPT_OP_GELU,
     GPT_OP_RESIDUAL,   /* residual adds (and zeroing the residual gradient) */
-    GPT_OP_CLASSIFIER, /* tied LM head matmul (N,C) -> (N,V) */
+    GPT_OP_CLASSIFIER, /* LM head matmul (N,C) -> (N,V) */
     GPT_OP_XENT,       /* softmax + cross-entropy (and the loss download) */
     GPT_OP_ADAMW,      /* zero grad, gradient norm, AdamW */
     GPT_OP_COUNT
@@ -125,7 +145,8 @@ typedef struct {
 gpt_model_t *gpt_create(const gpt_config_t *cfg, const ops_backend_t *ops, char *err);
 void gpt_free(gpt_model_t *m);
 /* GPT-2 initialisation: N(0, 0.02), residual projections scaled by
- * 1/sqrt(2L), biases 0, LayerNorm weights 1. Deterministic in seed. */
+ * 1/sqrt(2L), biases 0, LayerNorm/RMSNorm weights 1; with zero_init the two
+ * residual projections and an untied head are 0. Deterministic in seed. */
 int gpt_init_weights(gpt_model_t *m, uint64_t seed, char *err);
 /* Allocates gradients, optimizer moments and activations for batches of
  * (B,T), T <= ctx. Can be called again with another shape. */

@@ -5,7 +5,31 @@
 #include "util/common.h"
 
 int gpt_block_fuse_ln(const gpt_model_t *m) {
-    return !m->no_fusion && m->ops->residual_layernorm_forward != NULL;
+    const ops_backend_t *ops = m->ops;
+    return !m->no_fusion && (m->cfg.norm == GPT_NORM_RMS ? ops->residual_rmsnorm_forward != NULL
+                                                         : ops->residual_layernorm_forward != NULL);
+}
+
+void gpt_norm_forward(const gpt_model_t *m, float *out, float *mean, float *rstd, const float *x,
+                      const float *w, const float *b, int n, int C) {
+    if (m->cfg.norm == GPT_NORM_RMS)
+        m->ops->rmsnorm_forward(out, rstd, x, w, n, C);
+    else
+        m->ops->layernorm_forward(out, mean, rstd, x, w, b, n, C);
+}
+
+void gpt_residual_norm_forward(const gpt_model_t *m, float *res, float *out, float *mean,
+                               float *rstd, const float *a, const float *b, const float *w,
+                               const float *bias, int n, int C) {
+    const ops_backend_t *ops = m->ops;
+    if (!gpt_block_fuse_ln(m)) {
+        ops->add(res, a, b, (size_t)n * C);
+        gpt_norm_forward(m, out, mean, rstd, res, w, bias, n, C);
+    } else if (m->cfg.norm == GPT_NORM_RMS) {
+        ops->residual_rmsnorm_forward(res, out, rstd, a, b, w, n, C);
+    } else {
+        ops->residual_layernorm_forward(res, out, mean, rstd, a, b, w, bias, n, C);
+    }
 }
 
 /* out (n,OC) = in (n,C) @ w^T + bias with the kernel the run asks for; gelu
@@ -43,13 +67,16 @@ void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *
     size_t nc = (size_t)n * C, cache = (size_t)l * m->cfg.ctx * C;
 #define FWD(op, call) GPT_PROF(r->prof, ops, GPT_PHASE_FORWARD, GPT_OP_##op, call)
     /* attention: r2 = x + proj(attn(ln1(x))) */
+    int rope = m->cfg.pos == GPT_POS_ROPE, qkn = m->cfg.qk_norm;
     if (!b->ln1_ready)
         FWD(LAYERNORM,
-            ops->layernorm_forward(b->ln1, b->ln1_mean, b->ln1_rstd, b->x, w->ln1w, w->ln1b, n, C));
+            gpt_norm_forward(m, b->ln1, b->ln1_mean, b->ln1_rstd, b->x, w->ln1w, w->ln1b, n, C));
     block_matmul(r, GPT_OP_QKV, b->qkv, NULL, b->ln1, w->qkvw, w->qkvb, C, 3 * C, 0,
                  l);   /* (n,C) -> (n,3C) */
-    switch (r->attn) { /* (n,3C) -> (n,C) */
+    switch (r->attn) { /* (n,3C) -> (n,C), q and k first normalised and rotated in place */
     case GPT_ATTN_CAUSAL:
+        if (rope || qkn)
+            FWD(ATTENTION, ops->qk_forward(b->qkv, b->qk_rstd, n, r->T, 0, C, NH, rope, qkn));
         FWD(ATTENTION, ops->attention_forward(b->atty, b->att, b->qkv, r->B, r->T, C, NH));
         break;
     case GPT_ATTN_CACHED_AT:
@@ -57,21 +84,28 @@ void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *
                                                 b->qkv, C, NH, r->pos_dev));
         break;
     case GPT_ATTN_CACHED: /* each sequence's rows against its own cache */
-        for (int i = 0, row = 0; i < r->nseq; row += r->seq[i].n, i++)
+        for (int i = 0, row = 0; i < r->nseq; row += r->seq[i].n, i++) {
+            if (rope || qkn) /* rows at the sequence's positions pos.. */
+                FWD(ATTENTION, ops->qk_forward(b->qkv + (size_t)row * 3 * C,
+                                               b->qk_rstd ? b->qk_rstd + (size_t)row * 2 * NH
+                                                          : NULL,
+                                               r->seq[i].n, r->seq[i].n, r->seq[i].pos, C, NH,
+                                               rope, qkn));
             FWD(ATTENTION, ops->attention_cached(b->atty + (size_t)row * C, r->seq[i].k + cache,
                                                  r->seq[i].v + cache, b->qkv + (size_t)row * 3 * C,
                                                  r->seq[i].n, r->seq[i].pos, C, NH));
+        }
         break;
     }
     block_matmul(r, GPT_OP_ATTN_PROJ, b->r2, NULL, b->atty, w->projw, w->projb, C, C, 1, l);
     /* MLP: r3 = r2 + fc2(gelu(fc(ln2(r2)))) */
     if (fuse_ln) {
-        FWD(LAYERNORM, ops->residual_layernorm_forward(b->r2, b->ln2, b->ln2_mean, b->ln2_rstd,
-                                                       b->r2, b->x, w->ln2w, w->ln2b, n, C));
+        FWD(LAYERNORM, gpt_residual_norm_forward(m, b->r2, b->ln2, b->ln2_mean, b->ln2_rstd, b->r2,
+                                                 b->x, w->ln2w, w->ln2b, n, C));
     } else {
         FWD(RESIDUAL, ops->add(b->r2, b->r2, b->x, nc));
-        FWD(LAYERNORM, ops->layernorm_forward(b->ln2, b->ln2_mean, b->ln2_rstd, b->r2, w->ln2w,
-                                              w->ln2b, n, C));
+        FWD(LAYERNORM, gpt_norm_forward(m, b->ln2, b->ln2_mean, b->ln2_rstd, b->r2, w->ln2w,
+                                        w->ln2b, n, C));
     }
     if (r->hook) r->hook(r->hook_ctx, l, "attn", b->r2);
     block_matmul(r, GPT_OP_FC, b->fch, b->fchg, b->ln2, w->fcw, w->fcb, C, 4 * C, 2,
@@ -79,8 +113,8 @@ void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *
     block_matmul(r, GPT_OP_FC2, b->r3, NULL, b->fchg, w->fc2w, w->fc2b, 4 * C, C, 3,
                  l); /* (n,4C) -> (n,C) */
     if (fuse_ln)     /* r3 += r2, then the next LayerNorm (the next layer's ln1, or ln_f) of it */
-        FWD(LAYERNORM, ops->residual_layernorm_forward(b->r3, b->next, b->next_mean, b->next_rstd,
-                                                       b->r3, b->r2, b->next_w, b->next_b, n, C));
+        FWD(LAYERNORM, gpt_residual_norm_forward(m, b->r3, b->next, b->next_mean, b->next_rstd,
+                                                 b->r3, b->r2, b->next_w, b->next_b, n, C));
     else
         FWD(RESIDUAL, ops->add(b->r3, b->r3, b->r2, nc));
     if (r->hook) r->hook(r->hook_ctx, l, "mlp", b->r3);

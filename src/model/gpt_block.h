@@ -6,6 +6,8 @@
  * matrix products read (float32 or int8) and in which buffers they keep.
  *
  *   r2 = x + proj(attn(ln1(x)))      x, r2 (n,C)
+ *     (with qk-norm and RoPE on attn's q and k when the config says so;
+ *      ln1, ln2, ln_f are LayerNorm or RMSNorm)
  *   r3 = r2 + fc2(gelu(fc(ln2(r2)))) r3 (n,C)
  * then, with fusion, next = LayerNorm(r3) with the next layer's ln1 (or ln_f)
  * weights in the same pass as the residual add. */
@@ -50,7 +52,8 @@ typedef void (*gpt_block_hook_fn)(void *ctx, int layer, const char *stage, const
 typedef struct {
     const float *x;
     float *ln1, *ln1_mean, *ln1_rstd; /* (n,C), (n), (n) */
-    float *qkv;                       /* (n,3C) */
+    float *qkv;                       /* (n,3C); q, k after qk-norm and RoPE when on */
+    float *qk_rstd;                   /* (n,2NH) qk-norm's statistics, or NULL (inference) */
     float *att;                       /* GPT_ATTN_CAUSAL: attention_state_floats(B,NH,T) */
     float *atty;                      /* (n,C) */
     float *r2;                        /* (n,C) */
@@ -98,6 +101,16 @@ typedef struct {
  * The caller needs fuse_ln to know whether ln1 and the final LayerNorm are
  * already done. */
 int gpt_block_fuse_ln(const gpt_model_t *m);
+
+/* The model's normalisation (LayerNorm, or RMSNorm: mean and b unused) of
+ * x (n,C) into out; mean, rstd may be NULL (inference). */
+void gpt_norm_forward(const gpt_model_t *m, float *out, float *mean, float *rstd, const float *x,
+                      const float *w, const float *b, int n, int C);
+/* res = a + b, then out = the model's normalisation of res, fused when the
+ * backend has the kernel (gpt_block_fuse_ln says whether it has). */
+void gpt_residual_norm_forward(const gpt_model_t *m, float *res, float *out, float *mean,
+                               float *rstd, const float *a, const float *b, const float *w,
+                               const float *bias, int n, int C);
 
 /* Layer l of the model over r->rows rows; b says where everything goes. */
 void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *b);

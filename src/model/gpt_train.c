@@ -55,6 +55,7 @@ float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets,
             .ln1_mean = a->ln1_mean + l * N,
             .ln1_rstd = a->ln1_rstd + l * N,
             .qkv = a->qkv + l * N * 3 * C,
+            .qk_rstd = a->qk_rstd + l * N * 2 * NH,
             .att = a->att + l * ops->attention_state_floats(B, NH, T),
             .atty = a->atty + l * N * C,
             .r2 = a->res2 + l * N * C,
@@ -75,10 +76,10 @@ float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets,
         x = bl.r3;
     }
     if (!fuse_ln || L == 0)
-        FWD(LAYERNORM, ops->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnfw,
-                                              m->w.lnfb, N, C));
-    FWD(CLASSIFIER, ops->matmul_forward(a->logits, a->lnf, m->w.wte, NULL, N, C,
-                                        V)); /* tied head: (N,C) -> (N,V) */
+        FWD(LAYERNORM, gpt_norm_forward(m, a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnfw,
+                                        m->w.lnfb, (int)N, C));
+    FWD(CLASSIFIER, ops->matmul_forward(a->logits, a->lnf, m->w.head, NULL, N, C,
+                                        V)); /* the head (wte when tied): (N,C) -> (N,V) */
     if (!targets) return NAN;
     /* the gradient of the mean loss is 1/N per row (times grad_scale, for
      * accumulated micro-batches); computed now, in the same pass, and used
@@ -94,6 +95,21 @@ float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets,
 
 void gpt_zero_grad(gpt_model_t *m) { OPT(m->ops->zero(m->grads, m->num_floats * sizeof(float))); }
 
+/* The backward of the model's normalisation (gpt_norm_forward): dx
+ * ACCUMULATES; fused selects the LayerNorm kernel that takes dw and db in
+ * the same pass (RMSNorm's always does). */
+static void norm_backward(const gpt_model_t *m, int fused, float *dx, float *dw, float *db,
+                          const float *dout, const float *x, const float *w, const float *mean,
+                          const float *rstd, int N, int C) {
+    const ops_backend_t *ops = m->ops;
+    if (m->cfg.norm == GPT_NORM_RMS)
+        ops->rmsnorm_backward(dx, dw, dout, x, w, rstd, N, C);
+    else if (fused)
+        ops->residual_layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, C);
+    else
+        ops->layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, C);
+}
+
 /* d(logits) already sits in a->logits (scaled by grad_scale/N, for the mean loss). */
 void gpt_backward(gpt_model_t *m) {
     const ops_backend_t *ops = m->ops;
@@ -104,18 +120,17 @@ void gpt_backward(gpt_model_t *m) {
     float *dres = a->dres; /* gradient of the residual stream, walking down */
     /* fused kernels (ops.h): LayerNorm backward with dw, db in one pass;
      * GELU backward with the fc bias gradient */
-    void (*ln_backward)(float *, float *, float *, const float *, const float *, const float *,
-                        const float *, const float *, int, int) =
-        !m->no_fusion && ops->residual_layernorm_backward ? ops->residual_layernorm_backward
-                                                          : ops->layernorm_backward;
+    int fln = !m->no_fusion && ops->residual_layernorm_backward != NULL;
     int fuse_gelu = !m->no_fusion && ops->gelu_bias_backward;
-    /* tied head: dlnf (N,C) = dlogits @ wte; dwte += dlogits^T @ lnf */
+    int rope = c->pos == GPT_POS_ROPE, qkn = c->qk_norm;
+    /* head: dlnf (N,C) = dlogits @ head; dhead += dlogits^T @ lnf (head is
+     * wte when tied: the embedding then gets both gradients) */
     BWD(CLASSIFIER,
-        ops->matmul_backward(a->dc, m->g.wte, NULL, a->logits, a->lnf, m->w.wte, N, C, V));
+        ops->matmul_backward(a->dc, m->g.head, NULL, a->logits, a->lnf, m->w.head, N, C, V));
     BWD(RESIDUAL, ops->zero(dres, N * C * sizeof(float)));
     const float *xlast = L > 0 ? a->res3 + (L - 1) * N * C : a->encoded;
-    BWD(LAYERNORM, ln_backward(dres, m->g.lnfw, m->g.lnfb, a->dc, xlast, m->w.lnfw, a->lnf_mean,
-                               a->lnf_rstd, N, C));
+    BWD(LAYERNORM, norm_backward(m, fln, dres, m->g.lnfw, m->g.lnfb, a->dc, xlast, m->w.lnfw,
+                                 a->lnf_mean, a->lnf_rstd, (int)N, C));
     for (int l = L - 1; l >= 0; l--) {
         const gpt_layer_t *w = &m->w.layer[l];
         gpt_layer_t *g = &m->g.layer[l];
@@ -134,15 +149,18 @@ void gpt_backward(gpt_model_t *m) {
             BWD(GELU, ops->gelu_backward(a->d4c, fch, a->d4c, N * 4 * C));
             BWD(FC, ops->matmul_backward(a->dc, g->fcw, g->fcb, a->d4c, ln2, w->fcw, N, C, 4 * C));
         }
-        BWD(LAYERNORM, ln_backward(dres, g->ln2w, g->ln2b, a->dc, res2, w->ln2w,
-                                   a->ln2_mean + l * N, a->ln2_rstd + l * N, N, C));
+        BWD(LAYERNORM, norm_backward(m, fln, dres, g->ln2w, g->ln2b, a->dc, res2, w->ln2w,
+                                     a->ln2_mean + l * N, a->ln2_rstd + l * N, (int)N, C));
         /* attention, reversed: dres holds d(res2) and flows straight to x */
         BWD(ATTN_PROJ,
             ops->matmul_backward(a->dc, g->projw, g->projb, dres, atty, w->projw, N, C, C));
         BWD(ATTENTION, ops->attention_backward(a->d3c, a->dc, qkv, atty, att, B, T, C, NH));
+        if (rope || qkn) /* back through RoPE and qk-norm: d(q, k) before them */
+            BWD(ATTENTION, ops->qk_backward(a->d3c, qkv, a->qk_rstd + l * N * 2 * NH, (int)N, T, 0,
+                                            C, NH, rope, qkn));
         BWD(QKV, ops->matmul_backward(a->dc, g->qkvw, g->qkvb, a->d3c, ln1, w->qkvw, N, C, 3 * C));
-        BWD(LAYERNORM, ln_backward(dres, g->ln1w, g->ln1b, a->dc, x, w->ln1w, a->ln1_mean + l * N,
-                                   a->ln1_rstd + l * N, N, C));
+        BWD(LAYERNORM, norm_backward(m, fln, dres, g->ln1w, g->ln1b, a->dc, x, w->ln1w,
+                                     a->ln1_mean + l * N, a->ln1_rstd + l * N, (int)N, C));
     }
     BWD(EMBED, ops->embed_backward(m->g.wte, m->g.wpe, dres, a->tokens, B, T, C));
 }

@@ -40,10 +40,12 @@ typedef struct ops_backend {
     void (*download)(void *host_dst, const void *src, size_t bytes);
     void (*zero)(void *p, size_t bytes);
 
-    /* out[b,t,:] = wte[tok[b,t],:] + wpe[pos0+t,:]      tok (B,T) -> out (B,T,C) */
+    /* out[b,t,:] = wte[tok[b,t],:] + wpe[pos0+t,:]      tok (B,T) -> out (B,T,C);
+     * wpe NULL (rotary positions): out = wte[tok] only (the CPU backend;
+     * other backends refuse rope before this is reached) */
     void (*embed_forward)(float *out, const int32_t *tok, const float *wte, const float *wpe, int B,
                           int T, int C, int pos0);
-    /* dwte[tok] += dout; dwpe[t] += sum_b dout          dout (B,T,C) */
+    /* dwte[tok] += dout; dwpe[t] += sum_b dout          dout (B,T,C); dwpe may be NULL */
     void (*embed_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *tok, int B,
                            int T, int C);
 
@@ -184,13 +186,41 @@ typedef struct ops_backend {
      * differ from a lone row's in the last bits). ---- */
     void (*matmul_rows_forward)(float *pre, float *out, const float *x, const float *w,
                                 const float *bias, int N, int C, int OC);
+
+    /* ---- OPTIONAL architecture options (model/gpt.h: --norm rmsnorm, --pos
+     * rope, --qk-norm). NULL: the backend has none, and gpt_create refuses
+     * a model that needs them (gpt_backend_check), except the fused
+     * residual_rmsnorm_forward, without which the model runs add +
+     * rmsnorm_forward. ---- */
+    /* RMSNorm: out = x * rstd * w with rstd = 1 / sqrt(mean(x^2) + 1e-5)
+     * over the last dim (no mean, no bias)   x (N,C) -> out (N,C); rstd (N)
+     * saved for backward (may be NULL at inference) */
+    void (*rmsnorm_forward)(float *out, float *rstd, const float *x, const float *w, int N, int C);
+    /* dx += ... (ACCUMULATES: it is the residual stream), dw += ... */
+    void (*rmsnorm_backward)(float *dx, float *dw, const float *dout, const float *x,
+                             const float *w, const float *rstd, int N, int C);
+    /* res = a + b (res may alias a or b), then out = rmsnorm(res), rstd saved */
+    void (*residual_rmsnorm_forward)(float *res, float *out, float *rstd, const float *a,
+                                     const float *b, const float *w, int N, int C);
+    /* In place on the q and k thirds of qkv (n,3C), for each head of HS =
+     * C/NH: with qk_norm, x = x / sqrt(mean(x^2) + 1e-5) (rstd (n,2NH):
+     * q's heads then k's, may be NULL); then with rope the rotary position
+     * embedding of row i's position p = pos0 + i % T: for j < HS/2 the pair
+     * (x[j], x[j+HS/2]) turns by the angle p * 10000^(-2j/HS) (GPT-NeoX's
+     * rotate-half layout). v is untouched. */
+    void (*qk_forward)(float *qkv, float *rstd, int n, int T, int pos0, int C, int NH, int rope,
+                       int qk_norm);
+    /* its backward in place on the q and k thirds of dqkv (n,3C) (v's
+     * gradient untouched): qkv is what qk_forward left, rstd what it saved */
+    void (*qk_backward)(float *dqkv, const float *qkv, const float *rstd, int n, int T, int pos0,
+                        int C, int NH, int rope, int qk_norm);
 } ops_backend_t;
 
 /* The layout version of ops_backend_t: the CUDA plugin, built separately,
  * exports the version it was built with (mg_cuda_abi) and src/ops/backend.c
  * refuses a plugin of another one. Bump it with every change to the table
  * (a field added, removed, moved or retyped). */
-#define OPS_ABI_VERSION 2
+#define OPS_ABI_VERSION 3
 
 /* Backend selection for --device. device: "auto" (the GPU when one is
  * usable, else the CPU), "cpu" or "cuda"; precision (NULL: the device's

@@ -68,6 +68,11 @@ static const ops_backend_t cpu_backend = {
     .q8_bytes = cpu_q8_bytes,
     .q8_free = cpu_q8_free,
     .matmul_rows_forward = cpu_matmul_rows_forward,
+    .rmsnorm_forward = cpu_rmsnorm_forward,
+    .rmsnorm_backward = cpu_rmsnorm_backward,
+    .residual_rmsnorm_forward = cpu_residual_rmsnorm_forward,
+    .qk_forward = cpu_qk_forward,
+    .qk_backward = cpu_qk_backward,
 };
 
 const ops_backend_t *ops_cpu(void) { return &cpu_backend; }

@@ -72,6 +72,16 @@ void cpu_gelu_bias_backward(float *dpre, float *dbias, const float *pre, const f
 float cpu_adamw_clip(float *p, const float *g, float *m, float *v, const ops_segment_t *seg,
                      int nseg, float lr, float beta1, float beta2, float eps, float wd, float clip,
                      int t);
+/* the architecture options (cpu_rmsnorm.c, cpu_rope.c) */
+void cpu_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C);
+void cpu_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                          const float *rstd, int N, int C);
+void cpu_residual_rmsnorm_forward(float *res, float *out, float *rstd, const float *a,
+                                  const float *b, const float *w, int N, int C);
+void cpu_qk_forward(float *qkv, float *rstd, int n, int T, int pos0, int C, int NH, int rope,
+                    int qk_norm);
+void cpu_qk_backward(float *dqkv, const float *qkv, const float *rstd, int n, int T, int pos0,
+                     int C, int NH, int rope, int qk_norm);
 /* the passes after and before the sgemm, apart (for bench/bench_kernels.c):
  * out += bias per row; dbias += column sums of dout; pre += bias, out =
  * GELU(pre) in one pass */

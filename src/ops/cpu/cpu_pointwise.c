@@ -13,8 +13,13 @@ void cpu_embed_forward(float *out, const int32_t *tok, const float *wte, const f
 #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < B * T; bt++) {
         int t = bt % T;
-        const float *e = wte + (size_t)tok[bt] * C, *p = wpe + (size_t)(pos0 + t) * C;
+        const float *e = wte + (size_t)tok[bt] * C;
         float *o = out + (size_t)bt * C;
+        if (!wpe) { /* rotary positions: the token alone */
+            memcpy(o, e, (size_t)C * sizeof(float));
+            continue;
+        }
+        const float *p = wpe + (size_t)(pos0 + t) * C;
         for (int i = 0; i < C; i++)
             o[i] = e[i] + p[i];
     }
@@ -26,11 +31,13 @@ void cpu_embed_backward(float *dwte, float *dwpe, const float *dout, const int32
      * keeps the sum bit-identical from run to run. */
     for (int bt = 0; bt < B * T; bt++) {
         const float *d = dout + (size_t)bt * C;
-        float *e = dwte + (size_t)tok[bt] * C, *p = dwpe + (size_t)(bt % T) * C;
-        for (int i = 0; i < C; i++) {
+        float *e = dwte + (size_t)tok[bt] * C;
+        for (int i = 0; i < C; i++)
             e[i] += d[i];
+        if (!dwpe) continue; /* rotary positions: no position table */
+        float *p = dwpe + (size_t)(bt % T) * C;
+        for (int i = 0; i < C; i++)
             p[i] += d[i];
-        }
     }
 }
 

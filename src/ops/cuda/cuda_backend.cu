@@ -180,6 +180,12 @@ static const ops_backend_t cuda_backend = {
     .q8_free = NULL,
     /* batched decoding: cuBLAS matmul_forward (rows as in any product) */
     .matmul_rows_forward = NULL,
+    /* the architecture options: none here (gpt_create refuses a model that needs them) */
+    .rmsnorm_forward = NULL,
+    .rmsnorm_backward = NULL,
+    .residual_rmsnorm_forward = NULL,
+    .qk_forward = NULL,
+    .qk_backward = NULL,
 };
 
 /* the layout version of the table above (ops.h, OPS_ABI_VERSION), checked
