@@ -74,6 +74,9 @@ typedef struct {
     /* model shape (train, benchmark); 0: the preset's */
     const char *preset;
     long layers, heads, dim, ctx, vocab;
+    /* architecture options (train, benchmark; model/gpt.h); NULL/0: the GPT-2 block */
+    const char *pos, *norm;
+    int qk_norm, untie_head, zero_init;
     /* train */
     int overwrite;
     long dashboard; /* the dashboard's port; -1: none */

@@ -479,7 +479,7 @@ static int print_json(const bench_opts_t *o, const gpt_model_t *m, const char *p
 }
 
 int cli_benchmark(const cli_args_t *a, char *err) {
-    bench_opts_t o = {.shape = {a->preset, a->layers, a->heads, a->dim, a->ctx, a->vocab},
+    bench_opts_t o = {.shape = cli_shape_of(a),
                       .batch = a->batch,
                       .seq = a->seq,
                       .threads = a->threads,
@@ -491,7 +491,7 @@ int cli_benchmark(const cli_args_t *a, char *err) {
                       .show_memory = a->show_memory,
                       .no_fusion = a->no_fusion,
                       .q8 = strcmp(a->quantize, "q8") == 0};
-    gpt_config_t cfg;
+    gpt_config_t cfg = {0};
     if (cli_shape(&o.shape, &cfg, err) != 0) return CLI_USAGE;
     if (o.seq > cfg.ctx) {
         mg_fail(err, "benchmark: --seq %ld exceeds the model's context %d (--ctx)", o.seq, cfg.ctx);

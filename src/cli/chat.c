@@ -183,15 +183,25 @@ done:
 static void cmd_stats(const chat_t *c) {
     const gpt_config_t *g = &c->ck->model->cfg;
     long long C = g->dim, V = g->vocab, T = g->ctx, L = g->layers;
-    long long emb = V * C, pos = T * C, attn = 2 * C + 3 * C * C + 3 * C + C * C + C,
-              mlp = 2 * C + 4 * C * C + 4 * C + 4 * C * C + C, lnf = 2 * C;
-    long long total = emb + pos + L * (attn + mlp) + lnf;
+    long long ln = g->norm == GPT_NORM_RMS ? C : 2 * C; /* RMSNorm: a gain, no bias */
+    long long emb = V * C, pos = g->pos == GPT_POS_ROPE ? 0 : T * C,
+              attn = ln + 3 * C * C + 3 * C + C * C + C, mlp = ln + 4 * C * C + 4 * C + 4 * C * C + C,
+              lnf = ln, head = g->untie_head ? V * C : 0;
+    long long total = emb + pos + L * (attn + mlp) + lnf + head;
     printf("parameters: %lld (checkpoint table: %zu)\n", total, gpt_param_count(g));
-    printf("  token embedding   %10lld  (%lld x %lld, also the output head: tied)\n", emb, V, C);
-    printf("  position embedding%10lld  (%lld x %lld)\n", pos, T, C);
+    if (head) {
+        printf("  token embedding   %10lld  (%lld x %lld)\n", emb, V, C);
+        printf("  output head       %10lld  (%lld x %lld, untied: lm_head.weight)\n", head, V, C);
+    } else {
+        printf("  token embedding   %10lld  (%lld x %lld, also the output head: tied)\n", emb, V, C);
+    }
+    if (pos)
+        printf("  position embedding%10lld  (%lld x %lld)\n", pos, T, C);
+    else
+        printf("  position embedding%10d  (rotary: computed, not learned)\n", 0);
     printf("  attention         %10lld  (%lld per layer: ln1, qkv, proj)\n", L * attn, attn);
     printf("  MLP               %10lld  (%lld per layer: ln2, fc, proj)\n", L * mlp, mlp);
-    printf("  final LayerNorm   %10lld\n", lnf);
+    printf("  final %-11s %10lld\n", g->norm == GPT_NORM_RMS ? "RMSNorm" : "LayerNorm", lnf);
     printf("shape: %d layers, %d heads of %d, dim %d, context %d, vocab %d\n", g->layers, g->heads,
            g->dim / g->heads, g->dim, g->ctx, g->vocab);
     printf(

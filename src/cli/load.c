@@ -130,6 +130,12 @@ static void show_metadata(const ckpt_t *ck, const catalog_entry_t *e) {
     printf("  %-18s %d\n  %-18s %d\n  %-18s %d\n  %-18s %d\n  %-18s %d\n  %-18s %lld\n", "n_layers",
            g->layers, "n_heads", g->heads, "d_model", g->dim, "context_length", g->ctx,
            "vocab_size", g->vocab, "parameters", (long long)gpt_param_count(g));
+    /* the architecture options, as model_config keeps them */
+    printf("  %-18s %s\n  %-18s %s\n  %-18s %s\n  %-18s %s\n  %-18s %s\n", "pos",
+           g->pos == GPT_POS_ROPE ? "rope" : "learned", "norm",
+           g->norm == GPT_NORM_RMS ? "rmsnorm" : "layernorm", "qk_norm",
+           g->qk_norm ? "true" : "false", "tie_head", g->untie_head ? "false" : "true", "zero_init",
+           g->zero_init ? "true" : "false");
     printf("training metadata:\n");
     printf("  %-18s %ld\n  %-18s %d\n", "step", m->step, "epoch", m->epoch);
     print_num("train_loss", m->train_loss, "%.4f");

@@ -62,7 +62,32 @@ int cli_shape(const cli_shape_t *s, gpt_config_t *cfg, char *err) {
     if (s->dim) cfg->dim = (int)s->dim;
     if (s->ctx) cfg->ctx = (int)s->ctx;
     if (s->vocab) cfg->vocab = (int)s->vocab;
+    cli_shape_arch(s, cfg);
     return gpt_config_check(cfg, err);
+}
+
+void cli_shape_arch(const cli_shape_t *s, gpt_config_t *cfg) {
+    cfg->pos = s->pos && strcmp(s->pos, "rope") == 0 ? GPT_POS_ROPE : GPT_POS_LEARNED;
+    cfg->norm = s->norm && strcmp(s->norm, "rmsnorm") == 0 ? GPT_NORM_RMS : GPT_NORM_LAYER;
+    cfg->qk_norm = s->qk_norm;
+    cfg->untie_head = s->untie_head;
+    cfg->zero_init = s->zero_init;
+}
+
+cli_shape_t cli_shape_of(const cli_args_t *a) {
+    /* --pos and --norm have defaults: NULL unless given (a resumed run
+     * compares only what was given with its checkpoint) */
+    return (cli_shape_t){a->preset,
+                         a->layers,
+                         a->heads,
+                         a->dim,
+                         a->ctx,
+                         a->vocab,
+                         cli_args_given(a, &a->pos) ? a->pos : NULL,
+                         cli_args_given(a, &a->norm) ? a->norm : NULL,
+                         a->qk_norm,
+                         a->untie_head,
+                         a->zero_init};
 }
 
 const char *cli_default_checkpoint(const char *dir) {

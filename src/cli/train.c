@@ -123,6 +123,19 @@ static int shape_conflict(const cli_shape_t *s, const gpt_config_t *ck, const ch
     if (s->dim) want.dim = (int)s->dim;
     if (s->ctx) want.ctx = (int)s->ctx;
     want.vocab = s->vocab ? (int)s->vocab : ck->vocab;
+    /* the architecture options likewise: only those given are compared */
+    gpt_config_t arch = *ck;
+    cli_shape_arch(s, &arch);
+    const char *option = NULL;
+    if (s->pos && arch.pos != ck->pos) option = "--pos";
+    if (s->norm && arch.norm != ck->norm) option = "--norm";
+    if (s->qk_norm && !ck->qk_norm) option = "--qk-norm";
+    if (s->untie_head && !ck->untie_head) option = "--untie-head";
+    if (s->zero_init && !ck->zero_init) option = "--zero-init";
+    if (option)
+        return mg_fail(err, "train: '%s' was not trained with the %s given; a checkpoint keeps "
+                            "its architecture",
+                       path, option);
     if (want.layers == ck->layers && want.heads == ck->heads && want.dim == ck->dim &&
         want.ctx == ck->ctx && want.vocab == ck->vocab)
         return 0;
@@ -153,7 +166,7 @@ int cli_train(const cli_args_t *a, char *err) {
     o.steps = a->steps;
     o.epochs = (int)a->epochs;
     o.minutes = a->minutes;
-    cli_shape_t shape = {a->preset, a->layers, a->heads, a->dim, a->ctx, a->vocab};
+    cli_shape_t shape = cli_shape_of(a);
     int batch_set = cli_args_given(a, &a->batch), lr_set = cli_args_given(a, &a->lr);
     int accum_set = cli_args_given(a, &a->grad_accum);
     if (batch_set) o.hp.batch = (int)a->batch;

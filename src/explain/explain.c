@@ -214,24 +214,34 @@ int explain_tokenize(FILE *out, const bpe_t *tok, const char *text, size_t len, 
 
 void explain_embeddings(FILE *out, const kv_state_t *kv, const bpe_t *tok, int id, int pos) {
     const gpt_model_t *m = kv->model;
-    int C = m->cfg.dim;
-    float te[4], pe[4];
+    int C = m->cfg.dim, rope = m->w.wpe == NULL;
+    float te[4], pe[4] = {0};
     int k = MG_MIN(4, C);
     m->ops->download(te, m->w.wte + (size_t)id * C, (size_t)k * sizeof(float));
-    m->ops->download(pe, m->w.wpe + (size_t)pos * C, (size_t)k * sizeof(float));
+    if (!rope) m->ops->download(pe, m->w.wpe + (size_t)pos * C, (size_t)k * sizeof(float));
     char s[64];
     explain_token_str(tok, id, s, sizeof s);
     fprintf(out, "== embeddings ==\n");
-    fprintf(out,
-            "token embedding table %d x %d (vocab x dim), position table %d x %d (context x dim)\n",
-            m->cfg.vocab, C, m->cfg.ctx, C);
+    if (rope)
+        fprintf(out,
+                "token embedding table %d x %d (vocab x dim), no position table: rotary position\n"
+                "embeddings (--pos rope) turn each head's q and k by angles of the position\n"
+                "inside attention\n",
+                m->cfg.vocab, C);
+    else
+        fprintf(out,
+                "token embedding table %d x %d (vocab x dim), position table %d x %d (context x "
+                "dim)\n",
+                m->cfg.vocab, C, m->cfg.ctx, C);
     fprintf(out, "token \"%s\" (id %d) at position %d, first %d of %d values:\n", s, id, pos, k, C);
     fprintf(out, "  token row    ");
     for (int i = 0; i < k; i++)
         fprintf(out, " %+.4f", te[i]);
-    fprintf(out, "\n  + position   ");
-    for (int i = 0; i < k; i++)
-        fprintf(out, " %+.4f", pe[i]);
+    if (!rope) {
+        fprintf(out, "\n  + position   ");
+        for (int i = 0; i < k; i++)
+            fprintf(out, " %+.4f", pe[i]);
+    }
     fprintf(out, "\n  = input x    ");
     for (int i = 0; i < k; i++)
         fprintf(out, " %+.4f", te[i] + pe[i]);
@@ -323,9 +333,12 @@ static void hook(void *ctx, const kv_state_t *s, int layer, const char *stage, c
         if (layer == e->att_layer || e->record_all) capture_attention(e, s, layer, rows);
         if (e->record_all) record_stats(e, s, t, (size_t)rows * cols, &e->attn_st[layer]);
         if (print) {
+            const gpt_config_t *g = &s->model->cfg;
             fprintf(e->out,
-                    "  layer %d: attention (ln1, qkv matmul, %d heads, proj, +residual) %.3f ms\n",
-                    layer, s->model->cfg.heads, seconds * 1e3);
+                    "  layer %d: attention (ln1%s, qkv matmul,%s%s %d heads, proj, +residual) "
+                    "%.3f ms\n",
+                    layer, g->norm == GPT_NORM_RMS ? " RMSNorm" : "", g->qk_norm ? " qk-norm," : "",
+                    g->pos == GPT_POS_ROPE ? " RoPE," : "", g->heads, seconds * 1e3);
             if (e->show_tensors) print_stats(e, s, "after attn", t, rows, cols);
         }
     } else if (strcmp(stage, "mlp") == 0 && layer < EXPLAIN_MAX_LAYERS) {

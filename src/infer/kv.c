@@ -75,7 +75,7 @@ int kv_quantize(kv_state_t *s, char *err) {
         q[4 * l + 2] = ops->q8_make(w->fcw, 4 * C, C);
         q[4 * l + 3] = ops->q8_make(w->fc2w, C, 4 * C);
     }
-    q[4 * L] = ops->q8_make(m->w.wte, m->cfg.vocab, C);
+    q[4 * L] = ops->q8_make(m->w.head, m->cfg.vocab, C); /* the classifier (wte when tied) */
     size_t bytes = 0;
     for (int i = 0; i < n; i++) {
         if (!q[i]) {
@@ -199,14 +199,14 @@ static void step(kv_state_t *s, int n, int at_dev, int greedy) {
     const float *lnf = s->ln + (size_t)(n - 1) * C;
     if (!fuse_ln) {
         lnf = s->ln;
-        ops->layernorm_forward(s->ln, NULL, NULL, s->x + (size_t)(n - 1) * C, m->w.lnfw, m->w.lnfb,
-                               1, C);
+        gpt_norm_forward(m, s->ln, NULL, NULL, s->x + (size_t)(n - 1) * C, m->w.lnfw, m->w.lnfb, 1,
+                         C);
     }
     TRACE(L, "ln_f", lnf, 1, C, 0.0);
     if (q8)
         ops->q8_matmul_forward(s->logits, lnf, s->q8[4 * L], NULL, 1, C, V);
     else
-        ops->matmul_forward(s->logits, lnf, m->w.wte, NULL, 1, C, V);
+        ops->matmul_forward(s->logits, lnf, m->w.head, NULL, 1, C, V);
     if (greedy && ops->argmax) ops->argmax(s->tok + c->ctx + 1, s->logits, V);
 }
 
@@ -218,9 +218,9 @@ static void kv_rows_logits(kv_state_t *s, float *logits, const float *ln, int n)
     if (s->q8)
         ops->q8_matmul_forward(logits, ln, s->q8[4 * m->cfg.layers], NULL, n, C, V);
     else if (ops->matmul_rows_forward)
-        ops->matmul_rows_forward(logits, NULL, ln, m->w.wte, NULL, n, C, V);
+        ops->matmul_rows_forward(logits, NULL, ln, m->w.head, NULL, n, C, V);
     else
-        ops->matmul_forward(logits, ln, m->w.wte, NULL, n, C, V);
+        ops->matmul_forward(logits, ln, m->w.head, NULL, n, C, V);
 }
 
 int kv_feed_batch(kv_state_t *const *seqs, const int32_t *tokens, int n, char *err) {
@@ -268,7 +268,7 @@ int kv_feed_batch(kv_state_t *const *seqs, const int32_t *tokens, int n, char *e
                            seqs[i]->pos);
     kv_layers(s, &run);
     if (!gpt_block_fuse_ln(m)) /* fused, the last block left ln_f of every row in ln */
-        ops->layernorm_forward(s->ln, NULL, NULL, s->x, m->w.lnfw, m->w.lnfb, n, C);
+        gpt_norm_forward(m, s->ln, NULL, NULL, s->x, m->w.lnfw, m->w.lnfb, n, C);
     kv_rows_logits(s, s->batch_logits, s->ln, n);
     for (int i = 0; i < n; i++) {
         ops->download(seqs[i]->host_logits, s->batch_logits + (size_t)i * V,
@@ -297,7 +297,10 @@ int kv_feed_next(kv_state_t *s, const int32_t *tokens, int n, const sample_opts_
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab)
             return mg_fail(err, "token id %d out of range", tokens[i]);
-    if (n == 1 && !s->trace && ops->graph_begin && !s->q8) {
+    /* (the recorded step reads its position on the backend, which RoPE's
+     * kernel does not: rotary models run the calls directly) */
+    if (n == 1 && !s->trace && ops->graph_begin && !s->q8 && c->pos != GPT_POS_ROPE &&
+        !c->qk_norm) {
         /* one token: the whole step is one graph launch, recorded once;
          * it takes the argmax too, which costs a few microseconds */
         int32_t in[2] = {tokens[0], s->pos};

@@ -27,6 +27,13 @@ char *ckpt_config_to_json(const gpt_config_t *c) {
     cJSON_AddNumberToObject(j, "d_model", c->dim);
     cJSON_AddNumberToObject(j, "n_layers", c->layers);
     cJSON_AddNumberToObject(j, "n_heads", c->heads);
+    /* the architecture options (gpt.h), always written; absent (older
+     * files) they read as the GPT-2 block */
+    cJSON_AddStringToObject(j, "pos", c->pos == GPT_POS_ROPE ? "rope" : "learned");
+    cJSON_AddStringToObject(j, "norm", c->norm == GPT_NORM_RMS ? "rmsnorm" : "layernorm");
+    cJSON_AddBoolToObject(j, "qk_norm", c->qk_norm);
+    cJSON_AddBoolToObject(j, "tie_head", !c->untie_head);
+    cJSON_AddBoolToObject(j, "zero_init", c->zero_init);
     char *s = json_print(j);
     cJSON_Delete(j);
     return s;
@@ -42,8 +49,35 @@ static int get_int(const cJSON *o, const char *key, int *out, char *err) {
     return 0;
 }
 
+/* An optional string key: absent leaves *out (the default); else one of
+ * names[0..n) gives its index. */
+static int get_choice(const cJSON *o, const char *key, const char *const *names, int n, int *out,
+                      char *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v) return 0;
+    for (int i = 0; cJSON_IsString(v) && i < n; i++) {
+        if (strcmp(v->valuestring, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    return mg_fail(err, "model_config: unknown value of '%s' (expected \"%s\" or \"%s\")", key,
+                   names[0], names[1]);
+}
+
+/* An optional boolean key: absent leaves *out; flip stores its negation. */
+static int get_bool(const cJSON *o, const char *key, int flip, int *out, char *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v) return 0;
+    if (!cJSON_IsBool(v)) return mg_fail(err, "model_config: '%s' is not true or false", key);
+    *out = cJSON_IsTrue(v) != flip;
+    return 0;
+}
+
 int ckpt_config_from_json(const char *json, gpt_config_t *c, char *err) {
     int rc = -1;
+    static const char *const pos[] = {"learned", "rope"}, *const norm[] = {"layernorm", "rmsnorm"};
+    *c = (gpt_config_t){0}; /* every option off: the GPT-2 block */
     cJSON *j = cJSON_Parse(json);
     if (!cJSON_IsObject(j)) {
         mg_fail(err, "model_config is not a JSON object");
@@ -56,7 +90,11 @@ int ckpt_config_from_json(const char *json, gpt_config_t *c, char *err) {
     }
     if (get_int(j, "vocab_size", &c->vocab, err) || get_int(j, "context_length", &c->ctx, err) ||
         get_int(j, "d_model", &c->dim, err) || get_int(j, "n_layers", &c->layers, err) ||
-        get_int(j, "n_heads", &c->heads, err))
+        get_int(j, "n_heads", &c->heads, err) || get_choice(j, "pos", pos, 2, &c->pos, err) ||
+        get_choice(j, "norm", norm, 2, &c->norm, err) ||
+        get_bool(j, "qk_norm", 0, &c->qk_norm, err) ||
+        get_bool(j, "tie_head", 1, &c->untie_head, err) ||
+        get_bool(j, "zero_init", 0, &c->zero_init, err))
         goto done;
     rc = gpt_config_check(c, err);
 done:
@@ -174,7 +212,7 @@ static long first_nonfinite(const void *data, size_t n) {
 
 ckpt_t *ckpt_load(const char *path, const ops_backend_t *ops, char *err) {
     char why[MG_ERR_LEN];
-    gpt_config_t cfg;
+    gpt_config_t cfg = {0};
     ckpt_t *c = mg_calloc(1, sizeof *c);
     if (!c) {
         mg_fail(err, "out of memory");
