@@ -74,6 +74,7 @@ typedef struct {
     /* model shape (train, benchmark); 0: the preset's */
     const char *preset;
     long layers, heads, dim, ctx, vocab;
+    const char *mlp; /* --mlp gelu|relu2|swiglu (NULL: gelu, or the checkpoint's) */
     /* train */
     int overwrite;
     long dashboard; /* the dashboard's port; -1: none */

@@ -89,6 +89,7 @@ int cli_float(const char *flag, const char *s, double min, double max, double *o
 typedef struct {
     const char *preset;
     long layers, heads, dim, ctx, vocab; /* 0: from the preset */
+    const char *mlp;                     /* --mlp (NULL: gelu) */
 } cli_shape_t;
 int cli_shape(const cli_shape_t *s, gpt_config_t *cfg, char *err);
 /* The checkpoint to use when none is given: best, else final model (never

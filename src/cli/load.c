@@ -130,6 +130,7 @@ static void show_metadata(const ckpt_t *ck, const catalog_entry_t *e) {
     printf("  %-18s %d\n  %-18s %d\n  %-18s %d\n  %-18s %d\n  %-18s %d\n  %-18s %lld\n", "n_layers",
            g->layers, "n_heads", g->heads, "d_model", g->dim, "context_length", g->ctx,
            "vocab_size", g->vocab, "parameters", (long long)gpt_param_count(g));
+    printf("  %-18s %s\n  %-18s %d\n", "mlp", gpt_mlp_name(g->mlp), "ffn_hidden", g->ffn);
     printf("training metadata:\n");
     printf("  %-18s %ld\n  %-18s %d\n", "step", m->step, "epoch", m->epoch);
     print_num("train_loss", m->train_loss, "%.4f");

@@ -62,6 +62,7 @@ int cli_shape(const cli_shape_t *s, gpt_config_t *cfg, char *err) {
     if (s->dim) cfg->dim = (int)s->dim;
     if (s->ctx) cfg->ctx = (int)s->ctx;
     if (s->vocab) cfg->vocab = (int)s->vocab;
+    if (s->mlp) cfg->mlp = gpt_mlp_from_name(s->mlp); /* args.c checked the name */
     return gpt_config_check(cfg, err);
 }
 

@@ -123,8 +123,9 @@ static int shape_conflict(const cli_shape_t *s, const gpt_config_t *ck, const ch
     if (s->dim) want.dim = (int)s->dim;
     if (s->ctx) want.ctx = (int)s->ctx;
     want.vocab = s->vocab ? (int)s->vocab : ck->vocab;
+    if (s->mlp) want.mlp = gpt_mlp_from_name(s->mlp);
     if (want.layers == ck->layers && want.heads == ck->heads && want.dim == ck->dim &&
-        want.ctx == ck->ctx && want.vocab == ck->vocab)
+        want.ctx == ck->ctx && want.vocab == ck->vocab && want.mlp == ck->mlp)
         return 0;
     char have[64], asked[64];
     catalog_shape(ck, have, sizeof have);
@@ -153,7 +154,7 @@ int cli_train(const cli_args_t *a, char *err) {
     o.steps = a->steps;
     o.epochs = (int)a->epochs;
     o.minutes = a->minutes;
-    cli_shape_t shape = {a->preset, a->layers, a->heads, a->dim, a->ctx, a->vocab};
+    cli_shape_t shape = {a->preset, a->layers, a->heads, a->dim, a->ctx, a->vocab, a->mlp};
     int batch_set = cli_args_given(a, &a->batch), lr_set = cli_args_given(a, &a->lr);
     int accum_set = cli_args_given(a, &a->grad_accum);
     if (batch_set) o.hp.batch = (int)a->batch;

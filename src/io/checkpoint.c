@@ -27,6 +27,8 @@ char *ckpt_config_to_json(const gpt_config_t *c) {
     cJSON_AddNumberToObject(j, "d_model", c->dim);
     cJSON_AddNumberToObject(j, "n_layers", c->layers);
     cJSON_AddNumberToObject(j, "n_heads", c->heads);
+    cJSON_AddStringToObject(j, "mlp", gpt_mlp_name(c->mlp));
+    cJSON_AddNumberToObject(j, "ffn_hidden", gpt_ffn_hidden(c));
     char *s = json_print(j);
     cJSON_Delete(j);
     return s;
@@ -57,6 +59,16 @@ int ckpt_config_from_json(const char *json, gpt_config_t *c, char *err) {
     if (get_int(j, "vocab_size", &c->vocab, err) || get_int(j, "context_length", &c->ctx, err) ||
         get_int(j, "d_model", &c->dim, err) || get_int(j, "n_layers", &c->layers, err) ||
         get_int(j, "n_heads", &c->heads, err))
+        goto done;
+    /* the MLP: absent in checkpoints from before --mlp, which are GPT-2's */
+    c->mlp = GPT_MLP_GELU;
+    c->ffn = 0;
+    const cJSON *mlp = cJSON_GetObjectItemCaseSensitive(j, "mlp");
+    if (mlp && (!cJSON_IsString(mlp) || (c->mlp = gpt_mlp_from_name(mlp->valuestring)) < 0)) {
+        mg_fail(err, "model_config: 'mlp' is not one of \"gelu\", \"relu2\", \"swiglu\"");
+        goto done;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(j, "ffn_hidden") && get_int(j, "ffn_hidden", &c->ffn, err))
         goto done;
     rc = gpt_config_check(c, err);
 done:

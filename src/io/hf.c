@@ -229,7 +229,7 @@ int hf_import(const char *dir, const char *out, char *err) {
     st_file_t *f = NULL;
     gpt_model_t *m = NULL;
     float *host = NULL;
-    gpt_config_t cfg;
+    gpt_config_t cfg = {0};
     size_t clen;
     if (!cpath || !mpath || !bin) {
         mg_fail(err, "out of memory");
@@ -496,6 +496,7 @@ int hf_export(const char *path, const char *outdir, char *err) {
     if (check_outdir(outdir, err)) return -1;
     ops_cpu_set_threads(0);
     if (!(ck = ckpt_load(path, ops_cpu(), err))) return -1;
+    if (gpt_gpt2_check(&ck->model->cfg, "--to-hf: Hugging Face GPT-2", err)) goto done;
     size_t n = strlen(outdir) + 32;
     if (!(tmp = mg_malloc(n))) {
         mg_fail(err, "out of memory");

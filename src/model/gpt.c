@@ -12,13 +12,13 @@ static const struct {
     const char *name;
     gpt_config_t cfg;
 } presets[] = {
-    {"micro", {512, 64, 64, 2, 2}},
+    {"micro", {.vocab = 512, .ctx = 64, .dim = 64, .layers = 2, .heads = 2}},
     /* the default of `train`: what learns most in 5 minutes on 2 cores
      * (docs/training-recipe.md) */
-    {"tiny", {8192, 256, 128, 2, 2}},
-    {"mini", {4096, 256, 256, 4, 4}},
-    {"small", {8192, 512, 512, 8, 8}},
-    {"gpt2", {50257, 1024, 768, 12, 12}},
+    {"tiny", {.vocab = 8192, .ctx = 256, .dim = 128, .layers = 2, .heads = 2}},
+    {"mini", {.vocab = 4096, .ctx = 256, .dim = 256, .layers = 4, .heads = 4}},
+    {"small", {.vocab = 8192, .ctx = 512, .dim = 512, .layers = 8, .heads = 8}},
+    {"gpt2", {.vocab = 50257, .ctx = 1024, .dim = 768, .layers = 12, .heads = 12}},
 };
 
 int gpt_preset(const char *name, gpt_config_t *cfg, char *err) {
@@ -44,28 +44,105 @@ int gpt_config_check(const gpt_config_t *c, char *err) {
         return mg_fail(err, "layers %d out of range [1, 256]", c->layers);
     if (c->heads < 1 || c->dim % c->heads != 0)
         return mg_fail(err, "heads %d must divide dim %d", c->heads, c->dim);
+    if (c->mlp < 0 || c->mlp >= GPT_MLP_COUNT)
+        return mg_fail(err, "unknown MLP kind %d (gelu, relu2, swiglu)", c->mlp);
+    if (c->ffn < 0 || c->ffn > (1 << 20))
+        return mg_fail(err, "MLP hidden size %d out of range [1, 1048576]", c->ffn);
     return 0;
 }
 
-/* Per-layer tensors: name, rows and cols as multiples of C (cols 0: 1-D),
- * and where the pointer lives in gpt_layer_t. */
+static const char *const mlp_names[GPT_MLP_COUNT] = {"gelu", "relu2", "swiglu"};
+
+const char *gpt_mlp_name(int mlp) { return mlp >= 0 && mlp < GPT_MLP_COUNT ? mlp_names[mlp] : "?"; }
+
+int gpt_mlp_from_name(const char *name) {
+    for (int i = 0; i < GPT_MLP_COUNT; i++)
+        if (strcmp(mlp_names[i], name) == 0) return i;
+    return -1;
+}
+
+/* SwiGLU has three matrices where GELU has two: a hidden size of 8C/3 keeps
+ * 3 x C x H = 2 x C x 4C parameters; a multiple of 32 keeps int8 blocks
+ * (and vector loops) whole. */
+int gpt_ffn_default(int mlp, int dim) {
+    if (mlp != GPT_MLP_SWIGLU) return 4 * dim;
+    int h = (int)(((long)8 * dim / 3 + 16) / 32) * 32; /* nearest multiple of 32, half up */
+    return h < 32 ? 32 : h;
+}
+
+int gpt_ffn_hidden(const gpt_config_t *c) { return c->ffn > 0 ? c->ffn : gpt_ffn_default(c->mlp, c->dim); }
+
+int gpt_ffn_fc_rows(const gpt_config_t *c) {
+    return (c->mlp == GPT_MLP_SWIGLU ? 2 : 1) * gpt_ffn_hidden(c);
+}
+
+int gpt_gpt2_check(const gpt_config_t *c, const char *format, char *err) {
+    if (c->mlp != GPT_MLP_GELU)
+        return mg_fail(err, "%s has GPT-2's GELU MLP only; this model was trained with --mlp %s",
+                       format, gpt_mlp_name(c->mlp));
+    if (gpt_ffn_hidden(c) != 4 * c->dim)
+        return mg_fail(err, "%s has GPT-2's 4 x dim MLP only; this model's hidden size is %d",
+                       format, gpt_ffn_hidden(c));
+    return 0;
+}
+
+/* The kernels each optional model feature needs: a backend without them
+ * (the CUDA plugin leaves the optional MLP slots NULL) is refused at
+ * creation with one line naming the option. */
+static int wants_relu2(const gpt_config_t *c) { return c->mlp == GPT_MLP_RELU2; }
+static int wants_swiglu(const gpt_config_t *c) { return c->mlp == GPT_MLP_SWIGLU; }
+static int has_mlp_act(const ops_backend_t *o) { return o->mlp_act_forward && o->mlp_act_backward; }
+static const struct {
+    int (*wants)(const gpt_config_t *c);
+    int (*has)(const ops_backend_t *o);
+    const char *what;
+} backend_needs[] = {
+    {wants_relu2, has_mlp_act, "relu^2 MLP kernels (--mlp relu2)"},
+    {wants_swiglu, has_mlp_act, "SwiGLU MLP kernels (--mlp swiglu)"},
+};
+_Static_assert((int)GPT_MLP_RELU2 == (int)OPS_MLP_RELU2 && (int)GPT_MLP_SWIGLU == (int)OPS_MLP_SWIGLU,
+               "the model's MLP kinds are the act argument of the ops");
+
+int gpt_backend_check(const gpt_config_t *c, const ops_backend_t *ops, char *err) {
+    for (size_t i = 0; i < sizeof backend_needs / sizeof backend_needs[0]; i++)
+        if (backend_needs[i].wants(c) && !backend_needs[i].has(ops))
+            return mg_fail(err, "the %s backend has no %s; use --device cpu", ops->name,
+                           backend_needs[i].what);
+    return 0;
+}
+
+/* Sizes of the per-layer tensors' dimensions, resolved by layer_dim. */
+enum { DIM_NONE, DIM_C, DIM_3C, DIM_FC, DIM_HID };
+
+static int64_t layer_dim(const gpt_config_t *c, int d) {
+    switch (d) {
+    case DIM_C: return c->dim;
+    case DIM_3C: return 3 * (int64_t)c->dim;
+    case DIM_FC: return gpt_ffn_fc_rows(c); /* H, or 2H (SwiGLU: gate and up) */
+    case DIM_HID: return gpt_ffn_hidden(c);
+    default: return 0;
+    }
+}
+
+/* Per-layer tensors: name, rows and cols (DIM_NONE: 1-D), and where the
+ * pointer lives in gpt_layer_t. */
 static const struct {
     const char *name;
     int rows, cols;
     size_t field;
 } layer_params[] = {
-    {"ln1.weight", 1, 0, offsetof(gpt_layer_t, ln1w)},
-    {"ln1.bias", 1, 0, offsetof(gpt_layer_t, ln1b)},
-    {"attn.qkv.weight", 3, 1, offsetof(gpt_layer_t, qkvw)},
-    {"attn.qkv.bias", 3, 0, offsetof(gpt_layer_t, qkvb)},
-    {"attn.proj.weight", 1, 1, offsetof(gpt_layer_t, projw)},
-    {"attn.proj.bias", 1, 0, offsetof(gpt_layer_t, projb)},
-    {"ln2.weight", 1, 0, offsetof(gpt_layer_t, ln2w)},
-    {"ln2.bias", 1, 0, offsetof(gpt_layer_t, ln2b)},
-    {"mlp.fc.weight", 4, 1, offsetof(gpt_layer_t, fcw)},
-    {"mlp.fc.bias", 4, 0, offsetof(gpt_layer_t, fcb)},
-    {"mlp.proj.weight", 1, 4, offsetof(gpt_layer_t, fc2w)},
-    {"mlp.proj.bias", 1, 0, offsetof(gpt_layer_t, fc2b)},
+    {"ln1.weight", DIM_C, DIM_NONE, offsetof(gpt_layer_t, ln1w)},
+    {"ln1.bias", DIM_C, DIM_NONE, offsetof(gpt_layer_t, ln1b)},
+    {"attn.qkv.weight", DIM_3C, DIM_C, offsetof(gpt_layer_t, qkvw)},
+    {"attn.qkv.bias", DIM_3C, DIM_NONE, offsetof(gpt_layer_t, qkvb)},
+    {"attn.proj.weight", DIM_C, DIM_C, offsetof(gpt_layer_t, projw)},
+    {"attn.proj.bias", DIM_C, DIM_NONE, offsetof(gpt_layer_t, projb)},
+    {"ln2.weight", DIM_C, DIM_NONE, offsetof(gpt_layer_t, ln2w)},
+    {"ln2.bias", DIM_C, DIM_NONE, offsetof(gpt_layer_t, ln2b)},
+    {"mlp.fc.weight", DIM_FC, DIM_C, offsetof(gpt_layer_t, fcw)},
+    {"mlp.fc.bias", DIM_FC, DIM_NONE, offsetof(gpt_layer_t, fcb)},
+    {"mlp.proj.weight", DIM_C, DIM_HID, offsetof(gpt_layer_t, fc2w)},
+    {"mlp.proj.bias", DIM_C, DIM_NONE, offsetof(gpt_layer_t, fc2b)},
 };
 #define N_LAYER_PARAMS (int)(sizeof layer_params / sizeof layer_params[0])
 
@@ -91,7 +168,8 @@ static void build_table(gpt_model_t *m) {
     for (int l = 0; l < c->layers; l++) {
         for (int i = 0; i < N_LAYER_PARAMS; i++) {
             snprintf(name, sizeof name, "transformer.layers.%d.%s", l, layer_params[i].name);
-            add_param(m, name, layer_params[i].rows * C, layer_params[i].cols * C);
+            add_param(m, name, layer_dim(c, layer_params[i].rows),
+                      layer_dim(c, layer_params[i].cols));
         }
     }
     add_param(m, "ln_f.weight", C, 0);
@@ -114,10 +192,11 @@ static void fill_view(const gpt_model_t *m, float *buf, gpt_view_t *v) {
 }
 
 gpt_model_t *gpt_create(const gpt_config_t *cfg, const ops_backend_t *ops, char *err) {
-    if (gpt_config_check(cfg, err) != 0) return NULL;
+    if (gpt_config_check(cfg, err) != 0 || gpt_backend_check(cfg, ops, err) != 0) return NULL;
     gpt_model_t *m = mg_calloc(1, sizeof *m);
     if (!m) goto oom;
     m->cfg = *cfg;
+    m->cfg.ffn = gpt_ffn_hidden(cfg);
     m->ops = ops;
     m->grad_scale = 1.0f;
     m->params = mg_calloc((size_t)cfg->layers * N_LAYER_PARAMS + 4, sizeof *m->params);
@@ -193,8 +272,8 @@ const gpt_param_t *gpt_find_param(const gpt_model_t *m, const char *name) {
 size_t gpt_param_count(const gpt_config_t *c) {
     size_t C = c->dim, per_layer = 0;
     for (int i = 0; i < N_LAYER_PARAMS; i++)
-        per_layer +=
-            layer_params[i].rows * C * (layer_params[i].cols ? layer_params[i].cols * C : 1);
+        per_layer += (size_t)layer_dim(c, layer_params[i].rows) *
+                     (size_t)(layer_params[i].cols ? layer_dim(c, layer_params[i].cols) : 1);
     return (size_t)c->vocab * C + (size_t)c->ctx * C + c->layers * per_layer + 2 * C;
 }
 
@@ -204,11 +283,12 @@ typedef struct {
     float **ptr;
     size_t n;
 } act_part_t;
-#define N_ACT_PARTS 23
+#define N_ACT_PARTS 24
 
 static size_t act_layout(const gpt_config_t *c, const ops_backend_t *ops, size_t B, size_t T,
                          gpt_acts_t *a, act_part_t parts[N_ACT_PARTS]) {
     size_t L = c->layers, C = c->dim, V = c->vocab, NH = c->heads, N = B * T;
+    size_t F = (size_t)gpt_ffn_fc_rows(c), H = (size_t)gpt_ffn_hidden(c);
     act_part_t p[N_ACT_PARTS] = {
         {&a->encoded, N * C},
         {&a->ln1, L * N * C},
@@ -221,8 +301,8 @@ static size_t act_layout(const gpt_config_t *c, const ops_backend_t *ops, size_t
         {&a->ln2, L * N * C},
         {&a->ln2_mean, L * N},
         {&a->ln2_rstd, L * N},
-        {&a->fch, L * N * 4 * C},
-        {&a->fch_gelu, L * N * 4 * C},
+        {&a->fch, L * N * F},
+        {&a->fch_gelu, L * N * H},
         {&a->res3, L * N * C},
         {&a->lnf, N * C},
         {&a->lnf_mean, N},
@@ -232,7 +312,8 @@ static size_t act_layout(const gpt_config_t *c, const ops_backend_t *ops, size_t
         {&a->dres, N * C},
         {&a->dc, N * C},
         {&a->d3c, N * 3 * C},
-        {&a->d4c, N * 4 * C},
+        {&a->d4c, N * F},
+        {&a->dh, c->mlp == GPT_MLP_SWIGLU ? N * H : 0},
     };
     /* each part starts 256-byte aligned: vector loads and GPU matrix
      * libraries want aligned rows whatever B*T is */

@@ -68,6 +68,10 @@ static const ops_backend_t cpu_backend = {
     .q8_bytes = cpu_q8_bytes,
     .q8_free = cpu_q8_free,
     .matmul_rows_forward = cpu_matmul_rows_forward,
+    .mlp_act_forward = cpu_mlp_act_forward,
+    .mlp_act_backward = cpu_mlp_act_backward,
+    .mlp_act_bias_backward = cpu_mlp_act_bias_backward,
+    .matmul_bias_act_forward = cpu_matmul_bias_act_forward,
 };
 
 const ops_backend_t *ops_cpu(void) { return &cpu_backend; }
