@@ -216,6 +216,10 @@ const cli_row_t cli_rows[] = {
      .help = "override the preset's width"},
     {"ctx", "-c", "N", CLI_T_INT, F(ctx), SHAPE, .min = 1, .max = 65536,
      .help = "override the preset's context length"},
+    {"mlp", NULL, NULL, CLI_T_CHOICE, F(mlp), SHAPE, .choices = "gelu|relu2|swiglu",
+     .def_doc = "gelu",
+     .help = "the MLP: GPT-2's 4x GELU; relu(x)^2, 4x; or SwiGLU, silu(gate) * up with a hidden "
+             "size of the multiple of 32 nearest 8/3 x dim (about the same parameters)"},
     {"ctx", "-c", "T", CLI_T_INT, F(ctx), C(CLI_EVAL), .min = 2, .max = 65536,
      .def_doc = "the model's context", .help = "window length"},
     {"vocab", NULL, "N", CLI_T_INT, F(vocab), C(CLI_TRAIN), .min = 260, .max = 1048576,

@@ -77,6 +77,7 @@ typedef struct {
     /* architecture options (train, benchmark; model/gpt.h); NULL/0: the GPT-2 block */
     const char *pos, *norm;
     int qk_norm, untie_head, zero_init;
+    const char *mlp; /* --mlp gelu|relu2|swiglu (NULL: gelu, or the checkpoint's) */
     /* train */
     int overwrite;
     long dashboard; /* the dashboard's port; -1: none */

@@ -64,7 +64,8 @@ typedef struct {
  * matmuls of the same size per forward one. */
 static double step_flops(const gpt_config_t *c, int B, int T) {
     double N = (double)B * T, C = c->dim, V = c->vocab, L = c->layers;
-    double dense = L * 2.0 * N * C * (3 * C + C + 4 * C + 4 * C) + 2.0 * N * C * V;
+    double F = gpt_ffn_fc_rows(c), H = gpt_ffn_hidden(c); /* fc (F,C), fc2 (C,H) */
+    double dense = L * 2.0 * N * C * (3 * C + C + F + H) + 2.0 * N * C * V;
     double attn = L * 2.0 * (double)B * C * T * (T + 1.0); /* QK^T + PV */
     return 3.0 * (dense + attn);
 }
@@ -294,10 +295,10 @@ static void print_text(const bench_opts_t *o, const gpt_model_t *m, const char *
                        int T, const bench_result_t *r, const bench_mem_t *mem) {
     const gpt_config_t *c = &m->cfg;
     double step = r->fwd_s + r->bwd_s + r->opt_s, tokens = (double)B * T;
-    printf("minigpt benchmark: %s (%d layers, %d heads, dim %d, context %d, vocab %d), %zu "
-           "parameters\n",
+    printf("minigpt benchmark: %s (%d layers, %d heads, dim %d, context %d, vocab %d, %s MLP of "
+           "%d), %zu parameters\n",
            o->shape.preset ? o->shape.preset : "mini", c->layers, c->heads, c->dim, c->ctx,
-           c->vocab, m->num_floats);
+           c->vocab, gpt_mlp_name(c->mlp), c->ffn, m->num_floats);
     printf("backend: %s: %s; %s%s\n", m->ops->name, m->ops->describe(), precision,
            o->no_fusion ? "; --no-fusion" : "");
     printf("training: batch %d x %d tokens, %ld steps after %d warm-up\n", B, T, o->iterations,
@@ -362,6 +363,8 @@ static void print_text(const bench_opts_t *o, const gpt_model_t *m, const char *
             printf(" %11.3f", r->detail[k].step_s / r->detail[k].steps * 1e3);
         printf("\n  (a fused kernel counts under one of the ops it fuses, e.g. residual add +\n"
                "  LayerNorm under layernorm, fc matmul + GELU under fc matmul)\n");
+        if (c->mlp != GPT_MLP_GELU)
+            printf("  (gelu: the MLP's activation, here %s)\n", gpt_mlp_name(c->mlp));
     }
     if (mem) {
         printf("memory:\n");
@@ -412,6 +415,8 @@ static int print_json(const bench_opts_t *o, const gpt_model_t *m, const char *p
     cJSON_AddNumberToObject(mo, "dim", c->dim);
     cJSON_AddNumberToObject(mo, "ctx", c->ctx);
     cJSON_AddNumberToObject(mo, "vocab", c->vocab);
+    cJSON_AddStringToObject(mo, "mlp", gpt_mlp_name(c->mlp));
+    cJSON_AddNumberToObject(mo, "ffn_hidden", c->ffn);
     cJSON_AddNumberToObject(mo, "params", (double)m->num_floats);
     cJSON_AddStringToObject(j, "backend", m->ops->name);
     cJSON_AddStringToObject(j, "device", m->ops->describe());

@@ -92,6 +92,7 @@ typedef struct {
     /* the architecture options (--pos, --norm: NULL or the name; flags 0/1) */
     const char *pos, *norm;
     int qk_norm, untie_head, zero_init;
+    const char *mlp;                     /* --mlp (NULL: gelu) */
 } cli_shape_t;
 /* The shape of a command's flags (train, benchmark). */
 cli_shape_t cli_shape_of(const cli_args_t *a);

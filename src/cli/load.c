@@ -136,6 +136,7 @@ static void show_metadata(const ckpt_t *ck, const catalog_entry_t *e) {
            g->norm == GPT_NORM_RMS ? "rmsnorm" : "layernorm", "qk_norm",
            g->qk_norm ? "true" : "false", "tie_head", g->untie_head ? "false" : "true", "zero_init",
            g->zero_init ? "true" : "false");
+    printf("  %-18s %s\n  %-18s %d\n", "mlp", gpt_mlp_name(g->mlp), "ffn_hidden", g->ffn);
     printf("training metadata:\n");
     printf("  %-18s %ld\n  %-18s %d\n", "step", m->step, "epoch", m->epoch);
     print_num("train_loss", m->train_loss, "%.4f");

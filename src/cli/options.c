@@ -72,6 +72,7 @@ void cli_shape_arch(const cli_shape_t *s, gpt_config_t *cfg) {
     cfg->qk_norm = s->qk_norm;
     cfg->untie_head = s->untie_head;
     cfg->zero_init = s->zero_init;
+    cfg->mlp = s->mlp ? gpt_mlp_from_name(s->mlp) : GPT_MLP_GELU; /* args.c checked the name */
 }
 
 cli_shape_t cli_shape_of(const cli_args_t *a) {
@@ -87,7 +88,8 @@ cli_shape_t cli_shape_of(const cli_args_t *a) {
                          cli_args_given(a, &a->norm) ? a->norm : NULL,
                          a->qk_norm,
                          a->untie_head,
-                         a->zero_init};
+                         a->zero_init,
+                         a->mlp};
 }
 
 const char *cli_default_checkpoint(const char *dir) {

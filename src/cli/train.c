@@ -132,12 +132,13 @@ static int shape_conflict(const cli_shape_t *s, const gpt_config_t *ck, const ch
     if (s->qk_norm && !ck->qk_norm) option = "--qk-norm";
     if (s->untie_head && !ck->untie_head) option = "--untie-head";
     if (s->zero_init && !ck->zero_init) option = "--zero-init";
+    if (s->mlp && arch.mlp != ck->mlp) option = "--mlp";
     if (option)
         return mg_fail(err, "train: '%s' was not trained with the %s given; a checkpoint keeps "
                             "its architecture",
                        path, option);
     if (want.layers == ck->layers && want.heads == ck->heads && want.dim == ck->dim &&
-        want.ctx == ck->ctx && want.vocab == ck->vocab)
+        want.ctx == ck->ctx && want.vocab == ck->vocab && want.mlp == ck->mlp)
         return 0;
     char have[64], asked[64];
     catalog_shape(ck, have, sizeof have);

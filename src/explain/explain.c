@@ -307,6 +307,18 @@ static void print_stats(explain_t *e, const kv_state_t *kv, const char *what, co
             rows, cols, st.mean, st.std, st.min, st.max);
 }
 
+/* The MLP's shapes and activation, "64->256, GELU, proj 256->64" (SwiGLU:
+ * "64->2x160, SwiGLU, proj 160->64"), from the model's config. */
+static const char *mlp_act(const gpt_config_t *g) {
+    static const char *act[GPT_MLP_COUNT] = {"GELU", "relu^2", "SwiGLU"};
+    return act[g->mlp];
+}
+static const char *mlp_text(const gpt_config_t *g, char *buf, size_t n) {
+    snprintf(buf, n, "%d->%s%d, %s, proj %d->%d", g->dim, g->mlp == GPT_MLP_SWIGLU ? "2x" : "",
+             g->ffn, mlp_act(g), g->ffn, g->dim);
+    return buf;
+}
+
 static void hook(void *ctx, const kv_state_t *s, int layer, const char *stage, const float *t,
                  int rows, int cols, double seconds) {
     explain_t *e = ctx;
@@ -345,9 +357,9 @@ static void hook(void *ctx, const kv_state_t *s, int layer, const char *stage, c
         e->mlp_s[layer] = seconds;
         if (e->record_all) record_stats(e, s, t, (size_t)rows * cols, &e->mlp_st[layer]);
         if (print) {
-            fprintf(e->out,
-                    "  layer %d: MLP (ln2, fc %d->%d, GELU, proj %d->%d, +residual) %.3f ms\n",
-                    layer, cols, 4 * cols, 4 * cols, cols, seconds * 1e3);
+            char mlp[96];
+            fprintf(e->out, "  layer %d: MLP (ln2, fc %s, +residual) %.3f ms\n", layer,
+                    mlp_text(&s->model->cfg, mlp, sizeof mlp), seconds * 1e3);
             if (e->show_tensors) print_stats(e, s, "after mlp", t, rows, cols);
         }
     } else if (strcmp(stage, "ln_f") == 0) {
@@ -495,7 +507,7 @@ void explain_walkthrough(FILE *out, const explain_t *e, const kv_state_t *kv,
             "1. tokenize: your text became %d token ids (byte-level BPE, %d-token vocabulary).\n"
             "2. embed: each id picks a row of a %d x %d table; a learned position row is added.\n"
             "3. %d layers, each: LayerNorm -> attention (%d heads of %d) -> +residual ->\n"
-            "   LayerNorm -> MLP (%d -> %d -> %d, GELU) -> +residual.\n"
+            "   LayerNorm -> MLP (%d -> %s%d -> %d, %s) -> +residual.\n"
             "   In the prefill of the last turn: attention %.3f ms, MLP %.3f ms in all layers.\n"
             "4. keys and values of every position stay in the KV cache (%d of %d positions used),\n"
             "   so each new token costs one position's work.\n"
@@ -504,7 +516,8 @@ void explain_walkthrough(FILE *out, const explain_t *e, const kv_state_t *kv,
             "   \"%s\" was drawn from %d kept candidates (top: %.3f).\n"
             "7. %d tokens generated at %.1f tok/s after a %.3f ms prefill; stopped: %s.\n",
             st->prompt_tokens, c->vocab, c->vocab, c->dim, c->layers, c->heads, c->dim / c->heads,
-            c->dim, 4 * c->dim, c->dim, at * 1e3, ml * 1e3, kv->pos, c->ctx, c->vocab,
+            c->dim, c->mlp == GPT_MLP_SWIGLU ? "2x" : "", c->ffn, c->dim, mlp_act(c), at * 1e3,
+            ml * 1e3, kv->pos, c->ctx, c->vocab,
             e->sample.temperature, e->sample.top_k, e->sample.top_p, s, e->last_kept,
             e->last_cands[0].prob, st->new_tokens,
             st->decode_s > 0 ? st->new_tokens / st->decode_s : 0.0, st->prefill_s * 1e3,

@@ -16,6 +16,7 @@
 kv_state_t *kv_create(gpt_model_t *m, char *err) {
     const gpt_config_t *c = &m->cfg;
     size_t T = c->ctx, C = c->dim, L = c->layers;
+    size_t F = (size_t)gpt_ffn_fc_rows(c), H = (size_t)c->ffn; /* the MLP (gpt.h) */
     kv_state_t *s = mg_calloc(1, sizeof *s);
     if (!s) goto oom;
     s->model = m;
@@ -30,8 +31,8 @@ kv_state_t *kv_create(gpt_model_t *m, char *err) {
         {&s->ln, T * C},
         {&s->qkv, T * 3 * C},
         {&s->atty, T * C},
-        {&s->fch, T * 4 * C},
-        {&s->fchg, T * 4 * C},
+        {&s->fch, T * F},
+        {&s->fchg, T * H},
         {&s->logits, (size_t)c->vocab},
         {(float **)&s->tok, T + 2},
     };
@@ -61,19 +62,25 @@ int kv_quantize(kv_state_t *s, char *err) {
     gpt_model_t *m = s->model;
     const ops_backend_t *ops = m->ops;
     int C = m->cfg.dim, L = m->cfg.layers, n = 4 * L + 1;
+    int H = m->cfg.ffn, F = gpt_ffn_fc_rows(&m->cfg); /* fc (F,C), fc2 (C,H) */
     if (s->q8) return 0;
     if (!ops->q8_make) return mg_fail(err, "int8 weights need the CPU backend (--device cpu)");
     if (C % 32)
         return mg_fail(err, "int8 weights need a width that is a multiple of 32 (this model: %d)",
                        C);
+    if (H % 32)
+        return mg_fail(err,
+                       "int8 weights need an MLP hidden size that is a multiple of 32 (this "
+                       "model: %d)",
+                       H);
     void **q = mg_calloc((size_t)n, sizeof *q);
     if (!q) return mg_fail(err, "out of memory");
     for (int l = 0; l < L; l++) {
         const gpt_layer_t *w = &m->w.layer[l];
         q[4 * l + 0] = ops->q8_make(w->qkvw, 3 * C, C);
         q[4 * l + 1] = ops->q8_make(w->projw, C, C);
-        q[4 * l + 2] = ops->q8_make(w->fcw, 4 * C, C);
-        q[4 * l + 3] = ops->q8_make(w->fc2w, C, 4 * C);
+        q[4 * l + 2] = ops->q8_make(w->fcw, F, C);
+        q[4 * l + 3] = ops->q8_make(w->fc2w, C, H);
     }
     q[4 * L] = ops->q8_make(m->w.head, m->cfg.vocab, C); /* the classifier (wte when tied) */
     size_t bytes = 0;
@@ -161,7 +168,7 @@ static void kv_layers(kv_state_t *s, gpt_block_run_t *run) {
  * graph recording) the position is read on the backend from s->tok[1]
  * when the kernels run, and nothing is traced. The fused kernels, when
  * the backend has them, save a launch and a pass each: a sublayer's
- * residual add with the next LayerNorm, the fc matmul with its GELU. */
+ * residual add with the next LayerNorm, the fc matmul with its activation. */
 static void step(kv_state_t *s, int n, int at_dev, int greedy) {
     gpt_model_t *m = s->model;
     const ops_backend_t *ops = m->ops;

@@ -21,7 +21,10 @@ double catalog_loss(const catalog_entry_t *e) {
 }
 
 void catalog_shape(const gpt_config_t *g, char *buf, size_t n) {
-    snprintf(buf, n, "L%d H%d d%d ctx%d V%d", g->layers, g->heads, g->dim, g->ctx, g->vocab);
+    char mlp[48] = ""; /* GPT-2's GELU MLP is not named */
+    if (g->mlp != GPT_MLP_GELU)
+        snprintf(mlp, sizeof mlp, " %s%d", gpt_mlp_name(g->mlp), gpt_ffn_hidden(g));
+    snprintf(buf, n, "L%d H%d d%d ctx%d V%d%s", g->layers, g->heads, g->dim, g->ctx, g->vocab, mlp);
 }
 
 static int ends_with(const char *s, const char *suffix) {

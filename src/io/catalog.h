@@ -61,7 +61,8 @@ void catalog_free(catalog_t *c);
 
 /* val loss, else train loss; NAN if neither (or unreadable). */
 double catalog_loss(const catalog_entry_t *e);
-/* "L4 H4 d256 ctx256 V4096" */
+/* "L4 H4 d256 ctx256 V4096", with the MLP and its hidden size after when it
+ * is not GPT-2's GELU: "L4 H4 d256 ctx256 V4096 swiglu672" */
 void catalog_shape(const gpt_config_t *cfg, char *buf, size_t n);
 
 typedef struct {

@@ -34,6 +34,8 @@ char *ckpt_config_to_json(const gpt_config_t *c) {
     cJSON_AddBoolToObject(j, "qk_norm", c->qk_norm);
     cJSON_AddBoolToObject(j, "tie_head", !c->untie_head);
     cJSON_AddBoolToObject(j, "zero_init", c->zero_init);
+    cJSON_AddStringToObject(j, "mlp", gpt_mlp_name(c->mlp));
+    cJSON_AddNumberToObject(j, "ffn_hidden", gpt_ffn_hidden(c));
     char *s = json_print(j);
     cJSON_Delete(j);
     return s;
@@ -95,6 +97,16 @@ int ckpt_config_from_json(const char *json, gpt_config_t *c, char *err) {
         get_bool(j, "qk_norm", 0, &c->qk_norm, err) ||
         get_bool(j, "tie_head", 1, &c->untie_head, err) ||
         get_bool(j, "zero_init", 0, &c->zero_init, err))
+        goto done;
+    /* the MLP: absent in checkpoints from before --mlp, which are GPT-2's */
+    c->mlp = GPT_MLP_GELU;
+    c->ffn = 0;
+    const cJSON *mlp = cJSON_GetObjectItemCaseSensitive(j, "mlp");
+    if (mlp && (!cJSON_IsString(mlp) || (c->mlp = gpt_mlp_from_name(mlp->valuestring)) < 0)) {
+        mg_fail(err, "model_config: 'mlp' is not one of \"gelu\", \"relu2\", \"swiglu\"");
+        goto done;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(j, "ffn_hidden") && get_int(j, "ffn_hidden", &c->ffn, err))
         goto done;
     rc = gpt_config_check(c, err);
 done:

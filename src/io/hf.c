@@ -496,12 +496,7 @@ int hf_export(const char *path, const char *outdir, char *err) {
     if (check_outdir(outdir, err)) return -1;
     ops_cpu_set_threads(0);
     if (!(ck = ckpt_load(path, ops_cpu(), err))) return -1;
-    const char *option;
-    if (!gpt_config_is_gpt2(&ck->model->cfg, &option)) { /* before anything is written */
-        mg_fail(err, "'%s' was trained with %s: a Hugging Face GPT-2 holds only the GPT-2 block",
-                path, option);
-        goto done;
-    }
+    if (gpt_gpt2_check(&ck->model->cfg, "--to-hf: Hugging Face GPT-2", err)) goto done;
     size_t n = strlen(outdir) + 32;
     if (!(tmp = mg_malloc(n))) {
         mg_fail(err, "out of memory");

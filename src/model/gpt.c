@@ -53,22 +53,62 @@ int gpt_config_check(const gpt_config_t *c, char *err) {
     if (c->pos == GPT_POS_ROPE && (c->dim / c->heads) % 2)
         return mg_fail(err, "--pos rope needs an even head size (dim %d / heads %d is odd)",
                        c->dim, c->heads);
+    if (c->mlp < 0 || c->mlp >= GPT_MLP_COUNT)
+        return mg_fail(err, "unknown MLP kind %d (gelu, relu2, swiglu)", c->mlp);
+    if (c->ffn < 0 || c->ffn > (1 << 20))
+        return mg_fail(err, "MLP hidden size %d out of range [1, 1048576]", c->ffn);
     return 0;
 }
 
-int gpt_config_is_gpt2(const gpt_config_t *c, const char **option) {
-    const char *o = c->pos == GPT_POS_ROPE ? "--pos rope"
+static const char *const mlp_names[GPT_MLP_COUNT] = {"gelu", "relu2", "swiglu"};
+
+const char *gpt_mlp_name(int mlp) { return mlp >= 0 && mlp < GPT_MLP_COUNT ? mlp_names[mlp] : "?"; }
+
+int gpt_mlp_from_name(const char *name) {
+    for (int i = 0; i < GPT_MLP_COUNT; i++)
+        if (strcmp(mlp_names[i], name) == 0) return i;
+    return -1;
+}
+
+/* SwiGLU has three matrices where GELU has two: a hidden size of 8C/3 keeps
+ * 3 x C x H = 2 x C x 4C parameters; a multiple of 32 keeps int8 blocks
+ * (and vector loops) whole. */
+int gpt_ffn_default(int mlp, int dim) {
+    if (mlp != GPT_MLP_SWIGLU) return 4 * dim;
+    int h = (int)(((long)8 * dim / 3 + 16) / 32) * 32; /* nearest multiple of 32, half up */
+    return h < 32 ? 32 : h;
+}
+
+int gpt_ffn_hidden(const gpt_config_t *c) { return c->ffn > 0 ? c->ffn : gpt_ffn_default(c->mlp, c->dim); }
+
+int gpt_ffn_fc_rows(const gpt_config_t *c) {
+    return (c->mlp == GPT_MLP_SWIGLU ? 2 : 1) * gpt_ffn_hidden(c);
+}
+
+/* zero_init is only how training started: the block stays GPT-2's. */
+int gpt_gpt2_check(const gpt_config_t *c, const char *format, char *err) {
+    const char *o = c->pos == GPT_POS_ROPE    ? "--pos rope"
                     : c->norm == GPT_NORM_RMS ? "--norm rmsnorm"
                     : c->qk_norm              ? "--qk-norm"
                     : c->untie_head           ? "--untie-head"
-                                              : NULL;
-    if (option) *option = o;
-    return o == NULL; /* zero_init is only how training started: the block is GPT-2's */
+                    : c->mlp == GPT_MLP_RELU2 ? "--mlp relu2"
+                    : c->mlp == GPT_MLP_SWIGLU ? "--mlp swiglu"
+                                               : NULL;
+    if (o) return mg_fail(err, "%s holds GPT-2's block only; this model was trained with %s", format, o);
+    if (gpt_ffn_hidden(c) != 4 * c->dim)
+        return mg_fail(err, "%s has GPT-2's 4 x dim MLP only; this model's hidden size is %d",
+                       format, gpt_ffn_hidden(c));
+    return 0;
 }
 
+_Static_assert((int)GPT_MLP_RELU2 == (int)OPS_MLP_RELU2 && (int)GPT_MLP_SWIGLU == (int)OPS_MLP_SWIGLU,
+               "the model's MLP kinds are the act argument of the ops");
+
 /* What each option needs of the backend: a model that asks for a NULL
- * kernel is refused at creation, in one line that names the option. */
+ * kernel (the CUDA plugin leaves the optional slots NULL) is refused at
+ * creation, in one line that names the option. */
 int gpt_backend_check(const gpt_config_t *c, const ops_backend_t *ops, char *err) {
+    int mlp_act = ops->mlp_act_forward && ops->mlp_act_backward;
     const struct {
         int on;
         int have;
@@ -79,6 +119,8 @@ int gpt_backend_check(const gpt_config_t *c, const ops_backend_t *ops, char *err
         {c->norm == GPT_NORM_RMS, ops->rmsnorm_forward && ops->rmsnorm_backward, "RMSNorm",
          "--norm rmsnorm"},
         {c->qk_norm, ops->qk_forward && ops->qk_backward, "q/k normalisation", "--qk-norm"},
+        {c->mlp == GPT_MLP_RELU2, mlp_act, "relu^2 MLP kernels", "--mlp relu2"},
+        {c->mlp == GPT_MLP_SWIGLU, mlp_act, "SwiGLU MLP kernels", "--mlp swiglu"},
     };
     for (size_t i = 0; i < sizeof needs / sizeof needs[0]; i++)
         if (needs[i].on && !needs[i].have)
@@ -87,26 +129,39 @@ int gpt_backend_check(const gpt_config_t *c, const ops_backend_t *ops, char *err
     return 0;
 }
 
-/* Per-layer tensors: name, rows and cols as multiples of C (cols 0: 1-D),
- * and where the pointer lives in gpt_layer_t. */
+/* Sizes of the per-layer tensors' dimensions, resolved by layer_dim. */
+enum { DIM_NONE, DIM_C, DIM_3C, DIM_FC, DIM_HID };
+
+static int64_t layer_dim(const gpt_config_t *c, int d) {
+    switch (d) {
+    case DIM_C: return c->dim;
+    case DIM_3C: return 3 * (int64_t)c->dim;
+    case DIM_FC: return gpt_ffn_fc_rows(c); /* H, or 2H (SwiGLU: gate and up) */
+    case DIM_HID: return gpt_ffn_hidden(c);
+    default: return 0;
+    }
+}
+
+/* Per-layer tensors: name, rows and cols (DIM_NONE: 1-D), and where the
+ * pointer lives in gpt_layer_t. */
 static const struct {
     const char *name;
     int rows, cols;
     size_t field;
     int norm_bias; /* a LayerNorm bias: absent with RMSNorm */
 } layer_params[] = {
-    {"ln1.weight", 1, 0, offsetof(gpt_layer_t, ln1w), 0},
-    {"ln1.bias", 1, 0, offsetof(gpt_layer_t, ln1b), 1},
-    {"attn.qkv.weight", 3, 1, offsetof(gpt_layer_t, qkvw), 0},
-    {"attn.qkv.bias", 3, 0, offsetof(gpt_layer_t, qkvb), 0},
-    {"attn.proj.weight", 1, 1, offsetof(gpt_layer_t, projw), 0},
-    {"attn.proj.bias", 1, 0, offsetof(gpt_layer_t, projb), 0},
-    {"ln2.weight", 1, 0, offsetof(gpt_layer_t, ln2w), 0},
-    {"ln2.bias", 1, 0, offsetof(gpt_layer_t, ln2b), 1},
-    {"mlp.fc.weight", 4, 1, offsetof(gpt_layer_t, fcw), 0},
-    {"mlp.fc.bias", 4, 0, offsetof(gpt_layer_t, fcb), 0},
-    {"mlp.proj.weight", 1, 4, offsetof(gpt_layer_t, fc2w), 0},
-    {"mlp.proj.bias", 1, 0, offsetof(gpt_layer_t, fc2b), 0},
+    {"ln1.weight", DIM_C, DIM_NONE, offsetof(gpt_layer_t, ln1w), 0},
+    {"ln1.bias", DIM_C, DIM_NONE, offsetof(gpt_layer_t, ln1b), 1},
+    {"attn.qkv.weight", DIM_3C, DIM_C, offsetof(gpt_layer_t, qkvw), 0},
+    {"attn.qkv.bias", DIM_3C, DIM_NONE, offsetof(gpt_layer_t, qkvb), 0},
+    {"attn.proj.weight", DIM_C, DIM_C, offsetof(gpt_layer_t, projw), 0},
+    {"attn.proj.bias", DIM_C, DIM_NONE, offsetof(gpt_layer_t, projb), 0},
+    {"ln2.weight", DIM_C, DIM_NONE, offsetof(gpt_layer_t, ln2w), 0},
+    {"ln2.bias", DIM_C, DIM_NONE, offsetof(gpt_layer_t, ln2b), 1},
+    {"mlp.fc.weight", DIM_FC, DIM_C, offsetof(gpt_layer_t, fcw), 0},
+    {"mlp.fc.bias", DIM_FC, DIM_NONE, offsetof(gpt_layer_t, fcb), 0},
+    {"mlp.proj.weight", DIM_C, DIM_HID, offsetof(gpt_layer_t, fc2w), 0},
+    {"mlp.proj.bias", DIM_C, DIM_NONE, offsetof(gpt_layer_t, fc2b), 0},
 };
 #define N_LAYER_PARAMS (int)(sizeof layer_params / sizeof layer_params[0])
 
@@ -139,7 +194,8 @@ static void build_table(gpt_model_t *m) {
         for (int i = 0; i < N_LAYER_PARAMS; i++) {
             if (!layer_param_on(c, i)) continue;
             snprintf(name, sizeof name, "transformer.layers.%d.%s", l, layer_params[i].name);
-            add_param(m, name, layer_params[i].rows * C, layer_params[i].cols * C);
+            add_param(m, name, layer_dim(c, layer_params[i].rows),
+                      layer_dim(c, layer_params[i].cols));
         }
     }
     add_param(m, "ln_f.weight", C, 0);
@@ -171,6 +227,7 @@ gpt_model_t *gpt_create(const gpt_config_t *cfg, const ops_backend_t *ops, char 
     gpt_model_t *m = mg_calloc(1, sizeof *m);
     if (!m) goto oom;
     m->cfg = *cfg;
+    m->cfg.ffn = gpt_ffn_hidden(cfg);
     m->ops = ops;
     m->grad_scale = 1.0f;
     m->params = mg_calloc((size_t)cfg->layers * N_LAYER_PARAMS + 5, sizeof *m->params);
@@ -252,8 +309,8 @@ size_t gpt_param_count(const gpt_config_t *c) {
     size_t C = c->dim, per_layer = 0;
     for (int i = 0; i < N_LAYER_PARAMS; i++)
         if (layer_param_on(c, i))
-            per_layer +=
-                layer_params[i].rows * C * (layer_params[i].cols ? layer_params[i].cols * C : 1);
+            per_layer += (size_t)layer_dim(c, layer_params[i].rows) *
+                         (size_t)(layer_params[i].cols ? layer_dim(c, layer_params[i].cols) : 1);
     size_t pos = c->pos == GPT_POS_LEARNED ? (size_t)c->ctx * C : 0;
     size_t lnf = c->norm == GPT_NORM_LAYER ? 2 * C : C;
     size_t head = c->untie_head ? (size_t)c->vocab * C : 0;
@@ -266,11 +323,12 @@ typedef struct {
     float **ptr;
     size_t n;
 } act_part_t;
-#define N_ACT_PARTS 24
+#define N_ACT_PARTS 25
 
 static size_t act_layout(const gpt_config_t *c, const ops_backend_t *ops, size_t B, size_t T,
                          gpt_acts_t *a, act_part_t parts[N_ACT_PARTS]) {
     size_t L = c->layers, C = c->dim, V = c->vocab, NH = c->heads, N = B * T;
+    size_t F = (size_t)gpt_ffn_fc_rows(c), H = (size_t)gpt_ffn_hidden(c);
     act_part_t p[N_ACT_PARTS] = {
         {&a->encoded, N * C},
         {&a->ln1, L * N * C},
@@ -284,8 +342,8 @@ static size_t act_layout(const gpt_config_t *c, const ops_backend_t *ops, size_t
         {&a->ln2, L * N * C},
         {&a->ln2_mean, L * N},
         {&a->ln2_rstd, L * N},
-        {&a->fch, L * N * 4 * C},
-        {&a->fch_gelu, L * N * 4 * C},
+        {&a->fch, L * N * F},
+        {&a->fch_gelu, L * N * H},
         {&a->res3, L * N * C},
         {&a->lnf, N * C},
         {&a->lnf_mean, N},
@@ -295,7 +353,8 @@ static size_t act_layout(const gpt_config_t *c, const ops_backend_t *ops, size_t
         {&a->dres, N * C},
         {&a->dc, N * C},
         {&a->d3c, N * 3 * C},
-        {&a->d4c, N * 4 * C},
+        {&a->d4c, N * F},
+        {&a->dh, c->mlp == GPT_MLP_SWIGLU ? N * H : 0},
     };
     /* each part starts 256-byte aligned: vector loads and GPU matrix
      * libraries want aligned rows whatever B*T is */

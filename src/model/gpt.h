@@ -6,7 +6,8 @@
  * x = x + mlp(ln2(x)) with causal multi-head self-attention and a 4x MLP with
  * tanh-GELU; a final LayerNorm; the LM head is tied to the token embedding.
  * The options (gpt_config_t) swap in rotary positions on q and k, RMSNorm,
- * RMS-normalised q and k, an untied head and zero-initialised projections. */
+ * RMS-normalised q and k, a relu(x)^2 or SwiGLU MLP, an untied head and
+ * zero-initialised projections. */
 #ifndef MG_GPT_H
 #define MG_GPT_H
 
@@ -27,23 +28,47 @@ typedef struct {
     int qk_norm;    /* 0/1: RMS-normalise q and k per head (no weights, eps 1e-5) before RoPE */
     int untie_head; /* 0/1: a separate "lm_head.weight" (V,C) after ln_f in the table */
     int zero_init;  /* 0/1: attn.proj.weight, mlp.proj.weight (and lm_head.weight) start at 0 */
+    int mlp;    /* GPT_MLP_GELU (0, GPT-2), GPT_MLP_RELU2, GPT_MLP_SWIGLU */
+    int ffn;    /* MLP hidden size H: 0 = the default (gpt_ffn_default), which
+                 * gpt_create resolves into m->cfg.ffn */
 } gpt_config_t;
 enum { GPT_POS_LEARNED = 0, GPT_POS_ROPE = 1 };
 enum { GPT_NORM_LAYER = 0, GPT_NORM_RMS = 1 };
+
+/* The MLP of each block, h (n,H) from x (n,C):
+ *   GELU:   h = gelu(fc(x)),           fc (H,C), hidden H = 4C by default
+ *   RELU2:  h = relu(fc(x))^2,         fc (H,C), H = 4C by default
+ *   SWIGLU: [g | u] = fc(x), h = silu(g) * u,  fc (2H,C) rows 0..H-1 the
+ *           gate g, H..2H-1 the up projection u; H by default the multiple
+ *           of 32 nearest 8C/3 (at least 32): about the parameters of 4C
+ * then proj (C,H) back to the residual stream. */
+enum { GPT_MLP_GELU = 0, GPT_MLP_RELU2 = 1, GPT_MLP_SWIGLU = 2, GPT_MLP_COUNT };
+/* "gelu", "relu2", "swiglu" ("?" out of range) */
+const char *gpt_mlp_name(int mlp);
+/* GPT_MLP_* of a name, or -1 */
+int gpt_mlp_from_name(const char *name);
+/* The default hidden size of an MLP kind at width dim (see above). */
+int gpt_ffn_default(int mlp, int dim);
+/* H: cfg->ffn, or the default when it is 0. */
+int gpt_ffn_hidden(const gpt_config_t *cfg);
+/* Columns of the fc output: H, or 2H for SwiGLU (gate and up). */
+int gpt_ffn_fc_rows(const gpt_config_t *cfg);
 
 /* Fills cfg from a preset name (micro, tiny, mini, small, gpt2); -1 if unknown. */
 int gpt_preset(const char *name, gpt_config_t *cfg, char *err);
 const char *gpt_preset_names(void); /* "micro, tiny, mini, small, gpt2" */
 /* Checks ranges (positive, dim % heads, sizes that fit in memory maths, the
- * options' values; rope needs an even head size). */
+ * options' values; rope needs an even head size; a known mlp, ffn 0 or in
+ * [1, 1048576]). */
 int gpt_config_check(const gpt_config_t *cfg, char *err);
 /* Can ops run this config? -1 with one line naming the option (e.g. "the
  * cuda backend has no rotary position embeddings (--pos rope); use --device
  * cpu") when a kernel the option needs is NULL. gpt_create calls it. */
 int gpt_backend_check(const gpt_config_t *cfg, const ops_backend_t *ops, char *err);
-/* Is cfg the GPT-2 block (every option off)? The converters (hf, gguf)
- * write only that; else *option names the first option that is on. */
-int gpt_config_is_gpt2(const gpt_config_t *cfg, const char **option);
+/* Whether the model is GPT-2's block (what the Hugging Face and GGUF
+ * exports write); -1 with one line naming the option that made it another,
+ * format ("Hugging Face GPT-2", "GGUF") saying which export refuses. */
+int gpt_gpt2_check(const gpt_config_t *cfg, const char *format, char *err);
 
 /* One row of the parameter table. The table drives allocation, checkpoint
  * tensor names, AdamW (decay) and the gradient checks. */
@@ -62,8 +87,8 @@ typedef struct {
     float *qkvw, *qkvb;   /* (3C,C) (3C) */
     float *projw, *projb; /* (C,C) (C) */
     float *ln2w, *ln2b;   /* (C) */
-    float *fcw, *fcb;     /* (4C,C) (4C) */
-    float *fc2w, *fc2b;   /* (C,4C) (C) */
+    float *fcw, *fcb;     /* (F,C) (F), F = gpt_ffn_fc_rows: H, or 2H (SwiGLU) */
+    float *fc2w, *fc2b;   /* (C,H) (C) */
 } gpt_layer_t;
 
 /* A parameter-shaped view: used for the weights and for the gradients. */
@@ -85,13 +110,16 @@ typedef struct {
     float *atty; /* (L,B,T,C) */
     float *res2; /* (L,B,T,C) residual after attention */
     float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch, *fch_gelu; /* (L,B,T,4C) */
+    float *fch;            /* (L,B,T,F) fc output, F = gpt_ffn_fc_rows */
+    float *fch_gelu;       /* (L,B,T,H) after the activation */
     float *res3;           /* (L,B,T,C) residual after the MLP */
     float *lnf, *lnf_mean, *lnf_rstd;
     float *logits; /* (B,T,V); holds dlogits after backward */
     float *losses; /* (B,T) */
     /* backward scratch, reused layer after layer */
-    float *dres, *dc, *d3c, *d4c;
+    float *dres, *dc, *d3c;
+    float *d4c; /* (B,T,F) */
+    float *dh;  /* (B,T,H) SwiGLU only: the gradient of h (elsewhere d4c holds it) */
     int32_t *tokens, *targets; /* (B,T) on the backend */
 } gpt_acts_t;
 
@@ -104,10 +132,10 @@ typedef enum {
     GPT_OP_LAYERNORM, /* ln1, ln2, ln_f (LayerNorm or RMSNorm) */
     GPT_OP_QKV,       /* matmul (N,C) -> (N,3C) */
     GPT_OP_ATTN_PROJ, /* matmul (N,C) -> (N,C) */
-    GPT_OP_FC,        /* matmul (N,C) -> (N,4C) */
-    GPT_OP_FC2,       /* matmul (N,4C) -> (N,C) */
+    GPT_OP_FC,        /* matmul (N,C) -> (N,F) */
+    GPT_OP_FC2,       /* matmul (N,H) -> (N,C) */
     GPT_OP_ATTENTION, /* causal self-attention (with qk-norm and RoPE on q and k) */
-    GPT_OP_GELU,
+    GPT_OP_GELU,      /* the MLP's activation (GELU, relu^2 or SwiGLU) */
     GPT_OP_RESIDUAL,   /* residual adds (and zeroing the residual gradient) */
     GPT_OP_CLASSIFIER, /* LM head matmul (N,C) -> (N,V) */
     GPT_OP_XENT,       /* softmax + cross-entropy (and the loss download) */
@@ -141,7 +169,9 @@ typedef struct {
                          * loss: 1 after gpt_create; 1/K to average K micro-batches */
 } gpt_model_t;
 
-/* Creates a model with zeroed weights on the given backend (NULL on error). */
+/* Creates a model with zeroed weights on the given backend (NULL on error:
+ * a bad config, or one the backend cannot run, gpt_backend_check). m->cfg
+ * is cfg with ffn resolved (never 0). */
 gpt_model_t *gpt_create(const gpt_config_t *cfg, const ops_backend_t *ops, char *err);
 void gpt_free(gpt_model_t *m);
 /* GPT-2 initialisation: N(0, 0.02), residual projections scaled by

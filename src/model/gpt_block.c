@@ -59,6 +59,24 @@ static void block_matmul(const gpt_block_run_t *r, gpt_op_t op, float *out, floa
                  ops->gelu_forward(gelu, out, (size_t)n * OC));
 }
 
+/* The fc product of the relu^2 and SwiGLU MLPs: pre (n,F) = in (n,C) @
+ * fcw^T + fcb and h (n,H) = act(pre), F = gpt_ffn_fc_rows. Fused
+ * (matmul_bias_act_forward) where allowed; batched rows (GPT_MM_ROWS) and
+ * int8 weights take the product, then the activation, which is row by row:
+ * each row as it is alone. */
+static void block_fc_act(const gpt_block_run_t *r, float *pre, float *h, const float *in,
+                         const float *w, const float *bias, int C, int F, int l) {
+    const ops_backend_t *ops = r->m->ops;
+    int n = r->rows, act = r->m->cfg.mlp;
+    if (r->mm == GPT_MM_FLOAT && !r->m->no_fusion && ops->matmul_bias_act_forward) {
+        GPT_PROF(r->prof, ops, GPT_PHASE_FORWARD, GPT_OP_FC,
+                 ops->matmul_bias_act_forward(pre, h, in, w, bias, n, C, F, act));
+        return;
+    }
+    block_matmul(r, GPT_OP_FC, pre, NULL, in, w, bias, C, F, 2, l);
+    GPT_PROF(r->prof, ops, GPT_PHASE_FORWARD, GPT_OP_GELU, ops->mlp_act_forward(h, pre, n, F, act));
+}
+
 void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *b) {
     gpt_model_t *m = r->m;
     const ops_backend_t *ops = m->ops;
@@ -98,7 +116,7 @@ void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *
         break;
     }
     block_matmul(r, GPT_OP_ATTN_PROJ, b->r2, NULL, b->atty, w->projw, w->projb, C, C, 1, l);
-    /* MLP: r3 = r2 + fc2(gelu(fc(ln2(r2)))) */
+    /* MLP: r3 = r2 + fc2(act(fc(ln2(r2)))), act GELU, relu^2 or SwiGLU (gpt.h) */
     if (fuse_ln) {
         FWD(LAYERNORM, gpt_residual_norm_forward(m, b->r2, b->ln2, b->ln2_mean, b->ln2_rstd, b->r2,
                                                  b->x, w->ln2w, w->ln2b, n, C));
@@ -108,10 +126,13 @@ void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *
                                         w->ln2b, n, C));
     }
     if (r->hook) r->hook(r->hook_ctx, l, "attn", b->r2);
-    block_matmul(r, GPT_OP_FC, b->fch, b->fchg, b->ln2, w->fcw, w->fcb, C, 4 * C, 2,
-                 l); /* (n,C) -> (n,4C) */
-    block_matmul(r, GPT_OP_FC2, b->r3, NULL, b->fchg, w->fc2w, w->fc2b, 4 * C, C, 3,
-                 l); /* (n,4C) -> (n,C) */
+    int H = m->cfg.ffn, F = gpt_ffn_fc_rows(&m->cfg);
+    if (m->cfg.mlp == GPT_MLP_GELU) /* (n,C) -> (n,H) */
+        block_matmul(r, GPT_OP_FC, b->fch, b->fchg, b->ln2, w->fcw, w->fcb, C, H, 2, l);
+    else /* (n,C) -> (n,F) -> (n,H) */
+        block_fc_act(r, b->fch, b->fchg, b->ln2, w->fcw, w->fcb, C, F, l);
+    block_matmul(r, GPT_OP_FC2, b->r3, NULL, b->fchg, w->fc2w, w->fc2b, H, C, 3,
+                 l); /* (n,H) -> (n,C) */
     if (fuse_ln)     /* r3 += r2, then the next LayerNorm (the next layer's ln1, or ln_f) of it */
         FWD(LAYERNORM, gpt_residual_norm_forward(m, b->r3, b->next, b->next_mean, b->next_rstd,
                                                  b->r3, b->r2, b->next_w, b->next_b, n, C));

@@ -8,7 +8,7 @@
  *   r2 = x + proj(attn(ln1(x)))      x, r2 (n,C)
  *     (with qk-norm and RoPE on attn's q and k when the config says so;
  *      ln1, ln2, ln_f are LayerNorm or RMSNorm)
- *   r3 = r2 + fc2(gelu(fc(ln2(r2)))) r3 (n,C)
+ *   r3 = r2 + fc2(act(fc(ln2(r2))))  r3 (n,C), act GELU, relu^2 or SwiGLU
  * then, with fusion, next = LayerNorm(r3) with the next layer's ln1 (or ln_f)
  * weights in the same pass as the residual add. */
 #ifndef MG_GPT_BLOCK_H
@@ -35,7 +35,8 @@ typedef struct {
 
 /* Which kernel computes the block's four matrix products. */
 typedef enum {
-    GPT_MM_FLOAT, /* matmul_forward on the float32 weights (fused with GELU where allowed) */
+    GPT_MM_FLOAT, /* matmul_forward on the float32 weights (fused with the activation where
+                   * allowed) */
     GPT_MM_ROWS,  /* matmul_rows_forward where the backend has it: each row as alone (batched
                    * decoding: a sequence's logits must not depend on its batch-mates) */
     GPT_MM_Q8,    /* q8_matmul_forward on int8 copies: q8[4 l + 0..3] = qkv, proj, fc, fc2 */
@@ -58,7 +59,7 @@ typedef struct {
     float *atty;                      /* (n,C) */
     float *r2;                        /* (n,C) */
     float *ln2, *ln2_mean, *ln2_rstd; /* (n,C), (n), (n) */
-    float *fch, *fchg;                /* (n,4C) before and after GELU */
+    float *fch, *fchg;                /* (n,F) before and (n,H) after the activation (gpt.h) */
     float *r3;                        /* (n,C) */
     /* fused: LayerNorm(r3) with next_w, next_b into next (and mean, rstd) */
     float *next, *next_mean, *next_rstd;

@@ -26,7 +26,7 @@ float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets,
     const ops_backend_t *ops = m->ops;
     const gpt_config_t *c = &m->cfg;
     int C = c->dim, NH = c->heads, V = c->vocab, L = c->layers;
-    size_t N = (size_t)B * T;
+    size_t N = (size_t)B * T, F = (size_t)gpt_ffn_fc_rows(c), H = (size_t)c->ffn;
     gpt_acts_t *a = &m->a;
     m->cur_B = B;
     m->cur_T = T;
@@ -62,8 +62,8 @@ float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets,
             .ln2 = a->ln2 + l * N * C,
             .ln2_mean = a->ln2_mean + l * N,
             .ln2_rstd = a->ln2_rstd + l * N,
-            .fch = a->fch + l * N * 4 * C,
-            .fchg = a->fch_gelu + l * N * 4 * C,
+            .fch = a->fch + l * N * F,
+            .fchg = a->fch_gelu + l * N * H,
             .r3 = a->res3 + l * N * C,
             .next = last ? a->lnf : a->ln1 + (l + 1) * N * C,
             .next_mean = last ? a->lnf_mean : a->ln1_mean + (l + 1) * N,
@@ -110,14 +110,38 @@ static void norm_backward(const gpt_model_t *m, int fused, float *dx, float *dw,
         ops->layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, C);
 }
 
+/* The MLP's backward from dh (N,H), the gradient of its hidden activation,
+ * to a->dc (N,C), the gradient of ln2's output, for relu^2 and SwiGLU:
+ * dpre (N,F) = act'(pre) dh, then fc's backward. Fused, the bias gradient
+ * comes with the activation's backward. */
+static void mlp_act_backward(gpt_model_t *m, int l, const float *dh, size_t N) {
+    const ops_backend_t *ops = m->ops;
+    gpt_acts_t *a = &m->a;
+    const gpt_layer_t *w = &m->w.layer[l];
+    gpt_layer_t *g = &m->g.layer[l];
+    int C = m->cfg.dim, F = gpt_ffn_fc_rows(&m->cfg), act = m->cfg.mlp;
+    const float *pre = a->fch + l * N * F, *ln2 = a->ln2 + l * N * C;
+    if (!m->no_fusion && ops->mlp_act_bias_backward) {
+        BWD(GELU, ops->mlp_act_bias_backward(a->d4c, g->fcb, pre, dh, (int)N, F, act));
+        BWD(FC, ops->matmul_backward(a->dc, g->fcw, NULL, a->d4c, ln2, w->fcw, N, C, F));
+    } else {
+        BWD(GELU, ops->mlp_act_backward(a->d4c, pre, dh, (int)N, F, act));
+        BWD(FC, ops->matmul_backward(a->dc, g->fcw, g->fcb, a->d4c, ln2, w->fcw, N, C, F));
+    }
+}
+
 /* d(logits) already sits in a->logits (scaled by grad_scale/N, for the mean loss). */
 void gpt_backward(gpt_model_t *m) {
     const ops_backend_t *ops = m->ops;
     const gpt_config_t *c = &m->cfg;
     int B = m->cur_B, T = m->cur_T, C = c->dim, NH = c->heads, V = c->vocab, L = c->layers;
+    int H = c->ffn;
     size_t N = (size_t)B * T;
     gpt_acts_t *a = &m->a;
     float *dres = a->dres; /* gradient of the residual stream, walking down */
+    /* SwiGLU's dh (N,H) and dpre (N,2H) differ in shape; relu^2 and GELU
+     * work in place in d4c */
+    float *dh = c->mlp == GPT_MLP_SWIGLU ? a->dh : a->d4c;
     /* fused kernels (ops.h): LayerNorm backward with dw, db in one pass;
      * GELU backward with the fc bias gradient */
     int fln = !m->no_fusion && ops->residual_layernorm_backward != NULL;
@@ -139,15 +163,17 @@ void gpt_backward(gpt_model_t *m) {
         float *att = a->att + l * ops->attention_state_floats(B, NH, T),
               *atty = a->atty + l * N * C;
         float *res2 = a->res2 + l * N * C, *ln2 = a->ln2 + l * N * C;
-        float *fch = a->fch + l * N * 4 * C, *fchg = a->fch_gelu + l * N * 4 * C;
+        float *fch = a->fch + l * N * gpt_ffn_fc_rows(c), *fchg = a->fch_gelu + l * N * H;
         /* MLP, reversed: dres holds d(res3) and flows straight to res2 */
-        BWD(FC2, ops->matmul_backward(a->d4c, g->fc2w, g->fc2b, dres, fchg, w->fc2w, N, 4 * C, C));
-        if (fuse_gelu) {
-            BWD(GELU, ops->gelu_bias_backward(a->d4c, g->fcb, fch, a->d4c, N, 4 * C));
-            BWD(FC, ops->matmul_backward(a->dc, g->fcw, NULL, a->d4c, ln2, w->fcw, N, C, 4 * C));
+        BWD(FC2, ops->matmul_backward(dh, g->fc2w, g->fc2b, dres, fchg, w->fc2w, N, H, C));
+        if (c->mlp != GPT_MLP_GELU) {
+            mlp_act_backward(m, l, dh, N);
+        } else if (fuse_gelu) {
+            BWD(GELU, ops->gelu_bias_backward(a->d4c, g->fcb, fch, a->d4c, N, H));
+            BWD(FC, ops->matmul_backward(a->dc, g->fcw, NULL, a->d4c, ln2, w->fcw, N, C, H));
         } else {
-            BWD(GELU, ops->gelu_backward(a->d4c, fch, a->d4c, N * 4 * C));
-            BWD(FC, ops->matmul_backward(a->dc, g->fcw, g->fcb, a->d4c, ln2, w->fcw, N, C, 4 * C));
+            BWD(GELU, ops->gelu_backward(a->d4c, fch, a->d4c, N * H));
+            BWD(FC, ops->matmul_backward(a->dc, g->fcw, g->fcb, a->d4c, ln2, w->fcw, N, C, H));
         }
         BWD(LAYERNORM, norm_backward(m, fln, dres, g->ln2w, g->ln2b, a->dc, res2, w->ln2w,
                                      a->ln2_mean + l * N, a->ln2_rstd + l * N, (int)N, C));

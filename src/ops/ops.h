@@ -214,7 +214,32 @@ typedef struct ops_backend {
      * gradient untouched): qkv is what qk_forward left, rstd what it saved */
     void (*qk_backward)(float *dqkv, const float *qkv, const float *rstd, int n, int T, int pos0,
                         int C, int NH, int rope, int qk_norm);
+    /* ---- OPTIONAL MLP activations besides GELU (model/gpt.h, --mlp). act:
+     *   OPS_MLP_RELU2:  out (N,OC) = max(pre, 0)^2
+     *   OPS_MLP_SWIGLU: each row of pre (N,OC) is [gate | up], OC = 2H, and
+     *                   out (N,H) = silu(gate) * up, silu(g) = g * sigmoid(g)
+     * Each row of out is a function of its row of pre alone, the same for any
+     * N and thread count (batched decoding gives a row what it gets alone).
+     * NULL: a model with such an MLP is refused on this backend. ---- */
+    void (*mlp_act_forward)(float *out, const float *pre, int N, int OC, int act);
+    /* dpre (N,OC) = the gradient wrt pre of dout (out's shape) (overwrite;
+     * may alias dout for relu2, never for SwiGLU, whose shapes differ) */
+    void (*mlp_act_backward)(float *dpre, const float *pre, const float *dout, int N, int OC,
+                             int act);
+    /* Fused (each also optional; NULL, or m->no_fusion: the calls apart):
+     * mlp_act_backward with dbias += sum_n dpre in the same pass (then
+     * matmul_backward with dbias NULL) */
+    void (*mlp_act_bias_backward)(float *dpre, float *dbias, const float *pre, const float *dout,
+                                  int N, int OC, int act);
+    /* pre = x @ w^T + bias and out = act(pre), the bias and the activation
+     * in one pass after the product; for N = 1 exactly what
+     * matmul_rows_forward and mlp_act_forward give   x (N,C), w (OC,C) */
+    void (*matmul_bias_act_forward)(float *pre, float *out, const float *x, const float *w,
+                                    const float *bias, int N, int C, int OC, int act);
 } ops_backend_t;
+
+/* the act argument of the MLP slots (the values of gpt.h's GPT_MLP_*) */
+enum { OPS_MLP_RELU2 = 1, OPS_MLP_SWIGLU = 2 };
 
 /* The layout version of ops_backend_t: the CUDA plugin, built separately,
  * exports the version it was built with (mg_cuda_abi) and src/ops/backend.c

@@ -265,6 +265,81 @@ static void test_gelu(void **state) {
     free_case(&c);
 }
 
+/* ---- the MLP activations besides GELU: pre (N,OC) -> out (N,OC) for
+ * relu^2, (N,OC/2) for SwiGLU; unfused and fused (with the bias
+ * gradient, checked against the column sums of dpre) ---- */
+static void act_fwd(gc_case_t *c) {
+    ops->mlp_act_forward(c->out, c->in[0], c->dims[0], c->dims[1], c->dims[2]);
+}
+static void act_bwd(gc_case_t *c) {
+    ops->mlp_act_backward(c->grad[0], c->in[0], c->R, c->dims[0], c->dims[1], c->dims[2]);
+}
+static void act_check(int act, const char *name) {
+    int N = 6, OC = 24;
+    gc_case_t c = {.name = name, .fwd = act_fwd, .bwd = act_bwd, .dims = {N, OC, act}};
+    size_t sz[] = {(size_t)N * OC};
+    setup_case(&c, 1, sz, (size_t)N * (act == OPS_MLP_SWIGLU ? OC / 2 : OC));
+    /* relu^2 has a kink at 0 (its derivative is continuous there): keep
+     * the inputs out of the differences' reach */
+    for (size_t i = 0; i < sz[0]; i++)
+        if (fabsf(c.in[0][i]) < 1e-2f) c.in[0][i] = 0.5f;
+    double worst = run_check(&c, 1e-3f);
+    printf("  %s worst rel err %.2e\n", name, worst);
+    assert_true(worst < 1e-2);
+    /* the fused form: the same dpre, and dbias += its column sums */
+    float *dpre = mg_calloc(sz[0], sizeof(float)), *dbias = mg_calloc(OC, sizeof(float));
+    ops->mlp_act_bias_backward(dpre, dbias, c.in[0], c.R, N, OC, act);
+    for (int o = 0; o < OC; o++) {
+        double sum = 0.0;
+        for (int n = 0; n < N; n++) {
+            assert_float_equal(dpre[(size_t)n * OC + o], c.grad[0][(size_t)n * OC + o], 1e-6);
+            sum += dpre[(size_t)n * OC + o];
+        }
+        assert_float_equal(dbias[o], sum, 1e-5);
+    }
+    mg_free(dpre);
+    mg_free(dbias);
+    free_case(&c);
+}
+static void test_relu2(void **state) {
+    (void)state;
+    act_check(OPS_MLP_RELU2, "relu2");
+}
+static void test_swiglu(void **state) {
+    (void)state;
+    act_check(OPS_MLP_SWIGLU, "swiglu");
+}
+
+/* The fused product + bias + activation against matmul_forward and
+ * mlp_act_forward: the same pre and out (N = 1 bit for bit: decoding). */
+static void test_matmul_bias_act(void **state) {
+    (void)state;
+    for (int act = OPS_MLP_RELU2; act <= OPS_MLP_SWIGLU; act++)
+        for (int N = 1; N <= 7; N += 6) {
+            int C = 16, OC = 40, O = act == OPS_MLP_SWIGLU ? OC / 2 : OC;
+            float *x = rand_buf((size_t)N * C, 1.0f), *w = rand_buf((size_t)OC * C, 0.5f);
+            float *b = rand_buf(OC, 0.5f);
+            float *p1 = mg_calloc((size_t)N * OC, 4), *p2 = mg_calloc((size_t)N * OC, 4);
+            float *o1 = mg_calloc((size_t)N * O, 4), *o2 = mg_calloc((size_t)N * O, 4);
+            ops->matmul_bias_act_forward(p1, o1, x, w, b, N, C, OC, act);
+            ops->matmul_forward(p2, x, w, b, N, C, OC);
+            ops->mlp_act_forward(o2, p2, N, OC, act);
+            for (int i = 0; i < N * O; i++) {
+                if (N == 1)
+                    assert_memory_equal(&o1[i], &o2[i], sizeof(float));
+                else
+                    assert_float_equal(o1[i], o2[i], 1e-5 * (1.0 + fabs(o2[i])));
+            }
+            mg_free(x);
+            mg_free(w);
+            mg_free(b);
+            mg_free(p1);
+            mg_free(p2);
+            mg_free(o1);
+            mg_free(o2);
+        }
+}
+
 /* ---- softmax cross-entropy: logits (N,V); out = losses ---- */
 static void xe_fwd(gc_case_t *c) {
     ops->xent_forward_backward(c->out, NULL, c->in[0], c->ids, c->dims[0], c->dims[1], 1.0f);
@@ -354,8 +429,12 @@ static const struct {
     {"qk-norm", {.qk_norm = 1}},
     {"untied head", {.untie_head = 1}},
     {"zero init", {.zero_init = 1, .untie_head = 1}},
+    {"relu2", {.mlp = GPT_MLP_RELU2}},
+    {"swiglu", {.mlp = GPT_MLP_SWIGLU}},
     {"all", {.pos = GPT_POS_ROPE, .norm = GPT_NORM_RMS, .qk_norm = 1, .untie_head = 1,
-             .zero_init = 1}},
+             .zero_init = 1, .mlp = GPT_MLP_SWIGLU}},
+    {"all, relu2", {.pos = GPT_POS_ROPE, .norm = GPT_NORM_RMS, .qk_norm = 1, .untie_head = 1,
+                    .zero_init = 1, .mlp = GPT_MLP_RELU2}},
 };
 #define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
 
@@ -385,11 +464,16 @@ static void check_model(const gpt_config_t *cfg, const char *name, int no_fusion
         double worst_p = 0.0;
         for (int k = 0; k < 4; k++) {
             size_t i = pp->offset + mg_rng_below(&rng, (uint32_t)pp->numel);
-            double num = central(m, i, 1e-2f, tok, tgt, B, T), ana = m->grads[i];
-            /* the floor: the float32 loss's rounding and the step's
-             * curvature leave ~5e-5 of noise in num (qk-norm's gradients
-             * of ~1e-3 meet it), so smaller gradients count absolutely */
-            double e = fabs(ana - num) / fmax(fabs(ana) + fabs(num), 3e-3);
+            /* the best of three steps: a large one suffers the curvature
+             * (SwiGLU's products have more), a small one the float32
+             * rounding of the loss (~5e-5 of noise in num: qk-norm's
+             * gradients of ~1e-3 meet it, so smaller gradients count
+             * absolutely); a wrong gradient is wrong at every step */
+            double e = INFINITY, ana = m->grads[i];
+            for (int j = 0; j < 3; j++) {
+                double num = central(m, i, (const float[]){1e-2f, 3e-2f, 3e-3f}[j], tok, tgt, B, T);
+                e = fmin(e, fabs(ana - num) / fmax(fabs(ana) + fabs(num), 3e-3));
+            }
             worst_p = fmax(worst_p, e);
         }
         if (worst_p > 2e-2) printf("  %s: rel err %.2e\n", pp->name, worst_p);
@@ -434,13 +518,44 @@ static void check_accumulation(const gpt_config_t *cfg) {
             diff = fmax(diff, fabs((double)m->grads[i] - full[i]));
             scale = fmax(scale, fabs((double)full[i]));
         }
-        printf("  %s: loss %.6f vs %.6f, worst gradient difference %.2e of %.2e\n",
-               fused ? "fused" : "unfused", loss_acc, loss_full, diff, scale);
+        printf("  %s, %s: loss %.6f vs %.6f, worst gradient difference %.2e of %.2e\n",
+               gpt_mlp_name(cfg->mlp), fused ? "fused" : "unfused", loss_acc, loss_full, diff, scale);
         assert_true(scale > 1e-3);
         assert_true(fabs(loss_acc - loss_full) < 1e-5 * fabs(loss_full));
         assert_true(diff < 1e-5 * scale);
     }
     free(full);
+    gpt_free(m);
+}
+
+/* SwiGLU's default hidden size: the multiple of 32 nearest 8C/3, at least
+ * 32; a backend without the MLP slots refuses the model in one line. */
+static void test_mlp_config(void **state) {
+    (void)state;
+    char err[MG_ERR_LEN];
+    assert_int_equal(gpt_ffn_default(GPT_MLP_SWIGLU, 128), 352); /* 341.3 */
+    assert_int_equal(gpt_ffn_default(GPT_MLP_SWIGLU, 64), 160);  /* 170.7 */
+    assert_int_equal(gpt_ffn_default(GPT_MLP_SWIGLU, 768), 2048);
+    assert_int_equal(gpt_ffn_default(GPT_MLP_SWIGLU, 8), 32);
+    assert_int_equal(gpt_ffn_default(GPT_MLP_RELU2, 64), 256);
+    gpt_config_t cfg = {.vocab = 13, .ctx = 6, .dim = 64, .layers = 1, .heads = 2,
+                        .mlp = GPT_MLP_SWIGLU};
+    gpt_model_t *m = gpt_create(&cfg, ops, err);
+    assert_non_null(m);
+    assert_int_equal(m->cfg.ffn, 160);
+    assert_int_equal(gpt_find_param(m, "transformer.layers.0.mlp.fc.weight")->shape[0], 320);
+    assert_int_equal(gpt_find_param(m, "transformer.layers.0.mlp.proj.weight")->shape[1], 160);
+    assert_int_equal(m->num_floats, gpt_param_count(&cfg));
+    gpt_free(m);
+    ops_backend_t bare = *ops;
+    bare.name = "bare";
+    bare.mlp_act_forward = NULL;
+    assert_null(gpt_create(&cfg, &bare, err));
+    assert_string_equal(err, "the bare backend has no SwiGLU MLP kernels (--mlp swiglu); use "
+                             "--device cpu");
+    cfg.mlp = GPT_MLP_GELU;
+    m = gpt_create(&cfg, &bare, err);
+    assert_non_null(m);
     gpt_free(m);
 }
 
@@ -460,7 +575,9 @@ int main(void) {
         cmocka_unit_test(test_gelu),         cmocka_unit_test(test_xent),
         cmocka_unit_test(test_embed),        cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_qk),           cmocka_unit_test(test_model),
-        cmocka_unit_test(test_accumulation),
+        cmocka_unit_test(test_accumulation), cmocka_unit_test(test_relu2),
+        cmocka_unit_test(test_swiglu),       cmocka_unit_test(test_matmul_bias_act),
+        cmocka_unit_test(test_mlp_config),
     };
     return cmocka_run_group_tests_name("gradcheck", tests, NULL, NULL);
 }

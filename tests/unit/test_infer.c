@@ -19,11 +19,10 @@
 /* Logits from prefill + one-token steps equal the full forward's, at every
  * position, with the fused kernels and without: the cache changes the
  * cost, not the result. kv_feed_greedy's next token is the argmax of the
- * same logits. */
-static void test_kv_matches_forward(void **state) {
-    (void)state;
+ * same logits. For each MLP (gpt.h). */
+static void kv_matches_forward(int mlp) {
     char err[MG_ERR_LEN];
-    gpt_config_t cfg = {.vocab = 50, .ctx = 12, .dim = 16, .layers = 2, .heads = 4};
+    gpt_config_t cfg = {.vocab = 50, .ctx = 12, .dim = 16, .layers = 2, .heads = 4, .mlp = mlp};
     int T = 12;
     gpt_model_t *m = gpt_create(&cfg, ops_cpu(), err);
     assert_non_null(m);
@@ -65,6 +64,11 @@ static void test_kv_matches_forward(void **state) {
     m->no_fusion = 0;
     gpt_free(m);
 }
+static void test_kv_matches_forward(void **state) {
+    (void)state;
+    for (int mlp = 0; mlp < GPT_MLP_COUNT; mlp++)
+        kv_matches_forward(mlp);
+}
 
 /* kv_feed_batch against kv_feed: n sequences (different prompts and
  * lengths, so different positions) stepped together give each sequence the
@@ -72,11 +76,11 @@ static void test_kv_matches_forward(void **state) {
  * computes each row as the one-row product does), for 30 greedy steps,
  * with float32 and int8 weights, fused kernels and not. The model is wide
  * enough (fc: 512 x 128) for the products to run on several threads, and
- * the vocabulary (605) leaves a partial block of rows in the classifier. */
-static void test_kv_batch_matches_single(void **state) {
-    (void)state;
+ * the vocabulary (605) leaves a partial block of rows in the classifier.
+ * For each MLP (SwiGLU: fc 704 x 128, proj 128 x 352). */
+static void kv_batch_matches_single(int mlp) {
     char err[MG_ERR_LEN];
-    gpt_config_t cfg = {.vocab = 605, .ctx = 64, .dim = 128, .layers = 2, .heads = 4};
+    gpt_config_t cfg = {.vocab = 605, .ctx = 64, .dim = 128, .layers = 2, .heads = 4, .mlp = mlp};
     gpt_model_t *m = gpt_create(&cfg, ops_cpu(), err);
     assert_non_null(m);
     assert_int_equal(gpt_init_weights(m, 7, err), 0);
@@ -126,6 +130,11 @@ static void test_kv_batch_matches_single(void **state) {
             }
     m->no_fusion = 0;
     gpt_free(m);
+}
+static void test_kv_batch_matches_single(void **state) {
+    (void)state;
+    for (int mlp = 0; mlp < GPT_MLP_COUNT; mlp++)
+        kv_batch_matches_single(mlp);
 }
 
 /* kv_feed_batch refuses a full context, a token out of range, a state given

@@ -73,6 +73,10 @@ static const ops_backend_t cpu_backend = {
     .residual_rmsnorm_forward = cpu_residual_rmsnorm_forward,
     .qk_forward = cpu_qk_forward,
     .qk_backward = cpu_qk_backward,
+    .mlp_act_forward = cpu_mlp_act_forward,
+    .mlp_act_backward = cpu_mlp_act_backward,
+    .mlp_act_bias_backward = cpu_mlp_act_bias_backward,
+    .matmul_bias_act_forward = cpu_matmul_bias_act_forward,
 };
 
 const ops_backend_t *ops_cpu(void) { return &cpu_backend; }

@@ -91,6 +91,14 @@ void cpu_bias_gelu(float *pre, float *out, const float *bias, int N, int OC);
 /* ops.h matmul_rows_forward: each row as cpu_matvec (and the fused GELU) gives it */
 void cpu_matmul_rows_forward(float *pre, float *out, const float *x, const float *w,
                              const float *bias, int N, int C, int OC);
+/* the MLP activations besides GELU (cpu_mlp.c; ops.h, act OPS_MLP_*) */
+void cpu_mlp_act_forward(float *out, const float *pre, int N, int OC, int act);
+void cpu_mlp_act_backward(float *dpre, const float *pre, const float *dout, int N, int OC,
+                          int act);
+void cpu_mlp_act_bias_backward(float *dpre, float *dbias, const float *pre, const float *dout,
+                               int N, int OC, int act);
+void cpu_matmul_bias_act_forward(float *pre, float *out, const float *x, const float *w,
+                                 const float *bias, int N, int C, int OC, int act);
 /* out (OC) = w (OC,C) @ x (C) + bias (may be NULL): matmul_forward at N = 1 */
 void cpu_matvec(float *out, const float *x, const float *w, const float *bias, int C, int OC);
 
