@@ -78,6 +78,7 @@ static void add_param(gpt_model_t *m, const char *name, int64_t rows, int64_t co
     p->numel = (size_t)rows * (size_t)(cols ? cols : 1);
     p->offset = m->num_floats;
     p->decay = p->ndim == 2;
+    p->blocks = 1;
     m->num_floats += p->numel;
 }
 
@@ -92,6 +93,9 @@ static void build_table(gpt_model_t *m) {
         for (int i = 0; i < N_LAYER_PARAMS; i++) {
             snprintf(name, sizeof name, "transformer.layers.%d.%s", l, layer_params[i].name);
             add_param(m, name, layer_params[i].rows * C, layer_params[i].cols * C);
+            gpt_param_t *p = &m->params[m->n_params - 1];
+            p->hidden = p->ndim == 2;
+            if (strcmp(layer_params[i].name, "attn.qkv.weight") == 0) p->blocks = 3; /* q, k, v */
         }
     }
     add_param(m, "ln_f.weight", C, 0);
@@ -153,6 +157,7 @@ void gpt_free(gpt_model_t *m) {
         if (m->grads) m->ops->free(m->grads);
         if (m->m) m->ops->free(m->m);
         if (m->v) m->ops->free(m->v);
+        if (m->muon_scratch) m->ops->free(m->muon_scratch);
     }
     mg_free(m->params);
     mg_free(m->w.layer);

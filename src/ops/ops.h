@@ -184,13 +184,31 @@ typedef struct ops_backend {
      * differ from a lone row's in the last bits). ---- */
     void (*matmul_rows_forward)(float *pre, float *out, const float *x, const float *w,
                                 const float *bias, int N, int C, int OC);
+
+    /* ---- OPTIONAL Muon (train --optimizer muon; NULL: the backend has
+     * none, and such a run is refused at start). One step on a hidden
+     * matrix p (rows,cols), cut into `blocks` equal row blocks of
+     * (R,cols), R = rows/blocks, each orthogonalised on its own:
+     *   buf = momentum * buf + grad_scale * g          (the momentum buffer)
+     *   u   = grad_scale * g + momentum * buf          (Nesterov)
+     *   O   = NS5(u_block / (||u_block||_F + 1e-7))     per block
+     *   p   = p - lr * wd * p - lr * sqrt(max(1, R/cols)) * O
+     * NS5 is the quintic Newton-Schulz iteration, 5 steps of
+     * X = a X + (b A + c A A) X with A = X X^T (X^T X, and X B on the right,
+     * when R > cols), (a,b,c) = (3.4445, -4.7750, 2.0315): it pushes the
+     * singular values of the block into about [0.68, 1.13] and keeps its
+     * singular vectors. scratch (on the backend): muon_scratch_floats(rows,
+     * cols, blocks) floats, its contents undefined after. ---- */
+    size_t (*muon_scratch_floats)(int rows, int cols, int blocks);
+    void (*muon_update)(float *p, const float *g, float *buf, int rows, int cols, int blocks,
+                        float lr, float momentum, float wd, float grad_scale, float *scratch);
 } ops_backend_t;
 
 /* The layout version of ops_backend_t: the CUDA plugin, built separately,
  * exports the version it was built with (mg_cuda_abi) and src/ops/backend.c
  * refuses a plugin of another one. Bump it with every change to the table
  * (a field added, removed, moved or retyped). */
-#define OPS_ABI_VERSION 2
+#define OPS_ABI_VERSION 3
 
 /* Backend selection for --device. device: "auto" (the GPU when one is
  * usable, else the CPU), "cpu" or "cuda"; precision (NULL: the device's

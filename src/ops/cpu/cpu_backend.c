@@ -68,6 +68,8 @@ static const ops_backend_t cpu_backend = {
     .q8_bytes = cpu_q8_bytes,
     .q8_free = cpu_q8_free,
     .matmul_rows_forward = cpu_matmul_rows_forward,
+    .muon_scratch_floats = cpu_muon_scratch_floats,
+    .muon_update = cpu_muon_update,
 };
 
 const ops_backend_t *ops_cpu(void) { return &cpu_backend; }

@@ -180,6 +180,8 @@ static const ops_backend_t cuda_backend = {
     .q8_free = NULL,
     /* batched decoding: cuBLAS matmul_forward (rows as in any product) */
     .matmul_rows_forward = NULL,
+    .muon_scratch_floats = NULL, /* no Muon: train --optimizer muon is refused */
+    .muon_update = NULL,
 };
 
 /* the layout version of the table above (ops.h, OPS_ABI_VERSION), checked
