@@ -22,3 +22,13 @@ expect "... and it names the perturbed tensor" grep -q "FAIL grad.transformer.la
 mkdir -p "$T/flash"
 MINIGPT_ATTENTION=flash "$DUMP" "$T/flash" && /usr/bin/python3 tests/parity.py "$T/flash" >"$T/flash.log" 2>&1
 expect "... and with the flash attention kernel (MINIGPT_ATTENTION=flash)" test $? -eq 0
+# Muon (train --optimizer muon): 10 steps against a PyTorch Muon; a momentum
+# other than the reference's 0.95 must be caught
+mkdir -p "$T/muon" "$T/muon_bad"
+"$DUMP" "$T/muon" --muon && /usr/bin/python3 tests/parity.py "$T/muon" >"$T/muon.log" 2>&1
+rc=$?
+grep -E 'muon losses|muon_losses|FAIL' "$T/muon.log" | sed 's/^/  | /'
+expect "10 Muon steps: losses and final weights match a PyTorch Muon" test $rc -eq 0
+"$DUMP" "$T/muon_bad" --muon --muon-momentum 0.9 && /usr/bin/python3 tests/parity.py "$T/muon_bad" >"$T/muon_bad.log" 2>&1
+expect "... and Muon with momentum 0.9 fails that comparison" test $? -eq 1
+expect "... naming the final weights of a hidden matrix" grep -q "FAIL muon.final.transformer.layers.0.attn.qkv.weight" "$T/muon_bad.log"

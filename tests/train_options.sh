@@ -66,6 +66,40 @@ expect "--epochs 2 --grad-accum 3: two epochs of whole steps, as --batch 24 has"
 expect_exit 2 "--grad-accum 0: exit 2" train --steps 1 --grad-accum 0 --out "$T/x"
 expect_exit 2 "--grad-accum x: exit 2" train --steps 1 --grad-accum x --out "$T/x"
 
+echo "train options: Muon (--optimizer muon)"
+train --steps 12 --batch 4 --eval-every 6 --save-every 6 --optimizer muon --out "$T/mu" >"$T/mu.log"
+expect "--optimizer muon trains" test $? -eq 0
+expect "... says so, with its lr and momentum" grep -q '^optimizer: Muon on the hidden matrices (lr 2.00e-02, momentum 0.95' "$T/mu.log"
+expect "... and not as AdamW: other losses than the --batch 4 run's" bash -c \
+    "! cmp -s <(grep -E '^step 12/' '$T/b4.log' | sed -E 's/ [0-9]+ tok.*//') <(grep -E '^step 12/' '$T/mu.log' | sed -E 's/ [0-9]+ tok.*//')"
+saved_optimizer() {
+    $PY - "$1" <<'EOF'
+import json, sys
+sys.path.insert(0, "tests")
+from st_reader import load
+s = json.loads(load(sys.argv[1])[1]["training_state"])
+print(s.get("optimizer"), round(s.get("muon_lr", 0), 6), round(s.get("muon_momentum", 0), 6))
+EOF
+}
+expect "... the state saves the optimizer (1: Muon) and its settings" \
+    test "$(saved_optimizer "$T/mu/checkpoint_step_6.optim.safetensors")" = "1 0.02 0.95"
+expect "... an AdamW run's state says 0" \
+    test "$(saved_optimizer "$T/ra/checkpoint_step_6.optim.safetensors" | cut -d' ' -f1)" = "0"
+expect "... the checkpoint's metadata names it" bash -c \
+    "'$MINIGPT' load --checkpoint '$T/mu/mini_gpt.safetensors' --show-metadata | grep -Eq '^  optimizer +muon$'"
+train --resume "$T/mu/checkpoint_step_6.safetensors" --out "$T/mu2" >"$T/mu2.log"
+expect "resume of the Muon run from step 6 exits 0" test $? -eq 0
+expect "... continues with Muon" grep -q '^optimizer: Muon' "$T/mu2.log"
+expect "... steps 7-12 bit-identical (momentum buffers resumed)" \
+    cmp -s <(steps "$T/mu.log" | sed -n '7,$p') <(steps "$T/mu2.log")
+expect_exit 1 "--resume of a Muon run with --optimizer adamw: exit 1" \
+    train --resume "$T/mu/checkpoint_step_6.safetensors" --optimizer adamw --out "$T/mu3"
+expect "... in one line naming the saved optimizer" grep -q "trained with --optimizer muon and continues with it" <<<"$LAST_ERR"
+expect_exit 1 "--resume of an AdamW run with --optimizer muon: exit 1" \
+    train --resume "$T/ra/checkpoint_step_6.safetensors" --optimizer muon --out "$T/mu3"
+expect_exit 2 "--muon-momentum 1: exit 2" train --steps 1 --optimizer muon --muon-momentum 1 --out "$T/x"
+expect_exit 2 "--optimizer sgd: exit 2" train --steps 1 --optimizer sgd --out "$T/x"
+
 echo "train options: fine-tuning (--init-from)"
 base=$T/b4/mini_gpt.safetensors
 "$MINIGPT" train --init-from "$base" --data "$T/b.txt" --steps 10 --threads 2 --log-every 1 \

@@ -83,7 +83,8 @@ typedef struct {
     long dashboard; /* the dashboard's port; -1: none */
     long steps, epochs, batch, grad_accum, warmup, eval_every, eval_batches, save_every, keep,
         log_every;
-    double minutes, lr, weight_decay;
+    double minutes, lr, weight_decay, muon_lr, muon_momentum;
+    const char *optimizer;
     /* convert */
     const char *from_hf, *to_hf, *to_gguf, *gguf_type;
     /* eval */

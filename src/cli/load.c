@@ -144,6 +144,7 @@ static void show_metadata(const ckpt_t *ck, const catalog_entry_t *e) {
     printf("  %-18s %lld\n", "tokens_seen", m->tokens_seen);
     print_num("lr", m->lr, "%.3g");
     print_num("seconds", m->seconds, "%.1f");
+    printf("  %-18s %s\n", "optimizer", m->optimizer[0] ? m->optimizer : "-");
     printf("performance metrics:\n");
     print_num("tokens_per_second", m->tokens_per_second, "%.0f");
     printf("timestamp:\n  %-18s %s\n", "created", ck->created);

@@ -175,6 +175,10 @@ int cli_train(const cli_args_t *a, char *err) {
     if (lr_set) o.hp.lr = (float)a->lr;
     if (cli_args_given(a, &a->warmup)) o.warmup = (int)a->warmup;
     if (cli_args_given(a, &a->weight_decay)) o.hp.wd = (float)a->weight_decay;
+    o.optimizer_set = cli_args_given(a, &a->optimizer);
+    o.hp.optimizer = strcmp(a->optimizer, "muon") == 0 ? TRAIN_OPT_MUON : TRAIN_OPT_ADAMW;
+    o.hp.muon_lr = (float)a->muon_lr;
+    o.hp.muon_momentum = (float)a->muon_momentum;
     if (cli_args_given(a, &a->eval_every)) o.hp.eval_every = (int)a->eval_every;
     if (cli_args_given(a, &a->eval_batches)) o.hp.eval_batches = (int)a->eval_batches;
     if (cli_args_given(a, &a->seed)) o.hp.seed = (uint64_t)a->seed;

@@ -152,6 +152,7 @@ int ckpt_save_ex(const char *path, const gpt_model_t *m, const bpe_t *tok, const
     cJSON_AddNumberToObject(t, "tokens_seen", (double)meta->tokens_seen);
     add_num(t, "lr", meta->lr);
     add_num(t, "seconds", meta->seconds);
+    if (meta->optimizer[0]) cJSON_AddStringToObject(t, "optimizer", meta->optimizer);
     tm = json_print(t);
     cJSON_Delete(t);
     cJSON *pj = cJSON_CreateObject();
@@ -206,6 +207,9 @@ void ckpt_meta_from_json(const char *tm, const char *pm, ckpt_meta_t *meta) {
     meta->lr = num_or_nan(t, "lr");
     meta->seconds = num_or_nan(t, "seconds");
     meta->tokens_per_second = num_or_nan(p, "tokens_per_second");
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(t, "optimizer");
+    snprintf(meta->optimizer, sizeof meta->optimizer, "%s",
+             cJSON_IsString(o) ? o->valuestring : "");
     cJSON_Delete(t);
     cJSON_Delete(p);
 }

@@ -27,6 +27,7 @@ typedef struct {
     long long tokens_seen;
     double lr, seconds;
     double tokens_per_second;
+    char optimizer[16]; /* "adamw", "muon" ("": not recorded, as before Muon) */
 } ckpt_meta_t;
 
 int ckpt_save(const char *path, const gpt_model_t *m, const bpe_t *tok, const ckpt_meta_t *meta,

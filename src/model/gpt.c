@@ -174,6 +174,7 @@ static void add_param(gpt_model_t *m, const char *name, int64_t rows, int64_t co
     p->numel = (size_t)rows * (size_t)(cols ? cols : 1);
     p->offset = m->num_floats;
     p->decay = p->ndim == 2;
+    p->blocks = 1;
     m->num_floats += p->numel;
 }
 
@@ -196,6 +197,11 @@ static void build_table(gpt_model_t *m) {
             snprintf(name, sizeof name, "transformer.layers.%d.%s", l, layer_params[i].name);
             add_param(m, name, layer_dim(c, layer_params[i].rows),
                       layer_dim(c, layer_params[i].cols));
+            gpt_param_t *p = &m->params[m->n_params - 1];
+            p->hidden = p->ndim == 2;
+            if (strcmp(layer_params[i].name, "attn.qkv.weight") == 0) p->blocks = 3; /* q, k, v */
+            if (strcmp(layer_params[i].name, "mlp.fc.weight") == 0 && c->mlp == GPT_MLP_SWIGLU)
+                p->blocks = 2; /* gate, up */
         }
     }
     add_param(m, "ln_f.weight", C, 0);
@@ -263,6 +269,7 @@ void gpt_free(gpt_model_t *m) {
         if (m->grads) m->ops->free(m->grads);
         if (m->m) m->ops->free(m->m);
         if (m->v) m->ops->free(m->v);
+        if (m->muon_scratch) m->ops->free(m->muon_scratch);
     }
     mg_free(m->params);
     mg_free(m->w.layer);

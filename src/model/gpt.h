@@ -79,6 +79,13 @@ typedef struct {
     size_t offset; /* in floats, into the parameter buffer */
     size_t numel;
     int decay; /* weight decay applies (matrices only) */
+    /* a hidden matrix (a layer's attn.qkv, attn.proj, mlp.fc, mlp.proj
+     * weight): train --optimizer muon updates it with Muon, everything
+     * else (embeddings, biases, gains) with AdamW */
+    int hidden;
+    /* equal row blocks Muon orthogonalises separately: 3 for
+     * attn.qkv.weight (q, k, v), else 1 */
+    int blocks;
 } gpt_param_t;
 
 /* Pointers to one layer's tensors, into a parameter-shaped buffer. */
@@ -167,6 +174,7 @@ typedef struct {
     int no_fusion;      /* 1: run the unfused kernels (benchmark --no-fusion) */
     float grad_scale;   /* gpt_backward adds grad_scale x the gradient of the mean
                          * loss: 1 after gpt_create; 1/K to average K micro-batches */
+    float *muon_scratch; /* backend scratch of gpt_muon_step, NULL until gpt_alloc_muon */
 } gpt_model_t;
 
 /* Creates a model with zeroed weights on the given backend (NULL on error:
@@ -205,5 +213,18 @@ void gpt_zero_grad(gpt_model_t *m);
  * (<= 0: none). Returns the gradient norm before clipping. */
 float gpt_adamw_step(gpt_model_t *m, float lr, float beta1, float beta2, float eps, float wd,
                      float clip);
+/* Muon (train --optimizer muon) needs the backend's muon_update (ops.h):
+ * checks that it has one (else one line naming the option) and allocates
+ * its scratch. Call after gpt_alloc_training. */
+int gpt_alloc_muon(gpt_model_t *m, char *err);
+/* The check alone, before a model exists: 0, or -1 with the line in err. */
+int gpt_muon_check(const ops_backend_t *ops, char *err);
+/* One step with global-norm clipping at clip over all gradients, as
+ * gpt_adamw_step, but the hidden matrices (gpt_param_t.hidden) take Muon's
+ * update at muon_lr (momentum buffer in m->m; m->v unused for them) with
+ * decoupled decay wd; everything else AdamW at lr. Needs gpt_alloc_muon.
+ * Returns the gradient norm before clipping. */
+float gpt_muon_step(gpt_model_t *m, float lr, float beta1, float beta2, float eps, float wd,
+                    float clip, float muon_lr, float muon_momentum);
 
 #endif

@@ -217,3 +217,49 @@ float gpt_adamw_step(gpt_model_t *m, float lr, float beta1, float beta2, float e
     }
     return norm;
 }
+
+int gpt_muon_check(const ops_backend_t *ops, char *err) {
+    if (!ops->muon_update || !ops->muon_scratch_floats)
+        return mg_fail(err, "the %s backend has no Muon optimizer (--optimizer muon); use --device "
+                            "cpu or --optimizer adamw",
+                       ops->name);
+    return 0;
+}
+
+int gpt_alloc_muon(gpt_model_t *m, char *err) {
+    const ops_backend_t *ops = m->ops;
+    if (gpt_muon_check(ops, err)) return -1;
+    if (m->muon_scratch) return 0;
+    size_t most = 0; /* one scratch serves every matrix in turn */
+    for (int i = 0; i < m->n_params; i++) {
+        const gpt_param_t *p = &m->params[i];
+        if (p->hidden)
+            most = MG_MAX(most, ops->muon_scratch_floats((int)p->shape[0], (int)p->shape[1],
+                                                         p->blocks));
+    }
+    if (most && !(m->muon_scratch = ops->alloc(most * sizeof(float))))
+        return mg_fail(err, "out of memory for Muon's scratch (%zu floats)", most);
+    return 0;
+}
+
+float gpt_muon_step(gpt_model_t *m, float lr, float beta1, float beta2, float eps, float wd,
+                    float clip, float muon_lr, float muon_momentum) {
+    const ops_backend_t *ops = m->ops;
+    double sq = 0.0;
+    OPT(sq = ops->sq_norm(m->grads, m->num_floats));
+    float norm = (float)sqrt(sq);
+    float scale = clip > 0.0f && norm > clip ? clip / norm : 1.0f;
+    m->adam_t++; /* AdamW's bias correction for the other tensors */
+    for (int i = 0; i < m->n_params; i++) {
+        const gpt_param_t *p = &m->params[i];
+        if (p->hidden)
+            OPT(ops->muon_update(m->weights + p->offset, m->grads + p->offset, m->m + p->offset,
+                                 (int)p->shape[0], (int)p->shape[1], p->blocks, muon_lr,
+                                 muon_momentum, wd, scale, m->muon_scratch));
+        else
+            OPT(ops->adamw(m->weights + p->offset, m->grads + p->offset, m->m + p->offset,
+                           m->v + p->offset, p->numel, lr, beta1, beta2, eps, p->decay ? wd : 0.0f,
+                           scale, m->adam_t));
+    }
+    return norm;
+}

@@ -236,6 +236,23 @@ typedef struct ops_backend {
      * matmul_rows_forward and mlp_act_forward give   x (N,C), w (OC,C) */
     void (*matmul_bias_act_forward)(float *pre, float *out, const float *x, const float *w,
                                     const float *bias, int N, int C, int OC, int act);
+    /* ---- OPTIONAL Muon (train --optimizer muon; NULL: the backend has
+     * none, and such a run is refused at start). One step on a hidden
+     * matrix p (rows,cols), cut into `blocks` equal row blocks of
+     * (R,cols), R = rows/blocks, each orthogonalised on its own:
+     *   buf = momentum * buf + grad_scale * g          (the momentum buffer)
+     *   u   = grad_scale * g + momentum * buf          (Nesterov)
+     *   O   = NS5(u_block / (||u_block||_F + 1e-7))     per block
+     *   p   = p - lr * wd * p - lr * sqrt(max(1, R/cols)) * O
+     * NS5 is the quintic Newton-Schulz iteration, 5 steps of
+     * X = a X + (b A + c A A) X with A = X X^T (X^T X, and X B on the right,
+     * when R > cols), (a,b,c) = (3.4445, -4.7750, 2.0315): it pushes the
+     * singular values of the block into about [0.68, 1.13] and keeps its
+     * singular vectors. scratch (on the backend): muon_scratch_floats(rows,
+     * cols, blocks) floats, its contents undefined after. ---- */
+    size_t (*muon_scratch_floats)(int rows, int cols, int blocks);
+    void (*muon_update)(float *p, const float *g, float *buf, int rows, int cols, int blocks,
+                        float lr, float momentum, float wd, float grad_scale, float *scratch);
 } ops_backend_t;
 
 /* the act argument of the MLP slots (the values of gpt.h's GPT_MLP_*) */

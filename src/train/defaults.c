@@ -23,6 +23,9 @@ void train_defaults(train_opts_t *o) {
         .eval_every = 100,
         .eval_batches = 10,
         .val_every = 10,
+        .optimizer = TRAIN_OPT_ADAMW,
+        .muon_lr = 0.02f,
+        .muon_momentum = 0.95f,
     };
     o->warmup = 100;
 }

@@ -83,12 +83,21 @@ static const field_t fields[] = {
     {"eps", F_FLOAT, 0, 1, S(hp.eps), 0},
     {"clip", F_FLOAT, 0, 1e9, S(hp.clip), 0},
     {"seed", F_U64, 0, 0, S(hp.seed), 0},
+    /* absent before Muon: AdamW (0); 1 is Muon, whose momentum buffers are
+     * adam.m's entries of the hidden matrices */
+    {"optimizer", F_INT, 0, 1, S(hp.optimizer), 1},
+    {"muon_lr", F_FLOAT, 0, 10, S(hp.muon_lr), 1},
+    {"muon_momentum", F_FLOAT, 0, 1, S(hp.muon_momentum), 1},
     /* absent before fingerprints: has_corpus stays 0 */
     {"corpus_bytes", F_LLONG, 0, BIG, S(corpus.bytes), 1},
     {"corpus_hash", F_U64, 0, 0, S(corpus.hash), 1},
 };
 #undef S
 #define N_FIELDS (int)(sizeof fields / sizeof fields[0])
+
+const char *train_optimizer_name(int optimizer) {
+    return optimizer == TRAIN_OPT_MUON ? "muon" : "adamw";
+}
 
 static int is_corpus(const field_t *f) { return strncmp(f->name, "corpus_", 7) == 0; }
 

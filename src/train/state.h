@@ -22,7 +22,16 @@ typedef struct {
     uint64_t seed;
     int eval_every, eval_batches;
     int val_every; /* every val_every-th chunk of the stream is validation */
+    /* --optimizer: TRAIN_OPT_ADAMW (everything AdamW at lr) or TRAIN_OPT_MUON
+     * (the hidden matrices Muon at muon_lr with momentum muon_momentum, the
+     * rest AdamW at lr; both lrs follow the same schedule) */
+    int optimizer;
+    float muon_lr, muon_momentum;
 } train_hparams_t;
+
+enum { TRAIN_OPT_ADAMW = 0, TRAIN_OPT_MUON = 1 };
+/* "adamw", "muon" */
+const char *train_optimizer_name(int optimizer);
 
 /* What identifies a corpus: its size and a 64-bit FNV-1a hash of its bytes. */
 typedef struct {

@@ -123,6 +123,7 @@ static int save(run_t *r, const char *name, char *err) {
         .seconds = r->st.seconds,
         .tokens_per_second = r->st.tokens_seen / MG_MAX(1e-9, r->st.seconds),
     };
+    snprintf(meta.optimizer, sizeof meta.optimizer, "%s", train_optimizer_name(r->st.hp.optimizer));
     if (state_save(spath, r->model, &r->st, err) || ckpt_save(path, r->model, r->tok, &meta, err))
         goto done;
     emit(r,
@@ -304,6 +305,17 @@ static int load_resume(run_t *r, gpt_config_t *cfg, char *err) {
                 peek.step, ck_step);
         goto done;
     }
+    /* the moments in m and v are those of the saved optimizer: a resume
+     * continues with it, and refuses to switch */
+    if (r->o.optimizer_set && r->o.hp.optimizer != peek.hp.optimizer) {
+        mg_fail(err,
+                "cannot resume: '%s' was trained with --optimizer %s and continues with it (drop "
+                "--optimizer %s, or start a new run with --init-from)",
+                r->o.resume, train_optimizer_name(peek.hp.optimizer),
+                train_optimizer_name(r->o.hp.optimizer));
+        goto done;
+    }
+    if (peek.hp.optimizer == TRAIN_OPT_MUON && gpt_muon_check(r->o.ops, err)) goto done;
     r->st = peek;
     r->t_prev = peek.seconds;
     rc = 0;
@@ -380,6 +392,7 @@ static int run_setup(run_t *r, char *err) {
                            cfg.vocab, BPE_FIRST_MERGE);
     }
     r->t_start = mg_now();
+    if (r->st.hp.optimizer == TRAIN_OPT_MUON && gpt_muon_check(r->o.ops, err)) return -1;
     if (check_out(r, err)) return -1;
     if (r->o.resume && load_resume(r, &cfg, err) != 0) return -1;
     if (r->o.init_from) {
@@ -400,6 +413,7 @@ static int run_setup(run_t *r, char *err) {
         if (!r->model || gpt_init_weights(r->model, hp->seed, err)) return -1;
     }
     if (gpt_alloc_training(r->model, B, T, err)) return -1;
+    if (hp->optimizer == TRAIN_OPT_MUON && gpt_alloc_muon(r->model, err)) return -1;
     /* the loader hands out a step's K x B windows at once, so that epochs
      * end on step boundaries and the windows are those of --batch K*B */
     if (data_loader_init(&r->loader, r->split.train, r->split.n_train, K * B, T, hp->seed ^ 0x5eed,
@@ -448,6 +462,14 @@ static int run_setup(run_t *r, char *err) {
          "%d); batch %d x %d%s; %ld steps per epoch",
          r->model->num_floats, cfg.layers, cfg.heads, cfg.dim, cfg.ctx, cfg.vocab,
          gpt_mlp_name(r->model->cfg.mlp), r->model->cfg.ffn, B, T, accum, per_epoch);
+    if (hp->optimizer == TRAIN_OPT_MUON)
+        info(r,
+             "optimizer: Muon on the hidden matrices (lr %.2e, momentum %.2f, Nesterov, "
+             "Newton-Schulz 5 steps), AdamW on the rest (lr %.2e)",
+             hp->muon_lr, hp->muon_momentum, hp->lr);
+    else
+        info(r, "optimizer: AdamW (lr %.2e, betas %.2f %.3f, weight decay %.2f)", hp->lr,
+             hp->beta1, hp->beta2, hp->wd);
     /* K micro-batches, each adding 1/K of its mean loss's gradient: one
      * step of K*B sequences in the memory of B */
     r->model->grad_scale = 1.0f / K;
@@ -561,7 +583,17 @@ static int run_step(run_t *r, char *err) {
         loss += gpt_forward(r->model, r->x + (size_t)k * B * T, r->y + (size_t)k * B * T, B, T) / K;
         gpt_backward(r->model);
     }
-    float norm = gpt_adamw_step(r->model, lr, hp->beta1, hp->beta2, hp->eps, hp->wd, hp->clip);
+    float norm;
+    if (hp->optimizer == TRAIN_OPT_MUON) {
+        /* Muon's lr follows the same schedule: its peak in place of lr's */
+        train_hparams_t muon = *hp;
+        muon.lr = hp->muon_lr;
+        float muon_lr = train_lr(&muon, r->st.step, r->st.warmup, r->st.total_steps);
+        norm = gpt_muon_step(r->model, lr, hp->beta1, hp->beta2, hp->eps, hp->wd, hp->clip,
+                             muon_lr, hp->muon_momentum);
+    } else {
+        norm = gpt_adamw_step(r->model, lr, hp->beta1, hp->beta2, hp->eps, hp->wd, hp->clip);
+    }
     return after_step(r, wrapped, loss, lr, norm, ts, err);
 }
 

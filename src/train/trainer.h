@@ -34,6 +34,7 @@ typedef struct {
     const char *out_dir;
     gpt_config_t cfg;   /* cfg.vocab is the tokenizer's target size */
     train_hparams_t hp; /* saved with each checkpoint; --resume restores them */
+    int optimizer_set;  /* hp.optimizer was asked for: a resume of another one is refused */
     int warmup;         /* asked for; the run uses at most a tenth of its steps */
     /* budget: the first non-zero of steps, epochs, minutes */
     long steps;

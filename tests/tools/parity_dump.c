@@ -1,11 +1,15 @@
 /* parity_dump.c - writes what tests/parity.py compares against PyTorch:
  *   DIR/model.safetensors  a real checkpoint (tiny model, random weights)
  *   DIR/dump.safetensors   tokens, targets, logits, loss, every gradient,
- *                          and the losses of 10 AdamW steps.
- * usage: parity_dump DIR [--perturb]
+ *                          and the losses of 10 AdamW steps; with --muon also
+ *                          the losses of 10 Muon steps from the same start
+ *                          and the weights after them (final.NAME).
+ * usage: parity_dump DIR [--perturb] [--muon [--muon-momentum M]]
  * --perturb adds 1e-5 (under 1% of the largest) to one gradient element, to prove the test can
- * fail. */
+ * fail; --muon-momentum other than 0.95 (which parity.py assumes) proves the Muon comparison
+ * can. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "io/checkpoint.h"
@@ -21,7 +25,16 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: parity_dump DIR [--perturb]\n");
         return 2;
     }
-    int perturb = argc > 2 && strcmp(argv[2], "--perturb") == 0;
+    int perturb = 0, muon = 0;
+    float muon_momentum = 0.95f;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--perturb") == 0)
+            perturb = 1;
+        else if (strcmp(argv[i], "--muon") == 0)
+            muon = 1;
+        else if (strcmp(argv[i], "--muon-momentum") == 0 && i + 1 < argc)
+            muon_momentum = strtof(argv[++i], NULL);
+    }
     const char *text = "O Brasil é um país de dimensões continentais. A ação do tempo, a razão.";
     gpt_config_t cfg = {.vocab = 300, .ctx = 16, .dim = 32, .layers = 2, .heads = 4};
     int B = 3, T = 16;
@@ -60,12 +73,33 @@ int main(int argc, char **argv) {
     if (perturb)
         grads[gpt_find_param(m, "transformer.layers.1.mlp.fc.weight")->offset + 5] += 1e-5f;
 
-    float losses[STEPS];
+    /* the start of the AdamW and Muon runs */
+    float *start = mg_malloc(m->num_floats * sizeof(float));
+    memcpy(start, m->weights, m->num_floats * sizeof(float));
+    float losses[STEPS], muon_losses[STEPS];
     for (int s = 0; s < STEPS; s++) {
         gpt_zero_grad(m);
         losses[s] = gpt_forward(m, tokens, targets, B, T);
         gpt_backward(m);
         gpt_adamw_step(m, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f);
+    }
+
+    /* 10 Muon steps (lr 0.02, momentum 0.95) on the hidden matrices, AdamW
+     * on the rest as above, from the same start with fresh moments */
+    float *final = mg_malloc(m->num_floats * sizeof(float));
+    if (muon) {
+        memcpy(m->weights, start, m->num_floats * sizeof(float));
+        memset(m->m, 0, m->num_floats * sizeof(float));
+        memset(m->v, 0, m->num_floats * sizeof(float));
+        m->adam_t = 0;
+        if (gpt_alloc_muon(m, err)) goto fail;
+        for (int s = 0; s < STEPS; s++) {
+            gpt_zero_grad(m);
+            muon_losses[s] = gpt_forward(m, tokens, targets, B, T);
+            gpt_backward(m);
+            gpt_muon_step(m, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 0.02f, muon_momentum);
+        }
+        memcpy(final, m->weights, m->num_floats * sizeof(float));
     }
 
     st_writer_t *w = st_writer_new();
@@ -74,18 +108,24 @@ int main(int argc, char **argv) {
               st_writer_add(w, "targets", ST_I32, 2, s_bt, targets, err) ||
               st_writer_add(w, "logits", ST_F32, 3, s_btv, logits, err) ||
               st_writer_add(w, "loss", ST_F32, 1, s_one, &loss, err) ||
-              st_writer_add(w, "adamw_losses", ST_F32, 1, s_steps, losses, err);
-    static char names[512][80];
+              st_writer_add(w, "adamw_losses", ST_F32, 1, s_steps, losses, err) ||
+              (muon && st_writer_add(w, "muon_losses", ST_F32, 1, s_steps, muon_losses, err));
+    static char names[512][80], finals[512][80];
     for (int i = 0; i < m->n_params && !bad; i++) {
         const gpt_param_t *p = &m->params[i];
         snprintf(names[i], sizeof names[i], "grad.%s", p->name);
         bad = st_writer_add(w, names[i], ST_F32, p->ndim, p->shape, grads + p->offset, err);
+        snprintf(finals[i], sizeof finals[i], "final.%s", p->name);
+        if (muon && !bad)
+            bad = st_writer_add(w, finals[i], ST_F32, p->ndim, p->shape, final + p->offset, err);
     }
     snprintf(path, sizeof path, "%s/dump.safetensors", argv[1]);
     if (!bad) bad = st_writer_save(w, path, err);
     st_writer_free(w);
     mg_free(logits);
     mg_free(grads);
+    mg_free(start);
+    mg_free(final);
     gpt_free(m);
     bpe_free(tok);
     if (bad) goto fail_msg;

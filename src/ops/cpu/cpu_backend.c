@@ -77,6 +77,8 @@ static const ops_backend_t cpu_backend = {
     .mlp_act_backward = cpu_mlp_act_backward,
     .mlp_act_bias_backward = cpu_mlp_act_bias_backward,
     .matmul_bias_act_forward = cpu_matmul_bias_act_forward,
+    .muon_scratch_floats = cpu_muon_scratch_floats,
+    .muon_update = cpu_muon_update,
 };
 
 const ops_backend_t *ops_cpu(void) { return &cpu_backend; }

@@ -82,6 +82,14 @@ void cpu_qk_forward(float *qkv, float *rstd, int n, int T, int pos0, int C, int 
                     int qk_norm);
 void cpu_qk_backward(float *dqkv, const float *qkv, const float *rstd, int n, int T, int pos0,
                      int C, int NH, int rope, int qk_norm);
+/* Muon (cpu_muon.c; see ops.h): the update of one hidden matrix, and its
+ * Newton-Schulz part alone (for the unit test and bench): x (R,C) <-
+ * NS5(x / (||x||_F + 1e-7)) in place, work cpu_muon_ns_work_floats(R, C) floats */
+size_t cpu_muon_scratch_floats(int rows, int cols, int blocks);
+void cpu_muon_update(float *p, const float *g, float *buf, int rows, int cols, int blocks, float lr,
+                     float momentum, float wd, float grad_scale, float *scratch);
+size_t cpu_muon_ns_work_floats(int R, int C);
+void cpu_muon_orthogonalize(float *x, int R, int C, float *work);
 /* the passes after and before the sgemm, apart (for bench/bench_kernels.c):
  * out += bias per row; dbias += column sums of dout; pre += bias, out =
  * GELU(pre) in one pass */

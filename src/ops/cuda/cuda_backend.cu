@@ -186,6 +186,8 @@ static const ops_backend_t cuda_backend = {
     .residual_rmsnorm_forward = NULL,
     .qk_forward = NULL,
     .qk_backward = NULL,
+    .muon_scratch_floats = NULL, /* no Muon: train --optimizer muon is refused */
+    .muon_update = NULL,
 };
 
 /* the layout version of the table above (ops.h, OPS_ABI_VERSION), checked
