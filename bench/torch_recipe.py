@@ -30,10 +30,16 @@ must agree with it. --selftest checks Newton-Schulz against an SVD, RoPE
 against a complex-number rotation, and the GPT-2 forward against
 tests/parity.py, then exits.
 
-torch.compile does not exist in this PyTorch (Debian's 1.13; it came with
-2.0): the steps run eagerly (see --jit for TorchScript, measured no faster).
+torch.compile does not exist in this PyTorch (Debian's 1.13.1; it came with
+2.0), and TorchScript cannot fuse on the CPU here (its NNC fuser needs LLVM,
+which Debian's build lacks: "LLVM Backend not found"; a torch.jit.trace of
+the loss without fusion measured no faster). So the steps run eagerly, with
+by hand what a compiler would do that matters at this size: the classifier
+and its cross-entropy fused (HeadLoss), and freed memory kept in the process
+(keep_heap).
 """
 import argparse
+import ctypes
 import json
 import math
 import os
@@ -104,6 +110,19 @@ def init_params(a, V, seed):
     return p
 
 
+def keep_heap():
+    """Keep freed memory in the process: glibc hands blocks over 32 MB (the
+    (N,V) logits: 64 MB at batch 8 x 256, vocab 8192) back to the kernel on
+    free, and every step then page-faults them in again (measured: about
+    half the step under load). minigpt allocates its buffers once."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(-4, 0)  # M_MMAP_MAX: no mmap'd blocks
+    libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: never shrink the heap
+
+
 def rms_norm(x, w=None):
     x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS)
     return x if w is None else x * w
@@ -123,8 +142,9 @@ def rope(x, cos, sin):
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
-def forward(p, a, tokens, tabs):
-    """Logits (B, T, V) of the model `a` describes; tabs: (causal mask, rope cos, sin)."""
+def hidden(p, a, tokens, tabs):
+    """The final normed states (B, T, C) of the model `a` describes; tabs:
+    (causal mask, rope cos, sin)."""
     B, T = tokens.shape
     C, NH = a.dim, a.heads
     HS, H = C // NH, ffn_hidden(a.dim, a.mlp)
@@ -161,8 +181,46 @@ def forward(p, a, tokens, tabs):
             gate, up = h.split(H, dim=-1)
             h = F.silu(gate) * up
         x = x + F.linear(h, q("mlp.proj.weight"), q("mlp.proj.bias"))
-    x = norm(x, "ln_f")
-    return x @ p["lm_head.weight" if a.untie_head else "token_embedding.weight"].T
+    return norm(x, "ln_f")
+
+
+def head(p, a):
+    return p["lm_head.weight" if a.untie_head else "token_embedding.weight"]
+
+
+def forward(p, a, tokens, tabs):
+    """Logits (B, T, V)."""
+    return hidden(p, a, tokens, tabs) @ head(p, a).T
+
+
+class HeadLoss(torch.autograd.Function):
+    """Mean cross-entropy of the logits x @ w^T (x (N,C), w (V,C)) against
+    targets y (N,), fused as a compiler would: the backward turns the saved
+    logits into softmax - onehot in place, so no (N,V) log-softmax, one-hot
+    or gradient tensor is made besides the logits (F.cross_entropy makes
+    three)."""
+
+    @staticmethod
+    def forward(ctx, x, w, y):
+        logits = x @ w.T
+        lse = torch.logsumexp(logits, dim=1)
+        loss = (lse - logits.gather(1, y[:, None]).squeeze(1)).mean()
+        ctx.save_for_backward(x, w, y, logits, lse)
+        return loss
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w, y, logits, lse = ctx.saved_tensors
+        d = logits.sub_(lse[:, None]).exp_()  # softmax, in the logits' buffer
+        d[torch.arange(len(y)), y] -= 1
+        d.mul_(g / len(y))
+        return d @ w, d.T @ x, None
+
+
+def train_loss(p, a, xy, tabs):
+    """The mean next-token loss of windows xy (B, T+1)."""
+    h = hidden(p, a, xy[:, :-1], tabs)
+    return HeadLoss.apply(h.reshape(-1, h.size(-1)), head(p, a), xy[:, 1:].reshape(-1))
 
 
 def make_tables(a):
@@ -317,6 +375,16 @@ def selftest():
     d = (forward(ours_p, a, tok, make_tables(a)) - gpt2_forward(ref_p, {"d_model": 32, "n_heads": 4, "n_layers": 2},
                                                                  tok)).abs().max().item()
     check("gpt2 block vs tests/parity.py", same_table and d < 1e-6, f"same table {same_table}, max logit diff {d:.1e}")
+    # the fused classifier loss against F.cross_entropy: loss and gradients
+    x = torch.randn(40, 16, requires_grad=True)
+    w = torch.randn(30, 16, requires_grad=True)
+    y = torch.randint(0, 30, (40,))
+    ref = F.cross_entropy(x @ w.T, y)
+    gx, gw = torch.autograd.grad(ref, (x, w))
+    ours = HeadLoss.apply(x, w, y)
+    ox, ow = torch.autograd.grad(ours, (x, w))
+    err = max((ours - ref).abs().item(), (ox - gx).abs().max().item(), (ow - gw).abs().max().item())
+    check("fused head loss vs F.cross_entropy", err < 1e-5, f"max error of loss and gradients {err:.1e}")
     print("selftest: " + ("all pass" if not bad else f"{len(bad)} failed: {', '.join(bad)}"))
     return 1 if bad else 0
 
@@ -340,7 +408,6 @@ def main():
     ap.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw")
     ap.add_argument("--muon-lr", type=float, default=0.02)
     ap.add_argument("--muon-momentum", type=float, default=0.95)
-    ap.add_argument("--jit", action="store_true", help="run the loss through torch.jit.trace (TorchScript)")
     ap.add_argument("--selftest", action="store_true")
     a = ap.parse_args()
     if a.selftest:
@@ -355,6 +422,7 @@ def main():
     if a.dim % a.heads or (a.pos == "rope" and (a.dim // a.heads) % 2):
         ap.error(f"dim {a.dim} must split into {a.heads} heads (of even size for rope)")
     t_start = time.perf_counter()
+    keep_heap()
     torch.set_num_threads(a.threads)
     t, _ = st_reader.load(a.tokens)
     train, val, nbytes = (torch.from_numpy(t[k].astype(np.int64)) for k in ("train", "val", "token_bytes"))
@@ -364,13 +432,6 @@ def main():
     adam, muon = optimizers(p, a, a.optimizer)
     params = list(p.values())
 
-    names = list(p)
-
-    def loss_fn(xy, *ts):  # the tensors as arguments: torch.jit.trace keeps them as inputs
-        out = forward(dict(zip(names, ts)), a, xy[:, :-1], tabs)
-        return F.cross_entropy(out.reshape(-1, V), xy[:, 1:].reshape(-1))
-
-    step_loss = loss_fn
     rng = np.random.default_rng(a.seed)
     windows = (len(train) - 1) // T
     order, cursor = rng.permutation(windows), 0
@@ -383,13 +444,11 @@ def main():
         starts = torch.from_numpy(order[cursor:cursor + B] * T)
         cursor += B
         xy = train[starts[:, None] + torch.arange(T + 1)[None, :]]
-        if a.jit and step_loss is loss_fn:
-            step_loss = torch.jit.trace(loss_fn, (xy, *params), check_trace=False)
         ratio = lr_at(step, 1.0, warmup, total)
         for g in adam.param_groups:
             g["lr"] = a.lr * ratio
         adam.zero_grad(set_to_none=True)
-        loss = step_loss(xy, *params)
+        loss = train_loss(p, a, xy, tabs)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         adam.step()
