@@ -67,10 +67,12 @@ CONFIG_KEYS = {"pos": ("pos", "learned", ("learned", "rope")),
                "zero_init": ("zero_init", False, (False, True))}
 
 
-def ffn_hidden(C, mlp):
-    """MLP hidden width: 4C, or for SwiGLU the multiple of 32 nearest 8C/3
-    (halves round up), at least 32."""
-    return 4 * C if mlp != "swiglu" else max(32, (8 * C + 48) // 96 * 32)
+def ffn_hidden(a):
+    """MLP hidden width: --ffn, else 4C, or for SwiGLU the multiple of 32
+    nearest 8C/3 (halves round up), at least 32."""
+    if getattr(a, "ffn", 0):
+        return a.ffn
+    return 4 * a.dim if a.mlp != "swiglu" else max(32, (8 * a.dim + 48) // 96 * 32)
 
 
 def init_params(a, V, seed):
@@ -79,7 +81,7 @@ def init_params(a, V, seed):
     biases 0. The GPT-2 case is bench/torch_gpt.py's table, drawn in the
     same order."""
     g = torch.Generator().manual_seed(seed)
-    C, H = a.dim, ffn_hidden(a.dim, a.mlp)
+    C, H = a.dim, ffn_hidden(a)
     ln = [("weight", (C,))] + ([("bias", (C,))] if a.norm == "layernorm" else [])
     fc_rows = 2 * H if a.mlp == "swiglu" else H
     shapes = {"token_embedding.weight": (V, C)}
@@ -147,7 +149,7 @@ def hidden(p, a, tokens, tabs):
     (causal mask, rope cos, sin)."""
     B, T = tokens.shape
     C, NH = a.dim, a.heads
-    HS, H = C // NH, ffn_hidden(a.dim, a.mlp)
+    HS, H = C // NH, ffn_hidden(a)
     mask, cos, sin = tabs
 
     def norm(x, name):
@@ -309,11 +311,11 @@ def apply_like(a, path):
             v = not v
         given = getattr(a, opt)
         if given is not None and given != v:
-            sys.exit(f"torch_recipe.py: --{opt.replace('_', '-')} {given} but minigpt trained {key} {cfg.get(key, default)}"
+            flag = "--" + opt.replace("_", "-") + ("" if given is True else f" {given}")
+            sys.exit(f"torch_recipe.py: {flag} given, but minigpt's checkpoint has {key} {json.dumps(cfg.get(key, default))}"
                      " (does this minigpt know the flag?)")
         setattr(a, opt, v)
-    if "ffn_hidden" in cfg and cfg["ffn_hidden"] != ffn_hidden(a.dim, a.mlp):
-        sys.exit(f"torch_recipe.py: minigpt's ffn_hidden {cfg['ffn_hidden']} is not {ffn_hidden(a.dim, a.mlp)}")
+    a.ffn = a.ffn or cfg.get("ffn_hidden", 0)
 
 
 def selftest():
@@ -392,12 +394,14 @@ def selftest():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tokens")
-    ap.add_argument("--minutes", type=float)
+    ap.add_argument("--minutes", type=float, help="wall-clock budget, schedule sized like minigpt's")
+    ap.add_argument("--steps", type=int, help="or a budget of optimizer steps")
     ap.add_argument("--lr", type=float, default=1e-3)
     for k, v in dict(dim=256, layers=4, heads=4, ctx=256, batch=8, warmup=50, eval_batches=10,
                      threads=os.cpu_count() or 2, seed=1337).items():
         ap.add_argument("--" + k.replace("_", "-"), type=int, default=v)
     ap.add_argument("--weight-decay", type=float, default=0.1)
+    ap.add_argument("--ffn", type=int, default=0, help="MLP hidden width (0: 4C, or about 8C/3 for swiglu)")
     ap.add_argument("--like", metavar="CHECKPOINT", help="shape and variants from a minigpt checkpoint")
     # variants: None = not given (GPT-2 unless --like says otherwise)
     ap.add_argument("--pos", choices=("learned", "rope"))
@@ -412,8 +416,8 @@ def main():
     a = ap.parse_args()
     if a.selftest:
         return selftest()
-    if a.tokens is None or a.minutes is None:
-        ap.error("--tokens and --minutes are required")
+    if a.tokens is None or (a.minutes is None) == (a.steps is None):
+        ap.error("--tokens and one of --minutes, --steps are required")
     if a.like:
         apply_like(a, a.like)
     for key, (opt, default, _) in CONFIG_KEYS.items():
@@ -435,8 +439,10 @@ def main():
     rng = np.random.default_rng(a.seed)
     windows = (len(train) - 1) // T
     order, cursor = rng.permutation(windows), 0
-    budget = a.minutes * 60
-    total, warmup, step, t_loop, tokens = 10**12, a.warmup, 0, time.perf_counter(), 0
+    budget = a.minutes * 60 if a.minutes else math.inf
+    total = a.steps or 10**12
+    warmup = min(a.warmup, max(1, total // 10)) if a.steps else a.warmup
+    step, t_loop, tokens, t_first = 0, time.perf_counter(), 0, None
     first_loss = last_loss = float("nan")
     while step < total and time.perf_counter() - t_start < budget:
         if cursor + B > windows:
@@ -459,13 +465,13 @@ def main():
         tokens += B * T
         last_loss = loss.item()
         if step == 1:
-            first_loss = last_loss
-        if step >= 5 and step % 5 == 0:  # size the schedule like minigpt does
+            first_loss, t_first = last_loss, time.perf_counter()  # step time: from here (no warm-up allocations)
+        if not a.steps and step >= 5 and step % 5 == 0:  # size the schedule like minigpt does
             per = (time.perf_counter() - t_loop) / step * 1.05
             left = budget - (time.perf_counter() - t_start)
             total = max(step + 1, step + int(left / per))
             warmup = min(a.warmup, max(1, total // 10))
-    loop_s = time.perf_counter() - t_loop
+    per_step = (time.perf_counter() - t_first) / (step - 1) if step > 1 else math.nan
     # validation: minigpt's windows, spread evenly through the stream
     vw = (len(val) - 1) // T
     n = min(a.eval_batches * B, vw)
@@ -478,10 +484,12 @@ def main():
             nats += F.cross_entropy(out.reshape(-1, V), xy[:, 1:].reshape(-1), reduction="sum").item()
             nb += int(nbytes[xy[:, 1:]].sum())
     ntok = n * T
-    variant = " ".join(f"{k}={getattr(a, k)}" for k in ("pos", "norm", "qk_norm", "mlp", "untie_head", "zero_init",
-                                                         "optimizer"))
+    variant = " ".join(f"{k}={getattr(a, k)}" for k in ("pos", "norm", "qk_norm", "mlp", "untie_head", "zero_init"))
+    variant += f" ffn={ffn_hidden(a)} adamw lr={a.lr:g}"
+    if muon:
+        variant += f" muon lr={a.muon_lr:g} momentum={a.muon_momentum:g}"
     print(f"torch {torch.__version__} [{variant}]: {step} steps, {tokens} tokens in "
-          f"{time.perf_counter() - t_start:.0f} s ({loop_s / max(1, step) * 1000:.0f} ms/step); "
+          f"{time.perf_counter() - t_start:.0f} s ({per_step * 1000:.0f} ms/step after the first); "
           f"train loss {first_loss:.4f} -> {last_loss:.4f}; val loss {nats / ntok:.4f}, val bpb {nats / nb / math.log(2):.4f}")
     return 0
 
