@@ -284,8 +284,9 @@ def optimizers(p, a, variant):
     adam = torch.optim.AdamW([{"params": [p[k] for k in rest if p[k].dim() == 2], "weight_decay": a.weight_decay},
                               {"params": [p[k] for k in rest if p[k].dim() < 2], "weight_decay": 0.0}],
                              lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
-    muon = Muon([(p[k], muon_blocks(k, a.mlp)) for k in muon_names], a.muon_lr, a.muon_momentum, a.weight_decay) if muon_names else None
-    return adam, muon
+    if not muon_names:
+        return adam, None
+    return adam, Muon([(p[k], muon_blocks(k, a.mlp)) for k in muon_names], a.muon_lr, a.muon_momentum, a.weight_decay)
 
 
 def lr_at(step, lr, warmup, total, min_ratio=0.1):
@@ -312,7 +313,8 @@ def apply_like(a, path):
         given = getattr(a, opt)
         if given is not None and given != v:
             flag = "--" + opt.replace("_", "-") + ("" if given is True else f" {given}")
-            sys.exit(f"torch_recipe.py: {flag} given, but minigpt's checkpoint has {key} {json.dumps(cfg.get(key, default))}"
+            had = json.dumps(cfg.get(key, default))
+            sys.exit(f"torch_recipe.py: {flag} given, but minigpt's checkpoint has {key} {had}"
                      " (does this minigpt know the flag?)")
         setattr(a, opt, v)
     a.ffn = a.ffn or cfg.get("ffn_hidden", 0)
@@ -490,7 +492,8 @@ def main():
         variant += f" muon lr={a.muon_lr:g} momentum={a.muon_momentum:g}"
     print(f"torch {torch.__version__} [{variant}]: {step} steps, {tokens} tokens in "
           f"{time.perf_counter() - t_start:.0f} s ({per_step * 1000:.0f} ms/step after the first); "
-          f"train loss {first_loss:.4f} -> {last_loss:.4f}; val loss {nats / ntok:.4f}, val bpb {nats / nb / math.log(2):.4f}")
+          f"train loss {first_loss:.4f} -> {last_loss:.4f}; "
+          f"val loss {nats / ntok:.4f}, val bpb {nats / nb / math.log(2):.4f}")
     return 0
 
 
