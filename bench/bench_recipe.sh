@@ -5,7 +5,7 @@
 # on this machine. Prints both validation bits per byte.
 # The PyTorch run copies minigpt's run: shape and architecture variants
 # (--pos, --norm, --qk-norm, --mlp, --untie-head, --zero-init) from the
-# model_config of the checkpoint minigpt saved, batch, lr, warm-up and
+# model_config of the checkpoint minigpt saved, batch, lr, warm-up, threads and
 # optimizer (--optimizer muon, its lr and momentum) from minigpt's log, so
 # both use the same recipe whatever the defaults are. The variant flags
 # given here go to both; torch_recipe.py refuses to run if the checkpoint
@@ -44,13 +44,16 @@ grep -E '^minigpt train|^model|^optimizer|^time budget' "$out/log" | sed 's/^/mi
 steps=$(grep -E '^step [0-9]+/' "$out/log" | tail -1 | sed -E 's/^step ([0-9]+).*/\1/')
 mg=$(grep 'val bpb' "$out/log" | tail -1)
 echo "minigpt: $steps steps; $mg"
-# batch, lr, warm-up and optimizer as minigpt's run, read off its log
+# batch, lr, warm-up, threads and optimizer as minigpt's run, read off its log
 field() { grep -m1 -E "$1" "$out/log" | sed -nE "s/.*$2.*/\1/p"; }
 batch=$(field '^model:' '; batch ([0-9]+) x')
 seqs=$(field '^model:' '\(([0-9]+) sequences a step\)') # --grad-accum: one step of them all
 lr=$(field '^settings:' ' lr ([0-9.e+-]+) ')
 warmup=$(field '^schedule:' '\(--warmup ([0-9]+)')
-[ -n "$batch" ] && [ -n "$lr" ] && [ -n "$warmup" ] || die "cannot read batch, lr or warm-up off minigpt's log"
+threads=$(field '^settings:' 'settings: ([0-9]+) threads')
+if [ -z "$batch" ] || [ -z "$lr" ] || [ -z "$warmup" ] || [ -z "$threads" ]; then
+    die "cannot read batch, lr, warm-up or threads off minigpt's log"
+fi
 opt=()
 if grep -q '^optimizer: Muon' "$out/log"; then
     opt=(--optimizer muon --muon-lr "$(field '^optimizer:' 'Muon[^(]*\(lr ([0-9.e+-]+)')"
@@ -59,7 +62,7 @@ fi
 wd=$(field '^optimizer: AdamW' 'weight decay ([0-9.e+-]+)')
 [ -z "$wd" ] || opt+=(--weight-decay "$wd")
 pt=$(/usr/bin/python3 bench/torch_recipe.py --tokens "$out/tokens.safetensors" --minutes "$minutes" \
-     --like "$out/m/mini_gpt.safetensors" --batch "${seqs:-$batch}" --lr "$lr" --warmup "$warmup" \
+     --like "$out/m/mini_gpt.safetensors" --batch "${seqs:-$batch}" --lr "$lr" --warmup "$warmup" --threads "$threads" \
      ${variant[@]+"${variant[@]}"} ${opt[@]+"${opt[@]}"})
 echo "pytorch: $pt"
 a=$(sed -E 's/.*val bpb ([0-9.]+).*/\1/' <<<"$mg")
