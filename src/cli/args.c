@@ -92,6 +92,8 @@ const cli_command_t cli_commands[CLI_N_CMDS] = {
     (C(CLI_TRAIN) | C(CLI_GENERATE) | C(CLI_EVAL) | C(CLI_LOAD) | C(CLI_CHAT) | C(CLI_SERVE) |     \
      C(CLI_BENCHMARK))
 #define SHAPE (C(CLI_TRAIN) | C(CLI_BENCHMARK))
+/* the architecture options' default: what the preset says (gpt.c) */
+#define PRESET_ARCH "the preset's: tiny's recipe (docs/training-recipe.md), GPT-2's block for the others"
 #define CKPT_DEFAULT "models/best_model.safetensors, else models/mini_gpt.safetensors"
 #define I24 16777216.0 /* 2^24 */
 
@@ -217,7 +219,7 @@ const cli_row_t cli_rows[] = {
     {"ctx", "-c", "N", CLI_T_INT, F(ctx), SHAPE, .min = 1, .max = 65536,
      .help = "override the preset's context length"},
     {"mlp", NULL, NULL, CLI_T_CHOICE, F(mlp), SHAPE, .choices = "gelu|relu2|swiglu",
-     .def_doc = "gelu",
+     .def_doc = PRESET_ARCH,
      .help = "the MLP: GPT-2's 4x GELU; relu(x)^2, 4x; or SwiGLU, silu(gate) * up with a hidden "
              "size of the multiple of 32 nearest 8/3 x dim (about the same parameters)"},
     {"ctx", "-c", "T", CLI_T_INT, F(ctx), C(CLI_EVAL), .min = 2, .max = 65536,
@@ -226,15 +228,18 @@ const cli_row_t cli_rows[] = {
      .help = "override the preset's vocabulary: the tokenizer's size"},
     {"vocab", NULL, "N", CLI_T_INT, F(vocab), C(CLI_BENCHMARK), .min = 2, .max = 1048576,
      .help = "override the preset's vocabulary"},
-    {"pos", NULL, NULL, CLI_T_CHOICE, F(pos), SHAPE, .choices = "learned|rope", .def = "learned",
+    {"pos", NULL, NULL, CLI_T_CHOICE, F(pos), SHAPE, .choices = "learned|rope",
+     .def_doc = PRESET_ARCH,
      .help = "position embeddings: a learned table, or rotary on q and k (no table)"},
     {"norm", NULL, NULL, CLI_T_CHOICE, F(norm), SHAPE, .choices = "layernorm|rmsnorm",
-     .def = "layernorm", .help = "ln1, ln2 and ln_f: LayerNorm, or RMSNorm (a gain, no bias)"},
-    {"qk-norm", NULL, NULL, CLI_T_FLAG, F(qk_norm), SHAPE,
-     .help = "RMS-normalise q and k per head (no weights) before attention"},
-    {"untie-head", NULL, NULL, CLI_T_FLAG, F(untie_head), SHAPE,
+     .def_doc = PRESET_ARCH, .help = "ln1, ln2 and ln_f: LayerNorm, or RMSNorm (a gain, no bias)"},
+    {"qk-norm", NULL, NULL, CLI_T_CHOICE, F(qk_norm), SHAPE, .choices = "on|off", .implicit = "on",
+     .def_doc = PRESET_ARCH, .help = "RMS-normalise q and k per head (no weights) before attention"},
+    {"untie-head", NULL, NULL, CLI_T_CHOICE, F(untie_head), SHAPE, .choices = "on|off",
+     .implicit = "on", .def_doc = PRESET_ARCH,
      .help = "a separate output matrix lm_head.weight instead of the token embedding"},
-    {"zero-init", NULL, NULL, CLI_T_FLAG, F(zero_init), SHAPE,
+    {"zero-init", NULL, NULL, CLI_T_CHOICE, F(zero_init), SHAPE, .choices = "on|off",
+     .implicit = "on", .def_doc = PRESET_ARCH,
      .help = "start attn.proj, mlp.proj (and an untied head) at zero"},
     {"batch", NULL, "B", CLI_T_INT, F(batch), C(CLI_TRAIN), .min = 1, .max = 65536,
      .def_doc = "8, or what fits memory", .help = "sequences per micro-batch"},
@@ -467,6 +472,19 @@ static int unknown(int cmd, const char *token, size_t len, int known, char *err)
                    name, (int)len, token, which, name);
 }
 
+/* Whether an optional value's option takes the next word as its value: a
+ * number ("--dashboard 8091"), or one of its choices ("--qk-norm off"). */
+static int implicit_takes(const cli_row_t *r, const char *w) {
+    if (r->type != CLI_T_CHOICE) return w[0] >= '0' && w[0] <= '9';
+    size_t n = strlen(w);
+    for (const char *c = r->choices; *c;) {
+        const char *bar = strchr(c, '|'), *end = bar ? bar : c + strlen(c);
+        if ((size_t)(end - c) == n && strncmp(c, w, n) == 0) return 1;
+        c = bar ? bar + 1 : end;
+    }
+    return 0;
+}
+
 int cli_args_parse(int cmd, int argc, char **argv, cli_args_t *a, char *err) {
     const char *name = cli_commands[cmd].name;
     memset(a, 0, sizeof *a);
@@ -504,8 +522,7 @@ int cli_args_parse(int cmd, int argc, char **argv, cli_args_t *a, char *err) {
         } else if (eq)
             v = eq + 1;
         else if (r->implicit)
-            v = i + 1 < argc && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9' ? argv[++i]
-                                                                               : r->implicit;
+            v = i + 1 < argc && implicit_takes(r, argv[i + 1]) ? argv[++i] : r->implicit;
         else if (i + 1 < argc)
             v = argv[++i];
         else

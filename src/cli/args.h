@@ -75,8 +75,7 @@ typedef struct {
     const char *preset;
     long layers, heads, dim, ctx, vocab;
     /* architecture options (train, benchmark; model/gpt.h); NULL/0: the GPT-2 block */
-    const char *pos, *norm;
-    int qk_norm, untie_head, zero_init;
+    const char *pos, *norm, *qk_norm, *untie_head, *zero_init; /* NULL: the preset's */
     const char *mlp; /* --mlp gelu|relu2|swiglu (NULL: gelu, or the checkpoint's) */
     /* train */
     int overwrite;

@@ -90,14 +90,15 @@ typedef struct {
     const char *preset;
     long layers, heads, dim, ctx, vocab; /* 0: from the preset */
     /* the architecture options (--pos, --norm: NULL or the name; flags 0/1) */
-    const char *pos, *norm;
-    int qk_norm, untie_head, zero_init;
+    const char *pos, *norm, *qk_norm, *untie_head, *zero_init; /* NULL: the preset's */
     const char *mlp;                     /* --mlp (NULL: gelu) */
 } cli_shape_t;
 /* The shape of a command's flags (train, benchmark). */
 cli_shape_t cli_shape_of(const cli_args_t *a);
 /* Sets cfg's architecture options from s (the flags given). */
 void cli_shape_arch(const cli_shape_t *s, gpt_config_t *cfg);
+/* Whether any architecture option was given (not left to the preset). */
+int cli_arch_given(const cli_shape_t *s);
 int cli_shape(const cli_shape_t *s, gpt_config_t *cfg, char *err);
 /* The checkpoint to use when none is given: best, else final model (never
  * NULL). The path lives in a static buffer that the next call overwrites:

@@ -66,30 +66,26 @@ int cli_shape(const cli_shape_t *s, gpt_config_t *cfg, char *err) {
     return gpt_config_check(cfg, err);
 }
 
+/* args.c checked the names; NULL leaves the preset's (or checkpoint's) value */
 void cli_shape_arch(const cli_shape_t *s, gpt_config_t *cfg) {
-    cfg->pos = s->pos && strcmp(s->pos, "rope") == 0 ? GPT_POS_ROPE : GPT_POS_LEARNED;
-    cfg->norm = s->norm && strcmp(s->norm, "rmsnorm") == 0 ? GPT_NORM_RMS : GPT_NORM_LAYER;
-    cfg->qk_norm = s->qk_norm;
-    cfg->untie_head = s->untie_head;
-    cfg->zero_init = s->zero_init;
-    cfg->mlp = s->mlp ? gpt_mlp_from_name(s->mlp) : GPT_MLP_GELU; /* args.c checked the name */
+    if (s->pos) cfg->pos = strcmp(s->pos, "rope") == 0 ? GPT_POS_ROPE : GPT_POS_LEARNED;
+    if (s->norm) cfg->norm = strcmp(s->norm, "rmsnorm") == 0 ? GPT_NORM_RMS : GPT_NORM_LAYER;
+    if (s->qk_norm) cfg->qk_norm = strcmp(s->qk_norm, "on") == 0;
+    if (s->untie_head) cfg->untie_head = strcmp(s->untie_head, "on") == 0;
+    if (s->zero_init) cfg->zero_init = strcmp(s->zero_init, "on") == 0;
+    if (s->mlp) cfg->mlp = gpt_mlp_from_name(s->mlp);
+}
+
+int cli_arch_given(const cli_shape_t *s) {
+    return s->pos || s->norm || s->qk_norm || s->untie_head || s->zero_init || s->mlp;
 }
 
 cli_shape_t cli_shape_of(const cli_args_t *a) {
-    /* --pos and --norm have defaults: NULL unless given (a resumed run
-     * compares only what was given with its checkpoint) */
-    return (cli_shape_t){a->preset,
-                         a->layers,
-                         a->heads,
-                         a->dim,
-                         a->ctx,
-                         a->vocab,
-                         cli_args_given(a, &a->pos) ? a->pos : NULL,
-                         cli_args_given(a, &a->norm) ? a->norm : NULL,
-                         a->qk_norm,
-                         a->untie_head,
-                         a->zero_init,
-                         a->mlp};
+    /* the architecture options are NULL unless given: the preset's then
+     * (a resumed run compares only what was given with its checkpoint) */
+    return (cli_shape_t){a->preset,     a->layers,    a->heads,      a->dim,
+                         a->ctx,        a->vocab,     a->pos,        a->norm,
+                         a->qk_norm,    a->untie_head, a->zero_init, a->mlp};
 }
 
 const char *cli_default_checkpoint(const char *dir) {

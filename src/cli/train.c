@@ -127,12 +127,12 @@ static int shape_conflict(const cli_shape_t *s, const gpt_config_t *ck, const ch
     gpt_config_t arch = *ck;
     cli_shape_arch(s, &arch);
     const char *option = NULL;
-    if (s->pos && arch.pos != ck->pos) option = "--pos";
-    if (s->norm && arch.norm != ck->norm) option = "--norm";
-    if (s->qk_norm && !ck->qk_norm) option = "--qk-norm";
-    if (s->untie_head && !ck->untie_head) option = "--untie-head";
-    if (s->zero_init && !ck->zero_init) option = "--zero-init";
-    if (s->mlp && arch.mlp != ck->mlp) option = "--mlp";
+    if (arch.pos != ck->pos) option = "--pos";
+    if (arch.norm != ck->norm) option = "--norm";
+    if (arch.qk_norm != ck->qk_norm) option = "--qk-norm";
+    if (arch.untie_head != ck->untie_head) option = "--untie-head";
+    if (arch.zero_init != ck->zero_init) option = "--zero-init";
+    if (arch.mlp != ck->mlp) option = "--mlp";
     if (option)
         return mg_fail(err, "train: '%s' was not trained with the %s given; a checkpoint keeps "
                             "its architecture",
