@@ -84,7 +84,7 @@ det = d["detailed"]
 if set(det) != {"default", "no_fusion"}:
     bad.append(f"columns {sorted(det)}")
 names = ["embedding", "layernorm", "qkv matmul", "attn proj matmul", "fc matmul", "fc2 matmul",
-         "attention", "gelu", "residual add", "classifier matmul", "softmax+xent", "adamw"]
+         "attention", "gelu", "residual add", "classifier matmul", "softmax+xent", "adamw", "muon"]
 for label, col in det.items():
     ops = col["ops"]
     if sorted(ops) != sorted(names):

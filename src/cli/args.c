@@ -242,6 +242,9 @@ const cli_row_t cli_rows[] = {
      .def = "adamw",
      .help = "muon: Muon (momentum + Newton-Schulz orthogonalisation) for the layers' weight "
              "matrices, AdamW at --lr for embeddings, biases and norms (CPU only)"},
+    {"optimizer", NULL, NULL, CLI_T_CHOICE, F(optimizer), C(CLI_BENCHMARK),
+     .choices = "adamw|muon", .def = "adamw",
+     .help = "the update timed in each training step (train --optimizer)"},
     {"muon-lr", NULL, "LR", CLI_T_FLOAT, F(muon_lr), C(CLI_TRAIN), .min = 1e-9, .max = 10,
      .def = "0.02", .help = "Muon's peak learning rate (the same warm-up and cosine decay as --lr)"},
     {"muon-momentum", NULL, "M", CLI_T_FLOAT, F(muon_momentum), C(CLI_TRAIN), .min = 0, .max = 0.999,

@@ -99,6 +99,7 @@ typedef enum {
     GPT_OP_CLASSIFIER, /* tied LM head matmul (N,C) -> (N,V) */
     GPT_OP_XENT,       /* softmax + cross-entropy (and the loss download) */
     GPT_OP_ADAMW,      /* zero grad, gradient norm, AdamW */
+    GPT_OP_MUON,       /* Muon's update of the hidden matrices (momentum, Newton-Schulz) */
     GPT_OP_COUNT
 } gpt_op_t;
 enum { GPT_PHASE_FORWARD, GPT_PHASE_BACKWARD, GPT_PHASE_OPTIMIZER, GPT_PHASE_COUNT };

@@ -11,7 +11,7 @@
 const char *gpt_op_name(gpt_op_t op) {
     static const char *names[GPT_OP_COUNT] = {
         "embedding", "layernorm", "qkv matmul",   "attn proj matmul",  "fc matmul",    "fc2 matmul",
-        "attention", "gelu",      "residual add", "classifier matmul", "softmax+xent", "adamw",
+        "attention", "gelu",      "residual add", "classifier matmul", "softmax+xent", "adamw", "muon",
     };
     return op >= 0 && op < GPT_OP_COUNT ? names[op] : "?";
 }
@@ -21,6 +21,7 @@ const char *gpt_op_name(gpt_op_t op) {
 #define FWD(op, call) PROF(GPT_PHASE_FORWARD, GPT_OP_##op, call)
 #define BWD(op, call) PROF(GPT_PHASE_BACKWARD, GPT_OP_##op, call)
 #define OPT(call) PROF(GPT_PHASE_OPTIMIZER, GPT_OP_ADAMW, call)
+#define MUON(call) PROF(GPT_PHASE_OPTIMIZER, GPT_OP_MUON, call)
 
 float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
     const ops_backend_t *ops = m->ops;
@@ -209,7 +210,7 @@ float gpt_muon_step(gpt_model_t *m, float lr, float beta1, float beta2, float ep
     for (int i = 0; i < m->n_params; i++) {
         const gpt_param_t *p = &m->params[i];
         if (p->hidden)
-            OPT(ops->muon_update(m->weights + p->offset, m->grads + p->offset, m->m + p->offset,
+            MUON(ops->muon_update(m->weights + p->offset, m->grads + p->offset, m->m + p->offset,
                                  (int)p->shape[0], (int)p->shape[1], p->blocks, muon_lr,
                                  muon_momentum, wd, scale, m->muon_scratch));
         else
