@@ -310,7 +310,8 @@ static void print_text(const bench_opts_t *o, const gpt_model_t *m, const char *
            r->best_step_s * 1e3);
     printf("  forward     %9.2f ms  %10.0f tok/s\n", r->fwd_s * 1e3, tokens / r->fwd_s);
     printf("  backward    %9.2f ms  %10.0f tok/s\n", r->bwd_s * 1e3, tokens / r->bwd_s);
-    printf("  optimizer   %9.2f ms  (AdamW, clipping, zero grad)\n", r->opt_s * 1e3);
+    printf("  optimizer   %9.2f ms  (%s, clipping, zero grad)\n", r->opt_s * 1e3,
+           o->muon ? "Muon on the hidden matrices, AdamW on the rest" : "AdamW");
     printf("  loss        %9.4f    (random tokens: about ln %d = %.4f)\n", r->loss, c->vocab,
            log((double)c->vocab));
     if (r->q8_bytes)
