@@ -432,8 +432,9 @@ static void bench_muon(void) {
         float *p = rnd(n, 0.02f), *v = calloc(n, sizeof(float));
         float *work = malloc(cpu_muon_scratch_floats(4 * C, C, 1) * sizeof(float));
         double sq, tall, layer, adam;
-        /* flops of one NS5 on (R,C'), m = min, k = max: 5 (4 m^2 k + 2 m^3) */
-        double f_sq = 5.0 * (4.0 * C * C * C + 2.0 * C * C * C), f_tall = 5.0 * (16.0 * C * C * C + 2.0 * C * C * C);
+        /* flops of one NS5 on (R,C'), m = min, k = max: 5 (3 m^2 k + 2 m^3) (the Gram
+         * matrix by ssyrk, half an sgemm) */
+        double c3 = (double)C * C * C, f_sq = 5.0 * 5.0 * c3, f_tall = 5.0 * 14.0 * c3;
         TIME(sq, 1, cpu_muon_orthogonalize(x, C, C, work));
         TIME(tall, 1, cpu_muon_orthogonalize(x, 4 * C, C, work));
         TIME(layer, 1, {
