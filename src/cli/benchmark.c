@@ -30,8 +30,8 @@ typedef struct {
     const char *device, *precision;
     int json, detailed, show_memory, no_fusion;
     int muon; /* --optimizer muon: the step's update is gpt_muon_step */
-    int q8; /* --quantize q8: int8 weights for decoding (prefills of more than 8 tokens stay
-               float32) */
+    int q8;   /* --quantize q8: int8 weights for decoding (prefills of more than 8 tokens stay
+                 float32) */
 } bench_opts_t;
 
 /* one training configuration's per-op times (--detailed) */
@@ -73,8 +73,8 @@ static double step_flops(const gpt_config_t *c, int B, int T) {
 /* One training step: times of forward, backward and optimizer (zero grad
  * included) are added to t[0..2]; the backend is synchronized before each
  * clock read. */
-static float train_step(gpt_model_t *m, const int32_t *x, const int32_t *y, int B, int T,
-                        int muon, double t[3]) {
+static float train_step(gpt_model_t *m, const int32_t *x, const int32_t *y, int B, int T, int muon,
+                        double t[3]) {
     const ops_backend_t *ops = m->ops;
     ops->synchronize();
     double t0 = mg_now();

@@ -37,8 +37,8 @@ void cpu_muon_orthogonalize(float *x, int R, int C, float *work) {
     for (size_t i = 0; i < n; i++)
         x[i] *= s;
     for (int k = 0; k < NS_STEPS; k++) {
-        cblas_ssyrk(CblasRowMajor, CblasUpper, wide ? CblasNoTrans : CblasTrans, m,
-                    wide ? C : R, 1.0f, x, C, 0.0f, A, m);
+        cblas_ssyrk(CblasRowMajor, CblasUpper, wide ? CblasNoTrans : CblasTrans, m, wide ? C : R,
+                    1.0f, x, C, 0.0f, A, m);
         /* the lower triangle mirrored, and B = b A (then + c A A) */
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < m; i++) {
@@ -51,11 +51,11 @@ void cpu_muon_orthogonalize(float *x, int R, int C, float *work) {
                     m);
         /* Y = B X (R,C) or X B */
         if (wide)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, C, R, 1.0f, Bm, m, x, C,
-                        0.0f, Y, C);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, C, R, 1.0f, Bm, m, x, C, 0.0f,
+                        Y, C);
         else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, C, C, 1.0f, x, C, Bm, m,
-                        0.0f, Y, C);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, C, C, 1.0f, x, C, Bm, m, 0.0f,
+                        Y, C);
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < n; i++)
             x[i] = NS_A * x[i] + Y[i];
