@@ -121,13 +121,14 @@ typedef struct {
     int B, T;            /* activation capacity (0 until gpt_alloc_training) */
     int cur_B, cur_T;    /* shape of the last gpt_forward */
     gpt_acts_t a;
-    float *host_losses;  /* (B,T) host copy */
-    int adam_t;          /* AdamW steps taken */
-    gpt_prof_t *prof;    /* per-op timing, NULL (default): off */
-    int no_fusion;       /* 1: run the unfused kernels (benchmark --no-fusion) */
-    float grad_scale;    /* gpt_backward adds grad_scale x the gradient of the mean
-                          * loss: 1 after gpt_create; 1/K to average K micro-batches */
-    float *muon_scratch; /* backend scratch of gpt_muon_step, NULL until gpt_alloc_muon */
+    float *host_losses; /* (B,T) host copy */
+    int adam_t;         /* AdamW steps taken */
+    gpt_prof_t *prof;   /* per-op timing, NULL (default): off */
+    int no_fusion;      /* 1: run the unfused kernels (benchmark --no-fusion) */
+    float grad_scale;   /* gpt_backward adds grad_scale x the gradient of the mean
+                         * loss: 1 after gpt_create; 1/K to average K micro-batches */
+    /* backend scratch of gpt_muon_step, NULL until gpt_alloc_muon */
+    float *muon_scratch;
 } gpt_model_t;
 
 /* Creates a model with zeroed weights on the given backend (NULL on error). */
