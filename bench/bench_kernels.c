@@ -1,13 +1,14 @@
 /* bench_kernels.c - CPU kernel timings for docs/kernel-fusion.md: the (T,T)
  * vs flash attention, fused vs unfused LayerNorm+residual, bias+GELU,
- * AdamW+clipping, softmax cross-entropy, the N=1 matmul (decode), and where
- * the time of a GPT-2 124M decode step goes, op by op (step).
+ * AdamW+clipping, softmax cross-entropy, the N=1 matmul (decode), where
+ * the time of a GPT-2 124M decode step goes, op by op (step), and Muon's
+ * Newton-Schulz and update per layer at the presets' widths (muon).
  *
  *   make -j2 minigpt && gcc -O3 -march=native -fopenmp -Isrc \
  *     -I/usr/include/x86_64-linux-gnu/openblas-openmp bench/bench_kernels.c build/libminigpt.a \
  *     -L/usr/lib/x86_64-linux-gnu/openblas-openmp
  * -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp \ -lopenblas -lpcre2-8 -lcjson -ledit -lm -o
- * build/bench_kernels build/bench_kernels [attention|fused|decode|step|all] [threads]
+ * build/bench_kernels build/bench_kernels [attention|fused|decode|step|muon|all] [threads]
  *
  * Each figure is the best of 15 runs (ms per call): the machine this was
  * written on is a shared 2-core VM, and the minimum is the least disturbed. */
@@ -418,6 +419,48 @@ static void bench_step(void) {
     gpt_free(m);
 }
 
+/* Muon (cpu_muon.c): Newton-Schulz alone on a square (C,C) and a tall
+ * (4C,C) matrix, and the whole update of one layer's four hidden matrices
+ * (qkv in 3 blocks, proj, fc, fc2), against AdamW on the same floats. */
+static void bench_muon(void) {
+    printf("muon: Newton-Schulz (5 steps) and one layer's update, best of %d, ms\n", REPS);
+    int widths[] = {128, 256, 768}; /* tiny, mini, gpt2 */
+    for (int w = 0; w < 3; w++) {
+        int C = widths[w];
+        size_t n = (size_t)4 * C * C;
+        float *x = rnd(n, 1.0f), *g = rnd(n, 1.0f), *buf = calloc(n, sizeof(float));
+        float *p = rnd(n, 0.02f), *v = calloc(n, sizeof(float));
+        float *work = malloc(cpu_muon_scratch_floats(4 * C, C, 1) * sizeof(float));
+        double sq, tall, layer, adam;
+        /* flops of one NS5 on (R,C'), m = min, k = max: 5 (3 m^2 k + 2 m^3) (the Gram
+         * matrix by ssyrk, half an sgemm) */
+        double c3 = (double)C * C * C, f_sq = 5.0 * 5.0 * c3, f_tall = 5.0 * 14.0 * c3;
+        TIME(sq, 1, cpu_muon_orthogonalize(x, C, C, work));
+        TIME(tall, 1, cpu_muon_orthogonalize(x, 4 * C, C, work));
+        TIME(layer, 1, {
+            cpu_muon_update(p, g, buf, 3 * C, C, 3, 0.02f, 0.95f, 0.1f, 1.0f, work);
+            cpu_muon_update(p, g, buf, C, C, 1, 0.02f, 0.95f, 0.1f, 1.0f, work);
+            cpu_muon_update(p, g, buf, 4 * C, C, 1, 0.02f, 0.95f, 0.1f, 1.0f, work);
+            cpu_muon_update(p, g, buf, C, 4 * C, 1, 0.02f, 0.95f, 0.1f, 1.0f, work);
+        });
+        TIME(adam, 1, {
+            cpu_adamw(p, g, buf, v, (size_t)3 * C * C, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 2);
+            cpu_adamw(p, g, buf, v, (size_t)C * C, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 2);
+            cpu_adamw(p, g, buf, v, (size_t)4 * C * C, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 2);
+            cpu_adamw(p, g, buf, v, (size_t)4 * C * C, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 2);
+        });
+        printf("  C %4d: NS (C,C) %8.3f ms (%5.1f GFLOP/s)  NS (4C,C) %8.3f ms (%5.1f GFLOP/s)\n"
+               "          one layer: Muon %8.3f ms, AdamW %6.3f ms on the same %zu floats\n",
+               C, sq, f_sq / sq / 1e6, tall, f_tall / tall / 1e6, layer, adam, (size_t)12 * C * C);
+        free(x);
+        free(g);
+        free(buf);
+        free(p);
+        free(v);
+        free(work);
+    }
+}
+
 int main(int argc, char **argv) {
     const char *what = argc > 1 ? argv[1] : "all";
     ops_cpu_set_threads(argc > 2 ? atoi(argv[2]) : 0);
@@ -426,5 +469,6 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "fused") || !strcmp(what, "all")) bench_fused();
     if (!strcmp(what, "decode") || !strcmp(what, "all")) bench_decode();
     if (!strcmp(what, "step") || !strcmp(what, "all")) bench_step();
+    if (!strcmp(what, "muon") || !strcmp(what, "all")) bench_muon();
     return 0;
 }

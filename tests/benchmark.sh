@@ -84,7 +84,7 @@ det = d["detailed"]
 if set(det) != {"default", "no_fusion"}:
     bad.append(f"columns {sorted(det)}")
 names = ["embedding", "layernorm", "qkv matmul", "attn proj matmul", "fc matmul", "fc2 matmul",
-         "attention", "gelu", "residual add", "classifier matmul", "softmax+xent", "adamw"]
+         "attention", "gelu", "residual add", "classifier matmul", "softmax+xent", "adamw", "muon"]
 for label, col in det.items():
     ops = col["ops"]
     if sorted(ops) != sorted(names):
@@ -109,6 +109,13 @@ for label, col in det.items():
 print("  bad:", bad) if bad else None
 sys.exit(1 if bad else 0)
 EOF
+expect "--optimizer muon --detailed --json: the Muon op is timed, and only there" bash -c "'$MINIGPT' benchmark --preset micro \
+    --iterations 1 --threads 2 --optimizer muon --no-fusion --detailed --json | /usr/bin/python3 -c 'import json, sys; \
+    d = json.load(sys.stdin); o = d[\"detailed\"][\"no_fusion\"][\"ops\"]; \
+    sys.exit(not (d[\"optimizer\"] == \"muon\" and o[\"muon\"][\"optimizer_ms\"] > 0 and o[\"muon\"][\"forward_ms\"] == 0))'"
+expect "... and not in an AdamW step" bash -c "'$MINIGPT' benchmark --preset micro --iterations 1 --threads 2 \
+    --no-fusion --detailed --json | /usr/bin/python3 -c 'import json, sys; \
+    d = json.load(sys.stdin); sys.exit(not (d[\"optimizer\"] == \"adamw\" and d[\"detailed\"][\"no_fusion\"][\"ops\"][\"muon\"][\"total_ms\"] == 0))'"
 expect "--no-fusion --json: one unfused column" bash -c "'$MINIGPT' benchmark --preset micro --iterations 1 \
     --threads 2 --no-fusion --detailed --json | /usr/bin/python3 -c 'import json, sys; d = json.load(sys.stdin); \
     sys.exit(not (d[\"no_fusion\"] is True and list(d[\"detailed\"]) == [\"no_fusion\"]))'"

@@ -29,8 +29,9 @@ typedef struct {
     long batch, seq, threads, iterations;
     const char *device, *precision;
     int json, detailed, show_memory, no_fusion;
-    int q8; /* --quantize q8: int8 weights for decoding (prefills of more than 8 tokens stay
-               float32) */
+    int muon; /* --optimizer muon: the step's update is gpt_muon_step */
+    int q8;   /* --quantize q8: int8 weights for decoding (prefills of more than 8 tokens stay
+                 float32) */
 } bench_opts_t;
 
 /* one training configuration's per-op times (--detailed) */
@@ -73,7 +74,7 @@ static double step_flops(const gpt_config_t *c, int B, int T) {
 /* One training step: times of forward, backward and optimizer (zero grad
  * included) are added to t[0..2]; the backend is synchronized before each
  * clock read. */
-static float train_step(gpt_model_t *m, const int32_t *x, const int32_t *y, int B, int T,
+static float train_step(gpt_model_t *m, const int32_t *x, const int32_t *y, int B, int T, int muon,
                         double t[3]) {
     const ops_backend_t *ops = m->ops;
     ops->synchronize();
@@ -84,7 +85,10 @@ static float train_step(gpt_model_t *m, const int32_t *x, const int32_t *y, int 
     gpt_backward(m);
     ops->synchronize();
     double t2 = mg_now();
-    gpt_adamw_step(m, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f);
+    if (muon)
+        gpt_muon_step(m, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 2e-3f, 0.95f);
+    else
+        gpt_adamw_step(m, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f);
     gpt_zero_grad(m);
     ops->synchronize();
     double t3 = mg_now();
@@ -95,15 +99,15 @@ static float train_step(gpt_model_t *m, const int32_t *x, const int32_t *y, int 
 }
 
 static int measure_training(gpt_model_t *m, const int32_t *x, const int32_t *y, int B, int T,
-                            int iters, bench_result_t *r, char *err) {
+                            int iters, int muon, bench_result_t *r, char *err) {
     double t[3] = {0};
     for (int i = 0; i < WARMUP; i++)
-        train_step(m, x, y, B, T, t);
+        train_step(m, x, y, B, T, muon, t);
     memset(t, 0, sizeof t);
     r->best_step_s = INFINITY;
     for (int i = 0; i < iters; i++) {
         double before = t[0] + t[1] + t[2];
-        r->loss = train_step(m, x, y, B, T, t);
+        r->loss = train_step(m, x, y, B, T, muon, t);
         r->best_step_s = fmin(r->best_step_s, t[0] + t[1] + t[2] - before);
     }
     if (!isfinite(r->loss))
@@ -117,14 +121,14 @@ static int measure_training(gpt_model_t *m, const int32_t *x, const int32_t *y, 
 
 /* --detailed: the same steps with the profiling hook on, once per label */
 static void measure_detail(gpt_model_t *m, const int32_t *x, const int32_t *y, int B, int T,
-                           int iters, bench_detail_t *d) {
+                           int iters, int muon, bench_detail_t *d) {
     double t[3] = {0};
-    train_step(m, x, y, B, T, t); /* warm-up in this mode, not profiled */
+    train_step(m, x, y, B, T, muon, t); /* warm-up in this mode, not profiled */
     memset(&d->prof, 0, sizeof d->prof);
     m->prof = &d->prof;
     memset(t, 0, sizeof t);
     for (int i = 0; i < iters; i++)
-        train_step(m, x, y, B, T, t);
+        train_step(m, x, y, B, T, muon, t);
     m->prof = NULL;
     d->step_s = t[0] + t[1] + t[2];
     d->steps = iters;
@@ -299,15 +303,16 @@ static void print_text(const bench_opts_t *o, const gpt_model_t *m, const char *
            "%d), %zu parameters\n",
            o->shape.preset ? o->shape.preset : "mini", c->layers, c->heads, c->dim, c->ctx,
            c->vocab, gpt_mlp_name(c->mlp), c->ffn, m->num_floats);
-    printf("backend: %s: %s; %s%s\n", m->ops->name, m->ops->describe(), precision,
-           o->no_fusion ? "; --no-fusion" : "");
+    printf("backend: %s: %s; %s%s%s\n", m->ops->name, m->ops->describe(), precision,
+           o->no_fusion ? "; --no-fusion" : "", o->muon ? "; --optimizer muon" : "");
     printf("training: batch %d x %d tokens, %ld steps after %d warm-up\n", B, T, o->iterations,
            WARMUP);
     printf("  step        %9.2f ms  %10.0f tok/s  (best %.2f ms)\n", step * 1e3, tokens / step,
            r->best_step_s * 1e3);
     printf("  forward     %9.2f ms  %10.0f tok/s\n", r->fwd_s * 1e3, tokens / r->fwd_s);
     printf("  backward    %9.2f ms  %10.0f tok/s\n", r->bwd_s * 1e3, tokens / r->bwd_s);
-    printf("  optimizer   %9.2f ms  (AdamW, clipping, zero grad)\n", r->opt_s * 1e3);
+    printf("  optimizer   %9.2f ms  (%s, clipping, zero grad)\n", r->opt_s * 1e3,
+           o->muon ? "Muon on the hidden matrices, AdamW on the rest" : "AdamW");
     printf("  loss        %9.4f    (random tokens: about ln %d = %.4f)\n", r->loss, c->vocab,
            log((double)c->vocab));
     if (r->q8_bytes)
@@ -424,6 +429,7 @@ static int print_json(const bench_opts_t *o, const gpt_model_t *m, const char *p
     if (note[0]) cJSON_AddStringToObject(j, "note", note);
     cJSON_AddNumberToObject(j, "threads", ops_cpu_threads());
     cJSON_AddBoolToObject(j, "no_fusion", o->no_fusion);
+    cJSON_AddStringToObject(j, "optimizer", o->muon ? "muon" : "adamw");
     cJSON_AddNumberToObject(j, "batch", B);
     cJSON_AddNumberToObject(j, "seq", T);
     cJSON_AddNumberToObject(j, "iterations", (double)o->iterations);
@@ -495,6 +501,7 @@ int cli_benchmark(const cli_args_t *a, char *err) {
                       .detailed = a->detailed,
                       .show_memory = a->show_memory,
                       .no_fusion = a->no_fusion,
+                      .muon = strcmp(a->optimizer, "muon") == 0,
                       .q8 = strcmp(a->quantize, "q8") == 0};
     gpt_config_t cfg = {0};
     if (cli_shape(&o.shape, &cfg, err) != 0) return CLI_USAGE;
@@ -522,7 +529,9 @@ int cli_benchmark(const cli_args_t *a, char *err) {
     mg_rng_seed(&rng, 1337);
     if (!(m = gpt_create(&cfg, ops, err))) goto fail;
     m->no_fusion = o.no_fusion;
-    if (gpt_init_weights(m, 1337, err) || gpt_alloc_training(m, B, T, err)) goto fail;
+    if (gpt_init_weights(m, 1337, err) || gpt_alloc_training(m, B, T, err) ||
+        (o.muon && gpt_alloc_muon(m, err)))
+        goto fail;
     size_t n = (size_t)B * T;
     x = mg_malloc(n * sizeof *x);
     y = mg_malloc(n * sizeof *y);
@@ -534,15 +543,15 @@ int cli_benchmark(const cli_args_t *a, char *err) {
         x[i] = (int32_t)mg_rng_below(&rng, (uint32_t)cfg.vocab);
         y[i] = (int32_t)mg_rng_below(&rng, (uint32_t)cfg.vocab);
     }
-    if (measure_training(m, x, y, B, T, iters, &r, err)) goto fail;
+    if (measure_training(m, x, y, B, T, iters, o.muon, &r, err)) goto fail;
     if (o.detailed) {
         /* with the default kernels, then the unfused path beside it */
         r.detail[r.n_detail].label = o.no_fusion ? "no_fusion" : "default";
-        measure_detail(m, x, y, B, T, iters, &r.detail[r.n_detail++]);
+        measure_detail(m, x, y, B, T, iters, o.muon, &r.detail[r.n_detail++]);
         if (!o.no_fusion) {
             m->no_fusion = 1;
             r.detail[r.n_detail].label = "no_fusion";
-            measure_detail(m, x, y, B, T, iters, &r.detail[r.n_detail++]);
+            measure_detail(m, x, y, B, T, iters, o.muon, &r.detail[r.n_detail++]);
             m->no_fusion = 0;
         }
     }

@@ -147,6 +147,7 @@ typedef enum {
     GPT_OP_CLASSIFIER, /* LM head matmul (N,C) -> (N,V) */
     GPT_OP_XENT,       /* softmax + cross-entropy (and the loss download) */
     GPT_OP_ADAMW,      /* zero grad, gradient norm, AdamW */
+    GPT_OP_MUON,       /* Muon's update of the hidden matrices (momentum, Newton-Schulz) */
     GPT_OP_COUNT
 } gpt_op_t;
 enum { GPT_PHASE_FORWARD, GPT_PHASE_BACKWARD, GPT_PHASE_OPTIMIZER, GPT_PHASE_COUNT };
@@ -174,7 +175,8 @@ typedef struct {
     int no_fusion;      /* 1: run the unfused kernels (benchmark --no-fusion) */
     float grad_scale;   /* gpt_backward adds grad_scale x the gradient of the mean
                          * loss: 1 after gpt_create; 1/K to average K micro-batches */
-    float *muon_scratch; /* backend scratch of gpt_muon_step, NULL until gpt_alloc_muon */
+    /* backend scratch of gpt_muon_step, NULL until gpt_alloc_muon */
+    float *muon_scratch;
 } gpt_model_t;
 
 /* Creates a model with zeroed weights on the given backend (NULL on error:

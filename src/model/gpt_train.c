@@ -10,8 +10,9 @@
 
 const char *gpt_op_name(gpt_op_t op) {
     static const char *names[GPT_OP_COUNT] = {
-        "embedding", "layernorm", "qkv matmul",   "attn proj matmul",  "fc matmul",    "fc2 matmul",
-        "attention", "gelu",      "residual add", "classifier matmul", "softmax+xent", "adamw",
+        "embedding",    "layernorm", "qkv matmul", "attn proj matmul", "fc matmul",
+        "fc2 matmul",   "attention", "gelu",       "residual add",     "classifier matmul",
+        "softmax+xent", "adamw",     "muon",
     };
     return op >= 0 && op < GPT_OP_COUNT ? names[op] : "?";
 }
@@ -21,6 +22,7 @@ const char *gpt_op_name(gpt_op_t op) {
 #define FWD(op, call) PROF(GPT_PHASE_FORWARD, GPT_OP_##op, call)
 #define BWD(op, call) PROF(GPT_PHASE_BACKWARD, GPT_OP_##op, call)
 #define OPT(call) PROF(GPT_PHASE_OPTIMIZER, GPT_OP_ADAMW, call)
+#define MUON(call) PROF(GPT_PHASE_OPTIMIZER, GPT_OP_MUON, call)
 
 float gpt_forward(gpt_model_t *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
     const ops_backend_t *ops = m->ops;
@@ -220,8 +222,9 @@ float gpt_adamw_step(gpt_model_t *m, float lr, float beta1, float beta2, float e
 
 int gpt_muon_check(const ops_backend_t *ops, char *err) {
     if (!ops->muon_update || !ops->muon_scratch_floats)
-        return mg_fail(err, "the %s backend has no Muon optimizer (--optimizer muon); use --device "
-                            "cpu or --optimizer adamw",
+        return mg_fail(err,
+                       "the %s backend has no Muon optimizer (--optimizer muon); use --device "
+                       "cpu or --optimizer adamw",
                        ops->name);
     return 0;
 }
@@ -234,8 +237,8 @@ int gpt_alloc_muon(gpt_model_t *m, char *err) {
     for (int i = 0; i < m->n_params; i++) {
         const gpt_param_t *p = &m->params[i];
         if (p->hidden)
-            most = MG_MAX(most, ops->muon_scratch_floats((int)p->shape[0], (int)p->shape[1],
-                                                         p->blocks));
+            most = MG_MAX(most,
+                          ops->muon_scratch_floats((int)p->shape[0], (int)p->shape[1], p->blocks));
     }
     if (most && !(m->muon_scratch = ops->alloc(most * sizeof(float))))
         return mg_fail(err, "out of memory for Muon's scratch (%zu floats)", most);
@@ -253,9 +256,9 @@ float gpt_muon_step(gpt_model_t *m, float lr, float beta1, float beta2, float ep
     for (int i = 0; i < m->n_params; i++) {
         const gpt_param_t *p = &m->params[i];
         if (p->hidden)
-            OPT(ops->muon_update(m->weights + p->offset, m->grads + p->offset, m->m + p->offset,
-                                 (int)p->shape[0], (int)p->shape[1], p->blocks, muon_lr,
-                                 muon_momentum, wd, scale, m->muon_scratch));
+            MUON(ops->muon_update(m->weights + p->offset, m->grads + p->offset, m->m + p->offset,
+                                  (int)p->shape[0], (int)p->shape[1], p->blocks, muon_lr,
+                                  muon_momentum, wd, scale, m->muon_scratch));
         else
             OPT(ops->adamw(m->weights + p->offset, m->grads + p->offset, m->m + p->offset,
                            m->v + p->offset, p->numel, lr, beta1, beta2, eps, p->decay ? wd : 0.0f,

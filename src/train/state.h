@@ -1,6 +1,6 @@
 /* state.h - what a checkpoint needs beyond the weights to resume training
- * exactly: AdamW moments and step count, data-loader position and RNG, the
- * schedule, the run's hyperparameters and its corpus's fingerprint.
+ * exactly: AdamW moments (and Muon's momentum buffers, in adam.m) and step count, data-loader
+ * position and RNG, the schedule, the run's hyperparameters and its corpus's fingerprint.
  *
  * Stored beside the checkpoint X.safetensors as X.optim.safetensors:
  * tensors "adam.m" and "adam.v" (F32, one flat vector each, in the

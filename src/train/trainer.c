@@ -468,8 +468,8 @@ static int run_setup(run_t *r, char *err) {
              "Newton-Schulz 5 steps), AdamW on the rest (lr %.2e)",
              hp->muon_lr, hp->muon_momentum, hp->lr);
     else
-        info(r, "optimizer: AdamW (lr %.2e, betas %.2f %.3f, weight decay %.2f)", hp->lr,
-             hp->beta1, hp->beta2, hp->wd);
+        info(r, "optimizer: AdamW (lr %.2e, betas %.2f %.3f, weight decay %.2f)", hp->lr, hp->beta1,
+             hp->beta2, hp->wd);
     /* K micro-batches, each adding 1/K of its mean loss's gradient: one
      * step of K*B sequences in the memory of B */
     r->model->grad_scale = 1.0f / K;
@@ -589,8 +589,8 @@ static int run_step(run_t *r, char *err) {
         train_hparams_t muon = *hp;
         muon.lr = hp->muon_lr;
         float muon_lr = train_lr(&muon, r->st.step, r->st.warmup, r->st.total_steps);
-        norm = gpt_muon_step(r->model, lr, hp->beta1, hp->beta2, hp->eps, hp->wd, hp->clip,
-                             muon_lr, hp->muon_momentum);
+        norm = gpt_muon_step(r->model, lr, hp->beta1, hp->beta2, hp->eps, hp->wd, hp->clip, muon_lr,
+                             hp->muon_momentum);
     } else {
         norm = gpt_adamw_step(r->model, lr, hp->beta1, hp->beta2, hp->eps, hp->wd, hp->clip);
     }

@@ -9,9 +9,9 @@
  *   - the update (momentum, Nesterov, blocks, scale, decay) against a
  *     reference built from that loop, over two steps;
  *   - the model step: every tensor but the hidden matrices moves exactly as
- *     gpt_adamw_step moves it (one step from the same gradients); a backend without the slot is refused in one
- *     line naming the option.
- * The comparisons are shown to reject a perturbed buffer. Runs on 2 threads. */
+ *     gpt_adamw_step moves it (one step from the same gradients); a backend without the slot is
+ * refused in one line naming the option. The comparisons are shown to reject a perturbed buffer.
+ * Runs on 2 threads. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -311,8 +311,8 @@ static void test_model_step(void **state) {
     assert_true(na == nb); /* same gradients, same norm (and clipped at 0.5) */
     for (int i = 0; i < a->n_params; i++) {
         const gpt_param_t *p = &a->params[i];
-        int same = memcmp(a->weights + p->offset, b->weights + p->offset,
-                          p->numel * sizeof(float)) == 0;
+        int same =
+            memcmp(a->weights + p->offset, b->weights + p->offset, p->numel * sizeof(float)) == 0;
         if (p->hidden)
             assert_false(same);
         else if (!same)

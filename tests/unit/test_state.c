@@ -59,7 +59,10 @@ static train_state_t sample(void) {
                .seed = 0xfedcba9876543210ull,
                .eval_every = 50,
                .eval_batches = 4,
-               .val_every = 10},
+               .val_every = 10,
+               .optimizer = TRAIN_OPT_MUON,
+               .muon_lr = 0.03f,
+               .muon_momentum = 0.9f},
         .corpus = {.bytes = 60000, .hash = 0x8000000000000001ull},
         .has_corpus = 1,
     };
@@ -94,6 +97,8 @@ static void test_roundtrip(void **st) {
     assert_true(a->lr == b->lr && a->min_lr_ratio == b->min_lr_ratio && a->wd == b->wd &&
                 a->beta1 == b->beta1 && a->beta2 == b->beta2 && a->eps == b->eps &&
                 a->clip == b->clip);
+    assert_true(a->optimizer == TRAIN_OPT_MUON && a->muon_lr == b->muon_lr &&
+                a->muon_momentum == b->muon_momentum);
     assert_int_equal(r.has_corpus, 1);
     assert_int_equal(r.corpus.bytes, s.corpus.bytes);
     assert_true(r.corpus.hash == s.corpus.hash);
@@ -142,6 +147,7 @@ static void test_old_and_bad(void **st) {
     assert_int_equal(r.has_corpus, 0);
     assert_true(r.hp.lr == 2e-3f);
     assert_true(r.hp.seed == 1337 && r.epoch_rng.s[3] == 0xff && r.hp.batch == 4);
+    assert_int_equal(r.hp.optimizer, TRAIN_OPT_ADAMW); /* before Muon: AdamW */
     write_state(path, m, OLD_STATE("11"));
     assert_int_equal(state_load(path, m, &r, err), -1);
     assert_non_null(strstr(err, "'lr' missing or out of range"));
