@@ -22,6 +22,7 @@
  * (they are written atomically) and, at worst, a temp file that the next
  * run in the folder removes. Only async-signal-safe calls. */
 static volatile sig_atomic_t stop_requested;
+static int signal_quiet; /* under mpirun, ranks other than 0 say nothing */
 static void say(const char *msg, size_t n) {
     ssize_t w = write(STDERR_FILENO, msg, n);
     (void)w;
@@ -34,11 +35,11 @@ static void on_signal(int sig) {
         "\nminigpt train: stopped at once, without saving this step; the last "
         "checkpoint is intact\n";
     if (stop_requested) {
-        say(second, sizeof second - 1);
+        if (!signal_quiet) say(second, sizeof second - 1);
         _exit(128 + sig);
     }
     stop_requested = 1;
-    say(first, sizeof first - 1);
+    if (!signal_quiet) say(first, sizeof first - 1);
 }
 
 typedef struct {
@@ -239,10 +240,16 @@ static int train(const cli_args_t *a, char *err) {
         return CLI_USAGE;
     }
     o.stop = &stop_requested;
+    signal_quiet = dist_rank() != 0;
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* mpirun forwards SIGUSR1 to every rank and lets the job end on its
+     * own, where its SIGINT/SIGTERM are followed by SIGKILL after
+     * odls_base_sigkill_timeout (1 s): the graceful stop of a distributed
+     * run (docs/distributed.md) */
+    sigaction(SIGUSR1, &sa, NULL);
     view_t view = {.tty = isatty(STDERR_FILENO), .log_every = log_every};
     if (dist_rank() != 0) /* rank 0 reports; the others train silently */
         return train_run(&o, err) ? CLI_ERR : CLI_OK;

@@ -122,8 +122,8 @@ int dist_check(const dist_setting_t *s, int n, char *err) {
     if (low == world_ * 64) return 0;
     quiet_ = rank_ != 0;
     return mg_fail(err,
-                   "rank %d was started with another %s than rank 0: every rank needs the same "
-                   "binary, flags and data",
+                   "rank %d and rank 0 were started with different %s: every rank needs the "
+                   "same binary, flags and data",
                    low / 64, s[low % 64].what);
 }
 
