@@ -247,8 +247,7 @@ float dist_zero_step(gpt_model_t *m, float lr, float beta1, float beta2, float e
     *secs += mg_now() - t0;
     double sq = ops->sq_norm(m->grads + lo, n_shard);
     t0 = mg_now();
-    if ((rc = MPI_Allreduce(MPI_IN_PLACE, &sq, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD)))
-        goto mpi;
+    if ((rc = MPI_Allreduce(MPI_IN_PLACE, &sq, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD))) goto mpi;
     *secs += mg_now() - t0;
     float norm = (float)sqrt(sq);
     float scale = clip > 0.0f && norm > clip ? clip / norm : 1.0f;

@@ -29,8 +29,8 @@ int dist_init(char *err);
 /* MPI_Finalize after a run that ended well on every rank. A rank that
  * returns an error exits without it, and Open MPI then ends the job. */
 void dist_finalize(void);
-int dist_rank(void);       /* 0..world-1 */
-int dist_world(void);      /* ranks in the run; 1 without mpirun */
+int dist_rank(void);        /* 0..world-1 */
+int dist_world(void);       /* ranks in the run; 1 without mpirun */
 int dist_local_world(void); /* ranks on this machine (for --threads) */
 int dist_available(void);   /* 1 if built with MPI */
 /* 1 on a rank other than 0 whose error rank 0 also has (and prints):

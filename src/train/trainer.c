@@ -75,8 +75,7 @@ static int evaluate(run_t *r, float *val, double *bpb, char *err) {
     *bpb = NAN;
     *val = NAN;
     if (windows == 0) return 0;
-    size_t total =
-        MG_MIN((size_t)r->st.hp.eval_batches * B * r->st.hp.grad_accum * r->W, windows);
+    size_t total = MG_MIN((size_t)r->st.hp.eval_batches * B * r->st.hp.grad_accum * r->W, windows);
     eval_sum_t sum = {0};
     size_t done = 0;
     for (long i = 0; done < total; i++) {
@@ -200,15 +199,15 @@ static int check_settings(run_t *r, const gpt_config_t *cfg, char *err) {
     if (r->W == 1) return 0;
     const train_opts_t *o = &r->o;
     const train_hparams_t *hp = &r->st.hp;
-    dist_setting_t s[] = {{"binary (minigpt file)", DIST_HASH0},
-                          {"model shape (--preset, --layers, --heads, --dim, --context, --vocab)",
-                           DIST_HASH0},
-                          {"hyperparameters (--batch, --grad-accum, --lr, --seed, ...)", DIST_HASH0},
-                          {"schedule (--steps, --epochs, --minutes, --warmup, --save-every, "
-                           "--keep, --zero)",
-                           DIST_HASH0},
-                          {"checkpoint (--resume, --init-from)", DIST_HASH0},
-                          {"corpus (--data)", DIST_HASH0}};
+    dist_setting_t s[] = {
+        {"binary (minigpt file)", DIST_HASH0},
+        {"model shape (--preset, --layers, --heads, --dim, --context, --vocab)", DIST_HASH0},
+        {"hyperparameters (--batch, --grad-accum, --lr, --seed, ...)", DIST_HASH0},
+        {"schedule (--steps, --epochs, --minutes, --warmup, --save-every, "
+         "--keep, --zero)",
+         DIST_HASH0},
+        {"checkpoint (--resume, --init-from)", DIST_HASH0},
+        {"corpus (--data)", DIST_HASH0}};
     if (dist_agree(dist_binary_hash(&s[0].hash, err), err)) return -1;
     HASH(s[1].hash, cfg->vocab), HASH(s[1].hash, cfg->ctx), HASH(s[1].hash, cfg->dim);
     HASH(s[1].hash, cfg->layers), HASH(s[1].hash, cfg->heads);
@@ -247,12 +246,13 @@ static int prepare_data(run_t *r, gpt_config_t *cfg, char *err) {
      * split are meaningless on another */
     if (!rc && o->resume && r->st.has_corpus &&
         (seen.bytes != r->st.corpus.bytes || seen.hash != r->st.corpus.hash)) {
-        rc = mg_fail(err,
-                "cannot resume: '%s' was trained on another corpus (%lld bytes, hash %016llx) than "
-                "'%s' "
-                "(%lld bytes, hash %016llx); to train it on new data use --init-from",
-                o->resume, r->st.corpus.bytes, (unsigned long long)r->st.corpus.hash, o->data_path,
-                seen.bytes, (unsigned long long)seen.hash);
+        rc = mg_fail(
+            err,
+            "cannot resume: '%s' was trained on another corpus (%lld bytes, hash %016llx) than "
+            "'%s' "
+            "(%lld bytes, hash %016llx); to train it on new data use --init-from",
+            o->resume, r->st.corpus.bytes, (unsigned long long)r->st.corpus.hash, o->data_path,
+            seen.bytes, (unsigned long long)seen.hash);
     }
     int had_corpus = r->st.has_corpus;
     r->st.corpus = seen;
@@ -597,8 +597,7 @@ static int after_step(run_t *r, int wrapped, float loss, float lr, float norm, d
             info(r, "time budget %.1f min: %.3f s/step -> about %ld steps (warmup %ld)",
                  r->o.minutes, per_step, r->st.total_steps, r->st.warmup);
     }
-    int last =
-        r->st.step == r->st.total_steps || (isfinite(r->budget) && since_start > r->budget);
+    int last = r->st.step == r->st.total_steps || (isfinite(r->budget) && since_start > r->budget);
     long total = r->st.total_steps == LONG_MAX ? 0 : r->st.total_steps;
     emit(r, (train_event_t){.kind = TE_STEP,
                             .step = r->st.step,
