@@ -16,7 +16,10 @@
 #include <mpi.h>
 #endif
 
-static int rank_, world_ = 1, local_ = 1, active_, quiet_;
+static int rank_, world_ = 1, local_ = 1, quiet_;
+#ifdef MG_MPI
+static int active_; /* MPI_Init done */
+#endif
 
 /* started by mpirun (Open MPI's launcher, or any PMIx one: srun --mpi=pmix) */
 static int launched(void) { return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK"); }
