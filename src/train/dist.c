@@ -227,15 +227,16 @@ int dist_zero_init(gpt_model_t *m, char *err) {
     }
     lo = displs[rank_];
     n_shard = counts[rank_];
-    zm = mg_malloc(MG_MAX(n_shard, 1) * sizeof(float));
-    zv = mg_malloc(MG_MAX(n_shard, 1) * sizeof(float));
-    if (!zm || !zv) return mg_fail(err, "out of memory");
-    /* the moments so far (zeros, or a resumed run's) */
+    /* the moments so far (zeros, or a resumed run's), one at a time so
+     * that at most one full moment and one shard are held together */
+    if (!(zm = mg_malloc(MG_MAX(n_shard, 1) * sizeof(float)))) return mg_fail(err, "out of memory");
     memcpy(zm, m->m + lo, n_shard * sizeof(float));
-    memcpy(zv, m->v + lo, n_shard * sizeof(float));
     m->ops->free(m->m);
+    m->m = NULL;
+    if (!(zv = mg_malloc(MG_MAX(n_shard, 1) * sizeof(float)))) return mg_fail(err, "out of memory");
+    memcpy(zv, m->v + lo, n_shard * sizeof(float));
     m->ops->free(m->v);
-    m->m = m->v = NULL;
+    m->v = NULL;
     return 0;
 }
 
