@@ -19,6 +19,16 @@ CFLAGS  += -std=c11 -Wall -Wextra -Werror -fopenmp $(OPT) -g -MMD -MP \
            -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp
 LDLIBS  += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lpcre2-8 -lcjson -ledit -lmicrohttpd -lm -fopenmp
 
+# Data-parallel training over MPI (src/train/dist.c): built in when Open MPI
+# is found (mpicc, from libopenmpi-dev; MPI=0 turns it off). Without it
+# minigpt is the same program, one process only.
+MPICC    ?= $(shell command -v mpicc 2>/dev/null)
+MPI      ?= $(if $(MPICC),1,0)
+ifeq ($(MPI),1)
+CFLAGS  += -DMG_MPI $(shell $(MPICC) --showme:compile)
+LDLIBS  += $(shell $(MPICC) --showme:link)
+endif
+
 SRC      := $(shell find src -name '*.c' -not -path 'src/ops/cuda/*' | sort)
 LIB_SRC  := $(filter-out src/main.c,$(SRC))
 # the web app (web/), embedded in the binary: scripts/embed_web.sh writes its
@@ -53,7 +63,7 @@ FUZZERS := $(BUILD)/fuzz/fuzz_safetensors $(BUILD)/fuzz/fuzz_tokenizer_json $(BU
 # uncommitted changes) and the backends built
 COMMIT   := $(shell c=$$(git rev-parse --short=12 HEAD 2>/dev/null) && \
               { git diff --quiet HEAD -- 2>/dev/null && echo $$c || echo $$c-dirty; } || echo unknown)
-BACKENDS := cpu$(if $(PLUGIN), cuda (minigpt_cuda.so))
+BACKENDS := cpu$(if $(PLUGIN), cuda (minigpt_cuda.so))$(if $(filter 1,$(MPI)), mpi)
 
 .PHONY: all demo test check asan clean deps deps-test unit fuzzers install uninstall readme-flags format FORCE
 all: minigpt

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh - install what minigpt needs, if any of it is missing.
 # Usage: scripts/deps.sh build|test
-#   build: compiler, OpenBLAS (OpenMP build), PCRE2, cJSON, libedit, libmicrohttpd
+#   build: compiler, OpenBLAS (OpenMP build), PCRE2, cJSON, libedit, libmicrohttpd,
+#          Open MPI (data-parallel training under mpirun: docs/distributed.md)
 #   test:  the above plus cmocka, PyTorch with OpenBLAS (parity tests and
 #          benchmarks), clang with its sanitizer runtime (fuzzing), Chromium
 #          (the web app's browser test, tests/web.sh), and the
@@ -9,7 +10,7 @@
 #          tests/node/package-lock.json (nothing is downloaded at test time)
 set -eu
 cd "$(dirname "$0")/.."
-want="gcc make libopenblas-openmp-dev libpcre2-dev libcjson-dev libedit-dev libmicrohttpd-dev"
+want="gcc make libopenblas-openmp-dev libpcre2-dev libcjson-dev libedit-dev libmicrohttpd-dev libopenmpi-dev openmpi-bin"
 if [ "${1:-build}" = test ]; then
     want="$want libcmocka-dev python3-torch python3-numpy libopenblas0-pthread clang libclang-rt-14-dev clang-format chromium"
     command -v node >/dev/null && command -v npm >/dev/null || want="$want nodejs npm"

@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "ops/cpu/cpu.h"
 #include "ops/ops.h"
+#include "train/dist.h"
 #include "util/common.h"
 #include "version.h" /* MG_VERSION, MG_COMMIT, MG_BACKENDS: written by the Makefile */
 
@@ -93,6 +94,7 @@ int main(int argc, char **argv) {
         return CLI_OK;
     }
     int rc = run[cmd](&a, err);
-    if (rc != CLI_OK) fprintf(stderr, "minigpt: %s\n", err[0] ? err : "failed");
+    /* under mpirun, an error every rank shares is printed by rank 0 only */
+    if (rc != CLI_OK && !dist_quiet()) fprintf(stderr, "minigpt: %s\n", err[0] ? err : "failed");
     return rc;
 }

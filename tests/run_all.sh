@@ -34,6 +34,7 @@ MINIGPT=./minigpt bash tests/cuda_e2e.sh
 MINIGPT=./minigpt bash tests/benchmark.sh
 MINIGPT=./minigpt bash tests/reliability.sh
 MINIGPT=./minigpt bash tests/interop.sh
+MINIGPT=./minigpt bash tests/dist.sh
 
 echo "== sanitizers (ASan+UBSan)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

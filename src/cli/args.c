@@ -276,6 +276,9 @@ const cli_row_t cli_rows[] = {
      .def_doc = "1337", .help = "seed for weights and data order"},
     {"save-every", NULL, "N", CLI_T_INT, F(save_every), C(CLI_TRAIN), .min = 1,
      .max = 1099511627776.0, .help = "also save checkpoint_step_N every N steps"},
+    {"zero", NULL, "STAGE", CLI_T_INT, F(zero), C(CLI_TRAIN), .min = 0, .max = 1, .def_doc = "0",
+     .help = "under mpirun: 1 shards the AdamW moments across the processes (ZeRO-1; "
+             "docs/distributed.md)"},
     {"keep", NULL, "K", CLI_T_INT, F(keep), C(CLI_TRAIN), .min = 1, .max = 1048576,
      .help = "keep only the K newest step checkpoints (best, final and epoch files are never "
              "deleted)"},

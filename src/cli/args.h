@@ -81,7 +81,7 @@ typedef struct {
     int overwrite;
     long dashboard; /* the dashboard's port; -1: none */
     long steps, epochs, batch, grad_accum, warmup, eval_every, eval_batches, save_every, keep,
-        log_every;
+        log_every, zero;
     double minutes, lr, weight_decay, muon_lr, muon_momentum;
     const char *optimizer;
     /* convert */

@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "io/catalog.h"
 #include "ops/ops.h"
+#include "train/dist.h"
 #include "train/trainer.h"
 #include "util/common.h"
 #include "util/sysinfo.h"
@@ -21,6 +22,7 @@
  * (they are written atomically) and, at worst, a temp file that the next
  * run in the folder removes. Only async-signal-safe calls. */
 static volatile sig_atomic_t stop_requested;
+static int signal_quiet; /* under mpirun, ranks other than 0 say nothing */
 static void say(const char *msg, size_t n) {
     ssize_t w = write(STDERR_FILENO, msg, n);
     (void)w;
@@ -33,11 +35,11 @@ static void on_signal(int sig) {
         "\nminigpt train: stopped at once, without saving this step; the last "
         "checkpoint is intact\n";
     if (stop_requested) {
-        say(second, sizeof second - 1);
+        if (!signal_quiet) say(second, sizeof second - 1);
         _exit(128 + sig);
     }
     stop_requested = 1;
-    say(first, sizeof first - 1);
+    if (!signal_quiet) say(first, sizeof first - 1);
 }
 
 typedef struct {
@@ -158,7 +160,19 @@ static void plot(const char *out_dir) {
         fprintf(stderr, "minigpt train: warning: no loss curve: %s\n", why);
 }
 
+static int train(const cli_args_t *a, char *err);
+
+/* Under mpirun (train/dist.h) every rank runs this; rank 0 alone prints
+ * and writes. MPI is finalised after a run that ended well everywhere; a
+ * rank that fails exits without it, and Open MPI ends the others. */
 int cli_train(const cli_args_t *a, char *err) {
+    if (dist_init(err)) return CLI_ERR;
+    int rc = train(a, err);
+    if (rc == CLI_OK) dist_finalize();
+    return rc;
+}
+
+static int train(const cli_args_t *a, char *err) {
     train_opts_t o;
     train_defaults(&o);
     /* the trainer's defaults stay where they are not given */
@@ -184,6 +198,12 @@ int cli_train(const cli_args_t *a, char *err) {
     if (cli_args_given(a, &a->seed)) o.hp.seed = (uint64_t)a->seed;
     if (a->save_every) o.save_every = a->save_every;
     if (a->keep) o.keep = (int)a->keep;
+    o.zero = (int)a->zero;
+    if (o.zero && dist_world() < 2) {
+        mg_fail(err, "train: --zero 1 shards the optimizer across processes: run it under "
+                     "mpirun -np N with N >= 2");
+        return CLI_USAGE;
+    }
     o.resume = a->resume;
     o.overwrite = a->overwrite;
     o.init_from = a->init_from;
@@ -223,18 +243,36 @@ int cli_train(const cli_args_t *a, char *err) {
     }
     mg_sysinfo_t sys;
     mg_sysinfo(&sys);
+    /* under mpirun the ranks of a machine share its memory (the batch is
+     * fitted to a share) */
+    sys.mem_available /= (size_t)dist_local_world();
+    /* under mpirun the ranks of a machine share its cores */
+    if (!threads && dist_local_world() > 1) threads = MG_MAX(1, sys.cores / dist_local_world());
     threads = train_threads(threads, &sys);
     if (!(o.ops = cli_backend(device, precision, threads, err))) return CLI_ERR;
     train_fit_t fit;
     train_fit(&o, &sys, batch_set, lr_set, &fit);
-    view_t view = {.tty = isatty(STDERR_FILENO), .log_every = log_every};
-    o.on_event = on_event;
-    o.ctx = &view;
+    if (fit.gpu && dist_world() > 1) {
+        mg_fail(err, "train: under mpirun only the CPU backend is shared (the GPU path, NCCL, is "
+                     "future work): add --device cpu");
+        return CLI_USAGE;
+    }
     o.stop = &stop_requested;
+    signal_quiet = dist_rank() != 0;
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* mpirun forwards SIGUSR1 to every rank and lets the job end on its
+     * own, where its SIGINT/SIGTERM are followed by SIGKILL after
+     * odls_base_sigkill_timeout (1 s): the graceful stop of a distributed
+     * run (docs/distributed.md) */
+    sigaction(SIGUSR1, &sa, NULL);
+    view_t view = {.tty = isatty(STDERR_FILENO), .log_every = log_every};
+    if (dist_rank() != 0) /* rank 0 reports; the others train silently */
+        return train_run(&o, err) ? CLI_ERR : CLI_OK;
+    o.on_event = on_event;
+    o.ctx = &view;
     printf("minigpt train: %s on %s, backend %s: %s\n",
            o.resume      ? o.resume
            : o.init_from ? o.init_from

@@ -91,6 +91,8 @@ static const field_t fields[] = {
     /* absent before fingerprints: has_corpus stays 0 */
     {"corpus_bytes", F_LLONG, 0, BIG, S(corpus.bytes), 1},
     {"corpus_hash", F_U64, 0, 0, S(corpus.hash), 1},
+    /* absent before data-parallel training: one process */
+    {"world_size", F_INT, 0, 1 << 24, S(world_size), 1},
 };
 #undef S
 #define N_FIELDS (int)(sizeof fields / sizeof fields[0])
@@ -238,6 +240,7 @@ int state_load(const char *path, gpt_model_t *m, train_state_t *s, char *err) {
     }
     memset(s, 0, sizeof *s);
     s->hp.grad_accum = 1;
+    s->world_size = 1;
     int corpus_fields = 0;
     for (int i = 0; i < N_FIELDS; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, fields[i].name);
@@ -246,6 +249,7 @@ int state_load(const char *path, gpt_model_t *m, train_state_t *s, char *err) {
         corpus_fields += is_corpus(&fields[i]);
     }
     s->has_corpus = corpus_fields == 2;
+    s->world_size = s->world_size < 1 ? 1 : s->world_size;
     m->adam_t = (int)t->valuedouble;
     m->ops->upload(m->m, tm->data, tm->nbytes);
     m->ops->upload(m->v, tv->data, tv->nbytes);

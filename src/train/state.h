@@ -56,6 +56,7 @@ typedef struct {
     train_hparams_t hp;
     train_corpus_t corpus;
     int has_corpus; /* 0: a state written before fingerprints were saved */
+    int world_size; /* processes that trained it (mpirun -np; 1 without) */
 } train_state_t;
 
 /* "dir/name.safetensors" -> "dir/name.optim.safetensors" (caller frees) */

@@ -20,6 +20,7 @@
 #include "io/safetensors.h"
 #include "tokenizer/bpe.h"
 #include "train/data.h"
+#include "train/dist.h"
 #include "train/eval.h"
 #include "train/outdir.h"
 #include "util/atomic.h"
@@ -43,6 +44,10 @@ typedef struct {
     int lock; /* the --out folder's lock (-1: not taken) */
     char log_path[4096];
     FILE *log; /* train_log.jsonl */
+    /* data parallel (train/dist.h): this process's rank of W; rank 0 alone
+     * writes files and reports. comm_s: seconds in gradient communication */
+    int rank, W;
+    double comm_s, step_s;
 } run_t;
 
 static void emit(const run_t *r, train_event_t e) {
@@ -59,19 +64,26 @@ static void info(const run_t *r, const char *fmt, ...) {
     emit(r, (train_event_t){.kind = TE_INFO, .msg = line});
 }
 
-/* Validation loss (nats per token) and bits per byte over eval_batches
- * steps' worth of windows (batch x grad_accum each), spread evenly through
- * the validation tokens (the same windows every time). */
-static float evaluate(run_t *r, double *bpb) {
+/* Validation loss (nats per token, in *val) and bits per byte over
+ * eval_batches steps' worth of windows (batch x grad_accum x ranks each),
+ * spread evenly through the validation tokens (the same windows every
+ * time). Under mpirun each rank scores every W-th batch of B windows and
+ * the sums are added. */
+static int evaluate(run_t *r, float *val, double *bpb, char *err) {
     int B = r->model->B, T = r->model->T;
     size_t windows = (r->split.n_val - 1) / T;
     *bpb = NAN;
-    if (windows == 0) return NAN;
-    size_t total = MG_MIN((size_t)r->st.hp.eval_batches * B * r->st.hp.grad_accum, windows);
+    *val = NAN;
+    if (windows == 0) return 0;
+    size_t total = MG_MIN((size_t)r->st.hp.eval_batches * B * r->st.hp.grad_accum * r->W, windows);
     eval_sum_t sum = {0};
     size_t done = 0;
-    while (done < total) {
+    for (long i = 0; done < total; i++) {
         int nb = (int)MG_MIN((size_t)B, total - done);
+        if (i % r->W != r->rank) {
+            done += nb;
+            continue;
+        }
         for (int b = 0; b < nb; b++) {
             size_t w = (done + b) * windows / total;
             const int32_t *src = r->split.val + w * T;
@@ -82,8 +94,12 @@ static float evaluate(run_t *r, double *bpb) {
         eval_accumulate(r->model->host_losses, r->tok, r->y, nb, T, 0, &sum);
         done += nb;
     }
+    double all[3] = {sum.nats, (double)sum.tokens, (double)sum.bytes};
+    if (dist_sum_doubles(all, 3, err)) return -1;
+    sum = (eval_sum_t){all[0], (long long)all[1], (long long)all[2]};
     *bpb = eval_bpb(&sum);
-    return (float)eval_loss(&sum);
+    *val = (float)eval_loss(&sum);
+    return 0;
 }
 
 /* One JSON line per step in out_dir/train_log.jsonl (the plot's input). */
@@ -102,7 +118,7 @@ static void log_step(run_t *r, float loss, float lr, double tok_s, int with_val,
 /* Writes out_dir/name (weights) and its .optim sibling (resume state).
  * The state goes first: a crash between the two leaves a new state next
  * to an old model, which resume detects by the step numbers. */
-static int save(run_t *r, const char *name, char *err) {
+static int save_files(run_t *r, const char *name, char *err) {
     char path[4096];
     int rc = -1;
     snprintf(path, sizeof path, "%s/%s", r->o.out_dir, name);
@@ -134,11 +150,21 @@ done:
     return rc;
 }
 
+/* save_files on rank 0, called on every rank (under --zero 1 the moments
+ * are gathered there first); a failure is every rank's. */
+static int save(run_t *r, const char *name, char *err) {
+    int rc = 0;
+    if (r->o.zero && dist_zero_gather(r->model, err)) return -1;
+    if (r->rank == 0) rc = save_files(r, name, err);
+    if (r->o.zero) dist_zero_release(r->model);
+    return dist_agree(rc, err);
+}
+
 /* --keep K: delete all but the K newest checkpoint_step_N files (and their
  * state), and what killed runs left (see outdir_clean_stale); best, final
  * and epoch checkpoints are never touched. */
 static void prune(run_t *r) {
-    if (r->o.keep <= 0) return;
+    if (r->o.keep <= 0 || r->rank != 0) return;
     outdir_clean_stale(r->o.out_dir);
     DIR *d = opendir(r->o.out_dir);
     if (!d) return;
@@ -166,41 +192,83 @@ static void prune(run_t *r) {
     }
 }
 
+/* Under mpirun: the run's settings hashed and compared with rank 0's
+ * (before anything is written), so that ranks started with other flags,
+ * data or binaries stop at once instead of training apart. */
+#define HASH(h, x) (h = dist_hash(h, &(x), sizeof(x)))
+static int check_settings(run_t *r, const gpt_config_t *cfg, char *err) {
+    if (r->W == 1) return 0;
+    const train_opts_t *o = &r->o;
+    const train_hparams_t *hp = &r->st.hp;
+    dist_setting_t s[] = {
+        {"binary (minigpt file)", DIST_HASH0},
+        {"model shape (--preset, --layers, --heads, --dim, --context, --vocab)", DIST_HASH0},
+        {"hyperparameters (--batch, --grad-accum, --lr, --seed, ...)", DIST_HASH0},
+        {"schedule (--steps, --epochs, --minutes, --warmup, --save-every, "
+         "--keep, --zero)",
+         DIST_HASH0},
+        {"checkpoint (--resume, --init-from)", DIST_HASH0},
+        {"corpus (--data)", DIST_HASH0}};
+    if (dist_agree(dist_binary_hash(&s[0].hash, err), err)) return -1;
+    HASH(s[1].hash, cfg->vocab), HASH(s[1].hash, cfg->ctx), HASH(s[1].hash, cfg->dim);
+    HASH(s[1].hash, cfg->layers), HASH(s[1].hash, cfg->heads);
+    HASH(s[2].hash, hp->batch), HASH(s[2].hash, hp->grad_accum), HASH(s[2].hash, hp->lr);
+    HASH(s[2].hash, hp->min_lr_ratio), HASH(s[2].hash, hp->wd), HASH(s[2].hash, hp->beta1);
+    HASH(s[2].hash, hp->beta2), HASH(s[2].hash, hp->eps), HASH(s[2].hash, hp->clip);
+    HASH(s[2].hash, hp->seed), HASH(s[2].hash, hp->eval_every);
+    HASH(s[2].hash, hp->eval_batches), HASH(s[2].hash, hp->val_every);
+    HASH(s[3].hash, o->steps), HASH(s[3].hash, o->epochs), HASH(s[3].hash, o->minutes);
+    HASH(s[3].hash, o->warmup), HASH(s[3].hash, o->save_every), HASH(s[3].hash, o->keep);
+    HASH(s[3].hash, o->zero);
+    const char *from = o->resume ? o->resume : o->init_from ? o->init_from : "";
+    s[4].hash = dist_hash(s[4].hash, from, strlen(from) + 1);
+    HASH(s[5].hash, r->st.corpus.bytes), HASH(s[5].hash, r->st.corpus.hash);
+    return dist_check(s, (int)(sizeof s / sizeof s[0]), err);
+}
+#undef HASH
+
 /* Reads and encodes the corpus, then splits the token stream. The
- * tokenizer is trained here unless it came with a resumed checkpoint. */
+ * tokenizer is trained here (on rank 0, then sent to the others) unless
+ * it came with a resumed checkpoint. */
 static int prepare_data(run_t *r, gpt_config_t *cfg, char *err) {
     const train_opts_t *o = &r->o;
-    size_t len, n = 0;
+    size_t len = 0, n = 0;
     int32_t *ids = NULL;
+    int rc = 0;
     char *text = mg_read_file(o->data_path, &len, err);
-    if (!text) return -1;
-    if (len == 0) {
-        mg_free(text);
-        return mg_fail(err, "data file '%s' is empty", o->data_path);
-    }
+    train_corpus_t seen = {0};
+    if (!text)
+        rc = -1;
+    else if (len == 0)
+        rc = mg_fail(err, "data file '%s' is empty", o->data_path);
+    else
+        train_corpus_fingerprint(text, len, &seen);
     /* a resumed run continues on its corpus: the data position and the
      * split are meaningless on another */
-    train_corpus_t seen;
-    train_corpus_fingerprint(text, len, &seen);
-    if (o->resume && r->st.has_corpus &&
+    if (!rc && o->resume && r->st.has_corpus &&
         (seen.bytes != r->st.corpus.bytes || seen.hash != r->st.corpus.hash)) {
-        mg_fail(err,
-                "cannot resume: '%s' was trained on another corpus (%lld bytes, hash %016llx) than "
-                "'%s' "
-                "(%lld bytes, hash %016llx); to train it on new data use --init-from",
-                o->resume, r->st.corpus.bytes, (unsigned long long)r->st.corpus.hash, o->data_path,
-                seen.bytes, (unsigned long long)seen.hash);
-        goto fail;
+        rc = mg_fail(
+            err,
+            "cannot resume: '%s' was trained on another corpus (%lld bytes, hash %016llx) than "
+            "'%s' "
+            "(%lld bytes, hash %016llx); to train it on new data use --init-from",
+            o->resume, r->st.corpus.bytes, (unsigned long long)r->st.corpus.hash, o->data_path,
+            seen.bytes, (unsigned long long)seen.hash);
     }
-    if (o->resume && !r->st.has_corpus)
+    int had_corpus = r->st.has_corpus;
+    r->st.corpus = seen;
+    r->st.has_corpus = 1;
+    if (dist_agree(rc, err) || check_settings(r, cfg, err)) goto fail;
+    if (o->resume && !had_corpus)
         info(r,
              "note: '%s' was saved without a corpus fingerprint (an older version): '%s' is taken "
              "to be its corpus",
              o->resume, o->data_path);
-    r->st.corpus = seen;
-    r->st.has_corpus = 1;
     double t0 = mg_now();
-    if (!r->tok && !(r->tok = bpe_train(text, len, cfg->vocab, err))) goto fail;
+    if (!r->tok) {
+        if (r->rank == 0 && !(r->tok = bpe_train(text, len, cfg->vocab, err))) rc = -1;
+        if (dist_agree(rc, err) || dist_bcast_tokenizer(&r->tok, err)) goto fail;
+    }
     double t1 = mg_now();
     if (bpe_encode(r->tok, text, len, &ids, &n, err) != 0) goto fail;
     double t2 = mg_now();
@@ -338,6 +406,7 @@ static int in_dir(const char *path, const char *dir) {
 static int check_out(run_t *r, char *err) {
     const char *dir = r->o.out_dir;
     struct stat sb;
+    if (r->rank != 0) return 0; /* rank 0 writes the run's files */
     if (stat(dir, &sb) != 0) {
         if (errno == ENOENT) return 0; /* created once the data is known to be good */
         return mg_fail(err, "cannot use the output directory '%s': %s", dir, strerror(errno));
@@ -361,6 +430,7 @@ static int check_out(run_t *r, char *err) {
  * entries up to its step). */
 static int open_out(run_t *r, char *err) {
     const char *dir = r->o.out_dir;
+    if (r->rank != 0) return 0;
     if (r->lock < 0) {
         if (mkdir(dir, 0755) != 0 && errno != EEXIST)
             return mg_fail(err, "cannot create output directory '%s': %s", dir, strerror(errno));
@@ -384,20 +454,34 @@ static int run_setup(run_t *r, char *err) {
     r->st.hp = r->o.hp;
     r->val_bpb = NAN;
     r->budget = INFINITY;
+    r->st.world_size = r->W;
     gpt_config_t cfg = r->o.cfg;
+    /* every rank runs each phase; dist_agree makes a failure on one rank
+     * every rank's (with its message) before the next collective step */
+    int rc = 0;
     if (!r->o.resume && !r->o.init_from) {
-        if (gpt_config_check(&cfg, err) != 0) return -1;
-        if (cfg.vocab < BPE_FIRST_MERGE)
-            return mg_fail(err, "vocab %d is too small: the byte-level tokenizer needs at least %d",
-                           cfg.vocab, BPE_FIRST_MERGE);
+        if (gpt_config_check(&cfg, err) != 0)
+            rc = -1;
+        else if (cfg.vocab < BPE_FIRST_MERGE)
+            rc = mg_fail(err, "vocab %d is too small: the byte-level tokenizer needs at least %d",
+                         cfg.vocab, BPE_FIRST_MERGE);
     }
     r->t_start = mg_now();
-    if (r->st.hp.optimizer == TRAIN_OPT_MUON && gpt_muon_check(r->o.ops, err)) return -1;
-    if (check_out(r, err)) return -1;
-    if (r->o.resume && load_resume(r, &cfg, err) != 0) return -1;
+    if (!rc && r->st.hp.optimizer == TRAIN_OPT_MUON) rc = gpt_muon_check(r->o.ops, err);
+    if (!rc && r->st.hp.optimizer == TRAIN_OPT_MUON && r->o.zero)
+        rc = mg_fail(err, "--zero 1 shards AdamW's moments; Muon is not sharded: add --optimizer "
+                          "adamw, or leave out --zero");
+    if (!rc) rc = check_out(r, err);
+    if (!rc && r->o.resume) rc = load_resume(r, &cfg, err);
+    if (!rc && r->o.resume && r->st.world_size != r->W)
+        rc = mg_fail(err,
+                     "cannot resume: '%s' was trained by %d process(es) and this run has %d; "
+                     "start it with mpirun -np %d (its batch and data order depend on it)",
+                     r->o.resume, r->st.world_size, r->W, r->st.world_size);
+    ckpt_meta_t meta = {0};
+    if (!rc && r->o.init_from) rc = load_model(r, r->o.init_from, &cfg, &meta, err);
+    if (dist_agree(rc, err)) return -1;
     if (r->o.init_from) {
-        ckpt_meta_t meta;
-        if (load_model(r, r->o.init_from, &cfg, &meta, err) != 0) return -1;
         char val[48] = "";
         if (isfinite(meta.val_loss)) snprintf(val, sizeof val, ", val loss %.4f", meta.val_loss);
         info(r,
@@ -407,21 +491,26 @@ static int run_setup(run_t *r, char *err) {
     }
     if (prepare_data(r, &cfg, err) != 0) return -1;
     const train_hparams_t *hp = &r->st.hp;
-    int B = hp->batch, T = cfg.ctx, K = hp->grad_accum;
+    int B = hp->batch, T = cfg.ctx, K = hp->grad_accum, W = r->W;
     if (!r->model) {
         r->model = gpt_create(&cfg, r->o.ops, err);
-        if (!r->model || gpt_init_weights(r->model, hp->seed, err)) return -1;
+        if (!r->model || gpt_init_weights(r->model, hp->seed, err)) rc = -1;
     }
-    if (gpt_alloc_training(r->model, B, T, err)) return -1;
-    if (hp->optimizer == TRAIN_OPT_MUON && gpt_alloc_muon(r->model, err)) return -1;
-    /* the loader hands out a step's K x B windows at once, so that epochs
-     * end on step boundaries and the windows are those of --batch K*B */
-    if (data_loader_init(&r->loader, r->split.train, r->split.n_train, K * B, T, hp->seed ^ 0x5eed,
-                         err))
-        return -1;
-    r->x = mg_malloc((size_t)K * B * T * sizeof(int32_t));
-    r->y = mg_malloc((size_t)K * B * T * sizeof(int32_t));
-    if (!r->x || !r->y) return mg_fail(err, "out of memory");
+    if (!rc && gpt_alloc_training(r->model, B, T, err)) rc = -1;
+    if (!rc && hp->optimizer == TRAIN_OPT_MUON && gpt_alloc_muon(r->model, err)) rc = -1;
+    /* the loader hands out a step's W x K x B windows at once, so that
+     * epochs end on step boundaries and the windows are those of --batch
+     * W*K*B; rank i takes the i-th K*B of them */
+    if (!rc && data_loader_init(&r->loader, r->split.train, r->split.n_train, W * K * B, T,
+                                hp->seed ^ 0x5eed, err))
+        rc = -1;
+    if (!rc) {
+        r->x = mg_malloc((size_t)W * K * B * T * sizeof(int32_t));
+        r->y = mg_malloc((size_t)W * K * B * T * sizeof(int32_t));
+        if (!r->x || !r->y) rc = mg_fail(err, "out of memory");
+    }
+    if (!rc && r->o.zero) rc = dist_zero_init(r->model, err);
+    if (dist_agree(rc, err)) return -1;
     long per_epoch = (long)data_loader_steps_per_epoch(&r->loader);
     if (r->o.resume) {
         if (data_loader_restore(&r->loader, r->st.epoch, r->st.cursor, &r->st.epoch_rng, err))
@@ -440,8 +529,9 @@ static int run_setup(run_t *r, char *err) {
         r->st.warmup = train_warmup(r->o.warmup, r->st.total_steps);
     }
     /* everything is checked: now the folder may change */
-    if (open_out(r, err)) return -1;
-    if (r->o.save_tokens && save_tokens(r, err) != 0) return -1;
+    rc = open_out(r, err);
+    if (!rc && r->o.save_tokens && r->rank == 0) rc = save_tokens(r, err);
+    if (dist_agree(rc, err)) return -1;
     if (r->o.resume)
         info(r, "resuming %s at step %ld of %ld (epoch %d), with its batch %d, lr %.2e, warmup %ld",
              r->o.resume, r->st.step, r->st.total_steps, r->st.epoch, B, hp->lr, r->st.warmup);
@@ -470,9 +560,22 @@ static int run_setup(run_t *r, char *err) {
     else
         info(r, "optimizer: AdamW (lr %.2e, betas %.2f %.3f, weight decay %.2f)", hp->lr, hp->beta1,
              hp->beta2, hp->wd);
-    /* K micro-batches, each adding 1/K of its mean loss's gradient: one
-     * step of K*B sequences in the memory of B */
-    r->model->grad_scale = 1.0f / K;
+    if (W > 1) {
+        size_t moments = 2 * r->model->num_floats * sizeof(float);
+        char zero[160] = "";
+        if (r->o.zero)
+            snprintf(zero, sizeof zero,
+                     "; --zero 1: AdamW moments sharded, %.1f MB per rank instead of %.1f MB "
+                     "(%.1f MB saved per rank)",
+                     dist_zero_bytes() / 1e6, moments / 1e6, (moments - dist_zero_bytes()) / 1e6);
+        info(r,
+             "data parallel: %d ranks x batch %d x grad-accum %d = global batch %d sequences "
+             "(%lld tokens) a step; gradients summed by one MPI allreduce after backward%s",
+             W, B, K, W * K * B, (long long)W * K * B * T, zero);
+    }
+    /* K micro-batches on each of W ranks, each adding 1/(K W) of its mean
+     * loss's gradient, summed over ranks: one step of W*K*B sequences */
+    r->model->grad_scale = 1.0f / ((float)K * W);
     r->t_loop = mg_now();
     r->first = r->st.step;
     return 0;
@@ -480,14 +583,27 @@ static int run_setup(run_t *r, char *err) {
 
 enum { STEP_NEXT, STEP_END, STEP_STOPPED };
 
+/* under mpirun: the gradient communication's share of the steps */
+static void comm_report(const run_t *r) {
+    if (r->W > 1 && r->step_s > 0)
+        info(r, "data parallel: gradient communication %.2f s of %.2f s of steps (%.1f%%)",
+             r->comm_s, r->step_s, 100.0 * r->comm_s / r->step_s);
+}
+
 /* After a step: the time budget, events, evaluation (and best model), the
  * log, and checkpoints. STEP_NEXT, STEP_END (the schedule or the time is
  * done), STEP_STOPPED (a stop was asked: saved), or -1. */
 static int after_step(run_t *r, int wrapped, float loss, float lr, float norm, double ts,
                       char *err) {
     const train_hparams_t *hp = &r->st.hp;
-    long long step_tokens = (long long)hp->grad_accum * hp->batch * r->model->T;
-    double now = mg_now(), elapsed = now - r->t_loop;
+    long long step_tokens = (long long)r->W * hp->grad_accum * hp->batch * r->model->T;
+    /* what decides the schedule and stops is rank 0's clock and any
+     * rank's signal, so that every rank takes the same decisions */
+    double now = mg_now(), clock[2] = {now - r->t_start, now - r->t_loop};
+    int stopping = r->o.stop && *r->o.stop;
+    if (dist_step_sync(&stopping, clock, 2, err)) return -1;
+    double since_start = clock[0], elapsed = clock[1];
+    r->step_s = elapsed;
     long step = r->st.step, done_here = step + 1 - r->first;
     r->st.step = step + 1;
     r->st.tokens_seen += step_tokens;
@@ -499,16 +615,14 @@ static int after_step(run_t *r, int wrapped, float loss, float lr, float norm, d
      * so that the decay ends when the time does */
     if (isfinite(r->budget) && done_here >= 5 && done_here % 5 == 0) {
         double per_step = elapsed / done_here * 1.05; /* 5% for evaluations */
-        double left = r->budget - (now - r->t_start);
+        double left = r->budget - since_start;
         r->st.total_steps = MG_MAX(step + 2, step + 1 + (long)(left / per_step));
         r->st.warmup = train_warmup(r->o.warmup, r->st.total_steps);
         if (done_here == 5)
             info(r, "time budget %.1f min: %.3f s/step -> about %ld steps (warmup %ld)",
                  r->o.minutes, per_step, r->st.total_steps, r->st.warmup);
     }
-    int stopping = r->o.stop && *r->o.stop;
-    int last =
-        r->st.step == r->st.total_steps || (isfinite(r->budget) && now - r->t_start > r->budget);
+    int last = r->st.step == r->st.total_steps || (isfinite(r->budget) && since_start > r->budget);
     long total = r->st.total_steps == LONG_MAX ? 0 : r->st.total_steps;
     emit(r, (train_event_t){.kind = TE_STEP,
                             .step = r->st.step,
@@ -518,13 +632,14 @@ static int after_step(run_t *r, int wrapped, float loss, float lr, float norm, d
                             .lr = lr,
                             .grad_norm = norm,
                             .tok_per_s = (double)step_tokens / (now - ts),
-                            .elapsed_s = now - r->t_start,
+                            .elapsed_s = since_start,
                             .eta_s = total ? elapsed / done_here * (total - r->st.step) : 0});
     if (!isfinite(loss))
         return mg_fail(err, "loss became %f at step %ld (try a lower --lr)", loss, r->st.step);
     int do_eval = wrapped || last || (hp->eval_every > 0 && r->st.step % hp->eval_every == 0);
     if (do_eval) {
-        float val = evaluate(r, &r->val_bpb);
+        float val;
+        if (evaluate(r, &val, &r->val_bpb, err)) return -1;
         r->st.val_loss = val;
         emit(r, (train_event_t){.kind = TE_EVAL,
                                 .step = r->st.step,
@@ -561,8 +676,9 @@ static int after_step(run_t *r, int wrapped, float loss, float lr, float norm, d
         if (save(r, name, err)) return -1;
         prune(r);
         if (stopping) {
-            info(r, "stopped at step %ld; continue with: minigpt train --resume %s/%s", r->st.step,
-                 r->o.out_dir, name);
+            comm_report(r);
+            info(r, "stopped at step %ld; continue with: %sminigpt train --resume %s/%s",
+                 r->st.step, r->W > 1 ? "mpirun -np N " : "", r->o.out_dir, name);
             return STEP_STOPPED;
         }
     }
@@ -577,14 +693,25 @@ static int run_step(run_t *r, char *err) {
     double ts = mg_now();
     float lr = train_lr(hp, r->st.step, r->st.warmup, r->st.total_steps);
     int wrapped = data_loader_next(&r->loader, r->x, r->y);
-    float loss = 0.0f;
+    /* this rank's share of the step's windows */
+    const int32_t *x = r->x + (size_t)r->rank * K * B * T, *y = r->y + (size_t)r->rank * K * B * T;
+    float loss = 0.0f, norm;
     gpt_zero_grad(r->model);
     for (int k = 0; k < K; k++) {
-        loss += gpt_forward(r->model, r->x + (size_t)k * B * T, r->y + (size_t)k * B * T, B, T) / K;
+        loss += gpt_forward(r->model, x + (size_t)k * B * T, y + (size_t)k * B * T, B, T) / K;
         gpt_backward(r->model);
     }
-    float norm;
-    if (hp->optimizer == TRAIN_OPT_MUON) {
+    if (r->W > 1) { /* the mean loss over ranks; the gradient's sum (each is 1/W of a mean) */
+        loss /= r->W;
+        if (dist_sum_floats(&loss, 1, err)) return -1;
+    }
+    if (r->o.zero) { /* AdamW only: run_setup refuses Muon with --zero */
+        norm = dist_zero_step(r->model, lr, hp->beta1, hp->beta2, hp->eps, hp->wd, hp->clip,
+                              &r->comm_s, err);
+        if (isnan(norm)) return -1;
+    } else if (dist_allreduce_grads(r->model, &r->comm_s, err)) {
+        return -1;
+    } else if (hp->optimizer == TRAIN_OPT_MUON) {
         /* Muon's lr follows the same schedule: its peak in place of lr's */
         train_hparams_t muon = *hp;
         muon.lr = hp->muon_lr;
@@ -600,6 +727,8 @@ static int run_step(run_t *r, char *err) {
 /* Finish: the final model, the tokenizer beside it, and the log checked. */
 static int run_finish(run_t *r, char *err) {
     if (save(r, "mini_gpt.safetensors", err)) return -1;
+    comm_report(r);
+    if (r->rank != 0) return 0;
     char path[4096];
     size_t len;
     snprintf(path, sizeof path, "%s/tokenizer.json", r->o.out_dir);
@@ -619,11 +748,11 @@ static int run_finish(run_t *r, char *err) {
 }
 
 int train_run(const train_opts_t *opts, char *err) {
-    run_t r = {.o = *opts, .lock = -1};
+    run_t r = {.o = *opts, .lock = -1, .rank = dist_rank(), .W = dist_world()};
     int rc = run_setup(&r, err);
     while (rc == STEP_NEXT)
         rc = run_step(&r, err);
-    if (rc == STEP_END) rc = run_finish(&r, err);
+    if (rc == STEP_END) rc = dist_agree(run_finish(&r, err), err);
     if (rc == STEP_STOPPED) rc = 0;
     if (r.log) fclose(r.log);
     outdir_unlock(r.lock);
@@ -633,5 +762,6 @@ int train_run(const train_opts_t *opts, char *err) {
     data_split_free(&r.split);
     gpt_free(r.model);
     bpe_free(r.tok);
+    dist_zero_free();
     return rc;
 }

@@ -49,6 +49,9 @@ typedef struct {
     int overwrite;
     long save_every; /* also save checkpoint_step_N every N steps (0: off) */
     int keep;        /* keep only the K newest step checkpoints (0: all) */
+    /* under mpirun (train/dist.h): 1 shards the AdamW moments across the
+     * ranks (ZeRO stage 1); 0: every rank holds them all */
+    int zero;
     /* write the train/validation token streams and each token's byte
      * length here (safetensors), for reference trainers on the same data */
     const char *save_tokens;

@@ -1,7 +1,7 @@
 /* test_state.c - the resume state's field table: every field survives a
  * save and load exactly (u64 seeds and RNG words included), states written
  * before grad_accum and the corpus fingerprint still load (grad_accum 1, no
- * fingerprint), and an out-of-range field is refused; plus the outdir
+ * fingerprint; world_size: 1), and an out-of-range field is refused; plus the outdir
  * helpers' names (temp files of a pid, run files). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -65,6 +65,7 @@ static train_state_t sample(void) {
                .muon_momentum = 0.9f},
         .corpus = {.bytes = 60000, .hash = 0x8000000000000001ull},
         .has_corpus = 1,
+        .world_size = 4,
     };
     return s;
 }
@@ -102,6 +103,7 @@ static void test_roundtrip(void **st) {
     assert_int_equal(r.has_corpus, 1);
     assert_int_equal(r.corpus.bytes, s.corpus.bytes);
     assert_true(r.corpus.hash == s.corpus.hash);
+    assert_int_equal(r.world_size, 4);
     /* none yet: INFINITY and NAN come back as such */
     s.best_val = INFINITY;
     s.val_loss = NAN;
@@ -145,6 +147,7 @@ static void test_old_and_bad(void **st) {
     assert_int_equal(state_load(path, m, &r, err), 0);
     assert_int_equal(r.hp.grad_accum, 1);
     assert_int_equal(r.has_corpus, 0);
+    assert_int_equal(r.world_size, 1);
     assert_true(r.hp.lr == 2e-3f);
     assert_true(r.hp.seed == 1337 && r.epoch_rng.s[3] == 0xff && r.hp.batch == 4);
     assert_int_equal(r.hp.optimizer, TRAIN_OPT_ADAMW); /* before Muon: AdamW */
