@@ -258,7 +258,7 @@ const cli_row_t cli_rows[] = {
     {"weight-decay", NULL, "W", CLI_T_FLOAT, F(weight_decay), C(CLI_TRAIN), .min = 0, .max = 10,
      .def_doc = "0.1", .help = "AdamW decay on matrices only"},
     {"optimizer", NULL, NULL, CLI_T_CHOICE, F(optimizer), C(CLI_TRAIN), .choices = "adamw|muon",
-     .def = "adamw",
+     .def_doc = "muon; adamw for --zero 1 and on a backend without Muon",
      .help = "muon: Muon (momentum + Newton-Schulz orthogonalisation) for the layers' weight "
              "matrices, AdamW at --lr for embeddings, biases and norms (CPU only)"},
     {"optimizer", NULL, NULL, CLI_T_CHOICE, F(optimizer), C(CLI_BENCHMARK), .choices = "adamw|muon",

@@ -189,8 +189,9 @@ static int train(const cli_args_t *a, char *err) {
     if (lr_set) o.hp.lr = (float)a->lr;
     if (cli_args_given(a, &a->warmup)) o.warmup = (int)a->warmup;
     if (cli_args_given(a, &a->weight_decay)) o.hp.wd = (float)a->weight_decay;
-    o.optimizer_set = cli_args_given(a, &a->optimizer);
-    o.hp.optimizer = strcmp(a->optimizer, "muon") == 0 ? TRAIN_OPT_MUON : TRAIN_OPT_ADAMW;
+    o.optimizer_set = a->optimizer != NULL; /* else chosen once the backend is known */
+    if (a->optimizer)
+        o.hp.optimizer = strcmp(a->optimizer, "muon") == 0 ? TRAIN_OPT_MUON : TRAIN_OPT_ADAMW;
     o.hp.muon_lr = (float)a->muon_lr;
     o.hp.muon_momentum = (float)a->muon_momentum;
     if (cli_args_given(a, &a->eval_every)) o.hp.eval_every = (int)a->eval_every;
@@ -250,6 +251,22 @@ static int train(const cli_args_t *a, char *err) {
     if (!threads && dist_local_world() > 1) threads = MG_MAX(1, sys.cores / dist_local_world());
     threads = train_threads(threads, &sys);
     if (!(o.ops = cli_backend(device, precision, threads, err))) return CLI_ERR;
+    /* the defaults are the preset's recipe where the backend can run it:
+     * left to the preset, the architecture falls back to GPT-2's block and
+     * the optimizer to AdamW on a backend without their kernels (asked
+     * for, they are refused in one line by gpt_create and the trainer) */
+    char why[MG_ERR_LEN];
+    if (!o.resume && !o.init_from && !cli_arch_given(&shape) &&
+        gpt_backend_check(&o.cfg, o.ops, why)) {
+        gpt_config_t gpt2;
+        if (gpt_preset("gpt2", &gpt2, err)) return CLI_ERR;
+        o.cfg.pos = gpt2.pos, o.cfg.norm = gpt2.norm, o.cfg.qk_norm = gpt2.qk_norm;
+        o.cfg.untie_head = gpt2.untie_head, o.cfg.zero_init = gpt2.zero_init;
+        o.cfg.mlp = gpt2.mlp, o.cfg.ffn = 0;
+        printf("note: %s: the %s preset's recipe falls back to GPT-2's block\n", why, shape.preset);
+    }
+    if (!o.optimizer_set)
+        o.hp.optimizer = o.ops->muon_update && !a->zero ? TRAIN_OPT_MUON : TRAIN_OPT_ADAMW;
     train_fit_t fit;
     train_fit(&o, &sys, batch_set, lr_set, &fit);
     if (fit.gpu && dist_world() > 1) {

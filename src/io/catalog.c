@@ -21,10 +21,14 @@ double catalog_loss(const catalog_entry_t *e) {
 }
 
 void catalog_shape(const gpt_config_t *g, char *buf, size_t n) {
-    char mlp[48] = ""; /* GPT-2's GELU MLP is not named */
+    /* what differs from GPT-2's block is named: "... relu2:512 rope rmsnorm qk-norm untied" */
+    char mlp[48] = "";
     if (g->mlp != GPT_MLP_GELU)
-        snprintf(mlp, sizeof mlp, " %s%d", gpt_mlp_name(g->mlp), gpt_ffn_hidden(g));
-    snprintf(buf, n, "L%d H%d d%d ctx%d V%d%s", g->layers, g->heads, g->dim, g->ctx, g->vocab, mlp);
+        snprintf(mlp, sizeof mlp, " %s:%d", gpt_mlp_name(g->mlp), gpt_ffn_hidden(g));
+    snprintf(buf, n, "L%d H%d d%d ctx%d V%d%s%s%s%s%s", g->layers, g->heads, g->dim, g->ctx,
+             g->vocab, mlp, g->pos == GPT_POS_ROPE ? " rope" : "",
+             g->norm == GPT_NORM_RMS ? " rmsnorm" : "", g->qk_norm ? " qk-norm" : "",
+             g->untie_head ? " untied" : "");
 }
 
 static int ends_with(const char *s, const char *suffix) {

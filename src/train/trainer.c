@@ -547,11 +547,15 @@ static int run_setup(run_t *r, char *err) {
              r->st.warmup, r->o.warmup, hp->lr, r->st.total_steps);
     char accum[64] = "";
     if (K > 1) snprintf(accum, sizeof accum, " x %d micro-batches (%d sequences a step)", K, K * B);
+    const gpt_config_t *mc = &r->model->cfg;
     info(r,
          "model: %zu parameters (%d layers, %d heads, dim %d, context %d, vocab %d, %s MLP of "
-         "%d); batch %d x %d%s; %ld steps per epoch",
+         "%d; %s positions, %s%s%s%s); batch %d x %d%s; %ld steps per epoch",
          r->model->num_floats, cfg.layers, cfg.heads, cfg.dim, cfg.ctx, cfg.vocab,
-         gpt_mlp_name(r->model->cfg.mlp), r->model->cfg.ffn, B, T, accum, per_epoch);
+         gpt_mlp_name(mc->mlp), mc->ffn, mc->pos == GPT_POS_ROPE ? "rotary" : "learned",
+         mc->norm == GPT_NORM_RMS ? "RMSNorm" : "LayerNorm", mc->qk_norm ? ", qk-norm" : "",
+         mc->untie_head ? ", untied head" : ", tied head", mc->zero_init ? ", zero-init" : "", B,
+         T, accum, per_epoch);
     if (hp->optimizer == TRAIN_OPT_MUON)
         info(r,
              "optimizer: Muon on the hidden matrices (lr %.2e, momentum %.2f, Nesterov, "
