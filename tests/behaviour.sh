@@ -17,7 +17,7 @@ trap 'rm -rf "$T"' EXIT
 head -c 200000 data/corpus_pt_br.txt >"$T/s.txt"
 
 digest() {
-    "$MINIGPT" train --data "$T/s.txt" --preset micro --steps 60 --batch 4 --eval-every 30 \
+    "$MINIGPT" train --data "$T/s.txt" --preset micro --optimizer adamw --steps 60 --batch 4 --eval-every 30 \
         --threads 2 --seed 11 --out "$T/m" --log-every 1 >"$T/train.log" 2>&1 || return 1
     echo "kernels: $(sed -n 's/^minigpt train: .*backend cpu: CPU, [0-9]* threads (OpenMP), //p' "$T/train.log")"
     grep -E '^step [0-9]+' "$T/train.log" | sed -E 's/ [0-9]+ tok\/s.*//'
