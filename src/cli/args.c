@@ -93,7 +93,7 @@ const cli_command_t cli_commands[CLI_N_CMDS] = {
      C(CLI_BENCHMARK))
 #define SHAPE (C(CLI_TRAIN) | C(CLI_BENCHMARK))
 /* the architecture options' default: what the preset says (gpt.c) */
-#define PRESET_ARCH "the preset's: tiny's recipe (docs/training-recipe.md), GPT-2's block for the others"
+#define PRESET_ARCH "the preset's: tiny's recipe, GPT-2's block for the others"
 #define CKPT_DEFAULT "models/best_model.safetensors, else models/mini_gpt.safetensors"
 #define I24 16777216.0 /* 2^24 */
 

@@ -186,6 +186,10 @@ static const ops_backend_t cuda_backend = {
     .residual_rmsnorm_forward = NULL,
     .qk_forward = NULL,
     .qk_backward = NULL,
+    .mlp_act_forward = NULL, /* no relu^2 / SwiGLU: train --mlp relu2|swiglu is refused */
+    .mlp_act_backward = NULL,
+    .mlp_act_bias_backward = NULL,
+    .matmul_bias_act_forward = NULL,
     .muon_scratch_floats = NULL, /* no Muon: train --optimizer muon is refused */
     .muon_update = NULL,
 };
