@@ -46,7 +46,7 @@ if same_log "$T/b4/train_log.jsonl" "$T/b2/train_log.jsonl" 2>/dev/null; then
 else
     pass "... while one batch of 2 differs (the check can fail)"
 fi
-train --steps 12 --batch 2 --grad-accum 2 --save-every 6 --out "$T/ra" >"$T/ra.log"
+train --steps 12 --batch 2 --grad-accum 2 --save-every 6 --optimizer adamw --out "$T/ra" >"$T/ra.log"
 expect "resumable run with --grad-accum 2" test $? -eq 0
 train --resume "$T/ra/checkpoint_step_6.safetensors" --out "$T/rb" >"$T/rb.log"
 expect "resume from step 6 exits 0" test $? -eq 0
@@ -70,8 +70,11 @@ echo "train options: Muon (--optimizer muon)"
 train --steps 12 --batch 4 --eval-every 6 --save-every 6 --optimizer muon --out "$T/mu" >"$T/mu.log"
 expect "--optimizer muon trains" test $? -eq 0
 expect "... says so, with its lr and momentum" grep -q '^optimizer: Muon on the hidden matrices (lr 2.00e-02, momentum 0.95' "$T/mu.log"
-expect "... and not as AdamW: other losses than the --batch 4 run's" bash -c \
-    "! cmp -s <(grep -E '^step 12/' '$T/b4.log' | sed -E 's/ [0-9]+ tok.*//') <(grep -E '^step 12/' '$T/mu.log' | sed -E 's/ [0-9]+ tok.*//')"
+train --steps 12 --batch 4 --eval-every 6 --optimizer adamw --out "$T/b4a" >"$T/b4a.log"
+expect "... and not as AdamW: other losses than an AdamW --batch 4 run's" bash -c \
+    "! cmp -s <(grep -E '^step 12/' '$T/b4a.log' | sed -E 's/ [0-9]+ tok.*//') <(grep -E '^step 12/' '$T/mu.log' | sed -E 's/ [0-9]+ tok.*//')"
+expect "... which is the default: a run without --optimizer is Muon's, bit for bit" bash -c \
+    "cmp -s <(grep -E '^step 12/' '$T/b4.log' | sed -E 's/ [0-9]+ tok.*//') <(grep -E '^step 12/' '$T/mu.log' | sed -E 's/ [0-9]+ tok.*//')"
 saved_optimizer() {
     $PY - "$1" <<'EOF'
 import json, sys
