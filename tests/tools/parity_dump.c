@@ -2,9 +2,11 @@
  *   DIR/model.safetensors  a real checkpoint (tiny model, random weights)
  *   DIR/dump.safetensors   tokens, targets, logits, loss, every gradient,
  *                          and the losses of 10 AdamW steps.
- * usage: parity_dump DIR [--perturb]
+ * usage: parity_dump DIR [--perturb] [--pos rope] [--norm rmsnorm] [--qk-norm] [--untie-head]
+ *                        [--zero-init]
  * --perturb adds 1e-5 (under 1% of the largest) to one gradient element, to prove the test can
- * fail. */
+ * fail; the other flags are train's architecture options (model/gpt.h), which the checkpoint's
+ * model_config records for parity.py. */
 #include <stdio.h>
 #include <string.h>
 
@@ -17,13 +19,31 @@
 
 int main(int argc, char **argv) {
     char err[MG_ERR_LEN], path[4096];
-    if (argc < 2) {
-        fprintf(stderr, "usage: parity_dump DIR [--perturb]\n");
+    gpt_config_t cfg = {.vocab = 300, .ctx = 16, .dim = 32, .layers = 2, .heads = 4};
+    int perturb = 0, usage = argc < 2;
+    for (int i = 2; i < argc && !usage; i++) {
+        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : "";
+        if (strcmp(a, "--perturb") == 0)
+            perturb = 1;
+        else if (strcmp(a, "--pos") == 0 && strcmp(next, "rope") == 0)
+            cfg.pos = GPT_POS_ROPE, i++;
+        else if (strcmp(a, "--norm") == 0 && strcmp(next, "rmsnorm") == 0)
+            cfg.norm = GPT_NORM_RMS, i++;
+        else if (strcmp(a, "--qk-norm") == 0)
+            cfg.qk_norm = 1;
+        else if (strcmp(a, "--untie-head") == 0)
+            cfg.untie_head = 1;
+        else if (strcmp(a, "--zero-init") == 0)
+            cfg.zero_init = 1;
+        else
+            usage = 1;
+    }
+    if (usage) {
+        fprintf(stderr, "usage: parity_dump DIR [--perturb] [--pos rope] [--norm rmsnorm] "
+                        "[--qk-norm] [--untie-head] [--zero-init]\n");
         return 2;
     }
-    int perturb = argc > 2 && strcmp(argv[2], "--perturb") == 0;
     const char *text = "O Brasil é um país de dimensões continentais. A ação do tempo, a razão.";
-    gpt_config_t cfg = {.vocab = 300, .ctx = 16, .dim = 32, .layers = 2, .heads = 4};
     int B = 3, T = 16;
     const ops_backend_t *ops = ops_cpu();
     bpe_t *tok = bpe_train(text, strlen(text), 300, err);
