@@ -133,8 +133,9 @@ static int shape_conflict(const cli_shape_t *s, const gpt_config_t *ck, const ch
     if (s->untie_head && !ck->untie_head) option = "--untie-head";
     if (s->zero_init && !ck->zero_init) option = "--zero-init";
     if (option)
-        return mg_fail(err, "train: '%s' was not trained with the %s given; a checkpoint keeps "
-                            "its architecture",
+        return mg_fail(err,
+                       "train: '%s' was not trained with the %s given; a checkpoint keeps "
+                       "its architecture",
                        path, option);
     if (want.layers == ck->layers && want.heads == ck->heads && want.dim == ck->dim &&
         want.ctx == ck->ctx && want.vocab == ck->vocab)

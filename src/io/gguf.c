@@ -206,8 +206,9 @@ int gguf_write(const ckpt_t *ck, const char *path, gguf_out_type_t type, char *e
     const gpt_config_t *c = &m->cfg;
     const char *option;
     if (!gpt_config_is_gpt2(c, &option)) /* before anything is written */
-        return mg_fail(err, "the checkpoint was trained with %s: a GGUF gpt2 model holds only the "
-                            "GPT-2 block",
+        return mg_fail(err,
+                       "the checkpoint was trained with %s: a GGUF gpt2 model holds only the "
+                       "GPT-2 block",
                        option);
     int rc = -1, nkv = 0;
     float *host = mg_malloc(m->num_floats * sizeof *host);

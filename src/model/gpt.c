@@ -51,13 +51,13 @@ int gpt_config_check(const gpt_config_t *c, char *err) {
     if ((c->qk_norm | c->untie_head | c->zero_init) & ~1)
         return mg_fail(err, "qk_norm, untie_head and zero_init are 0 or 1");
     if (c->pos == GPT_POS_ROPE && (c->dim / c->heads) % 2)
-        return mg_fail(err, "--pos rope needs an even head size (dim %d / heads %d is odd)",
-                       c->dim, c->heads);
+        return mg_fail(err, "--pos rope needs an even head size (dim %d / heads %d is odd)", c->dim,
+                       c->heads);
     return 0;
 }
 
 int gpt_config_is_gpt2(const gpt_config_t *c, const char **option) {
-    const char *o = c->pos == GPT_POS_ROPE ? "--pos rope"
+    const char *o = c->pos == GPT_POS_ROPE    ? "--pos rope"
                     : c->norm == GPT_NORM_RMS ? "--norm rmsnorm"
                     : c->qk_norm              ? "--qk-norm"
                     : c->untie_head           ? "--untie-head"
@@ -74,8 +74,8 @@ int gpt_backend_check(const gpt_config_t *c, const ops_backend_t *ops, char *err
         int have;
         const char *what, *option;
     } needs[] = {
-        {c->pos == GPT_POS_ROPE, ops->qk_forward && ops->qk_backward,
-         "rotary position embeddings", "--pos rope"},
+        {c->pos == GPT_POS_ROPE, ops->qk_forward && ops->qk_backward, "rotary position embeddings",
+         "--pos rope"},
         {c->norm == GPT_NORM_RMS, ops->rmsnorm_forward && ops->rmsnorm_backward, "RMSNorm",
          "--norm rmsnorm"},
         {c->qk_norm, ops->qk_forward && ops->qk_backward, "q/k normalisation", "--qk-norm"},

@@ -86,11 +86,10 @@ void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *
     case GPT_ATTN_CACHED: /* each sequence's rows against its own cache */
         for (int i = 0, row = 0; i < r->nseq; row += r->seq[i].n, i++) {
             if (rope || qkn) /* rows at the sequence's positions pos.. */
-                FWD(ATTENTION, ops->qk_forward(b->qkv + (size_t)row * 3 * C,
-                                               b->qk_rstd ? b->qk_rstd + (size_t)row * 2 * NH
-                                                          : NULL,
-                                               r->seq[i].n, r->seq[i].n, r->seq[i].pos, C, NH,
-                                               rope, qkn));
+                FWD(ATTENTION,
+                    ops->qk_forward(b->qkv + (size_t)row * 3 * C,
+                                    b->qk_rstd ? b->qk_rstd + (size_t)row * 2 * NH : NULL,
+                                    r->seq[i].n, r->seq[i].n, r->seq[i].pos, C, NH, rope, qkn));
             FWD(ATTENTION, ops->attention_cached(b->atty + (size_t)row * C, r->seq[i].k + cache,
                                                  r->seq[i].v + cache, b->qkv + (size_t)row * 3 * C,
                                                  r->seq[i].n, r->seq[i].pos, C, NH));
@@ -104,8 +103,8 @@ void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *
                                                  b->x, w->ln2w, w->ln2b, n, C));
     } else {
         FWD(RESIDUAL, ops->add(b->r2, b->r2, b->x, nc));
-        FWD(LAYERNORM, gpt_norm_forward(m, b->ln2, b->ln2_mean, b->ln2_rstd, b->r2, w->ln2w,
-                                        w->ln2b, n, C));
+        FWD(LAYERNORM,
+            gpt_norm_forward(m, b->ln2, b->ln2_mean, b->ln2_rstd, b->r2, w->ln2w, w->ln2b, n, C));
     }
     if (r->hook) r->hook(r->hook_ctx, l, "attn", b->r2);
     block_matmul(r, GPT_OP_FC, b->fch, b->fchg, b->ln2, w->fcw, w->fcb, C, 4 * C, 2,

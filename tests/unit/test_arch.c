@@ -215,8 +215,8 @@ static void test_rmsnorm_fused(void **state) {
 int main(void) {
     ops_cpu_set_threads(1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tables),          cmocka_unit_test(test_zero_init),
-        cmocka_unit_test(test_config_json),     cmocka_unit_test(test_backend_refuses),
+        cmocka_unit_test(test_tables),        cmocka_unit_test(test_zero_init),
+        cmocka_unit_test(test_config_json),   cmocka_unit_test(test_backend_refuses),
         cmocka_unit_test(test_rmsnorm_fused),
     };
     return cmocka_run_group_tests_name("arch", tests, NULL, NULL);

@@ -354,8 +354,8 @@ static const struct {
     {"qk-norm", {.qk_norm = 1}},
     {"untied head", {.untie_head = 1}},
     {"zero init", {.zero_init = 1, .untie_head = 1}},
-    {"all", {.pos = GPT_POS_ROPE, .norm = GPT_NORM_RMS, .qk_norm = 1, .untie_head = 1,
-             .zero_init = 1}},
+    {"all",
+     {.pos = GPT_POS_ROPE, .norm = GPT_NORM_RMS, .qk_norm = 1, .untie_head = 1, .zero_init = 1}},
 };
 #define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
 

@@ -26,8 +26,8 @@ static const struct {
     {"rmsnorm", {.norm = GPT_NORM_RMS}},
     {"qk-norm", {.qk_norm = 1}},
     {"untied head", {.untie_head = 1}},
-    {"all", {.pos = GPT_POS_ROPE, .norm = GPT_NORM_RMS, .qk_norm = 1, .untie_head = 1,
-             .zero_init = 1}},
+    {"all",
+     {.pos = GPT_POS_ROPE, .norm = GPT_NORM_RMS, .qk_norm = 1, .untie_head = 1, .zero_init = 1}},
 };
 #define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
 
