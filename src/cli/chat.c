@@ -245,6 +245,14 @@ static void cmd_kernels(const chat_t *c) {
            "  logits          matmul_forward with the token table (tied head), last row only\n"
            "  sampling        on the host (src/infer/sample.c)\n"
            "fused kernels in use: none\n");
+    const gpt_config_t *g = &c->ck->model->cfg; /* the architecture options' kernels */
+    if (g->norm == GPT_NORM_RMS)
+        printf("this model: RMSNorm instead of LayerNorm: rmsnorm_forward (cpu_rmsnorm.c)\n");
+    if (g->pos == GPT_POS_ROPE || g->qk_norm)
+        printf("this model: %s%s%s on q and k before attention: qk_forward (cpu_rope.c)\n",
+               g->qk_norm ? "qk-norm" : "", g->qk_norm && g->pos == GPT_POS_ROPE ? " and " : "",
+               g->pos == GPT_POS_ROPE ? "rotary positions (no position row)" : "");
+    if (g->untie_head) printf("this model: logits from its own lm_head.weight (untied)\n");
 }
 
 static void cmd_checkpoint(const chat_t *c) {
