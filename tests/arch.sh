@@ -103,3 +103,26 @@ PYEOF
 expect_exit 1 "an unknown 'pos' is refused in one line" "$MINIGPT" generate \
     --checkpoint "$T/bad.safetensors" -p x -n 1
 expect "... naming the key" grep -q "'pos'" <<<"$LAST_ERR"
+
+echo "arch: a checkpoint from before the options (no keys) is the GPT-2 block"
+"$MINIGPT" train --data "$T/a.txt" --preset micro --threads 2 --steps 5 --out "$T/g2" >/dev/null 2>&1
+G="$T/g2/mini_gpt.safetensors"
+$PY - "$G" "$T/old.safetensors" <<'PYEOF'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+c = json.loads(h["__metadata__"]["model_config"])
+assert c["pos"] == "learned" and c["tie_head"] is True, c
+for k in ("pos", "norm", "qk_norm", "tie_head", "zero_init"):
+    del c[k]
+h["__metadata__"]["model_config"] = json.dumps(c)
+hj = json.dumps(h).encode()
+hj += b" " * (-len(hj) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(hj)) + hj + b[8 + n:])
+PYEOF
+"$MINIGPT" generate --checkpoint "$G" -p "O Brasil" -n 8 --temperature 0 --threads 2 >"$T/new.txt" 2>/dev/null
+"$MINIGPT" generate --checkpoint "$T/old.safetensors" -p "O Brasil" -n 8 --temperature 0 --threads 2 \
+    >"$T/old.txt" 2>/dev/null
+expect "it loads and generates what the same file with the keys generates" \
+    sh -c "test -s '$T/old.txt' && cmp -s '$T/old.txt' '$T/new.txt'"
