@@ -18,18 +18,15 @@ void gpt_norm_forward(const gpt_model_t *m, float *out, float *mean, float *rstd
         m->ops->layernorm_forward(out, mean, rstd, x, w, b, n, C);
 }
 
-void gpt_residual_norm_forward(const gpt_model_t *m, float *res, float *out, float *mean,
-                               float *rstd, const float *a, const float *b, const float *w,
-                               const float *bias, int n, int C) {
-    const ops_backend_t *ops = m->ops;
-    if (!gpt_block_fuse_ln(m)) {
-        ops->add(res, a, b, (size_t)n * C);
-        gpt_norm_forward(m, out, mean, rstd, res, w, bias, n, C);
-    } else if (m->cfg.norm == GPT_NORM_RMS) {
-        ops->residual_rmsnorm_forward(res, out, rstd, a, b, w, n, C);
-    } else {
-        ops->residual_layernorm_forward(res, out, mean, rstd, a, b, w, bias, n, C);
-    }
+/* res = a + b, then out = the model's normalisation of res, in one fused
+ * kernel (only when gpt_block_fuse_ln) */
+static void residual_norm_forward(const gpt_model_t *m, float *res, float *out, float *mean,
+                                  float *rstd, const float *a, const float *b, const float *w,
+                                  const float *bias, int n, int C) {
+    if (m->cfg.norm == GPT_NORM_RMS)
+        m->ops->residual_rmsnorm_forward(res, out, rstd, a, b, w, n, C);
+    else
+        m->ops->residual_layernorm_forward(res, out, mean, rstd, a, b, w, bias, n, C);
 }
 
 /* out (n,OC) = in (n,C) @ w^T + bias with the kernel the run asks for; gelu
@@ -79,7 +76,7 @@ void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *
             FWD(ATTENTION, ops->qk_forward(b->qkv, b->qk_rstd, n, r->T, 0, C, NH, rope, qkn));
         FWD(ATTENTION, ops->attention_forward(b->atty, b->att, b->qkv, r->B, r->T, C, NH));
         break;
-    case GPT_ATTN_CACHED_AT:
+    case GPT_ATTN_CACHED_AT: /* never with RoPE or qk-norm: kv.c records no such step */
         FWD(ATTENTION, ops->attention_cached_at(b->atty, r->seq[0].k + cache, r->seq[0].v + cache,
                                                 b->qkv, C, NH, r->pos_dev));
         break;
@@ -99,8 +96,8 @@ void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *
     block_matmul(r, GPT_OP_ATTN_PROJ, b->r2, NULL, b->atty, w->projw, w->projb, C, C, 1, l);
     /* MLP: r3 = r2 + fc2(gelu(fc(ln2(r2)))) */
     if (fuse_ln) {
-        FWD(LAYERNORM, gpt_residual_norm_forward(m, b->r2, b->ln2, b->ln2_mean, b->ln2_rstd, b->r2,
-                                                 b->x, w->ln2w, w->ln2b, n, C));
+        FWD(LAYERNORM, residual_norm_forward(m, b->r2, b->ln2, b->ln2_mean, b->ln2_rstd, b->r2,
+                                             b->x, w->ln2w, w->ln2b, n, C));
     } else {
         FWD(RESIDUAL, ops->add(b->r2, b->r2, b->x, nc));
         FWD(LAYERNORM,
@@ -112,8 +109,8 @@ void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *
     block_matmul(r, GPT_OP_FC2, b->r3, NULL, b->fchg, w->fc2w, w->fc2b, 4 * C, C, 3,
                  l); /* (n,4C) -> (n,C) */
     if (fuse_ln)     /* r3 += r2, then the next LayerNorm (the next layer's ln1, or ln_f) of it */
-        FWD(LAYERNORM, gpt_residual_norm_forward(m, b->r3, b->next, b->next_mean, b->next_rstd,
-                                                 b->r3, b->r2, b->next_w, b->next_b, n, C));
+        FWD(LAYERNORM, residual_norm_forward(m, b->r3, b->next, b->next_mean, b->next_rstd, b->r3,
+                                             b->r2, b->next_w, b->next_b, n, C));
     else
         FWD(RESIDUAL, ops->add(b->r3, b->r3, b->r2, nc));
     if (r->hook) r->hook(r->hook_ctx, l, "mlp", b->r3);
