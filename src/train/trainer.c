@@ -374,7 +374,9 @@ static int run_setup(run_t *r, char *err) {
     r->budget = INFINITY;
     gpt_config_t cfg = r->o.cfg;
     if (!r->o.resume && !r->o.init_from) {
-        if (gpt_config_check(&cfg, err) != 0) return -1;
+        /* a backend without the options' kernels: refused before the tokenizer is trained */
+        if (gpt_config_check(&cfg, err) != 0 || gpt_backend_check(&cfg, r->o.ops, err) != 0)
+            return -1;
         if (cfg.vocab < BPE_FIRST_MERGE)
             return mg_fail(err, "vocab %d is too small: the byte-level tokenizer needs at least %d",
                            cfg.vocab, BPE_FIRST_MERGE);
