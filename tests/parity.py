@@ -25,27 +25,59 @@ import st_reader  # noqa: E402
 torch.set_num_threads(1)
 
 
+def rms(x, eps=1e-5):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+def rope(x, T):
+    """Rotary position embedding on (B, NH, T, HS), GPT-NeoX's rotate-half
+    pairs (i, i + HS/2), theta 10000; angles in float64 as minigpt's."""
+    HS = x.size(-1)
+    inv = 10000.0 ** (-torch.arange(0, HS, 2, dtype=torch.float64) / HS)
+    ang = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]
+    cos, sin = ang.cos().float(), ang.sin().float()
+    cos, sin = torch.cat([cos, cos], -1), torch.cat([sin, sin], -1)
+    x1, x2 = x[..., : HS // 2], x[..., HS // 2:]
+    return x * cos + torch.cat([-x2, x1], -1) * sin
+
+
 def forward(p, cfg, tokens):
-    """GPT-2 forward pass written directly over the checkpoint's tensors."""
+    """The model written directly over the checkpoint's tensors: GPT-2, or
+    the architecture options model_config names (pos, norm, qk_norm,
+    tie_head; zero_init changes only the starting weights)."""
     B, T = tokens.shape
     C, NH, L = cfg["d_model"], cfg["n_heads"], cfg["n_layers"]
-    x = p["token_embedding.weight"][tokens] + p["position_embedding.weight"][:T]
+    use_rope = cfg.get("pos", "learned") == "rope"
+    use_rms = cfg.get("norm", "layernorm") == "rmsnorm"
+    qk_norm = cfg.get("qk_norm", False)
+
+    def norm(x, w, b):
+        return rms(x) * w if use_rms else F.layer_norm(x, (C,), w, b, 1e-5)
+
+    x = p["token_embedding.weight"][tokens]
+    if not use_rope:
+        x = x + p["position_embedding.weight"][:T]
     mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
     for l in range(L):
-        q = lambda n: p[f"transformer.layers.{l}.{n}"]  # noqa: E731
-        h = F.layer_norm(x, (C,), q("ln1.weight"), q("ln1.bias"), 1e-5)
+        q = lambda n: p.get(f"transformer.layers.{l}.{n}")  # noqa: E731
+        h = norm(x, q("ln1.weight"), q("ln1.bias"))
         qkv = F.linear(h, q("attn.qkv.weight"), q("attn.qkv.bias"))
         qq, kk, vv = qkv.split(C, dim=2)
         qq, kk, vv = (t.view(B, T, NH, C // NH).transpose(1, 2) for t in (qq, kk, vv))
+        if qk_norm:
+            qq, kk = rms(qq), rms(kk)
+        if use_rope:
+            qq, kk = rope(qq, T), rope(kk, T)
         att = (qq @ kk.transpose(-2, -1)) / math.sqrt(C // NH)
         att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
         y = (att @ vv).transpose(1, 2).reshape(B, T, C)
         x = x + F.linear(y, q("attn.proj.weight"), q("attn.proj.bias"))
-        h = F.layer_norm(x, (C,), q("ln2.weight"), q("ln2.bias"), 1e-5)
+        h = norm(x, q("ln2.weight"), q("ln2.bias"))
         h = F.gelu(F.linear(h, q("mlp.fc.weight"), q("mlp.fc.bias")), approximate="tanh")
         x = x + F.linear(h, q("mlp.proj.weight"), q("mlp.proj.bias"))
-    x = F.layer_norm(x, (C,), p["ln_f.weight"], p["ln_f.bias"], 1e-5)
-    return x @ p["token_embedding.weight"].T
+    x = norm(x, p["ln_f.weight"], p.get("ln_f.bias"))
+    head = p["token_embedding.weight"] if cfg.get("tie_head", True) else p["lm_head.weight"]
+    return x @ head.T
 
 
 def newton_schulz5(G):
@@ -136,6 +168,8 @@ def main():
     logits = forward(p, cfg, tokens)
     loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
     loss.backward()
+    arch = {k: cfg[k] for k in ("pos", "norm", "qk_norm", "tie_head", "zero_init") if k in cfg}
+    print(f"parity: {arch or 'GPT-2 (no option keys)'}")
     print(f"parity: {len(p)} tensors, loss ours {float(dump['loss'][0]):.6f} torch {loss.item():.6f}")
     close("logits", dump["logits"], logits, 1e-4, 1e-5, failures)
     close("loss", dump["loss"], loss.reshape(1), 1e-5, 1e-6, failures)

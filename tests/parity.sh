@@ -18,6 +18,31 @@ expect "logits, loss, gradients, 10 AdamW steps match PyTorch" test $rc -eq 0
 rc=$?
 expect "a perturbed gradient makes the parity test fail" test $rc -eq 1
 expect "... and it names the perturbed tensor" grep -q "FAIL grad.transformer.layers.1.mlp.fc.weight" "$T/bad.log"
+# the architecture options (model/gpt.h), one at a time and all together
+variant() { # NAME FLAGS...
+    local name=$1
+    shift
+    mkdir -p "$T/$name"
+    "$DUMP" "$T/$name" "$@" && /usr/bin/python3 tests/parity.py "$T/$name" >"$T/$name.log" 2>&1
+    local rc=$?
+    [ $rc -eq 0 ] || sed 's/^/  | /' "$T/$name.log"
+    expect "... with $*" test $rc -eq 0
+}
+variant rope --pos rope
+variant rmsnorm --norm rmsnorm
+variant qknorm --qk-norm
+variant untied --untie-head
+variant zeroinit --zero-init
+# all together; zero-init apart from the gradient check's model, where a zero
+# head would zero every gradient but the head's (its own run checks the 10
+# AdamW steps that move the model off zero)
+variant all --pos rope --norm rmsnorm --qk-norm --untie-head
+sed 's/^/  | /' "$T/all.log"
+variant all_zero --pos rope --norm rmsnorm --qk-norm --untie-head --zero-init
+mkdir -p "$T/allbad"
+"$DUMP" "$T/allbad" --perturb --pos rope --norm rmsnorm --qk-norm --untie-head
+/usr/bin/python3 tests/parity.py "$T/allbad" >"$T/allbad.log" 2>&1
+expect "... and a perturbed gradient fails it with all of them" test $? -eq 1
 # the same with the flash attention kernel forced (the default picks by T)
 mkdir -p "$T/flash"
 MINIGPT_ATTENTION=flash "$DUMP" "$T/flash" && /usr/bin/python3 tests/parity.py "$T/flash" >"$T/flash.log" 2>&1

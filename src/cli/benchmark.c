@@ -303,6 +303,10 @@ static void print_text(const bench_opts_t *o, const gpt_model_t *m, const char *
            "%d), %zu parameters\n",
            o->shape.preset ? o->shape.preset : "mini", c->layers, c->heads, c->dim, c->ctx,
            c->vocab, gpt_mlp_name(c->mlp), c->ffn, m->num_floats);
+    if (c->pos || c->norm || c->qk_norm || c->untie_head || c->zero_init) /* gpt.h's options */
+        printf("architecture:%s%s%s%s%s\n", c->pos == GPT_POS_ROPE ? " --pos rope" : "",
+               c->norm == GPT_NORM_RMS ? " --norm rmsnorm" : "", c->qk_norm ? " --qk-norm" : "",
+               c->untie_head ? " --untie-head" : "", c->zero_init ? " --zero-init" : "");
     printf("backend: %s: %s; %s%s%s\n", m->ops->name, m->ops->describe(), precision,
            o->no_fusion ? "; --no-fusion" : "", o->muon ? "; --optimizer muon" : "");
     printf("training: batch %d x %d tokens, %ld steps after %d warm-up\n", B, T, o->iterations,
@@ -423,6 +427,12 @@ static int print_json(const bench_opts_t *o, const gpt_model_t *m, const char *p
     cJSON_AddStringToObject(mo, "mlp", gpt_mlp_name(c->mlp));
     cJSON_AddNumberToObject(mo, "ffn_hidden", c->ffn);
     cJSON_AddNumberToObject(mo, "params", (double)m->num_floats);
+    /* the architecture options, as model_config names them */
+    cJSON_AddStringToObject(mo, "pos", c->pos == GPT_POS_ROPE ? "rope" : "learned");
+    cJSON_AddStringToObject(mo, "norm", c->norm == GPT_NORM_RMS ? "rmsnorm" : "layernorm");
+    cJSON_AddBoolToObject(mo, "qk_norm", c->qk_norm);
+    cJSON_AddBoolToObject(mo, "tie_head", !c->untie_head);
+    cJSON_AddBoolToObject(mo, "zero_init", c->zero_init);
     cJSON_AddStringToObject(j, "backend", m->ops->name);
     cJSON_AddStringToObject(j, "device", m->ops->describe());
     cJSON_AddStringToObject(j, "precision", precision);

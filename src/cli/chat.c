@@ -185,15 +185,17 @@ static void cmd_stats(const chat_t *c) {
     long long C = g->dim, V = g->vocab, T = g->ctx, L = g->layers;
     long long ln = g->norm == GPT_NORM_RMS ? C : 2 * C; /* RMSNorm: a gain, no bias */
     long long emb = V * C, pos = g->pos == GPT_POS_ROPE ? 0 : T * C,
-              attn = ln + 3 * C * C + 3 * C + C * C + C, mlp = ln + 4 * C * C + 4 * C + 4 * C * C + C,
-              lnf = ln, head = g->untie_head ? V * C : 0;
+              attn = ln + 3 * C * C + 3 * C + C * C + C,
+              mlp = ln + 4 * C * C + 4 * C + 4 * C * C + C, lnf = ln,
+              head = g->untie_head ? V * C : 0;
     long long total = emb + pos + L * (attn + mlp) + lnf + head;
     printf("parameters: %lld (checkpoint table: %zu)\n", total, gpt_param_count(g));
     if (head) {
         printf("  token embedding   %10lld  (%lld x %lld)\n", emb, V, C);
         printf("  output head       %10lld  (%lld x %lld, untied: lm_head.weight)\n", head, V, C);
     } else {
-        printf("  token embedding   %10lld  (%lld x %lld, also the output head: tied)\n", emb, V, C);
+        printf("  token embedding   %10lld  (%lld x %lld, also the output head: tied)\n", emb, V,
+               C);
     }
     if (pos)
         printf("  position embedding%10lld  (%lld x %lld)\n", pos, T, C);
@@ -243,6 +245,14 @@ static void cmd_kernels(const chat_t *c) {
            "  logits          matmul_forward with the token table (tied head), last row only\n"
            "  sampling        on the host (src/infer/sample.c)\n"
            "fused kernels in use: none\n");
+    const gpt_config_t *g = &c->ck->model->cfg; /* the architecture options' kernels */
+    if (g->norm == GPT_NORM_RMS)
+        printf("this model: RMSNorm instead of LayerNorm: rmsnorm_forward (cpu_rmsnorm.c)\n");
+    if (g->pos == GPT_POS_ROPE || g->qk_norm)
+        printf("this model: %s%s%s on q and k before attention: qk_forward (cpu_rope.c)\n",
+               g->qk_norm ? "qk-norm" : "", g->qk_norm && g->pos == GPT_POS_ROPE ? " and " : "",
+               g->pos == GPT_POS_ROPE ? "rotary positions (no position row)" : "");
+    if (g->untie_head) printf("this model: logits from its own lm_head.weight (untied)\n");
 }
 
 static void cmd_checkpoint(const chat_t *c) {

@@ -136,8 +136,9 @@ static int shape_conflict(const cli_shape_t *s, const gpt_config_t *ck, const ch
     if (arch.zero_init != ck->zero_init) option = "--zero-init";
     if (arch.mlp != ck->mlp) option = "--mlp";
     if (option)
-        return mg_fail(err, "train: '%s' was not trained with the %s given; a checkpoint keeps "
-                            "its architecture",
+        return mg_fail(err,
+                       "train: '%s' was not trained with the %s given; a checkpoint keeps "
+                       "its architecture",
                        path, option);
     if (want.layers == ck->layers && want.heads == ck->heads && want.dim == ck->dim &&
         want.ctx == ck->ctx && want.vocab == ck->vocab && want.mlp == ck->mlp)

@@ -117,8 +117,8 @@ int gpt_backend_check(const gpt_config_t *c, const ops_backend_t *ops, char *err
         int have;
         const char *what, *option;
     } needs[] = {
-        {c->pos == GPT_POS_ROPE, ops->qk_forward && ops->qk_backward,
-         "rotary position embeddings", "--pos rope"},
+        {c->pos == GPT_POS_ROPE, ops->qk_forward && ops->qk_backward, "rotary position embeddings",
+         "--pos rope"},
         {c->norm == GPT_NORM_RMS, ops->rmsnorm_forward && ops->rmsnorm_backward, "RMSNorm",
          "--norm rmsnorm"},
         {c->qk_norm, ops->qk_forward && ops->qk_backward, "q/k normalisation", "--qk-norm"},

@@ -23,9 +23,9 @@ typedef struct {
     int layers; /* L */
     int heads;  /* NH, dim % heads == 0 */
     /* architecture options; 0 everywhere is the GPT-2 block (old checkpoints, presets) */
-    int pos;        /* GPT_POS_LEARNED, GPT_POS_ROPE (rotary, theta 10000, NeoX pairs (i, i+HS/2)) */
-    int norm;       /* GPT_NORM_LAYER, GPT_NORM_RMS (gain only, no bias, eps 1e-5) */
-    int qk_norm;    /* 0/1: RMS-normalise q and k per head (no weights, eps 1e-5) before RoPE */
+    int pos;     /* GPT_POS_LEARNED, GPT_POS_ROPE (rotary, theta 10000, NeoX pairs (i, i+HS/2)) */
+    int norm;    /* GPT_NORM_LAYER, GPT_NORM_RMS (gain only, no bias, eps 1e-5) */
+    int qk_norm; /* 0/1: RMS-normalise q and k per head (no weights, eps 1e-5) before RoPE */
     int untie_head; /* 0/1: a separate "lm_head.weight" (V,C) after ln_f in the table */
     int zero_init;  /* 0/1: attn.proj.weight, mlp.proj.weight (and lm_head.weight) start at 0 */
     int mlp;    /* GPT_MLP_GELU (0, GPT-2), GPT_MLP_RELU2, GPT_MLP_SWIGLU */
@@ -111,11 +111,11 @@ typedef struct {
 typedef struct {
     float *encoded; /* (B,T,C) */
     float *ln1, *ln1_mean, *ln1_rstd;
-    float *qkv;  /* (L,B,T,3C), q and k after qk-norm and RoPE when those are on */
+    float *qkv;     /* (L,B,T,3C), q and k after qk-norm and RoPE when those are on */
     float *qk_rstd; /* (L,B,T,2NH) qk-norm's 1/rms of each head's q, then k (empty when off) */
-    float *att;  /* (L, ops->attention_state_floats(B,NH,T)) */
-    float *atty; /* (L,B,T,C) */
-    float *res2; /* (L,B,T,C) residual after attention */
+    float *att;     /* (L, ops->attention_state_floats(B,NH,T)) */
+    float *atty;    /* (L,B,T,C) */
+    float *res2;    /* (L,B,T,C) residual after attention */
     float *ln2, *ln2_mean, *ln2_rstd;
     float *fch;            /* (L,B,T,F) fc output, F = gpt_ffn_fc_rows */
     float *fch_gelu;       /* (L,B,T,H) after the activation */

@@ -18,18 +18,15 @@ void gpt_norm_forward(const gpt_model_t *m, float *out, float *mean, float *rstd
         m->ops->layernorm_forward(out, mean, rstd, x, w, b, n, C);
 }
 
-void gpt_residual_norm_forward(const gpt_model_t *m, float *res, float *out, float *mean,
-                               float *rstd, const float *a, const float *b, const float *w,
-                               const float *bias, int n, int C) {
-    const ops_backend_t *ops = m->ops;
-    if (!gpt_block_fuse_ln(m)) {
-        ops->add(res, a, b, (size_t)n * C);
-        gpt_norm_forward(m, out, mean, rstd, res, w, bias, n, C);
-    } else if (m->cfg.norm == GPT_NORM_RMS) {
-        ops->residual_rmsnorm_forward(res, out, rstd, a, b, w, n, C);
-    } else {
-        ops->residual_layernorm_forward(res, out, mean, rstd, a, b, w, bias, n, C);
-    }
+/* res = a + b, then out = the model's normalisation of res, in one fused
+ * kernel (only when gpt_block_fuse_ln) */
+static void residual_norm_forward(const gpt_model_t *m, float *res, float *out, float *mean,
+                                  float *rstd, const float *a, const float *b, const float *w,
+                                  const float *bias, int n, int C) {
+    if (m->cfg.norm == GPT_NORM_RMS)
+        m->ops->residual_rmsnorm_forward(res, out, rstd, a, b, w, n, C);
+    else
+        m->ops->residual_layernorm_forward(res, out, mean, rstd, a, b, w, bias, n, C);
 }
 
 /* out (n,OC) = in (n,C) @ w^T + bias with the kernel the run asks for; gelu
@@ -97,18 +94,17 @@ void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *
             FWD(ATTENTION, ops->qk_forward(b->qkv, b->qk_rstd, n, r->T, 0, C, NH, rope, qkn));
         FWD(ATTENTION, ops->attention_forward(b->atty, b->att, b->qkv, r->B, r->T, C, NH));
         break;
-    case GPT_ATTN_CACHED_AT:
+    case GPT_ATTN_CACHED_AT: /* never with RoPE or qk-norm: kv.c records no such step */
         FWD(ATTENTION, ops->attention_cached_at(b->atty, r->seq[0].k + cache, r->seq[0].v + cache,
                                                 b->qkv, C, NH, r->pos_dev));
         break;
     case GPT_ATTN_CACHED: /* each sequence's rows against its own cache */
         for (int i = 0, row = 0; i < r->nseq; row += r->seq[i].n, i++) {
             if (rope || qkn) /* rows at the sequence's positions pos.. */
-                FWD(ATTENTION, ops->qk_forward(b->qkv + (size_t)row * 3 * C,
-                                               b->qk_rstd ? b->qk_rstd + (size_t)row * 2 * NH
-                                                          : NULL,
-                                               r->seq[i].n, r->seq[i].n, r->seq[i].pos, C, NH,
-                                               rope, qkn));
+                FWD(ATTENTION,
+                    ops->qk_forward(b->qkv + (size_t)row * 3 * C,
+                                    b->qk_rstd ? b->qk_rstd + (size_t)row * 2 * NH : NULL,
+                                    r->seq[i].n, r->seq[i].n, r->seq[i].pos, C, NH, rope, qkn));
             FWD(ATTENTION, ops->attention_cached(b->atty + (size_t)row * C, r->seq[i].k + cache,
                                                  r->seq[i].v + cache, b->qkv + (size_t)row * 3 * C,
                                                  r->seq[i].n, r->seq[i].pos, C, NH));
@@ -118,12 +114,12 @@ void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *
     block_matmul(r, GPT_OP_ATTN_PROJ, b->r2, NULL, b->atty, w->projw, w->projb, C, C, 1, l);
     /* MLP: r3 = r2 + fc2(act(fc(ln2(r2)))), act GELU, relu^2 or SwiGLU (gpt.h) */
     if (fuse_ln) {
-        FWD(LAYERNORM, gpt_residual_norm_forward(m, b->r2, b->ln2, b->ln2_mean, b->ln2_rstd, b->r2,
-                                                 b->x, w->ln2w, w->ln2b, n, C));
+        FWD(LAYERNORM, residual_norm_forward(m, b->r2, b->ln2, b->ln2_mean, b->ln2_rstd, b->r2,
+                                             b->x, w->ln2w, w->ln2b, n, C));
     } else {
         FWD(RESIDUAL, ops->add(b->r2, b->r2, b->x, nc));
-        FWD(LAYERNORM, gpt_norm_forward(m, b->ln2, b->ln2_mean, b->ln2_rstd, b->r2, w->ln2w,
-                                        w->ln2b, n, C));
+        FWD(LAYERNORM,
+            gpt_norm_forward(m, b->ln2, b->ln2_mean, b->ln2_rstd, b->r2, w->ln2w, w->ln2b, n, C));
     }
     if (r->hook) r->hook(r->hook_ctx, l, "attn", b->r2);
     int H = m->cfg.ffn, F = gpt_ffn_fc_rows(&m->cfg);
@@ -134,8 +130,8 @@ void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *
     block_matmul(r, GPT_OP_FC2, b->r3, NULL, b->fchg, w->fc2w, w->fc2b, H, C, 3,
                  l); /* (n,H) -> (n,C) */
     if (fuse_ln)     /* r3 += r2, then the next LayerNorm (the next layer's ln1, or ln_f) of it */
-        FWD(LAYERNORM, gpt_residual_norm_forward(m, b->r3, b->next, b->next_mean, b->next_rstd,
-                                                 b->r3, b->r2, b->next_w, b->next_b, n, C));
+        FWD(LAYERNORM, residual_norm_forward(m, b->r3, b->next, b->next_mean, b->next_rstd, b->r3,
+                                             b->r2, b->next_w, b->next_b, n, C));
     else
         FWD(RESIDUAL, ops->add(b->r3, b->r3, b->r2, nc));
     if (r->hook) r->hook(r->hook_ctx, l, "mlp", b->r3);

@@ -98,7 +98,8 @@ typedef struct {
         }                                                                                          \
     } while (0)
 
-/* Are the fused kernels used (fusion allowed and the backend has them)?
+/* Are the fused kernels used (fusion allowed and the backend has them, for
+ * the model's norm: residual_layernorm_forward or residual_rmsnorm_forward)?
  * The caller needs fuse_ln to know whether ln1 and the final LayerNorm are
  * already done. */
 int gpt_block_fuse_ln(const gpt_model_t *m);
@@ -107,11 +108,6 @@ int gpt_block_fuse_ln(const gpt_model_t *m);
  * x (n,C) into out; mean, rstd may be NULL (inference). */
 void gpt_norm_forward(const gpt_model_t *m, float *out, float *mean, float *rstd, const float *x,
                       const float *w, const float *b, int n, int C);
-/* res = a + b, then out = the model's normalisation of res, fused when the
- * backend has the kernel (gpt_block_fuse_ln says whether it has). */
-void gpt_residual_norm_forward(const gpt_model_t *m, float *res, float *out, float *mean,
-                               float *rstd, const float *a, const float *b, const float *w,
-                               const float *bias, int n, int C);
 
 /* Layer l of the model over r->rows rows; b says where everything goes. */
 void gpt_block_forward(const gpt_block_run_t *r, int l, const gpt_block_bufs_t *b);

@@ -460,7 +460,8 @@ static int run_setup(run_t *r, char *err) {
      * every rank's (with its message) before the next collective step */
     int rc = 0;
     if (!r->o.resume && !r->o.init_from) {
-        if (gpt_config_check(&cfg, err) != 0)
+        /* a backend without the options' kernels: refused before the tokenizer is trained */
+        if (gpt_config_check(&cfg, err) != 0 || gpt_backend_check(&cfg, r->o.ops, err) != 0)
             rc = -1;
         else if (cfg.vocab < BPE_FIRST_MERGE)
             rc = mg_fail(err, "vocab %d is too small: the byte-level tokenizer needs at least %d",

@@ -4,10 +4,12 @@
  *                          and the losses of 10 AdamW steps; with --muon also
  *                          the losses of 10 Muon steps from the same start
  *                          and the weights after them (final.NAME).
- * usage: parity_dump DIR [--perturb] [--muon [--muon-momentum M]]
+ * usage: parity_dump DIR [--perturb] [--pos rope] [--norm rmsnorm] [--qk-norm] [--untie-head]
+ *                        [--zero-init] [--mlp gelu|relu2|swiglu] [--muon [--muon-momentum M]]
  * --perturb adds 1e-5 (under 1% of the largest) to one gradient element, to prove the test can
  * fail; --muon-momentum other than 0.95 (which parity.py assumes) proves the Muon comparison
- * can. */
+ * can; the other flags are train's architecture options (model/gpt.h), which the checkpoint's
+ * model_config records for parity.py. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,22 +23,39 @@
 
 int main(int argc, char **argv) {
     char err[MG_ERR_LEN], path[4096];
-    if (argc < 2) {
-        fprintf(stderr, "usage: parity_dump DIR [--perturb]\n");
+    gpt_config_t cfg = {.vocab = 300, .ctx = 16, .dim = 32, .layers = 2, .heads = 4};
+    int perturb = 0, muon = 0, usage = argc < 2;
+    float muon_momentum = 0.95f;
+    for (int i = 2; i < argc && !usage; i++) {
+        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : "";
+        if (strcmp(a, "--perturb") == 0)
+            perturb = 1;
+        else if (strcmp(a, "--muon") == 0)
+            muon = 1;
+        else if (strcmp(a, "--muon-momentum") == 0 && *next)
+            muon_momentum = strtof(next, NULL), i++;
+        else if (strcmp(a, "--mlp") == 0 && (cfg.mlp = gpt_mlp_from_name(next)) >= 0)
+            i++;
+        else if (strcmp(a, "--pos") == 0 && strcmp(next, "rope") == 0)
+            cfg.pos = GPT_POS_ROPE, i++;
+        else if (strcmp(a, "--norm") == 0 && strcmp(next, "rmsnorm") == 0)
+            cfg.norm = GPT_NORM_RMS, i++;
+        else if (strcmp(a, "--qk-norm") == 0)
+            cfg.qk_norm = 1;
+        else if (strcmp(a, "--untie-head") == 0)
+            cfg.untie_head = 1;
+        else if (strcmp(a, "--zero-init") == 0)
+            cfg.zero_init = 1;
+        else
+            usage = 1;
+    }
+    if (usage) {
+        fprintf(stderr, "usage: parity_dump DIR [--perturb] [--pos rope] [--norm rmsnorm] "
+                        "[--qk-norm] [--untie-head] [--zero-init] [--mlp gelu|relu2|swiglu] "
+                        "[--muon [--muon-momentum M]]\n");
         return 2;
     }
-    int perturb = 0, muon = 0;
-    float muon_momentum = 0.95f;
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--perturb") == 0)
-            perturb = 1;
-        else if (strcmp(argv[i], "--muon") == 0)
-            muon = 1;
-        else if (strcmp(argv[i], "--muon-momentum") == 0 && i + 1 < argc)
-            muon_momentum = strtof(argv[++i], NULL);
-    }
     const char *text = "O Brasil é um país de dimensões continentais. A ação do tempo, a razão.";
-    gpt_config_t cfg = {.vocab = 300, .ctx = 16, .dim = 32, .layers = 2, .heads = 4};
     int B = 3, T = 16;
     const ops_backend_t *ops = ops_cpu();
     bpe_t *tok = bpe_train(text, strlen(text), 300, err);
