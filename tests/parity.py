@@ -23,6 +23,20 @@ import st_reader  # noqa: E402
 torch.set_num_threads(1)
 
 
+def mlp(pre, cfg):
+    """The MLP's activation (model_config "mlp", GELU when absent): SwiGLU's fc
+    output is [gate | up], H = ffn_hidden columns each."""
+    kind = cfg.get("mlp", "gelu")
+    if kind == "gelu":
+        return F.gelu(pre, approximate="tanh")
+    if kind == "relu2":
+        return F.relu(pre).square()
+    if kind == "swiglu":
+        gate, up = pre.split(cfg["ffn_hidden"], dim=-1)
+        return F.silu(gate) * up
+    raise ValueError(f"unknown mlp {kind!r}")
+
+
 def forward(p, cfg, tokens):
     """GPT-2 forward pass written directly over the checkpoint's tensors."""
     B, T = tokens.shape
@@ -40,8 +54,8 @@ def forward(p, cfg, tokens):
         y = (att @ vv).transpose(1, 2).reshape(B, T, C)
         x = x + F.linear(y, q("attn.proj.weight"), q("attn.proj.bias"))
         h = F.layer_norm(x, (C,), q("ln2.weight"), q("ln2.bias"), 1e-5)
-        h = F.gelu(F.linear(h, q("mlp.fc.weight"), q("mlp.fc.bias")), approximate="tanh")
-        x = x + F.linear(h, q("mlp.proj.weight"), q("mlp.proj.bias"))
+        x = x + F.linear(mlp(F.linear(h, q("mlp.fc.weight"), q("mlp.fc.bias")), cfg),
+                         q("mlp.proj.weight"), q("mlp.proj.bias"))
     x = F.layer_norm(x, (C,), p["ln_f.weight"], p["ln_f.bias"], 1e-5)
     return x @ p["token_embedding.weight"].T
 
@@ -73,7 +87,7 @@ def main():
     logits = forward(p, cfg, tokens)
     loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
     loss.backward()
-    print(f"parity: {len(p)} tensors, loss ours {float(dump['loss'][0]):.6f} torch {loss.item():.6f}")
+    print(f"parity: {cfg.get('mlp', 'gelu')} MLP of {cfg.get('ffn_hidden', 4 * cfg['d_model'])}, {len(p)} tensors, loss ours {float(dump['loss'][0]):.6f} torch {loss.item():.6f}")
     close("logits", dump["logits"], logits, 1e-4, 1e-5, failures)
     close("loss", dump["loss"], loss.reshape(1), 1e-5, 1e-6, failures)
     for name, t in p.items():

@@ -2,9 +2,9 @@
  *   DIR/model.safetensors  a real checkpoint (tiny model, random weights)
  *   DIR/dump.safetensors   tokens, targets, logits, loss, every gradient,
  *                          and the losses of 10 AdamW steps.
- * usage: parity_dump DIR [--perturb]
+ * usage: parity_dump DIR [--perturb] [--mlp gelu|relu2|swiglu]
  * --perturb adds 1e-5 (under 1% of the largest) to one gradient element, to prove the test can
- * fail. */
+ * fail; --mlp builds the model with that MLP (model/gpt.h). */
 #include <stdio.h>
 #include <string.h>
 
@@ -17,13 +17,22 @@
 
 int main(int argc, char **argv) {
     char err[MG_ERR_LEN], path[4096];
+    gpt_config_t cfg = {.vocab = 300, .ctx = 16, .dim = 32, .layers = 2, .heads = 4};
+    int perturb = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--perturb") == 0)
+            perturb = 1;
+        else if (strcmp(argv[i], "--mlp") == 0 && i + 1 < argc &&
+                 (cfg.mlp = gpt_mlp_from_name(argv[i + 1])) >= 0)
+            i++;
+        else
+            argc = 0; /* usage */
+    }
     if (argc < 2) {
-        fprintf(stderr, "usage: parity_dump DIR [--perturb]\n");
+        fprintf(stderr, "usage: parity_dump DIR [--perturb] [--mlp gelu|relu2|swiglu]\n");
         return 2;
     }
-    int perturb = argc > 2 && strcmp(argv[2], "--perturb") == 0;
     const char *text = "O Brasil é um país de dimensões continentais. A ação do tempo, a razão.";
-    gpt_config_t cfg = {.vocab = 300, .ctx = 16, .dim = 32, .layers = 2, .heads = 4};
     int B = 3, T = 16;
     const ops_backend_t *ops = ops_cpu();
     bpe_t *tok = bpe_train(text, strlen(text), 300, err);
