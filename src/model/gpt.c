@@ -78,10 +78,10 @@ int gpt_ffn_fc_rows(const gpt_config_t *c) {
 
 int gpt_gpt2_check(const gpt_config_t *c, const char *format, char *err) {
     if (c->mlp != GPT_MLP_GELU)
-        return mg_fail(err, "%s has GPT-2's GELU MLP only; this model was trained with --mlp %s",
+        return mg_fail(err, "%s takes only the GELU MLP; this model was trained with --mlp %s",
                        format, gpt_mlp_name(c->mlp));
     if (gpt_ffn_hidden(c) != 4 * c->dim)
-        return mg_fail(err, "%s has GPT-2's 4 x dim MLP only; this model's hidden size is %d",
+        return mg_fail(err, "%s takes only the MLP of 4 x dim; this model's hidden size is %d",
                        format, gpt_ffn_hidden(c));
     return 0;
 }

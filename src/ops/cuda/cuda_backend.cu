@@ -180,6 +180,12 @@ static const ops_backend_t cuda_backend = {
     .q8_free = NULL,
     /* batched decoding: cuBLAS matmul_forward (rows as in any product) */
     .matmul_rows_forward = NULL,
+    /* the MLPs besides GELU (--mlp relu2|swiglu): CPU only for now; a model
+     * that needs them is refused at creation (gpt_backend_check) */
+    .mlp_act_forward = NULL,
+    .mlp_act_backward = NULL,
+    .mlp_act_bias_backward = NULL,
+    .matmul_bias_act_forward = NULL,
 };
 
 /* the layout version of the table above (ops.h, OPS_ABI_VERSION), checked
