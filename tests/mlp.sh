@@ -8,20 +8,21 @@ set -u
 cd "$(dirname "$0")/.."
 . tests/lib.sh
 T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$T"' EXIT
 head -c 120000 data/corpus_pt_br.txt >"$T/s.txt"
 mg() { timeout 120 "$MINIGPT" "$@"; }
 
 for mlp in relu2 swiglu; do
     echo "mlp: --mlp $mlp"
     O=$T/$mlp M=$T/$mlp/mini_gpt.safetensors
-    mg train --data "$T/s.txt" --preset micro --mlp $mlp --steps 20 --batch 4 --eval-every 10 \
-        --threads 2 --seed 3 --out "$O" --log-every 5 >"$T/$mlp.log" 2>&1
+    mg train --data "$T/s.txt" --preset micro --mlp $mlp --steps 200 --batch 8 --eval-every 100 \
+        --threads 2 --seed 3 --out "$O" --log-every 50 >"$T/$mlp.log" 2>&1
     expect "train --mlp $mlp: a checkpoint" test -s "$M"
     expect "... the log names the MLP" grep -q "$mlp MLP of" "$T/$mlp.log"
-    last=$(sed -n 's/^step 20\/20 loss \([0-9.]*\).*/\1/p' "$T/$mlp.log")
-    first=$(sed -n 's/^step 5\/20 loss \([0-9.]*\).*/\1/p' "$T/$mlp.log")
-    expect "... and it learns (loss at step 5: $first, at 20: $last)" \
+    last=$(sed -n 's/^step 200\/200 loss \([0-9.]*\).*/\1/p' "$T/$mlp.log")
+    first=$(sed -n 's/^step 50\/200 loss \([0-9.]*\).*/\1/p' "$T/$mlp.log")
+    expect "... and it learns (loss at step 50: $first, at 200: $last)" \
         awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }'
     mg load --checkpoint "$M" --show-metadata >"$T/$mlp.meta" 2>&1
     expect "load --show-metadata names the MLP" grep -qE "^  mlp +$mlp$" "$T/$mlp.meta"
@@ -46,17 +47,52 @@ for mlp in relu2 swiglu; do
     printf 'Conte-me sobre Machado\nO Brasil é\n' | mg chat --checkpoint "$M" --max-tokens 8 \
         --threads 2 --seed 4 >"$T/$mlp.chat" 2>/dev/null
     expect "chat (piped): two answers" test "$(grep -c '' "$T/$mlp.chat")" -ge 2
+    # serve: two greedy completions at once (batched decoding, one row per
+    # sequence) are each what generate prints; a strong repeat penalty keeps
+    # the small model off a repeated token, so the texts follow the logits
+    for p in "O Brasil é" "Era uma vez"; do
+        mg generate --checkpoint "$M" --prompt "$p" --max-tokens 48 --temperature 0 --repeat-penalty 5 --threads 2 \
+            2>/dev/null >>"$T/$mlp.gen2"
+    done
+    timeout 120 "$MINIGPT" serve --checkpoint "$M" --port 0 --threads 2 --parallel 2 \
+        >"$T/$mlp.serve" 2>&1 &
+    pid=$!
+    port=
+    for _ in $(seq 100); do
+        port=$(sed -n 's|.* on http://127.0.0.1:\([0-9]*\)$|\1|p' "$T/$mlp.serve")
+        [ -n "$port" ] && break
+        sleep 0.1
+    done
+    expect "serve: two greedy completions at once are generate's texts" /usr/bin/python3 - "$port" \
+        "$T/$mlp.gen2" <<'PY'
+import json, sys, threading, urllib.request
+port, gen = sys.argv[1], open(sys.argv[2], encoding="utf-8").read()
+prompts, out = ["O Brasil é", "Era uma vez"], {}
+def ask(p):
+    body = json.dumps({"prompt": p, "max_tokens": 48, "temperature": 0, "repeat_penalty": 5}).encode()
+    r = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=body,
+                               headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(r, timeout=60) as f:
+        out[p] = json.load(f)["choices"][0]["text"]
+ts = [threading.Thread(target=ask, args=(p,)) for p in prompts]
+[t.start() for t in ts]
+[t.join() for t in ts]
+assert "".join(p + out[p] + "\n" for p in prompts) == gen, (out, gen)
+PY
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    pid=
     mg benchmark --preset micro --mlp $mlp --iterations 1 --threads 2 --json >"$T/$mlp.bench" 2>&1
     expect "benchmark --mlp $mlp" /usr/bin/python3 -c "import json, sys
 m = json.load(open(sys.argv[1]))['model']
 sys.exit(not (m['mlp'] == '$mlp' and m['ffn_hidden'] == $want))" "$T/$mlp.bench"
-    mg train --data "$T/s.txt" --resume "$M" --steps 25 --threads 2 --out "$O" --log-every 5 \
+    mg train --data "$T/s.txt" --resume "$M" --steps 210 --threads 2 --out "$O" --log-every 5 \
         >"$T/$mlp.resume" 2>&1
-    expect "train --resume continues to step 25" grep -q "^step 25/25" "$T/$mlp.resume"
+    expect "train --resume continues to step 210" grep -q "^step 210/210" "$T/$mlp.resume"
     expect "... with the checkpoint's MLP" grep -q "$mlp MLP of $want" "$T/$mlp.resume"
     other=$([ $mlp = relu2 ] && echo swiglu || echo relu2)
     expect_exit 2 "train --resume with another --mlp is refused" \
-        "$MINIGPT" train --data "$T/s.txt" --resume "$M" --mlp $other --steps 30 --out "$O"
+        "$MINIGPT" train --data "$T/s.txt" --resume "$M" --mlp $other --steps 220 --out "$O"
     expect_exit 1 "convert --to-hf refuses the $mlp model" \
         "$MINIGPT" convert --checkpoint "$M" --to-hf "$T/hf_$mlp"
     expect "... naming the option ($LAST_ERR)" grep -q -- "--mlp $mlp" <<<"$LAST_ERR"
