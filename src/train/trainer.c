@@ -444,8 +444,8 @@ static int run_setup(run_t *r, char *err) {
     char accum[64] = "";
     if (K > 1) snprintf(accum, sizeof accum, " x %d micro-batches (%d sequences a step)", K, K * B);
     info(r,
-         "model: %zu parameters (%d layers, %d heads, dim %d, context %d, vocab %d, %s MLP of "
-         "%d); batch %d x %d%s; %ld steps per epoch",
+         "model: %zu parameters (%d layers, %d heads, dim %d, context %d, vocab %d), %s MLP of "
+         "%d; batch %d x %d%s; %ld steps per epoch",
          r->model->num_floats, cfg.layers, cfg.heads, cfg.dim, cfg.ctx, cfg.vocab,
          gpt_mlp_name(r->model->cfg.mlp), r->model->cfg.ffn, B, T, accum, per_epoch);
     /* K micro-batches, each adding 1/K of its mean loss's gradient: one
