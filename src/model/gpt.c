@@ -70,7 +70,9 @@ int gpt_ffn_default(int mlp, int dim) {
     return h < 32 ? 32 : h;
 }
 
-int gpt_ffn_hidden(const gpt_config_t *c) { return c->ffn > 0 ? c->ffn : gpt_ffn_default(c->mlp, c->dim); }
+int gpt_ffn_hidden(const gpt_config_t *c) {
+    return c->ffn > 0 ? c->ffn : gpt_ffn_default(c->mlp, c->dim);
+}
 
 int gpt_ffn_fc_rows(const gpt_config_t *c) {
     return (c->mlp == GPT_MLP_SWIGLU ? 2 : 1) * gpt_ffn_hidden(c);
@@ -100,7 +102,8 @@ static const struct {
     {wants_relu2, has_mlp_act, "relu^2 MLP kernels (--mlp relu2)"},
     {wants_swiglu, has_mlp_act, "SwiGLU MLP kernels (--mlp swiglu)"},
 };
-_Static_assert((int)GPT_MLP_RELU2 == (int)OPS_MLP_RELU2 && (int)GPT_MLP_SWIGLU == (int)OPS_MLP_SWIGLU,
+_Static_assert((int)GPT_MLP_RELU2 == (int)OPS_MLP_RELU2 &&
+                   (int)GPT_MLP_SWIGLU == (int)OPS_MLP_SWIGLU,
                "the model's MLP kinds are the act argument of the ops");
 
 int gpt_backend_check(const gpt_config_t *c, const ops_backend_t *ops, char *err) {

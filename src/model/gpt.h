@@ -96,16 +96,16 @@ typedef struct {
     float *atty; /* (L,B,T,C) */
     float *res2; /* (L,B,T,C) residual after attention */
     float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch;            /* (L,B,T,F) fc output, F = gpt_ffn_fc_rows */
-    float *fch_gelu;       /* (L,B,T,H) after the activation */
-    float *res3;           /* (L,B,T,C) residual after the MLP */
+    float *fch;      /* (L,B,T,F) fc output, F = gpt_ffn_fc_rows */
+    float *fch_gelu; /* (L,B,T,H) after the activation */
+    float *res3;     /* (L,B,T,C) residual after the MLP */
     float *lnf, *lnf_mean, *lnf_rstd;
     float *logits; /* (B,T,V); holds dlogits after backward */
     float *losses; /* (B,T) */
     /* backward scratch, reused layer after layer */
     float *dres, *dc, *d3c;
-    float *d4c; /* (B,T,F) */
-    float *dh;  /* (B,T,H) SwiGLU only: the gradient of h (elsewhere d4c holds it) */
+    float *d4c;                /* (B,T,F) */
+    float *dh;                 /* (B,T,H) SwiGLU only: the gradient of h (elsewhere d4c holds it) */
     int32_t *tokens, *targets; /* (B,T) on the backend */
 } gpt_acts_t;
 
@@ -114,14 +114,14 @@ typedef struct {
  * gpt_adamw_step synchronize the backend around each op and add its wall
  * time to seconds[phase][op]; NULL (the default) costs one branch per op. */
 typedef enum {
-    GPT_OP_EMBED,     /* token + position embedding (and the token upload) */
-    GPT_OP_LAYERNORM, /* ln1, ln2, ln_f */
-    GPT_OP_QKV,       /* matmul (N,C) -> (N,3C) */
-    GPT_OP_ATTN_PROJ, /* matmul (N,C) -> (N,C) */
-    GPT_OP_FC,        /* matmul (N,C) -> (N,F) */
-    GPT_OP_FC2,       /* matmul (N,H) -> (N,C) */
-    GPT_OP_ATTENTION, /* causal self-attention */
-    GPT_OP_GELU,      /* the MLP's activation (GELU, relu^2 or SwiGLU) */
+    GPT_OP_EMBED,      /* token + position embedding (and the token upload) */
+    GPT_OP_LAYERNORM,  /* ln1, ln2, ln_f */
+    GPT_OP_QKV,        /* matmul (N,C) -> (N,3C) */
+    GPT_OP_ATTN_PROJ,  /* matmul (N,C) -> (N,C) */
+    GPT_OP_FC,         /* matmul (N,C) -> (N,F) */
+    GPT_OP_FC2,        /* matmul (N,H) -> (N,C) */
+    GPT_OP_ATTENTION,  /* causal self-attention */
+    GPT_OP_GELU,       /* the MLP's activation (GELU, relu^2 or SwiGLU) */
     GPT_OP_RESIDUAL,   /* residual adds (and zeroing the residual gradient) */
     GPT_OP_CLASSIFIER, /* tied LM head matmul (N,C) -> (N,V) */
     GPT_OP_XENT,       /* softmax + cross-entropy (and the loss download) */
