@@ -42,6 +42,7 @@ static double median(double *v, int n) {
 }
 
 int main(int argc, char **argv) {
+    ops_cpu_select_kernels(argv); /* the BLAS kernels minigpt itself runs (may restart) */
     const char *preset = argc > 1 ? argv[1] : "tiny";
     int threads = argc > 2 ? atoi(argv[2]) : 2, rounds = argc > 3 ? atoi(argv[3]) : 7;
     int B = argc > 4 ? atoi(argv[4]) : 8;
