@@ -39,6 +39,9 @@ elif edit == "train-only":  # no validation loss, no timestamp: file mtime
 elif edit in ("nan-weight", "inf-weight"):  # header fine, one weight not finite
     at = 8 + n + h["token_embedding.weight"]["data_offsets"][0] + 4 * 3
     b = b[:at] + struct.pack("<f", float("nan" if edit == "nan-weight" else "-inf")) + b[at + 4:]
+elif edit == "no-mlp":  # a checkpoint from before --mlp: no "mlp", no "ffn_hidden"
+    cfg.pop("mlp", None); cfg.pop("ffn_hidden", None); m["model_config"] = json.dumps(cfg)
+elif edit == "unknown-mlp": cfg["mlp"] = "tanh"; m["model_config"] = json.dumps(cfg)
 elif edit == "renamed-tensor":  # header fine, model unloadable
     h["zz_renamed.weight"] = h.pop("token_embedding.weight")
 else:

@@ -39,6 +39,18 @@ def rope(x, T):
     cos, sin = torch.cat([cos, cos], -1), torch.cat([sin, sin], -1)
     x1, x2 = x[..., : HS // 2], x[..., HS // 2:]
     return x * cos + torch.cat([-x2, x1], -1) * sin
+def mlp(pre, cfg):
+    """The MLP's activation (model_config "mlp", GELU when absent): SwiGLU's fc
+    output is [gate | up], H = ffn_hidden columns each."""
+    kind = cfg.get("mlp", "gelu")
+    if kind == "gelu":
+        return F.gelu(pre, approximate="tanh")
+    if kind == "relu2":
+        return F.relu(pre).square()
+    if kind == "swiglu":
+        gate, up = pre.split(cfg["ffn_hidden"], dim=-1)
+        return F.silu(gate) * up
+    raise ValueError(f"unknown mlp {kind!r}")
 
 
 def forward(p, cfg, tokens):
@@ -73,8 +85,8 @@ def forward(p, cfg, tokens):
         y = (att @ vv).transpose(1, 2).reshape(B, T, C)
         x = x + F.linear(y, q("attn.proj.weight"), q("attn.proj.bias"))
         h = norm(x, q("ln2.weight"), q("ln2.bias"))
-        h = F.gelu(F.linear(h, q("mlp.fc.weight"), q("mlp.fc.bias")), approximate="tanh")
-        x = x + F.linear(h, q("mlp.proj.weight"), q("mlp.proj.bias"))
+        x = x + F.linear(mlp(F.linear(h, q("mlp.fc.weight"), q("mlp.fc.bias")), cfg),
+                         q("mlp.proj.weight"), q("mlp.proj.bias"))
     x = norm(x, p["ln_f.weight"], p.get("ln_f.bias"))
     head = p["token_embedding.weight"] if cfg.get("tie_head", True) else p["lm_head.weight"]
     return x @ head.T
@@ -170,7 +182,7 @@ def main():
     loss.backward()
     arch = {k: cfg[k] for k in ("pos", "norm", "qk_norm", "tie_head", "zero_init") if k in cfg}
     print(f"parity: {arch or 'GPT-2 (no option keys)'}")
-    print(f"parity: {len(p)} tensors, loss ours {float(dump['loss'][0]):.6f} torch {loss.item():.6f}")
+    print(f"parity: {cfg.get('mlp', 'gelu')} MLP of {cfg.get('ffn_hidden', 4 * cfg['d_model'])}, {len(p)} tensors, loss ours {float(dump['loss'][0]):.6f} torch {loss.item():.6f}")
     close("logits", dump["logits"], logits, 1e-4, 1e-5, failures)
     close("loss", dump["loss"], loss.reshape(1), 1e-5, 1e-6, failures)
     for name, t in p.items():

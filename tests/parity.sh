@@ -57,3 +57,18 @@ expect "10 Muon steps: losses and final weights match a PyTorch Muon" test $rc -
 "$DUMP" "$T/muon_bad" --muon --muon-momentum 0.9 && /usr/bin/python3 tests/parity.py "$T/muon_bad" >"$T/muon_bad.log" 2>&1
 expect "... and Muon with momentum 0.9 fails that comparison" test $? -eq 1
 expect "... naming the final weights of a hidden matrix" grep -q "FAIL muon.final.transformer.layers.0.attn.qkv.weight" "$T/muon_bad.log"
+# the other MLPs (--mlp): the model_config's "mlp" and "ffn_hidden" tell
+# parity.py which one to build
+for mlp in relu2 swiglu; do
+    mkdir -p "$T/$mlp" "$T/$mlp-bad"
+    "$DUMP" "$T/$mlp" --mlp $mlp && "$DUMP" "$T/$mlp-bad" --perturb --mlp $mlp
+    /usr/bin/python3 tests/parity.py "$T/$mlp" >"$T/$mlp.log" 2>&1
+    rc=$?
+    sed 's/^/  | /' "$T/$mlp.log" | grep -v '^  |   ok'
+    expect "--mlp $mlp: logits, loss, gradients, 10 AdamW steps match PyTorch" test $rc -eq 0
+    expect "... and it is the $mlp MLP" grep -q "^parity: $mlp MLP" "$T/$mlp.log"
+    /usr/bin/python3 tests/parity.py "$T/$mlp-bad" >"$T/$mlp-bad.log" 2>&1
+    rc=$?
+    expect "... a perturbed gradient makes it fail" test $rc -eq 1
+    expect "... naming the perturbed tensor" grep -q "FAIL grad.transformer.layers.1.mlp.fc.weight" "$T/$mlp-bad.log"
+done

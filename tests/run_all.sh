@@ -27,6 +27,7 @@ MINIGPT=./minigpt bash tests/chat.sh
 MINIGPT=./minigpt bash tests/crash.sh
 MINIGPT=./minigpt bash tests/train_options.sh
 MINIGPT=./minigpt bash tests/arch.sh
+MINIGPT=./minigpt bash tests/mlp.sh
 MINIGPT=./minigpt bash tests/train_safety.sh
 MINIGPT=./minigpt bash tests/behaviour.sh
 MINIGPT=./minigpt bash tests/serve.sh

@@ -517,9 +517,8 @@ void explain_walkthrough(FILE *out, const explain_t *e, const kv_state_t *kv,
             "7. %d tokens generated at %.1f tok/s after a %.3f ms prefill; stopped: %s.\n",
             st->prompt_tokens, c->vocab, c->vocab, c->dim, c->layers, c->heads, c->dim / c->heads,
             c->dim, c->mlp == GPT_MLP_SWIGLU ? "2x" : "", c->ffn, c->dim, mlp_act(c), at * 1e3,
-            ml * 1e3, kv->pos, c->ctx, c->vocab,
-            e->sample.temperature, e->sample.top_k, e->sample.top_p, s, e->last_kept,
-            e->last_cands[0].prob, st->new_tokens,
+            ml * 1e3, kv->pos, c->ctx, c->vocab, e->sample.temperature, e->sample.top_k,
+            e->sample.top_p, s, e->last_kept, e->last_cands[0].prob, st->new_tokens,
             st->decode_s > 0 ? st->new_tokens / st->decode_s : 0.0, st->prefill_s * 1e3,
             gen_stop_name(st->stop));
 }

@@ -204,7 +204,7 @@ static int put_tokenizer(mg_buf_t *b, const bpe_t *tok, int vocab) {
 int gguf_write(const ckpt_t *ck, const char *path, gguf_out_type_t type, char *err) {
     const gpt_model_t *m = ck->model;
     const gpt_config_t *c = &m->cfg;
-    if (gpt_gpt2_check(c, "--to-gguf: llama.cpp's gpt2 architecture", err)) return -1;
+    if (gpt_gpt2_check(c, "--to-gguf: llama.cpp's gpt2", err)) return -1;
     int rc = -1, nkv = 0;
     float *host = mg_malloc(m->num_floats * sizeof *host);
     tensor_t *ts = mg_calloc((size_t)m->n_params, sizeof *ts);

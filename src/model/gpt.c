@@ -82,7 +82,9 @@ int gpt_ffn_default(int mlp, int dim) {
     return h < 32 ? 32 : h;
 }
 
-int gpt_ffn_hidden(const gpt_config_t *c) { return c->ffn > 0 ? c->ffn : gpt_ffn_default(c->mlp, c->dim); }
+int gpt_ffn_hidden(const gpt_config_t *c) {
+    return c->ffn > 0 ? c->ffn : gpt_ffn_default(c->mlp, c->dim);
+}
 
 int gpt_ffn_fc_rows(const gpt_config_t *c) {
     return (c->mlp == GPT_MLP_SWIGLU ? 2 : 1) * gpt_ffn_hidden(c);
@@ -99,7 +101,7 @@ int gpt_gpt2_check(const gpt_config_t *c, const char *format, char *err) {
                                                : NULL;
     if (o) return mg_fail(err, "%s holds GPT-2's block only; this model was trained with %s", format, o);
     if (gpt_ffn_hidden(c) != 4 * c->dim)
-        return mg_fail(err, "%s has GPT-2's 4 x dim MLP only; this model's hidden size is %d",
+        return mg_fail(err, "%s takes only the MLP of 4 x dim; this model's hidden size is %d",
                        format, gpt_ffn_hidden(c));
     return 0;
 }

@@ -117,16 +117,16 @@ typedef struct {
     float *atty;    /* (L,B,T,C) */
     float *res2;    /* (L,B,T,C) residual after attention */
     float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch;            /* (L,B,T,F) fc output, F = gpt_ffn_fc_rows */
-    float *fch_gelu;       /* (L,B,T,H) after the activation */
-    float *res3;           /* (L,B,T,C) residual after the MLP */
+    float *fch;      /* (L,B,T,F) fc output, F = gpt_ffn_fc_rows */
+    float *fch_gelu; /* (L,B,T,H) after the activation */
+    float *res3;     /* (L,B,T,C) residual after the MLP */
     float *lnf, *lnf_mean, *lnf_rstd;
     float *logits; /* (B,T,V); holds dlogits after backward */
     float *losses; /* (B,T) */
     /* backward scratch, reused layer after layer */
     float *dres, *dc, *d3c;
-    float *d4c; /* (B,T,F) */
-    float *dh;  /* (B,T,H) SwiGLU only: the gradient of h (elsewhere d4c holds it) */
+    float *d4c;                /* (B,T,F) */
+    float *dh;                 /* (B,T,H) SwiGLU only: the gradient of h (elsewhere d4c holds it) */
     int32_t *tokens, *targets; /* (B,T) on the backend */
 } gpt_acts_t;
 

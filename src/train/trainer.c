@@ -550,8 +550,8 @@ static int run_setup(run_t *r, char *err) {
     if (K > 1) snprintf(accum, sizeof accum, " x %d micro-batches (%d sequences a step)", K, K * B);
     const gpt_config_t *mc = &r->model->cfg;
     info(r,
-         "model: %zu parameters (%d layers, %d heads, dim %d, context %d, vocab %d, %s MLP of "
-         "%d; %s positions, %s%s%s%s); batch %d x %d%s; %ld steps per epoch",
+         "model: %zu parameters (%d layers, %d heads, dim %d, context %d, vocab %d), %s MLP of "
+         "%d, %s positions, %s%s%s%s; batch %d x %d%s; %ld steps per epoch",
          r->model->num_floats, cfg.layers, cfg.heads, cfg.dim, cfg.ctx, cfg.vocab,
          gpt_mlp_name(mc->mlp), mc->ffn, mc->pos == GPT_POS_ROPE ? "rotary" : "learned",
          mc->norm == GPT_NORM_RMS ? "RMSNorm" : "LayerNorm", mc->qk_norm ? ", qk-norm" : "",

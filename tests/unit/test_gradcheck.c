@@ -538,8 +538,8 @@ static void test_mlp_config(void **state) {
     assert_int_equal(gpt_ffn_default(GPT_MLP_SWIGLU, 768), 2048);
     assert_int_equal(gpt_ffn_default(GPT_MLP_SWIGLU, 8), 32);
     assert_int_equal(gpt_ffn_default(GPT_MLP_RELU2, 64), 256);
-    gpt_config_t cfg = {.vocab = 13, .ctx = 6, .dim = 64, .layers = 1, .heads = 2,
-                        .mlp = GPT_MLP_SWIGLU};
+    gpt_config_t cfg = {
+        .vocab = 13, .ctx = 6, .dim = 64, .layers = 1, .heads = 2, .mlp = GPT_MLP_SWIGLU};
     gpt_model_t *m = gpt_create(&cfg, ops, err);
     assert_non_null(m);
     assert_int_equal(m->cfg.ffn, 160);

@@ -101,8 +101,7 @@ void cpu_matmul_rows_forward(float *pre, float *out, const float *x, const float
                              const float *bias, int N, int C, int OC);
 /* the MLP activations besides GELU (cpu_mlp.c; ops.h, act OPS_MLP_*) */
 void cpu_mlp_act_forward(float *out, const float *pre, int N, int OC, int act);
-void cpu_mlp_act_backward(float *dpre, const float *pre, const float *dout, int N, int OC,
-                          int act);
+void cpu_mlp_act_backward(float *dpre, const float *pre, const float *dout, int N, int OC, int act);
 void cpu_mlp_act_bias_backward(float *dpre, float *dbias, const float *pre, const float *dout,
                                int N, int OC, int act);
 void cpu_matmul_bias_act_forward(float *pre, float *out, const float *x, const float *w,

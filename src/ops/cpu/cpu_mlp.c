@@ -96,8 +96,8 @@ void cpu_mlp_act_bias_backward(float *dpre, float *dbias, const float *pre, cons
         memset(acc, 0, OC * sizeof(float));
         int n0 = (int)((long)N * id / tn), n1 = (int)((long)N * (id + 1) / tn);
         for (int n = n0; n < n1; n++)
-            act_back_row(dpre + (size_t)n * OC, acc, pre + (size_t)n * OC, dout + (size_t)n * O,
-                         OC, act);
+            act_back_row(dpre + (size_t)n * OC, acc, pre + (size_t)n * OC, dout + (size_t)n * O, OC,
+                         act);
 #pragma omp barrier
         int o0 = (int)((long)OC * id / tn), o1 = (int)((long)OC * (id + 1) / tn);
         for (int t = 0; t < tn; t++) {
