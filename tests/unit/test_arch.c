@@ -97,6 +97,7 @@ static void test_config_json(void **state) {
     c.qk_norm = 1;
     c.untie_head = 1;
     c.zero_init = 1;
+    c.ffn = gpt_ffn_hidden(&c); /* model_config records the resolved hidden size */
     char *j = ckpt_config_to_json(&c);
     assert_non_null(j);
     assert_non_null(strstr(j, "\"pos\":\"rope\""));
