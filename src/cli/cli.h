@@ -99,6 +99,11 @@ cli_shape_t cli_shape_of(const cli_args_t *a);
 void cli_shape_arch(const cli_shape_t *s, gpt_config_t *cfg);
 /* Whether any architecture option was given (not left to the preset). */
 int cli_arch_given(const cli_shape_t *s);
+/* A preset's block on a backend without its kernels: when no architecture
+ * option was given and ops lacks one the config needs, cfg becomes GPT-2's
+ * block of the same shape and note (MG_ERR_LEN) says why; returns 1 then,
+ * else 0 (options given are refused by gpt_create in one line instead). */
+int cli_recipe_fit(const cli_shape_t *s, gpt_config_t *cfg, const ops_backend_t *ops, char *note);
 int cli_shape(const cli_shape_t *s, gpt_config_t *cfg, char *err);
 /* The checkpoint to use when none is given: best, else final model (never
  * NULL). The path lives in a static buffer that the next call overwrites:

@@ -80,6 +80,17 @@ int cli_arch_given(const cli_shape_t *s) {
     return s->pos || s->norm || s->qk_norm || s->untie_head || s->zero_init || s->mlp;
 }
 
+int cli_recipe_fit(const cli_shape_t *s, gpt_config_t *cfg, const ops_backend_t *ops, char *note) {
+    char why[MG_ERR_LEN];
+    if (cli_arch_given(s) || gpt_backend_check(cfg, ops, why) == 0) return 0;
+    int vocab = cfg->vocab, ctx = cfg->ctx, dim = cfg->dim, layers = cfg->layers;
+    int heads = cfg->heads;
+    *cfg = (gpt_config_t){.vocab = vocab, .ctx = ctx, .dim = dim, .layers = layers,
+                          .heads = heads}; /* every option 0: GPT-2's block */
+    snprintf(note, MG_ERR_LEN, "%.400s: the preset's recipe falls back to GPT-2's block", why);
+    return 1;
+}
+
 cli_shape_t cli_shape_of(const cli_args_t *a) {
     /* the architecture options are NULL unless given: the preset's then
      * (a resumed run compares only what was given with its checkpoint) */

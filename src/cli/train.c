@@ -256,16 +256,9 @@ static int train(const cli_args_t *a, char *err) {
      * left to the preset, the architecture falls back to GPT-2's block and
      * the optimizer to AdamW on a backend without their kernels (asked
      * for, they are refused in one line by gpt_create and the trainer) */
-    char why[MG_ERR_LEN];
-    if (!o.resume && !o.init_from && !cli_arch_given(&shape) &&
-        gpt_backend_check(&o.cfg, o.ops, why)) {
-        gpt_config_t gpt2;
-        if (gpt_preset("gpt2", &gpt2, err)) return CLI_ERR;
-        o.cfg.pos = gpt2.pos, o.cfg.norm = gpt2.norm, o.cfg.qk_norm = gpt2.qk_norm;
-        o.cfg.untie_head = gpt2.untie_head, o.cfg.zero_init = gpt2.zero_init;
-        o.cfg.mlp = gpt2.mlp, o.cfg.ffn = 0;
-        printf("note: %s: the %s preset's recipe falls back to GPT-2's block\n", why, shape.preset);
-    }
+    char note[MG_ERR_LEN];
+    if (!o.resume && !o.init_from && cli_recipe_fit(&shape, &o.cfg, o.ops, note))
+        printf("note: %s\n", note);
     if (!o.optimizer_set)
         o.hp.optimizer = o.ops->muon_update && !a->zero ? TRAIN_OPT_MUON : TRAIN_OPT_ADAMW;
     train_fit_t fit;

@@ -12,6 +12,8 @@
 #include <cmocka.h>
 
 #include "cli/args.h"
+#include "cli/cli.h"
+#include "ops/cpu/cpu.h"
 #include "util/common.h"
 
 static int same_name(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
@@ -139,12 +141,56 @@ static void test_refusals(void **state) {
     assert_int_equal(parse(CLI_LOAD, help, 2, &a, err), -1); /* the first problem is the one told */
 }
 
+
+/* the architecture options: left to the preset (tiny's recipe, GPT-2's
+ * block for micro), an optional on|off, and a backend without the recipe's
+ * kernels falling back to GPT-2's block only when none was given */
+static void test_recipe(void **state) {
+    (void)state;
+    char err[MG_ERR_LEN], note[MG_ERR_LEN];
+    cli_args_t a;
+    gpt_config_t cfg;
+    const char *none[] = {"--preset", "tiny"};
+    assert_int_equal(parse(CLI_TRAIN, none, 2, &a, err), 0);
+    cli_shape_t s = cli_shape_of(&a);
+    assert_false(cli_arch_given(&s));
+    assert_int_equal(cli_shape(&s, &cfg, err), 0);
+    assert_true(cfg.pos == GPT_POS_ROPE && cfg.norm == GPT_NORM_RMS && cfg.qk_norm &&
+                cfg.mlp == GPT_MLP_RELU2 && cfg.untie_head && cfg.zero_init);
+    const ops_backend_t *cpu = ops_cpu();
+    assert_int_equal(cli_recipe_fit(&s, &cfg, cpu, note), 0); /* the CPU has every kernel */
+    ops_backend_t bare = *cpu;
+    bare.name = "bare";
+    bare.qk_forward = NULL;
+    assert_int_equal(cli_recipe_fit(&s, &cfg, &bare, note), 1);
+    assert_true(cfg.pos == GPT_POS_LEARNED && cfg.norm == GPT_NORM_LAYER && !cfg.qk_norm &&
+                cfg.mlp == GPT_MLP_GELU && !cfg.untie_head && !cfg.zero_init);
+    assert_true(cfg.dim == 128 && cfg.vocab == 8192 && cfg.layers == 2 && cfg.ctx == 256);
+    assert_non_null(strstr(note, "the bare backend has no rotary position embeddings"));
+    /* an option given: no fallback (gpt_create refuses it in one line) */
+    const char *given[] = {"--preset", "tiny", "--qk-norm", "off", "--untie-head", "--mlp", "gelu"};
+    assert_int_equal(parse(CLI_TRAIN, given, 7, &a, err), 0);
+    assert_string_equal(a.qk_norm, "off");
+    assert_string_equal(a.untie_head, "on");
+    s = cli_shape_of(&a);
+    assert_int_equal(cli_shape(&s, &cfg, err), 0);
+    assert_true(!cfg.qk_norm && cfg.untie_head && cfg.mlp == GPT_MLP_GELU && cfg.pos == GPT_POS_ROPE);
+    assert_int_equal(cli_recipe_fit(&s, &cfg, &bare, note), 0);
+    assert_int_equal(cfg.pos, GPT_POS_ROPE);
+    const char *micro[] = {"--preset", "micro"};
+    assert_int_equal(parse(CLI_TRAIN, micro, 2, &a, err), 0);
+    s = cli_shape_of(&a);
+    assert_int_equal(cli_shape(&s, &cfg, err), 0);
+    assert_true(cfg.pos == GPT_POS_LEARNED && !cfg.qk_norm && cfg.mlp == GPT_MLP_GELU);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows_consistent),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_values_and_aliases),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_recipe),
     };
     return cmocka_run_group_tests_name("args", tests, NULL, NULL);
 }
