@@ -13,8 +13,8 @@ T=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$T"' EXIT
 head -c 150000 data/corpus_pt_br.txt >"$T/slice.txt"
-"$MINIGPT" train --data "$T/slice.txt" --preset micro --steps 40 --batch 4 --threads 2 --eval-every 0 \
-    --out "$T/m" >/dev/null 2>&1
+"$MINIGPT" train --data "$T/slice.txt" --preset micro --optimizer adamw --steps 40 --batch 4 --threads 2 \
+    --eval-every 0 --out "$T/m" >/dev/null 2>&1
 ck=$T/m/mini_gpt.safetensors
 
 echo "serve: start"

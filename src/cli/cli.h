@@ -91,7 +91,7 @@ typedef struct {
     long layers, heads, dim, ctx, vocab; /* 0: from the preset */
     /* the architecture options (--pos, --norm: NULL or the name; flags 0/1) */
     const char *pos, *norm, *qk_norm, *untie_head, *zero_init; /* NULL: the preset's */
-    const char *mlp;                     /* --mlp (NULL: gelu) */
+    const char *mlp;                                           /* --mlp (NULL: gelu) */
 } cli_shape_t;
 /* The shape of a command's flags (train, benchmark). */
 cli_shape_t cli_shape_of(const cli_args_t *a);

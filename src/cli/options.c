@@ -85,7 +85,10 @@ int cli_recipe_fit(const cli_shape_t *s, gpt_config_t *cfg, const ops_backend_t 
     if (cli_arch_given(s) || gpt_backend_check(cfg, ops, why) == 0) return 0;
     int vocab = cfg->vocab, ctx = cfg->ctx, dim = cfg->dim, layers = cfg->layers;
     int heads = cfg->heads;
-    *cfg = (gpt_config_t){.vocab = vocab, .ctx = ctx, .dim = dim, .layers = layers,
+    *cfg = (gpt_config_t){.vocab = vocab,
+                          .ctx = ctx,
+                          .dim = dim,
+                          .layers = layers,
                           .heads = heads}; /* every option 0: GPT-2's block */
     snprintf(note, MG_ERR_LEN, "%.400s: the preset's recipe falls back to GPT-2's block", why);
     return 1;
@@ -94,9 +97,8 @@ int cli_recipe_fit(const cli_shape_t *s, gpt_config_t *cfg, const ops_backend_t 
 cli_shape_t cli_shape_of(const cli_args_t *a) {
     /* the architecture options are NULL unless given: the preset's then
      * (a resumed run compares only what was given with its checkpoint) */
-    return (cli_shape_t){a->preset,     a->layers,    a->heads,      a->dim,
-                         a->ctx,        a->vocab,     a->pos,        a->norm,
-                         a->qk_norm,    a->untie_head, a->zero_init, a->mlp};
+    return (cli_shape_t){a->preset, a->layers, a->heads,   a->dim,        a->ctx,       a->vocab,
+                         a->pos,    a->norm,   a->qk_norm, a->untie_head, a->zero_init, a->mlp};
 }
 
 const char *cli_default_checkpoint(const char *dir) {

@@ -17,8 +17,17 @@ static const struct {
      * shape and block (docs/training-recipe.md); the others have GPT-2's
      * block */
     {"tiny",
-     {.vocab = 8192, .ctx = 256, .dim = 128, .layers = 2, .heads = 2, .pos = GPT_POS_ROPE,
-      .norm = GPT_NORM_RMS, .qk_norm = 1, .mlp = GPT_MLP_RELU2, .untie_head = 1, .zero_init = 1}},
+     {.vocab = 8192,
+      .ctx = 256,
+      .dim = 128,
+      .layers = 2,
+      .heads = 2,
+      .pos = GPT_POS_ROPE,
+      .norm = GPT_NORM_RMS,
+      .qk_norm = 1,
+      .mlp = GPT_MLP_RELU2,
+      .untie_head = 1,
+      .zero_init = 1}},
     {"mini", {.vocab = 4096, .ctx = 256, .dim = 256, .layers = 4, .heads = 4}},
     {"small", {.vocab = 8192, .ctx = 512, .dim = 512, .layers = 8, .heads = 8}},
     {"gpt2", {.vocab = 50257, .ctx = 1024, .dim = 768, .layers = 12, .heads = 12}},
@@ -54,8 +63,8 @@ int gpt_config_check(const gpt_config_t *c, char *err) {
     if ((c->qk_norm | c->untie_head | c->zero_init) & ~1)
         return mg_fail(err, "qk_norm, untie_head and zero_init are 0 or 1");
     if (c->pos == GPT_POS_ROPE && (c->dim / c->heads) % 2)
-        return mg_fail(err, "--pos rope needs an even head size (dim %d / heads %d is odd)",
-                       c->dim, c->heads);
+        return mg_fail(err, "--pos rope needs an even head size (dim %d / heads %d is odd)", c->dim,
+                       c->heads);
     if (c->mlp < 0 || c->mlp >= GPT_MLP_COUNT)
         return mg_fail(err, "unknown MLP kind %d (gelu, relu2, swiglu)", c->mlp);
     if (c->ffn < 0 || c->ffn > (1 << 20))
@@ -92,21 +101,24 @@ int gpt_ffn_fc_rows(const gpt_config_t *c) {
 
 /* zero_init is only how training started: the block stays GPT-2's. */
 int gpt_gpt2_check(const gpt_config_t *c, const char *format, char *err) {
-    const char *o = c->pos == GPT_POS_ROPE    ? "--pos rope"
-                    : c->norm == GPT_NORM_RMS ? "--norm rmsnorm"
-                    : c->qk_norm              ? "--qk-norm"
-                    : c->untie_head           ? "--untie-head"
-                    : c->mlp == GPT_MLP_RELU2 ? "--mlp relu2"
+    const char *o = c->pos == GPT_POS_ROPE     ? "--pos rope"
+                    : c->norm == GPT_NORM_RMS  ? "--norm rmsnorm"
+                    : c->qk_norm               ? "--qk-norm"
+                    : c->untie_head            ? "--untie-head"
+                    : c->mlp == GPT_MLP_RELU2  ? "--mlp relu2"
                     : c->mlp == GPT_MLP_SWIGLU ? "--mlp swiglu"
                                                : NULL;
-    if (o) return mg_fail(err, "%s holds GPT-2's block only; this model was trained with %s", format, o);
+    if (o)
+        return mg_fail(err, "%s holds GPT-2's block only; this model was trained with %s", format,
+                       o);
     if (gpt_ffn_hidden(c) != 4 * c->dim)
         return mg_fail(err, "%s takes only the MLP of 4 x dim; this model's hidden size is %d",
                        format, gpt_ffn_hidden(c));
     return 0;
 }
 
-_Static_assert((int)GPT_MLP_RELU2 == (int)OPS_MLP_RELU2 && (int)GPT_MLP_SWIGLU == (int)OPS_MLP_SWIGLU,
+_Static_assert((int)GPT_MLP_RELU2 == (int)OPS_MLP_RELU2 &&
+                   (int)GPT_MLP_SWIGLU == (int)OPS_MLP_SWIGLU,
                "the model's MLP kinds are the act argument of the ops");
 
 /* What each option needs of the backend: a model that asks for a NULL

@@ -28,9 +28,9 @@ typedef struct {
     int qk_norm; /* 0/1: RMS-normalise q and k per head (no weights, eps 1e-5) before RoPE */
     int untie_head; /* 0/1: a separate "lm_head.weight" (V,C) after ln_f in the table */
     int zero_init;  /* 0/1: attn.proj.weight, mlp.proj.weight (and lm_head.weight) start at 0 */
-    int mlp;    /* GPT_MLP_GELU (0, GPT-2), GPT_MLP_RELU2, GPT_MLP_SWIGLU */
-    int ffn;    /* MLP hidden size H: 0 = the default (gpt_ffn_default), which
-                 * gpt_create resolves into m->cfg.ffn */
+    int mlp;        /* GPT_MLP_GELU (0, GPT-2), GPT_MLP_RELU2, GPT_MLP_SWIGLU */
+    int ffn;        /* MLP hidden size H: 0 = the default (gpt_ffn_default), which
+                     * gpt_create resolves into m->cfg.ffn */
 } gpt_config_t;
 enum { GPT_POS_LEARNED = 0, GPT_POS_ROPE = 1 };
 enum { GPT_NORM_LAYER = 0, GPT_NORM_RMS = 1 };
@@ -135,14 +135,14 @@ typedef struct {
  * gpt_adamw_step synchronize the backend around each op and add its wall
  * time to seconds[phase][op]; NULL (the default) costs one branch per op. */
 typedef enum {
-    GPT_OP_EMBED,     /* token + position embedding (and the token upload) */
-    GPT_OP_LAYERNORM, /* ln1, ln2, ln_f (LayerNorm or RMSNorm) */
-    GPT_OP_QKV,       /* matmul (N,C) -> (N,3C) */
-    GPT_OP_ATTN_PROJ, /* matmul (N,C) -> (N,C) */
-    GPT_OP_FC,        /* matmul (N,C) -> (N,F) */
-    GPT_OP_FC2,       /* matmul (N,H) -> (N,C) */
-    GPT_OP_ATTENTION, /* causal self-attention (with qk-norm and RoPE on q and k) */
-    GPT_OP_GELU,      /* the MLP's activation (GELU, relu^2 or SwiGLU) */
+    GPT_OP_EMBED,      /* token + position embedding (and the token upload) */
+    GPT_OP_LAYERNORM,  /* ln1, ln2, ln_f (LayerNorm or RMSNorm) */
+    GPT_OP_QKV,        /* matmul (N,C) -> (N,3C) */
+    GPT_OP_ATTN_PROJ,  /* matmul (N,C) -> (N,C) */
+    GPT_OP_FC,         /* matmul (N,C) -> (N,F) */
+    GPT_OP_FC2,        /* matmul (N,H) -> (N,C) */
+    GPT_OP_ATTENTION,  /* causal self-attention (with qk-norm and RoPE on q and k) */
+    GPT_OP_GELU,       /* the MLP's activation (GELU, relu^2 or SwiGLU) */
     GPT_OP_RESIDUAL,   /* residual adds (and zeroing the residual gradient) */
     GPT_OP_CLASSIFIER, /* LM head matmul (N,C) -> (N,V) */
     GPT_OP_XENT,       /* softmax + cross-entropy (and the loss download) */

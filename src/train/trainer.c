@@ -555,8 +555,8 @@ static int run_setup(run_t *r, char *err) {
          r->model->num_floats, cfg.layers, cfg.heads, cfg.dim, cfg.ctx, cfg.vocab,
          gpt_mlp_name(mc->mlp), mc->ffn, mc->pos == GPT_POS_ROPE ? "rotary" : "learned",
          mc->norm == GPT_NORM_RMS ? "RMSNorm" : "LayerNorm", mc->qk_norm ? ", qk-norm" : "",
-         mc->untie_head ? ", untied head" : ", tied head", mc->zero_init ? ", zero-init" : "", B,
-         T, accum, per_epoch);
+         mc->untie_head ? ", untied head" : ", tied head", mc->zero_init ? ", zero-init" : "", B, T,
+         accum, per_epoch);
     if (hp->optimizer == TRAIN_OPT_MUON)
         info(r,
              "optimizer: Muon on the hidden matrices (lr %.2e, momentum %.2f, Nesterov, "

@@ -141,7 +141,6 @@ static void test_refusals(void **state) {
     assert_int_equal(parse(CLI_LOAD, help, 2, &a, err), -1); /* the first problem is the one told */
 }
 
-
 /* the architecture options: left to the preset (tiny's recipe, GPT-2's
  * block for micro), an optional on|off, and a backend without the recipe's
  * kernels falling back to GPT-2's block only when none was given */
@@ -174,7 +173,8 @@ static void test_recipe(void **state) {
     assert_string_equal(a.untie_head, "on");
     s = cli_shape_of(&a);
     assert_int_equal(cli_shape(&s, &cfg, err), 0);
-    assert_true(!cfg.qk_norm && cfg.untie_head && cfg.mlp == GPT_MLP_GELU && cfg.pos == GPT_POS_ROPE);
+    assert_true(!cfg.qk_norm && cfg.untie_head && cfg.mlp == GPT_MLP_GELU &&
+                cfg.pos == GPT_POS_ROPE);
     assert_int_equal(cli_recipe_fit(&s, &cfg, &bare, note), 0);
     assert_int_equal(cfg.pos, GPT_POS_ROPE);
     const char *micro[] = {"--preset", "micro"};

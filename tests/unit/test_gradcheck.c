@@ -431,10 +431,20 @@ static const struct {
     {"zero init", {.zero_init = 1, .untie_head = 1}},
     {"relu2", {.mlp = GPT_MLP_RELU2}},
     {"swiglu", {.mlp = GPT_MLP_SWIGLU}},
-    {"all", {.pos = GPT_POS_ROPE, .norm = GPT_NORM_RMS, .qk_norm = 1, .untie_head = 1,
-             .zero_init = 1, .mlp = GPT_MLP_SWIGLU}},
-    {"all, relu2", {.pos = GPT_POS_ROPE, .norm = GPT_NORM_RMS, .qk_norm = 1, .untie_head = 1,
-                    .zero_init = 1, .mlp = GPT_MLP_RELU2}},
+    {"all",
+     {.pos = GPT_POS_ROPE,
+      .norm = GPT_NORM_RMS,
+      .qk_norm = 1,
+      .untie_head = 1,
+      .zero_init = 1,
+      .mlp = GPT_MLP_SWIGLU}},
+    {"all, relu2",
+     {.pos = GPT_POS_ROPE,
+      .norm = GPT_NORM_RMS,
+      .qk_norm = 1,
+      .untie_head = 1,
+      .zero_init = 1,
+      .mlp = GPT_MLP_RELU2}},
 };
 #define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
 
@@ -519,7 +529,8 @@ static void check_accumulation(const gpt_config_t *cfg) {
             scale = fmax(scale, fabs((double)full[i]));
         }
         printf("  %s, %s: loss %.6f vs %.6f, worst gradient difference %.2e of %.2e\n",
-               gpt_mlp_name(cfg->mlp), fused ? "fused" : "unfused", loss_acc, loss_full, diff, scale);
+               gpt_mlp_name(cfg->mlp), fused ? "fused" : "unfused", loss_acc, loss_full, diff,
+               scale);
         assert_true(scale > 1e-3);
         assert_true(fabs(loss_acc - loss_full) < 1e-5 * fabs(loss_full));
         assert_true(diff < 1e-5 * scale);
