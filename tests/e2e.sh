@@ -18,16 +18,19 @@ for f in best_model.safetensors mini_gpt.safetensors tokenizer.json; do
 done
 echo "  files written: $(cd "$T/m1" && ls | tr '\n' ' ')"
 
-# the default recipe (docs/training-recipe.md): tiny, lr 2e-3 x 256/dim
-# capped at 3e-3, warm-up 100; the learning rate follows the width
+# the default recipe (docs/training-recipe.md): tiny (its block: rotary, RMSNorm,
+# qk-norm, relu^2, untied head, zero-init) with Muon; --lr 2e-3 x 256/dim capped
+# at 3e-3, x2 for the tensors AdamW trains beside Muon; warm-up 100
 "$MINIGPT" train --data "$T/slice.txt" --steps 1 --eval-every 0 --out "$T/d" >"$T/logd" 2>&1
 expect "default preset is tiny" grep -q '^minigpt train: tiny ' "$T/logd"
-expect "... lr 3e-3 scaled to the width" grep -q 'lr 3.00e-03 (--lr) scaled to the width' "$T/logd"
+expect "... lr 3e-3 scaled to the width, x2 for Muon's other tensors" \
+    grep -q "lr 6.00e-03 (--lr) scaled to the width, x2 for Muon's other tensors" "$T/logd"
 expect "... warm-up 100, at most a tenth of the run: 1 step here, as printed" \
     grep -q '^schedule: warmup 1 steps (--warmup 100, at most a tenth of the run)' "$T/logd"
 expect "... with 2 layers, dim 128, vocab 8192" grep -q '(2 layers, 2 heads, dim 128, context 256, vocab 8192)' "$T/logd"
+expect "... tiny's block and Muon" bash -c "grep -q 'relu2 MLP of 512, rotary positions, RMSNorm, qk-norm, untied head, zero-init;' '$T/logd' && grep -q '^optimizer: Muon' '$T/logd'"
 "$MINIGPT" train --data "$T/slice.txt" --preset small --steps 1 --eval-every 0 --out "$T/s" >"$T/logs" 2>&1
-expect "dim 512: lr 1e-3 (2e-3 x 256/512)" grep -q 'lr 1.00e-03 (--lr) scaled to the width' "$T/logs"
+expect "dim 512: lr 1e-3 (2e-3 x 256/512), x2 for Muon" grep -q 'lr 2.00e-03 (--lr) scaled to the width, x2' "$T/logs"
 first=$(grep -m1 '^step 1/' "$T/log1" | sed 's/.* loss \([0-9.]*\).*/\1/')
 last=$(grep '^step 40/' "$T/log1" | sed 's/.* loss \([0-9.]*\).*/\1/')
 expect "loss falls ($first -> $last)" awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.5) }'

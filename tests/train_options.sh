@@ -117,7 +117,7 @@ expect "... starts from the checkpoint: first loss $ft1, from scratch $sc1" \
 expect "... says what it starts from" grep -q "^fine-tuning $base (step 12, val loss" "$T/ft.log"
 expect "... keeps the checkpoint's tokenizer" grep -q '^tokenizer: 512 tokens .* from the checkpoint' "$T/ft.log"
 expect "... the same tokenizer.json" cmp -s "$T/b4/tokenizer.json" "$T/ft/tokenizer.json"
-expect "... the default learning rate of the shape" grep -q 'lr 3.00e-03 (--lr) scaled to the width' "$T/ft.log"
+expect "... the default learning rate of the shape (and Muon)" grep -q 'lr 6.00e-03 (--lr) scaled to the width, x2' "$T/ft.log"
 expect "... a new schedule: its own 10 steps" grep -q '^step 10/10 ' "$T/ft.log"
 expect "... the tuned model generates" bash -c "'$MINIGPT' generate --checkpoint '$T/ft/mini_gpt.safetensors' \
     --prompt 'O Brasil' --max-tokens 5 --temperature 0 --threads 2 >/dev/null 2>&1"

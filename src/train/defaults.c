@@ -6,6 +6,9 @@
 #include "train/trainer.h"
 #include "util/common.h"
 
+/* --lr's default multiplier when Muon trains the hidden matrices */
+#define TRAIN_MUON_ADAM_LR_SCALE 2.0f
+
 void train_defaults(train_opts_t *o) {
     memset(o, 0, sizeof *o);
     o->out_dir = "models";
@@ -58,6 +61,14 @@ void train_fit(train_opts_t *o, const mg_sysinfo_t *sys, int batch_set, int lr_s
     if (!lr_set && o->cfg.dim != 256) {
         o->hp.lr = fminf(3e-3f, o->hp.lr * 256.0f / o->cfg.dim);
         fit->lr_why = " scaled to the width";
+    }
+    /* with Muon, --lr drives only the embeddings, the head, gains and
+     * biases, which learned best at twice AdamW's rate for the whole model
+     * (tiny: 6e-3 against 3e-3, docs/training-recipe.md) */
+    if (!lr_set && o->hp.optimizer == TRAIN_OPT_MUON) {
+        o->hp.lr *= TRAIN_MUON_ADAM_LR_SCALE;
+        fit->lr_why = *fit->lr_why ? " scaled to the width, x2 for Muon's other tensors"
+                                   : " x2 for Muon's other tensors";
     }
     if (batch_set || !budget) return;
     /* a GPU needs many rows to be busy: grow the batch while it fits, and
