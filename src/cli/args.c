@@ -252,8 +252,9 @@ const cli_row_t cli_rows[] = {
      .def_doc = "1",
      .help = "micro-batches per optimizer step: a step of K x B sequences in the memory of B"},
     {"lr", NULL, "LR", CLI_T_FLOAT, F(lr), C(CLI_TRAIN), .min = 1e-9, .max = 10,
-     .def_doc = "2e-3 x 256/dim, at most 3e-3, x2 with Muon (its other tensors); on a GPU also times "
-                "sqrt(batch/8), at most 4e-3",
+     .def_doc =
+         "2e-3 x 256/dim, at most 3e-3, x2 with Muon (its other tensors); on a GPU also times "
+         "sqrt(batch/8), at most 4e-3",
      .help = "peak learning rate (linear warm-up, then cosine decay to 10%)"},
     {"warmup", NULL, "N", CLI_T_INT, F(warmup), C(CLI_TRAIN), .min = 1, .max = 2147483647.0,
      .def_doc = "100, at most a tenth of the run", .help = "warm-up steps"},
