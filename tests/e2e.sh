@@ -19,7 +19,7 @@ done
 echo "  files written: $(cd "$T/m1" && ls | tr '\n' ' ')"
 
 # the default recipe (docs/training-recipe.md): tiny (its block: rotary, RMSNorm,
-# qk-norm, relu^2, untied head, zero-init) with Muon; --lr 2e-3 x 256/dim capped
+# qk-norm, relu^2, untied head) with Muon; --lr 2e-3 x 256/dim capped
 # at 3e-3, x2 for the tensors AdamW trains beside Muon; warm-up 100
 "$MINIGPT" train --data "$T/slice.txt" --steps 1 --eval-every 0 --out "$T/d" >"$T/logd" 2>&1
 expect "default preset is tiny" grep -q '^minigpt train: tiny ' "$T/logd"
@@ -28,7 +28,7 @@ expect "... lr 3e-3 scaled to the width, x2 for Muon's other tensors" \
 expect "... warm-up 100, at most a tenth of the run: 1 step here, as printed" \
     grep -q '^schedule: warmup 1 steps (--warmup 100, at most a tenth of the run)' "$T/logd"
 expect "... with 2 layers, dim 128, vocab 8192" grep -q '(2 layers, 2 heads, dim 128, context 256, vocab 8192)' "$T/logd"
-expect "... tiny's block and Muon" bash -c "grep -q 'relu2 MLP of 512, rotary positions, RMSNorm, qk-norm, untied head, zero-init;' '$T/logd' && grep -q '^optimizer: Muon' '$T/logd'"
+expect "... tiny's block and Muon" bash -c "grep -q 'relu2 MLP of 512, rotary positions, RMSNorm, qk-norm, untied head;' '$T/logd' && grep -q '^optimizer: Muon' '$T/logd'"
 "$MINIGPT" train --data "$T/slice.txt" --preset small --steps 1 --eval-every 0 --out "$T/s" >"$T/logs" 2>&1
 expect "dim 512: lr 1e-3 (2e-3 x 256/512), x2 for Muon" grep -q 'lr 2.00e-03 (--lr) scaled to the width, x2' "$T/logs"
 first=$(grep -m1 '^step 1/' "$T/log1" | sed 's/.* loss \([0-9.]*\).*/\1/')

@@ -155,7 +155,7 @@ static void test_recipe(void **state) {
     assert_false(cli_arch_given(&s));
     assert_int_equal(cli_shape(&s, &cfg, err), 0);
     assert_true(cfg.pos == GPT_POS_ROPE && cfg.norm == GPT_NORM_RMS && cfg.qk_norm &&
-                cfg.mlp == GPT_MLP_RELU2 && cfg.untie_head && cfg.zero_init);
+                cfg.mlp == GPT_MLP_RELU2 && cfg.untie_head && !cfg.zero_init);
     const ops_backend_t *cpu = ops_cpu();
     assert_int_equal(cli_recipe_fit(&s, &cfg, cpu, note), 0); /* the CPU has every kernel */
     ops_backend_t bare = *cpu;
