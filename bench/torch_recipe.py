@@ -412,7 +412,7 @@ def main():
     for f in ("qk-norm", "untie-head", "zero-init"):
         ap.add_argument("--" + f, action="store_const", const=True)
     ap.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw")
-    ap.add_argument("--muon-lr", type=float, default=0.02)
+    ap.add_argument("--muon-lr", type=float, default=0.005)
     ap.add_argument("--muon-momentum", type=float, default=0.95)
     ap.add_argument("--selftest", action="store_true")
     a = ap.parse_args()

@@ -69,7 +69,7 @@ expect_exit 2 "--grad-accum x: exit 2" train --steps 1 --grad-accum x --out "$T/
 echo "train options: Muon (--optimizer muon)"
 train --steps 12 --batch 4 --eval-every 6 --save-every 6 --optimizer muon --out "$T/mu" >"$T/mu.log"
 expect "--optimizer muon trains" test $? -eq 0
-expect "... says so, with its lr and momentum" grep -q '^optimizer: Muon on the hidden matrices (lr 2.00e-02, momentum 0.95' "$T/mu.log"
+expect "... says so, with its lr and momentum" grep -q '^optimizer: Muon on the hidden matrices (lr 5.00e-03, momentum 0.95' "$T/mu.log"
 train --steps 12 --batch 4 --eval-every 6 --optimizer adamw --out "$T/b4a" >"$T/b4a.log"
 expect "... and not as AdamW: other losses than an AdamW --batch 4 run's" bash -c \
     "! cmp -s <(grep -E '^step 12/' '$T/b4a.log' | sed -E 's/ [0-9]+ tok.*//') <(grep -E '^step 12/' '$T/mu.log' | sed -E 's/ [0-9]+ tok.*//')"
@@ -85,7 +85,7 @@ print(s.get("optimizer"), round(s.get("muon_lr", 0), 6), round(s.get("muon_momen
 EOF
 }
 expect "... the state saves the optimizer (1: Muon) and its settings" \
-    test "$(saved_optimizer "$T/mu/checkpoint_step_6.optim.safetensors")" = "1 0.02 0.95"
+    test "$(saved_optimizer "$T/mu/checkpoint_step_6.optim.safetensors")" = "1 0.005 0.95"
 expect "... an AdamW run's state says 0" \
     test "$(saved_optimizer "$T/ra/checkpoint_step_6.optim.safetensors" | cut -d' ' -f1)" = "0"
 expect "... the checkpoint's metadata names it" bash -c \

@@ -267,7 +267,7 @@ const cli_row_t cli_rows[] = {
     {"optimizer", NULL, NULL, CLI_T_CHOICE, F(optimizer), C(CLI_BENCHMARK), .choices = "adamw|muon",
      .def = "adamw", .help = "the update timed in each training step (train --optimizer)"},
     {"muon-lr", NULL, "LR", CLI_T_FLOAT, F(muon_lr), C(CLI_TRAIN), .min = 1e-9, .max = 10,
-     .def = "0.02",
+     .def = "0.005",
      .help = "Muon's peak learning rate (the same warm-up and cosine decay as --lr)"},
     {"muon-momentum", NULL, "M", CLI_T_FLOAT, F(muon_momentum), C(CLI_TRAIN), .min = 0,
      .max = 0.999, .def = "0.95", .help = "Muon's Nesterov momentum"},
