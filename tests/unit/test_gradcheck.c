@@ -19,6 +19,9 @@
 #include "ops/ops.h"
 #include "util/common.h"
 
+#include "unit/variants.h" /* the block variants every model check runs on (with zero-init
+                              * the weights are still perturbed, so every path carries signal) */
+
 #define MAX_IN 4
 
 typedef struct gc_case gc_case_t;
@@ -416,38 +419,6 @@ static gpt_model_t *small_model_cfg(const gpt_config_t *arch, uint64_t seed, int
     return m;
 }
 
-/* The architecture options, one at a time and all together (with zero_init
- * the weights are still perturbed by small_model, so every path carries
- * signal). */
-static const struct {
-    const char *name;
-    gpt_config_t cfg;
-} variants[] = {
-    {"gpt2", {0}},
-    {"rope", {.pos = GPT_POS_ROPE}},
-    {"rmsnorm", {.norm = GPT_NORM_RMS}},
-    {"qk-norm", {.qk_norm = 1}},
-    {"untied head", {.untie_head = 1}},
-    {"zero init", {.zero_init = 1, .untie_head = 1}},
-    {"relu2", {.mlp = GPT_MLP_RELU2}},
-    {"swiglu", {.mlp = GPT_MLP_SWIGLU}},
-    {"all",
-     {.pos = GPT_POS_ROPE,
-      .norm = GPT_NORM_RMS,
-      .qk_norm = 1,
-      .untie_head = 1,
-      .zero_init = 1,
-      .mlp = GPT_MLP_SWIGLU}},
-    {"all, relu2",
-     {.pos = GPT_POS_ROPE,
-      .norm = GPT_NORM_RMS,
-      .qk_norm = 1,
-      .untie_head = 1,
-      .zero_init = 1,
-      .mlp = GPT_MLP_RELU2}},
-};
-#define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
-
 /* (loss(w_i + h) - loss(w_i - h)) / 2h */
 static double central(gpt_model_t *m, size_t i, float h, const int32_t *tok, const int32_t *tgt,
                       int B, int T) {
@@ -499,7 +470,7 @@ static void test_model(void **state) {
     (void)state;
     for (int v = 0; v < N_VARIANTS; v++)
         for (int no_fusion = 0; no_fusion < 2; no_fusion++) /* fused and unfused norms */
-            check_model(&variants[v].cfg, variants[v].name, no_fusion);
+            check_model(&variants[v].arch, variants[v].name, no_fusion);
 }
 
 /* Gradient accumulation: two micro-batches of 2 rows at grad_scale 1/2
@@ -573,7 +544,7 @@ static void test_mlp_config(void **state) {
 static void test_accumulation(void **state) {
     (void)state;
     for (int v = 0; v < N_VARIANTS; v++)
-        check_accumulation(&variants[v].cfg);
+        check_accumulation(&variants[v].arch);
 }
 
 int main(void) {

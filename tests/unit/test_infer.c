@@ -16,34 +16,8 @@
 #include "ops/cpu/cpu.h"
 #include "util/common.h"
 
-/* The architecture options (model/gpt.h), one at a time and together. */
-static const struct {
-    const char *name;
-    gpt_config_t arch;
-} variants[] = {
-    {"gpt2", {0}},
-    {"rope", {.pos = GPT_POS_ROPE}},
-    {"rmsnorm", {.norm = GPT_NORM_RMS}},
-    {"qk-norm", {.qk_norm = 1}},
-    {"untied head", {.untie_head = 1}},
-    {"relu2", {.mlp = GPT_MLP_RELU2}},
-    {"swiglu", {.mlp = GPT_MLP_SWIGLU}},
-    {"all, swiglu",
-     {.pos = GPT_POS_ROPE,
-      .norm = GPT_NORM_RMS,
-      .qk_norm = 1,
-      .untie_head = 1,
-      .zero_init = 1,
-      .mlp = GPT_MLP_SWIGLU}},
-    {"all (tiny's recipe)",
-     {.pos = GPT_POS_ROPE,
-      .norm = GPT_NORM_RMS,
-      .qk_norm = 1,
-      .untie_head = 1,
-      .zero_init = 1,
-      .mlp = GPT_MLP_RELU2}},
-};
-#define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
+#include "unit/variants.h" /* the block variants every model check runs on (with zero-init
+                              * the weights are still perturbed, so every path carries signal) */
 
 /* Logits from prefill + one-token steps equal the full forward's, at every
  * position, with the fused kernels and without: the cache changes the
