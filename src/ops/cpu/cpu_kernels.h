@@ -102,6 +102,9 @@ void cpu_matmul_rows_forward(float *pre, float *out, const float *x, const float
 /* the MLP activations besides GELU (cpu_mlp.c; ops.h, act OPS_MLP_*) */
 void cpu_mlp_act_forward(float *out, const float *pre, int N, int OC, int act);
 void cpu_mlp_act_backward(float *dpre, const float *pre, const float *dout, int N, int OC, int act);
+/* the act of the MLP kernels for GELU (ops.h's OPS_MLP_* are the others):
+ * cpu_gelu_bias_backward is cpu_mlp_act_bias_backward with it */
+enum { CPU_ACT_GELU = 0 };
 void cpu_mlp_act_bias_backward(float *dpre, float *dbias, const float *pre, const float *dout,
                                int N, int OC, int act);
 void cpu_matmul_bias_act_forward(float *pre, float *out, const float *x, const float *w,

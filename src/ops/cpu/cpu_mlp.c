@@ -44,7 +44,14 @@ void cpu_mlp_act_forward(float *out, const float *pre, int N, int OC, int act) {
  * element is read before it is written). */
 static inline void act_back_row(float *dpre, float *acc, const float *pre, const float *dout,
                                 int OC, int act) {
-    if (act == OPS_MLP_RELU2) {
+    if (act == CPU_ACT_GELU) { /* cpu_gelu_bias_backward: acc is never NULL there */
+#pragma omp simd
+        for (int i = 0; i < OC; i++) {
+            float g = dout[i] * cpu_gelu_grad(pre[i]);
+            dpre[i] = g;
+            acc[i] += g;
+        }
+    } else if (act == OPS_MLP_RELU2) {
 #pragma omp simd
         for (int i = 0; i < OC; i++) {
             float d = pre[i] > 0.0f ? 2.0f * pre[i] * dout[i] : 0.0f;
@@ -82,8 +89,8 @@ void cpu_mlp_act_backward(float *dpre, const float *pre, const float *dout, int 
 
 /* Fused: the backward and the bias gradient in one pass over (N,OC). Each
  * thread sums its rows into its own OC floats; the partial sums are added in
- * thread order (deterministic for a given thread count), as
- * cpu_gelu_bias_backward does. */
+ * thread order (deterministic for a given thread count). GELU's
+ * (cpu_gelu_bias_backward) is this with act CPU_ACT_GELU. */
 void cpu_mlp_act_bias_backward(float *dpre, float *dbias, const float *pre, const float *dout,
                                int N, int OC, int act) {
     int nt = omp_get_max_threads(), O = out_cols(OC, act);

@@ -60,34 +60,7 @@ void cpu_gelu_backward(float *dx, const float *x, const float *dout, size_t n) {
  * thread count). */
 void cpu_gelu_bias_backward(float *dpre, float *dbias, const float *pre, const float *dout, int N,
                             int OC) {
-    int nt = omp_get_max_threads();
-    float *part = cpu_scratch((size_t)nt * OC);
-    if (!part) return;
-#pragma omp parallel num_threads(nt)
-    {
-        int id = omp_get_thread_num(), tn = omp_get_num_threads();
-        float *acc = part + (size_t)id * OC;
-        memset(acc, 0, OC * sizeof(float));
-        int n0 = (int)((long)N * id / tn), n1 = (int)((long)N * (id + 1) / tn);
-        for (int n = n0; n < n1; n++) {
-            const float *x = pre + (size_t)n * OC, *d = dout + (size_t)n * OC;
-            float *dx = dpre + (size_t)n * OC;
-#pragma omp simd
-            for (int i = 0; i < OC; i++) {
-                float g = d[i] * cpu_gelu_grad(x[i]);
-                dx[i] = g;
-                acc[i] += g;
-            }
-        }
-#pragma omp barrier
-        /* reduce: each thread owns a slice of the columns */
-        int o0 = (int)((long)OC * id / tn), o1 = (int)((long)OC * (id + 1) / tn);
-        for (int t = 0; t < tn; t++) {
-            const float *pt = part + (size_t)t * OC;
-            for (int i = o0; i < o1; i++)
-                dbias[i] += pt[i];
-        }
-    }
+    cpu_mlp_act_bias_backward(dpre, dbias, pre, dout, N, OC, CPU_ACT_GELU);
 }
 
 void cpu_add(float *out, const float *a, const float *b, size_t n) {
